@@ -1,0 +1,76 @@
+using System.Globalization;
+using DualChunk.Core;
+using DualChunk.Kernels;
+
+namespace DualChunk.Cli;
+
+/// <summary><c>dualchunk inspect</c>: what a weights file holds, and what this machine will run it with.</summary>
+internal static class Inspector
+{
+    public static void Write(string path, int? chunkSize, TextWriter o)
+    {
+        o.WriteLine($"file:     {path}");
+        if (WeightsFiles.IsDcw(path))
+        {
+            var info = DcwFile.Inspect(path);
+            o.WriteLine(Invariant($"format:   dcw version {info.Version} ({info.FileLength:N0} bytes, table {info.TableByteLength:N0} bytes, data at {info.DataOffset})"));
+            o.WriteLine($"config:   {info.Config}");
+            WriteKernels(o);
+            long total = 0;
+            o.WriteLine($"tensors:  {info.Tensors.Count}");
+            foreach (var t in info.Tensors)
+            {
+                o.WriteLine(Invariant($"  {t.Name,-64} {t.Dtype,-4} {t.ShapeText,-12} {t.ByteLength,12:N0} B  @ {t.Offset}"));
+                total += t.ByteLength;
+            }
+            o.WriteLine(Invariant($"total:    {total:N0} bytes of tensor data"));
+            if (info.ChecksumValid)
+            {
+                o.WriteLine(Invariant($"checksum: ok (XxHash3 {info.StoredChecksum:x16})"));
+            }
+            else
+            {
+                o.WriteLine(Invariant($"checksum: MISMATCH (stored {info.StoredChecksum:x16}, computed {info.ComputedChecksum:x16})"));
+                throw new ModelFormatException(Invariant($"{path}: checksum MISMATCH (stored {info.StoredChecksum:x16}, computed {info.ComputedChecksum:x16}): the file is corrupted; convert it again from the checkpoint."));
+            }
+        }
+        else
+        {
+            var info = SafetensorsReader.Inspect(path);
+            o.WriteLine(Invariant($"format:   safetensors ({info.FileLength:N0} bytes, header {info.HeaderLength:N0} bytes)"));
+            foreach (var (k, v) in info.Metadata)
+                o.WriteLine($"metadata: {k} = {v}");
+            var (config, _, _) = WeightsLoader.Load(path, chunkSize ?? WeightsLoader.DefaultChunkSize);
+            o.WriteLine($"config:   {config}{(chunkSize is null ? " (chunk size not stored in safetensors: Edifice's default 64 assumed; pass --chunk-size)" : "")}");
+            WriteKernels(o);
+            long total = 0;
+            o.WriteLine($"tensors:  {info.Entries.Count}");
+            foreach (var t in info.Entries)
+            {
+                o.WriteLine(Invariant($"  {t.Name,-64} {t.Dtype,-4} {t.ShapeText,-12} {t.ByteLength,12:N0} B"));
+                total += t.ByteLength;
+            }
+            o.WriteLine(Invariant($"total:    {total:N0} bytes of tensor data"));
+            o.WriteLine("checksum: none (safetensors has no checksum)");
+        }
+    }
+
+    private static void WriteKernels(TextWriter o)
+        => o.WriteLine($"kernels:  isa={KernelSelection.Isa}, gemm={Gemm.MicroKernel}");
+
+    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>Telling weights formats apart by content.</summary>
+internal static class WeightsFiles
+{
+    /// <summary>True when the file starts with the .dcw magic (missing or short files are not .dcw).</summary>
+    public static bool IsDcw(string path)
+    {
+        if (!File.Exists(path)) return false;
+        Span<byte> prefix = stackalloc byte[8];
+        using var s = File.OpenRead(path);
+        int n = s.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false);
+        return DcwFile.HasMagic(prefix[..n]);
+    }
+}

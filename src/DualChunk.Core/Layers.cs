@@ -1,0 +1,157 @@
+using DualChunk.Kernels;
+
+namespace DualChunk.Core;
+
+// The boxes of SPEC.md's diagram, one struct each. They hold immutable weights and know which
+// kernel computes them; the forward pass in DualChunkModel.Forward wires them together.
+// Letters: B batch, N positions, E embed, H hidden, NH heads, D head width, C chunk, NC = N / C, F FFN width.
+
+/// <summary>x · W + b with W packed for the GEMM micro-kernel, and a fused epilogue.</summary>
+internal readonly struct DenseLayer
+{
+    public readonly PackedMatrix Weight; // [in, out], packed
+    public readonly float[] Bias;        // [out]
+    public readonly GemmEpilogue Epilogue;
+
+    public DenseLayer(Tensor kernel, Tensor bias, GemmEpilogue epilogue)
+    {
+        Weight = PackedMatrix.Pack(kernel.Data.Span, kernel.Shape[0], kernel.Shape[1]);
+        Bias = bias.Data.ToArray();
+        Epilogue = epilogue;
+    }
+
+    public int In => Weight.K;
+    public int Out => Weight.N;
+
+    /// <summary>output[r, 0:Out] (op)= input[r, 0:In] · W + b for r in [0, rows).</summary>
+    public void Apply(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride)
+        => Gemm.Run(input, rows, inputStride, Weight, Bias, output, outputStride, Epilogue);
+}
+
+/// <summary>Axon layer norm with its variance clip (LayerNorm kernel).</summary>
+internal readonly struct LayerNormLayer(Tensor gamma, Tensor beta)
+{
+    public readonly float[] Gamma = gamma.Data.ToArray(); // [H]
+    public readonly float[] Beta = beta.Data.ToArray();   // [H]
+
+    public void Apply(ReadOnlySpan<float> x, int rows, Span<float> y)
+        => LayerNorm.Run(x, rows, Gamma.Length, Gamma, Beta, y);
+}
+
+/// <summary>
+/// g = sigmoid(gate) per (head, lane), computed once at load. The blend
+/// o = g ⊙ o_inter + (1 − g) ⊙ o_intra itself is fused into IntraChunkAttention's store.
+/// </summary>
+internal readonly struct GateBlend
+{
+    public readonly float[] Sigmoid; // [NH, D]
+
+    public GateBlend(Tensor gate)
+    {
+        var raw = gate.Data.Span;
+        Sigmoid = new float[raw.Length];
+        for (int i = 0; i < raw.Length; i++)
+            Sigmoid[i] = (float)(1.0 / (1.0 + Math.Exp(-raw[i])));
+    }
+
+    public ReadOnlySpan<float> ForHead(int head, int d) => Sigmoid.AsSpan(head * d, d);
+}
+
+/// <summary>
+/// Causal attention over mean-pooled chunk summaries. The summary of chunk i averages all C
+/// positions of chunk i (Edifice's quirk: early positions see their own chunk's later positions
+/// through this branch).
+/// </summary>
+internal readonly struct InterChunkAttention(ModelConfig config)
+{
+    private readonly int _h = config.HiddenSize, _d = config.HeadDim, _heads = config.NumHeads, _c = config.ChunkSize;
+    private readonly float _scale = 1f / MathF.Sqrt(config.HeadDim);
+
+    /// <param name="qkv">[B·N, 3H] projected queries, keys, values.</param>
+    /// <param name="batch">B.</param>
+    /// <param name="seqLen">N, a multiple of C.</param>
+    /// <param name="summaries">[B·NC, 3H] scratch for the chunk means.</param>
+    /// <param name="inter">[B·NC, H] result: head h's output for chunk i at columns h·D..h·D+D-1 of row b·NC+i.</param>
+    /// <param name="scratch">attention kernel scratch for NC positions.</param>
+    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, Span<float> summaries, Span<float> inter, Span<float> scratch)
+    {
+        int h3 = 3 * _h, chunks = seqLen / _c;
+        RowMean.Run(qkv, batch * seqLen, h3, h3, _c, summaries, h3);
+        for (int b = 0; b < batch; b++)
+        {
+            var s = summaries.Slice(b * chunks * h3, chunks * h3);       // [NC, 3H]
+            var o = inter.Slice(b * chunks * _h, chunks * _h);           // [NC, H]
+            for (int head = 0; head < _heads; head++)
+            {
+                int col = head * _d;
+                CausalAttention.Run(s[col..], h3, s[(_h + col)..], h3, s[(2 * _h + col)..], h3,
+                    chunks, _d, _scale, o[col..], _h, scratch, default, default);
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Causal softmax attention inside each chunk of C positions, per (batch, head, chunk), with the
+/// gate blend against the chunk's inter-chunk row fused into the store.
+/// </summary>
+internal readonly struct IntraChunkAttention(ModelConfig config)
+{
+    private readonly int _h = config.HiddenSize, _d = config.HeadDim, _heads = config.NumHeads, _c = config.ChunkSize;
+    private readonly float _scale = 1f / MathF.Sqrt(config.HeadDim);
+
+    /// <param name="qkv">[B·N, 3H].</param>
+    /// <param name="batch">B.</param>
+    /// <param name="seqLen">N, a multiple of C.</param>
+    /// <param name="inter">[B·NC, H] the inter-chunk output to blend with.</param>
+    /// <param name="gate">sigmoid(gate) [NH, D].</param>
+    /// <param name="output">[B·N, H] blended attention output, heads concatenated.</param>
+    /// <param name="scratch">attention kernel scratch for C positions.</param>
+    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, ReadOnlySpan<float> inter, in GateBlend gate, Span<float> output, Span<float> scratch)
+    {
+        int h3 = 3 * _h, chunks = seqLen / _c;
+        for (int b = 0; b < batch; b++)
+        {
+            for (int chunk = 0; chunk < chunks; chunk++)
+            {
+                int row0 = b * seqLen + chunk * _c;
+                var rows = qkv.Slice(row0 * h3, _c * h3);                  // [C, 3H]
+                var interRow = inter.Slice((b * chunks + chunk) * _h, _h); // [H]
+                var o = output.Slice(row0 * _h, _c * _h);                  // [C, H]
+                for (int head = 0; head < _heads; head++)
+                {
+                    int col = head * _d;
+                    CausalAttention.Run(rows[col..], h3, rows[(_h + col)..], h3, rows[(2 * _h + col)..], h3,
+                        _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d));
+                }
+            }
+        }
+    }
+}
+
+/// <summary>One pre-norm block "dual_chunk_block_&lt;l&gt;".</summary>
+internal readonly struct DualChunkBlock
+{
+    public readonly LayerNormLayer AttnNorm;         // *_attn_norm
+    public readonly DenseLayer Qkv;                  // *_attn_qkv   [H, 3H]
+    public readonly InterChunkAttention Inter;       // summaries -> causal attention over chunks
+    public readonly IntraChunkAttention Intra;       // causal attention inside chunks, blend fused
+    public readonly GateBlend Gate;                  // *_attn_gate  [NH, D]
+    public readonly DenseLayer AttnOut;              // *_attn_out   [H, H], residual add fused
+    public readonly LayerNormLayer FfnNorm;          // *_ffn_norm
+    public readonly DenseLayer FfnUp;                // *_ffn_up     [H, F], GELU fused
+    public readonly DenseLayer FfnDown;              // *_ffn_down   [F, H], residual add fused
+
+    public DualChunkBlock(ModelConfig config, IReadOnlyDictionary<string, Tensor> t, int l)
+    {
+        AttnNorm = new LayerNormLayer(t[CheckpointNames.AttnNormGamma(l)], t[CheckpointNames.AttnNormBeta(l)]);
+        Qkv = new DenseLayer(t[CheckpointNames.QkvKernel(l)], t[CheckpointNames.QkvBias(l)], GemmEpilogue.Bias);
+        Inter = new InterChunkAttention(config);
+        Intra = new IntraChunkAttention(config);
+        Gate = new GateBlend(t[CheckpointNames.Gate(l)]);
+        AttnOut = new DenseLayer(t[CheckpointNames.OutKernel(l)], t[CheckpointNames.OutBias(l)], GemmEpilogue.BiasAccumulate);
+        FfnNorm = new LayerNormLayer(t[CheckpointNames.FfnNormGamma(l)], t[CheckpointNames.FfnNormBeta(l)]);
+        FfnUp = new DenseLayer(t[CheckpointNames.UpKernel(l)], t[CheckpointNames.UpBias(l)], GemmEpilogue.BiasGelu);
+        FfnDown = new DenseLayer(t[CheckpointNames.DownKernel(l)], t[CheckpointNames.DownBias(l)], GemmEpilogue.BiasAccumulate);
+    }
+}

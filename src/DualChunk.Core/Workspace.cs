@@ -1,0 +1,85 @@
+using System.Runtime.CompilerServices;
+using DualChunk.Kernels;
+
+namespace DualChunk.Core;
+
+/// <summary>
+/// Everything a forward pass mutates, planned once for a maximum batch and sequence length and
+/// reused across calls. One workspace serves one call at a time; the model pools them.
+/// All buffers are slices of one pinned array, each starting on a 64-byte boundary.
+/// </summary>
+public sealed class Workspace
+{
+    /// <summary>Rows of the FFN processed together: [FfnRowBlock, F] stays in L2.</summary>
+    internal const int FfnRowBlock = 128;
+
+    private const int AlignFloats = 16; // 64 bytes
+    private readonly float[] _memory;
+    private readonly (int Offset, int Length) _x, _normed, _qkv, _summaries, _inter, _attn, _ffn, _scratch;
+
+    internal Workspace(ModelConfig config, int maxBatch, int maxSeqLen)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBatch);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSeqLen);
+        config.ValidateSequenceLength(maxSeqLen);
+        Config = config;
+        MaxBatch = maxBatch;
+        MaxSeqLen = maxSeqLen;
+        int h = config.HiddenSize, c = config.ChunkSize, d = config.HeadDim;
+        long rows = (long)maxBatch * maxSeqLen, chunkRows = rows / c;
+        long offset = 0;
+        (int, int) Plan(long floats)
+        {
+            long start = offset;
+            offset = (offset + floats + AlignFloats - 1) / AlignFloats * AlignFloats;
+            return ((int)start, (int)floats);
+        }
+        _x = Plan(rows * h);                                   // [B·N, H]   residual stream
+        _normed = Plan(rows * h);                              // [B·N, H]   layer-norm output
+        _qkv = Plan(rows * 3 * h);                             // [B·N, 3H]  queries | keys | values
+        _summaries = Plan(chunkRows * 3 * h);                  // [B·NC, 3H] chunk means of qkv
+        _inter = Plan(chunkRows * h);                          // [B·NC, H]  inter-chunk attention
+        _attn = Plan(rows * h);                                // [B·N, H]   blended attention
+        _ffn = Plan((long)Math.Min(rows, FfnRowBlock) * config.FfnSize); // [rowBlock, F] FFN hidden
+        _scratch = Plan(Math.Max(CausalAttention.ScratchFloats(c, d), CausalAttention.ScratchFloats(maxSeqLen / c, d)));
+        if (offset + AlignFloats > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(maxSeqLen),
+                $"A workspace for batch {maxBatch} × {maxSeqLen} positions needs {offset * 4L:N0} bytes, more than one .NET array holds; run smaller batches.");
+        _memory = GC.AllocateUninitializedArray<float>((int)offset + AlignFloats, pinned: true);
+        Base = AlignmentShift(_memory);
+    }
+
+    /// <summary>The configuration this workspace was planned for.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>Largest batch a call may use with this workspace.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>Largest sequence length a call may use with this workspace.</summary>
+    public int MaxSeqLen { get; }
+
+    /// <summary>Bytes held by this workspace.</summary>
+    public long Bytes => _memory.LongLength * sizeof(float);
+
+    private int Base { get; }
+
+    internal bool Fits(int batch, int seqLen) => batch <= MaxBatch && seqLen <= MaxSeqLen && (long)batch * seqLen <= (long)MaxBatch * MaxSeqLen;
+
+    internal Span<float> X => Slice(_x);
+    internal Span<float> Normed => Slice(_normed);
+    internal Span<float> Qkv => Slice(_qkv);
+    internal Span<float> Summaries => Slice(_summaries);
+    internal Span<float> Inter => Slice(_inter);
+    internal Span<float> Attn => Slice(_attn);
+    internal Span<float> Ffn => Slice(_ffn);
+    internal Span<float> Scratch => Slice(_scratch);
+
+    private Span<float> Slice((int Offset, int Length) s) => _memory.AsSpan(Base + s.Offset, s.Length);
+
+    private static unsafe int AlignmentShift(float[] pinned)
+    {
+        // The array is pinned, so its address is stable: shift the base to the next 64-byte line.
+        nuint address = (nuint)Unsafe.AsPointer(ref pinned[0]);
+        return (int)((64 - (address & 63)) & 63) / sizeof(float);
+    }
+}

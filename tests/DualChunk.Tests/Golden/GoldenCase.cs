@@ -1,0 +1,75 @@
+using System.Text.Json;
+using DualChunk.Core;
+
+namespace DualChunk.Tests.Golden;
+
+/// <summary>One directory of tests/golden: what Edifice v0.2.0 itself computed.</summary>
+internal sealed class GoldenCase
+{
+    public static readonly string[] Names = ["tiny", "proj_multi", "no_proj", "single_chunk", "chunk1", "long", "odd_dims"];
+
+    private GoldenCase(string name)
+    {
+        Name = name;
+        Directory = Path.Combine(TestContext.CurrentContext.TestDirectory, "golden", name);
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(Directory, "config.json")));
+        var root = json.RootElement;
+        ChunkSize = root.GetProperty("chunk_size").GetInt32();
+        EmbedDim = root.GetProperty("embed_dim").GetInt32();
+        HiddenSize = root.GetProperty("hidden_size").GetInt32();
+        NumHeads = root.GetProperty("num_heads").GetInt32();
+        NumLayers = root.GetProperty("num_layers").GetInt32();
+        SeqLen = root.GetProperty("seq_len").GetInt32();
+        Batch = root.GetProperty("batch").GetInt32();
+        Io = SafetensorsReader.Read(Path.Combine(Directory, "io.safetensors"));
+        EdificeF32VsF64 = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var mode in new[] { "last", "all", "mean" })
+            EdificeF32VsF64[mode] = root.GetProperty("f32_vs_f64").GetProperty(mode).GetProperty("max_abs_diff_over_max_ref").GetDouble();
+    }
+
+    public string Name { get; }
+    public string Directory { get; }
+    public int ChunkSize { get; }
+    public int EmbedDim { get; }
+    public int HiddenSize { get; }
+    public int NumHeads { get; }
+    public int NumLayers { get; }
+    public int SeqLen { get; }
+    public int Batch { get; }
+    public Dictionary<string, Tensor> Io { get; }
+    public Dictionary<string, double> EdificeF32VsF64 { get; }
+
+    public string ModelPath => Path.Combine(Directory, "model.safetensors");
+    public float[] Input => Io["input"].Data.ToArray();
+
+    /// <summary>Edifice's float64 output: the reference (stored as F64, read here as float32 — see ReferenceF64).</summary>
+    public double[] ReferenceF64(string mode) => ReadF64(Path.Combine(Directory, "io.safetensors"), $"output_{mode}_f64");
+
+    public static GoldenCase Load(string name) => new(name);
+
+    public static string ModeKey(OutputMode mode) => mode switch
+    {
+        OutputMode.All => "all",
+        OutputMode.MeanPool => "mean",
+        _ => "last",
+    };
+
+    /// <summary>
+    /// Reads an F64 tensor at full precision. The engine's reader converts to float32 at load,
+    /// which would round the reference; this small reader keeps the doubles.
+    /// </summary>
+    private static double[] ReadF64(string path, string key)
+    {
+        var bytes = File.ReadAllBytes(path);
+        long headerLength = BitConverter.ToInt64(bytes, 0);
+        using var header = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength));
+        var entry = header.RootElement.GetProperty(key);
+        Assert.That(entry.GetProperty("dtype").GetString(), Is.EqualTo("F64"), $"{key} dtype");
+        var offsets = entry.GetProperty("data_offsets");
+        int begin = (int)(8 + headerLength + offsets[0].GetInt64());
+        int end = (int)(8 + headerLength + offsets[1].GetInt64());
+        var result = new double[(end - begin) / 8];
+        Buffer.BlockCopy(bytes, begin, result, 0, end - begin);
+        return result;
+    }
+}
