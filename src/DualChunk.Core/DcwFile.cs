@@ -1,11 +1,448 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
+using System.Text;
+
 namespace DualChunk.Core;
 
-/// <summary>DualChunk.NET's own flat weights format (.dcw), specified in weights-format.md.</summary>
+/// <summary>
+/// DualChunk.NET's own flat weights format (.dcw), specified in weights-format.md: a 64-byte preamble holding the
+/// full model configuration (chunk size included), a tensor table, then float32 tensor data aligned to 64 bytes,
+/// protected by an XxHash3 checksum of the whole file.
+/// </summary>
+/// <remarks>
+/// Errors: a missing file is a <see cref="FileNotFoundException"/>; everything wrong with the content is a
+/// <see cref="ModelFormatException"/> naming the file and the problem.
+/// </remarks>
 public static class DcwFile
 {
-    /// <summary>Writes <paramref name="tensors"/> (validated against <paramref name="config"/>) to <paramref name="path"/>.</summary>
-    public static void Write(string path, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors) => throw new NotImplementedException();
+    /// <summary>The 8 magic bytes at offset 0: ASCII <c>DCWEIGHT</c>.</summary>
+    public static ReadOnlySpan<byte> Magic => "DCWEIGHT"u8;
 
-    /// <summary>Reads a .dcw file, verifying its structure and checksum.</summary>
-    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors) Read(string path) => throw new NotImplementedException();
+    /// <summary>The format version this build writes and reads.</summary>
+    public const int CurrentVersion = 1;
+
+    /// <summary>Size of the fixed preamble.</summary>
+    public const int PreambleSize = 64;
+
+    /// <summary>Alignment of the data section and of every tensor's data.</summary>
+    public const int Alignment = 64;
+
+    /// <summary>Offset of the 8-byte checksum field inside the preamble.</summary>
+    public const int ChecksumOffset = 56;
+
+    internal const uint DtypeF32 = 1;
+    internal const int MaxNameBytes = 1024;
+    internal const int MaxRank = 8;
+    internal const int MaxTensorCount = 1_000_000;
+    internal const long MaxTableBytes = 64L << 20;
+
+    /// <summary>
+    /// Writes <paramref name="tensors"/> (validated against <paramref name="config"/>) to <paramref name="path"/>, as
+    /// float32 in the canonical order of <see cref="CheckpointNames.Expected(ModelConfig)"/>. The file is written to a
+    /// temporary file in the same directory and renamed into place, so a crash never leaves a partial file.
+    /// </summary>
+    /// <exception cref="ModelFormatException">The tensors do not match <paramref name="config"/> or are not finite.</exception>
+    public static void Write(string path, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(tensors);
+        TensorSetValidator.Validate(tensors, config);
+
+        var expected = CheckpointNames.Expected(config);
+        var ordered = expected.Select(e => tensors[e.Name]).ToList();
+
+        // Table: computed first, since it fixes where the data starts.
+        var table = new MemoryStream();
+        long tableLength = 0;
+        foreach (var t in ordered) tableLength += EntrySize(t);
+        long dataOffset = AlignUp(PreambleSize + tableLength);
+        long pos = dataOffset;
+        var offsets = new long[ordered.Count];
+        for (int i = 0; i < ordered.Count; i++)
+        {
+            var t = ordered[i];
+            pos = AlignUp(pos);
+            offsets[i] = pos;
+            long bytes = 4L * t.Data.Length;
+            byte[] name = Encoding.UTF8.GetBytes(t.Name);
+            WriteU32(table, (uint)name.Length);
+            table.Write(name);
+            WriteU32(table, DtypeF32);
+            WriteU32(table, (uint)t.Shape.Count);
+            foreach (int d in t.Shape) WriteU32(table, (uint)d);
+            WriteU64(table, (ulong)pos);
+            WriteU64(table, (ulong)bytes);
+            pos += bytes;
+        }
+
+        var preamble = new byte[PreambleSize];
+        Magic.CopyTo(preamble);
+        var p = preamble.AsSpan();
+        BinaryPrimitives.WriteUInt32LittleEndian(p[8..], CurrentVersion);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[12..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[16..], (uint)config.EmbedDim);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[20..], (uint)config.HiddenSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[24..], (uint)config.NumHeads);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[28..], (uint)config.NumLayers);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[32..], (uint)config.ChunkSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[36..], (uint)config.FfnSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[40..], (uint)ordered.Count);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[44..], (uint)tableLength);
+        BinaryPrimitives.WriteUInt64LittleEndian(p[48..], (ulong)dataOffset);
+        // p[56..64] (checksum) is zero while hashing, then filled in.
+
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full) ?? ".";
+        string temp = Path.Combine(dir, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N") + ".tmp");
+        try
+        {
+            var hash = new XxHash3();
+            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                void Emit(ReadOnlySpan<byte> bytes)
+                {
+                    fs.Write(bytes);
+                    hash.Append(bytes);
+                }
+
+                Emit(preamble);
+                Emit(table.GetBuffer().AsSpan(0, (int)table.Length));
+                long at = PreambleSize + tableLength;
+                Span<byte> zeros = stackalloc byte[Alignment];
+                zeros.Clear();
+                var convert = BitConverter.IsLittleEndian ? null : new byte[1 << 16];
+                for (int i = 0; i < ordered.Count; i++)
+                {
+                    Emit(zeros[..(int)(offsets[i] - at)]);
+                    var data = ordered[i].Data.Span;
+                    if (convert is null)
+                    {
+                        Emit(MemoryMarshal.AsBytes(data));
+                    }
+                    else
+                    {
+                        for (int done = 0; done < data.Length; done += convert.Length / 4)
+                        {
+                            int n = Math.Min(convert.Length / 4, data.Length - done);
+                            for (int k = 0; k < n; k++) BinaryPrimitives.WriteSingleLittleEndian(convert.AsSpan(4 * k), data[done + k]);
+                            Emit(convert.AsSpan(0, 4 * n));
+                        }
+                    }
+                    at = offsets[i] + 4L * data.Length;
+                }
+                Span<byte> sum = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(sum, hash.GetCurrentHashAsUInt64());
+                fs.Position = ChecksumOffset;
+                fs.Write(sum);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads a .dcw file, verifying its structure and checksum, then validating the tensors against the stored
+    /// configuration with <see cref="TensorSetValidator.Validate"/>.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ModelFormatException">The file is damaged, of an unsupported version, or fails validation.</exception>
+    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors) Read(string path)
+    {
+        using var fs = SafetensorsReader.OpenFile(path);
+        return Read(fs, path);
+    }
+
+    /// <summary>Reads a .dcw file from a readable, seekable stream; <paramref name="sourceName"/> names it in errors.</summary>
+    /// <exception cref="ArgumentException">The stream is not readable and seekable.</exception>
+    /// <exception cref="ModelFormatException">The content is damaged, of an unsupported version, or fails validation.</exception>
+    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors) Read(Stream stream, string sourceName)
+    {
+        CheckStream(stream, sourceName);
+        var (info, tensors) = Scan(stream, sourceName, load: true);
+        if (!info.ChecksumValid)
+            throw new ModelFormatException(Inv($"{sourceName}: the file is corrupted: its checksum is 0x{info.StoredChecksum:x16} but its contents hash to 0x{info.ComputedChecksum:x16}. Re-convert or re-download it."));
+        try
+        {
+            TensorSetValidator.Validate(tensors!, info.Config);
+        }
+        catch (ModelFormatException ex)
+        {
+            throw new ModelFormatException($"{sourceName}: {ex.Message}", ex);
+        }
+        return (info.Config, tensors!);
+    }
+
+    /// <summary>
+    /// Reads the structure of a .dcw file and computes its checksum without loading the tensors. A checksum failure
+    /// is reported through <see cref="DcwFileInfo.ChecksumValid"/>; structural damage still throws.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ModelFormatException">The file's structure is damaged or its version unsupported.</exception>
+    public static DcwFileInfo Inspect(string path)
+    {
+        using var fs = SafetensorsReader.OpenFile(path);
+        return Inspect(fs, path);
+    }
+
+    /// <summary>Inspects a .dcw file held in a readable, seekable stream; see <see cref="Inspect(string)"/>.</summary>
+    /// <exception cref="ArgumentException">The stream is not readable and seekable.</exception>
+    /// <exception cref="ModelFormatException">The structure is damaged or the version unsupported.</exception>
+    public static DcwFileInfo Inspect(Stream stream, string sourceName)
+    {
+        CheckStream(stream, sourceName);
+        return Scan(stream, sourceName, load: false).Info;
+    }
+
+    /// <summary>True when <paramref name="prefix"/> starts with the .dcw magic.</summary>
+    public static bool HasMagic(ReadOnlySpan<byte> prefix) => prefix.StartsWith(Magic);
+
+    private static void CheckStream(Stream stream, string sourceName)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(sourceName);
+        if (!stream.CanRead || !stream.CanSeek)
+            throw new ArgumentException("The stream must be readable and seekable.", nameof(stream));
+    }
+
+    private static (DcwFileInfo Info, Dictionary<string, Tensor>? Tensors) Scan(Stream s, string src, bool load)
+    {
+        long fileLength = s.Length;
+        if (fileLength < PreambleSize)
+            throw Err(src, $"file is {fileLength} bytes, shorter than the {PreambleSize}-byte .dcw preamble. It is truncated or not a .dcw file.");
+        s.Position = 0;
+        var preamble = new byte[PreambleSize];
+        ReadExactly(s, preamble, src, "the preamble");
+        var p = preamble.AsSpan();
+        if (!p.StartsWith(Magic))
+            throw Err(src, $"wrong magic {Hex(p[..8])} (expected \"DCWEIGHT\" = {Hex(Magic)}): not a .dcw file.");
+        uint version = U32(p, 8);
+        if (version != CurrentVersion)
+            throw Err(src, $"format version {version} is not supported; this build reads version {CurrentVersion}. Use a matching DualChunk.NET build or re-convert the checkpoint.");
+        uint flags = U32(p, 12);
+        if (flags != 0)
+            throw Err(src, $"flags field is 0x{flags:x8}; version 1 defines no flags and requires 0. The file is corrupted or from an incompatible writer.");
+        string[] fieldNames = ["embed_dim (E)", "hidden_size (H)", "num_heads (NH)", "num_layers (L)", "chunk_size (C)", "ffn_size (F)"];
+        var dims = new int[6];
+        for (int i = 0; i < 6; i++)
+        {
+            uint v = U32(p, 16 + 4 * i);
+            if (v == 0 || v > int.MaxValue)
+                throw Err(src, $"config field {fieldNames[i]} at offset {16 + 4 * i} is {v}; expected 1..{int.MaxValue}. The file is corrupted.");
+            dims[i] = (int)v;
+        }
+        ModelConfig config;
+        try
+        {
+            config = new ModelConfig(dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
+        }
+        catch (ModelFormatException ex)
+        {
+            throw new ModelFormatException($"{src}: the stored model configuration is invalid: {ex.Message}", ex);
+        }
+        uint count = U32(p, 40);
+        uint tableLength = U32(p, 44);
+        ulong dataOffset = BinaryPrimitives.ReadUInt64LittleEndian(p[48..]);
+        ulong storedChecksum = BinaryPrimitives.ReadUInt64LittleEndian(p[56..]);
+        if (count == 0 || count > MaxTensorCount)
+            throw Err(src, $"tensor count is {count}; expected 1..{MaxTensorCount}. The file is corrupted.");
+        const int minEntry = 4 + 1 + 4 + 4 + 8 + 8;
+        if (tableLength < (long)count * minEntry || tableLength > MaxTableBytes || tableLength > fileLength - PreambleSize)
+            throw Err(src, $"tensor table length {tableLength} is impossible: {count} entries need at least {(long)count * minEntry} bytes, and the table must fit in the {fileLength - PreambleSize} bytes after the preamble (limit {MaxTableBytes}). The file is truncated or corrupted.");
+        long expectedDataOffset = AlignUp(PreambleSize + (long)tableLength);
+        if (dataOffset != (ulong)expectedDataOffset)
+            throw Err(src, $"data offset is {dataOffset}; expected {expectedDataOffset} (the end of the {tableLength}-byte table rounded up to {Alignment}). The file is corrupted.");
+
+        var table = new byte[tableLength];
+        ReadExactly(s, table, src, "the tensor table");
+        var entries = ParseTable(table, (int)count, expectedDataOffset, fileLength, src);
+
+        var hash = new XxHash3();
+        hash.Append(p[..ChecksumOffset]);
+        hash.Append(new byte[8]); // the checksum field counts as zero
+        hash.Append(table);
+
+        var tensors = load ? new Dictionary<string, Tensor>(StringComparer.Ordinal) : null;
+        var buffer = new byte[1 << 16];
+        long at = PreambleSize + (long)tableLength;
+        foreach (var e in entries)
+        {
+            var pad = buffer.AsSpan(0, (int)(e.Offset - at));
+            ReadExactly(s, pad, src, "padding");
+            if (pad.ContainsAnyExcept((byte)0))
+                throw Err(src, $"padding bytes {at}..{e.Offset - 1} before tensor '{e.Name}' are not all zero. The file is corrupted.");
+            hash.Append(pad);
+            if (load)
+            {
+                var data = new float[e.ByteLength / 4];
+                var bytes = MemoryMarshal.AsBytes(data.AsSpan());
+                ReadExactly(s, bytes, src, $"tensor '{e.Name}'");
+                hash.Append(bytes);
+                if (!BitConverter.IsLittleEndian)
+                {
+                    for (int i = 0; i < data.Length; i++)
+                        data[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes[(4 * i)..]);
+                }
+                tensors!.Add(e.Name, new Tensor(e.Name, [.. e.Shape], data));
+            }
+            else
+            {
+                for (long left = e.ByteLength; left > 0;)
+                {
+                    int n = (int)Math.Min(left, buffer.Length);
+                    ReadExactly(s, buffer.AsSpan(0, n), src, $"tensor '{e.Name}'");
+                    hash.Append(buffer.AsSpan(0, n));
+                    left -= n;
+                }
+            }
+            at = e.Offset + e.ByteLength;
+        }
+        var info = new DcwFileInfo((int)version, flags, config, entries, fileLength, tableLength, expectedDataOffset,
+            storedChecksum, hash.GetCurrentHashAsUInt64());
+        return (info, tensors);
+    }
+
+    private static List<DcwTensorEntry> ParseTable(byte[] table, int count, long dataOffset, long fileLength, string src)
+    {
+        var entries = new List<DcwTensorEntry>(Math.Min(count, 4096));
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+        int pos = 0;
+        long nextFree = dataOffset;
+        for (int i = 0; i < count; i++)
+        {
+            int entryStart = pos;
+            string where = Inv($"tensor table entry {i} (table byte {entryStart})");
+            uint nameLength = TableU32(table, ref pos, src, where, "name length");
+            if (nameLength == 0 || nameLength > MaxNameBytes)
+                throw Err(src, $"{where}: name length {nameLength}; expected 1..{MaxNameBytes}. The file is corrupted.");
+            if (nameLength > table.Length - pos)
+                throw Err(src, $"{where}: the {nameLength}-byte name runs past the end of the {table.Length}-byte table. The file is corrupted.");
+            string name;
+            try
+            {
+                name = utf8.GetString(table, pos, (int)nameLength);
+            }
+            catch (DecoderFallbackException ex)
+            {
+                throw new ModelFormatException($"{src}: {where}: the name is not valid UTF-8. The file is corrupted.", ex);
+            }
+            pos += (int)nameLength;
+            where = Inv($"tensor '{name}' (table entry {i})");
+            if (!names.Add(name))
+                throw Err(src, $"{where}: the name appears more than once in the table. The file is corrupted.");
+            uint dtype = TableU32(table, ref pos, src, where, "dtype");
+            if (dtype != DtypeF32)
+                throw Err(src, $"{where}: dtype code {dtype} is unknown; version 1 supports only code {DtypeF32} (F32).");
+            uint rank = TableU32(table, ref pos, src, where, "rank");
+            if (rank > MaxRank)
+                throw Err(src, $"{where}: rank {rank} exceeds the maximum {MaxRank}. The file is corrupted.");
+            var shape = new int[rank];
+            Int128 elements = 1;
+            for (int d = 0; d < rank; d++)
+            {
+                uint dim = TableU32(table, ref pos, src, where, "shape");
+                if (dim > int.MaxValue)
+                    throw Err(src, $"{where}: shape dimension {d} is {dim}, above the maximum {int.MaxValue}. The file is corrupted.");
+                shape[d] = (int)dim;
+                elements *= dim;
+            }
+            ulong offset = TableU64(table, ref pos, src, where, "offset");
+            ulong byteLength = TableU64(table, ref pos, src, where, "byte length");
+            if (elements * 4 != byteLength)
+                throw Err(src, $"{where}: byte length {byteLength} does not match F32 shape [{string.Join(", ", shape)}], which needs {elements * 4} bytes. The file is corrupted.");
+            if (elements > Array.MaxLength)
+                throw Err(src, $"{where}: {elements} elements exceed the largest array ({Array.MaxLength}).");
+            long expectedOffset = AlignUp(nextFree);
+            if (offset != (ulong)expectedOffset)
+                throw Err(src, $"{where}: data offset {offset}; expected {expectedOffset} (the previous tensor's end rounded up to {Alignment}, tensors packed in table order without overlap). The file is corrupted.");
+            if (byteLength > (ulong)(fileLength - expectedOffset))
+                throw Err(src, $"{where}: data [{offset}, {offset + byteLength}) lies beyond the end of the {fileLength}-byte file. The file is truncated.");
+            entries.Add(new DcwTensorEntry(name, "F32", shape, (long)offset, (long)byteLength));
+            nextFree = (long)offset + (long)byteLength;
+        }
+        if (pos != table.Length)
+            throw Err(src, $"the tensor table holds {pos} bytes of entries but its header says {table.Length}. The file is corrupted.");
+        if (nextFree != fileLength)
+            throw Err(src, $"the last tensor ends at byte {nextFree} but the file is {fileLength} bytes; {(nextFree < fileLength ? "extra bytes were appended" : "it is truncated")}.");
+        return entries;
+    }
+
+    private static uint TableU32(byte[] table, ref int pos, string src, string where, string field)
+    {
+        if (table.Length - pos < 4)
+            throw Err(src, $"{where}: the {field} field runs past the end of the {table.Length}-byte table. The file is corrupted.");
+        uint v = BinaryPrimitives.ReadUInt32LittleEndian(table.AsSpan(pos));
+        pos += 4;
+        return v;
+    }
+
+    private static ulong TableU64(byte[] table, ref int pos, string src, string where, string field)
+    {
+        if (table.Length - pos < 8)
+            throw Err(src, $"{where}: the {field} field runs past the end of the {table.Length}-byte table. The file is corrupted.");
+        ulong v = BinaryPrimitives.ReadUInt64LittleEndian(table.AsSpan(pos));
+        pos += 8;
+        return v;
+    }
+
+    private static void ReadExactly(Stream s, Span<byte> dest, string src, string what)
+    {
+        try
+        {
+            s.ReadExactly(dest);
+        }
+        catch (EndOfStreamException ex)
+        {
+            throw new ModelFormatException($"{src}: the file ended while reading {what}. It is truncated (or changed while being read).", ex);
+        }
+    }
+
+    private static long EntrySize(Tensor t) => 4 + Encoding.UTF8.GetByteCount(t.Name) + 4 + 4 + 4L * t.Shape.Count + 8 + 8;
+
+    internal static long AlignUp(long v) => (v + (Alignment - 1)) & ~(long)(Alignment - 1);
+
+    private static uint U32(ReadOnlySpan<byte> p, int at) => BinaryPrimitives.ReadUInt32LittleEndian(p[at..]);
+
+    private static void WriteU32(Stream s, uint v)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, v);
+        s.Write(b);
+    }
+
+    private static void WriteU64(Stream s, ulong v)
+    {
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, v);
+        s.Write(b);
+    }
+
+    private static string Hex(ReadOnlySpan<byte> b) => Convert.ToHexString(b);
+
+    private static ModelFormatException Err(string src, FormattableString message)
+        => new(src + ": " + message.ToString(CultureInfo.InvariantCulture));
+
+    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
 }
