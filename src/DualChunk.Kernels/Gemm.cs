@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace DualChunk.Kernels;
 
 /// <summary>What the GEMM does with x · W + b before it stores a tile.</summary>
@@ -14,10 +16,46 @@ public enum GemmEpilogue
 }
 
 /// <summary>C [M, N] = epilogue(A [M, K] · W [K, N] + b [N]), W pre-packed.</summary>
+/// <remarks>
+/// Blocking (per call, single thread): M blocks of <see cref="MBlock"/> rows (their A rows stay in L2 while every
+/// panel of W streams past) → panels of NR columns (<see cref="PackedMatrix"/>) → K blocks of at most MaxKBlock
+/// (the panel block stays in L1 while the M block's tiles stream over it) → MR-row tiles computed by a
+/// register-blocked micro-kernel (<see cref="GemmKernel512"/>, <see cref="GemmKernel256"/>, <see cref="GemmKernel128"/>).
+/// Every element of C is the same chain of float FMAs over k = 0..K-1 whichever tile, block or column range it falls
+/// in, so results do not depend on M, on the column split or on the tail path.
+/// </remarks>
 public static class Gemm
 {
+    /// <summary>Rows per M block: a multiple of every MR (6, 6, 4).</summary>
+    internal const int MBlock = 96;
+
+    /// <summary>Widest NR of any path (floats per row of a scratch tile).</summary>
+    private const int MaxPanelColumns = 64;
+
+    /// <summary>Widest MR of any path.</summary>
+    private const int MaxTileRows = 6;
+
+    /// <summary>The path chosen once for this process (a JIT-time constant in optimized code).</summary>
+    private static readonly KernelIsa SelectedIsa = KernelSelection.Isa;
+
     /// <summary>Name of the micro-kernel chosen for this process, for logs and <c>inspect</c>.</summary>
-    public static string MicroKernel => "scalar (placeholder)";
+    public static string MicroKernel => MicroKernelOf(SelectedIsa);
+
+    /// <summary>Name of the micro-kernel of path <paramref name="isa"/>, e.g. "avx512 6x64".</summary>
+    internal static string MicroKernelOf(KernelIsa isa) => isa switch
+    {
+        KernelIsa.Vector512 => GemmKernel512.Name,
+        KernelIsa.Vector256 => GemmKernel256.Name,
+        _ => GemmKernel128.Name,
+    };
+
+    /// <summary>Panel width NR of path <paramref name="isa"/>.</summary>
+    internal static int PanelColumnsOf(KernelIsa isa) => isa switch
+    {
+        KernelIsa.Vector512 => GemmKernel512.Columns,
+        KernelIsa.Vector256 => GemmKernel256.Columns,
+        _ => GemmKernel128.Columns,
+    };
 
     /// <summary>
     /// Computes rows 0..m-1 of C. Row r of A starts at <c>a[r * lda]</c>; row r of C at <c>c[r * ldc]</c>.
@@ -26,7 +64,213 @@ public static class Gemm
         Span<float> c, int ldc, GemmEpilogue epilogue)
     {
         ArgumentNullException.ThrowIfNull(w);
-        Scalar(a, m, lda, w.Panels, w.K, w.N, bias, c, ldc, epilogue);
+        Run(a, m, lda, w, bias, c, ldc, epilogue, 0, w.N, SelectedIsa);
+    }
+
+    /// <summary>
+    /// Computes columns [<paramref name="columnStart"/>, <paramref name="columnStart"/> + <paramref name="columnCount"/>)
+    /// of rows 0..m-1 of C, bit for bit what a whole-width call stores there. <paramref name="columnStart"/> must be a
+    /// multiple of <see cref="PackedMatrix.PanelWidth"/>; A, C and b are addressed as in the whole-width call.
+    /// </summary>
+    public static void Run(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
+        Span<float> c, int ldc, GemmEpilogue epilogue, int columnStart, int columnCount)
+        => Run(a, m, lda, w, bias, c, ldc, epilogue, columnStart, columnCount, SelectedIsa);
+
+    /// <summary>Whole-width call on path <paramref name="isa"/> (tests run every supported path).</summary>
+    internal static void Run(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
+        Span<float> c, int ldc, GemmEpilogue epilogue, KernelIsa isa)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        Run(a, m, lda, w, bias, c, ldc, epilogue, 0, w.N, isa);
+    }
+
+    /// <summary>Column-range call on path <paramref name="isa"/>; <paramref name="w"/> must be packed for it.</summary>
+    [SkipLocalsInit]
+    internal static unsafe void Run(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
+        Span<float> c, int ldc, GemmEpilogue epilogue, int columnStart, int columnCount, KernelIsa isa)
+    {
+        Validate(a, m, lda, w, bias, c, ldc, epilogue, columnStart, columnCount, isa);
+        if (m == 0 || columnCount == 0)
+            return;
+
+        // Bounded scratch, no heap: raw sums between K blocks for one M block, one tile for a partial last panel,
+        // and the bias of that panel zero-padded to NR (so the kernel never reads past b).
+        int kBlocks = w.K <= MaxKBlockOf(isa) ? 1 : (w.K + MaxKBlockOf(isa) - 1) / MaxKBlockOf(isa);
+        Span<float> partialSums = kBlocks > 1 ? stackalloc float[MBlock * MaxPanelColumns] : default;
+        Span<float> edgeTile = stackalloc float[MaxTileRows * MaxPanelColumns];
+        Span<float> edgeBias = stackalloc float[MaxPanelColumns];
+
+        fixed (float* aPtr = a)
+        fixed (float* cPtr = c)
+        fixed (float* biasPtr = bias)
+        fixed (float* panels = w.Panels)
+        fixed (float* partialPtr = partialSums)
+        fixed (float* edgeTilePtr = edgeTile)
+        fixed (float* edgeBiasPtr = edgeBias)
+        {
+            var args = new DriverArgs
+            {
+                A = aPtr, M = m, Lda = lda, Panels = panels, K = w.K, N = w.N, Bias = biasPtr, C = cPtr, Ldc = ldc,
+                Epilogue = epilogue, ColumnStart = columnStart, ColumnEnd = columnStart + columnCount, KBlocks = kBlocks,
+                PartialSums = partialPtr, EdgeTile = edgeTilePtr, EdgeBias = edgeBiasPtr,
+            };
+            switch (isa)
+            {
+                case KernelIsa.Vector512: Drive<GemmKernel512>(in args); break;
+                case KernelIsa.Vector256: Drive<GemmKernel256>(in args); break;
+                default: Drive<GemmKernel128>(in args); break;
+            }
+        }
+    }
+
+    private static int MaxKBlockOf(KernelIsa isa) => isa switch
+    {
+        KernelIsa.Vector512 => GemmKernel512.MaxKBlock,
+        KernelIsa.Vector256 => GemmKernel256.MaxKBlock,
+        _ => GemmKernel128.MaxKBlock,
+    };
+
+    /// <summary>Cheap checks that make every later pointer access in bounds.</summary>
+    private static void Validate(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
+        ReadOnlySpan<float> c, int ldc, GemmEpilogue epilogue, int columnStart, int columnCount, KernelIsa isa)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        if (epilogue is not (GemmEpilogue.Bias or GemmEpilogue.BiasGelu or GemmEpilogue.BiasAccumulate))
+            throw new ArgumentOutOfRangeException(nameof(epilogue), epilogue, "Unknown epilogue.");
+        if (isa != w.Isa)
+            throw new ArgumentException($"W is packed for the {w.Isa} path, the call asks for {isa}.", nameof(w));
+        if (lda < w.K)
+            throw new ArgumentException($"lda = {lda} is less than K = {w.K}.", nameof(lda));
+        if (ldc < w.N)
+            throw new ArgumentException($"ldc = {ldc} is less than N = {w.N}.", nameof(ldc));
+        if (bias.Length < w.N)
+            throw new ArgumentException($"Bias has {bias.Length} floats, N = {w.N}.", nameof(bias));
+        if (m > 0 && a.Length < (long)(m - 1) * lda + w.K)
+            throw new ArgumentException($"A has {a.Length} floats, {m} rows of K = {w.K} at stride {lda} need {(long)(m - 1) * lda + w.K}.", nameof(a));
+        if (m > 0 && c.Length < (long)(m - 1) * ldc + w.N)
+            throw new ArgumentException($"C has {c.Length} floats, {m} rows of N = {w.N} at stride {ldc} need {(long)(m - 1) * ldc + w.N}.", nameof(c));
+        if (columnStart < 0 || columnStart % PackedMatrix.PanelWidth != 0 || columnStart > w.N)
+            throw new ArgumentOutOfRangeException(nameof(columnStart), columnStart, $"Must be a multiple of {PackedMatrix.PanelWidth} in [0, N = {w.N}].");
+        if (columnCount < 0 || columnCount > w.N - columnStart)
+            throw new ArgumentOutOfRangeException(nameof(columnCount), columnCount, $"Columns [{columnStart}, {columnStart}+{columnCount}) exceed N = {w.N}.");
+    }
+
+    /// <summary>Validated pointers and sizes of one call.</summary>
+    private unsafe struct DriverArgs
+    {
+        public float* A;
+        public int M;
+        public int Lda;
+        public float* Panels;
+        public int K;
+        public int N;
+        public float* Bias;
+        public float* C;
+        public int Ldc;
+        public GemmEpilogue Epilogue;
+        public int ColumnStart;
+        public int ColumnEnd;
+        public int KBlocks;
+        public float* PartialSums;
+        public float* EdgeTile;
+        public float* EdgeBias;
+    }
+
+    /// <summary>The blocked loop nest, specialised per micro-kernel.</summary>
+    private static unsafe void Drive<TKernel>(in DriverArgs p)
+        where TKernel : struct, IGemmMicroKernel
+    {
+        int mr = TKernel.Rows;
+        int nr = TKernel.Columns;
+        int kBlocks = p.KBlocks;
+        // Balanced K blocks (e.g. K = 287 → 144 + 143) rather than a full block and a sliver.
+        int kBlock = (p.K + kBlocks - 1) / kBlocks;
+        bool accumulate = p.Epilogue == GemmEpilogue.BiasAccumulate;
+        nint lda = p.Lda;
+        nint ldc = p.Ldc;
+
+        for (int rowBlock = 0; rowBlock < p.M; rowBlock += MBlock)
+        {
+            int rowBlockEnd = Math.Min(p.M, rowBlock + MBlock);
+            for (int j0 = p.ColumnStart; j0 < p.ColumnEnd; j0 += nr)
+            {
+                // N tail: a panel with fewer than NR live columns (end of W or of the requested range) is computed
+                // whole (its padding columns are zero) into a scratch tile; only the live columns reach C.
+                int liveColumns = Math.Min(nr, p.ColumnEnd - j0);
+                bool edgePanel = liveColumns < nr;
+                float* panel = p.Panels + (nint)(j0 / nr) * p.K * nr;
+                float* bias = p.Bias + j0;
+                if (edgePanel)
+                {
+                    new ReadOnlySpan<float>(bias, liveColumns).CopyTo(new Span<float>(p.EdgeBias, nr));
+                    new Span<float>(p.EdgeBias + liveColumns, nr - liveColumns).Clear();
+                    bias = p.EdgeBias;
+                }
+
+                for (int kb = 0; kb < kBlocks; kb++)
+                {
+                    int k0 = kb * kBlock;
+                    int kc = Math.Min(kBlock, p.K - k0);
+                    bool lastKBlock = kb == kBlocks - 1;
+                    float* panelBlock = panel + (nint)k0 * nr;
+                    for (int r0 = rowBlock; r0 < rowBlockEnd; r0 += mr)
+                    {
+                        int rows = Math.Min(mr, rowBlockEnd - r0);
+                        float* aTile = p.A + r0 * lda + k0;
+                        float* partial = p.PartialSums + (nint)(r0 - rowBlock) * nr;
+                        float* partialIn = kb == 0 ? null : partial;
+                        if (!lastKBlock)
+                        {
+                            TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, partial, null, 0, null, false);
+                            continue;
+                        }
+
+                        float* cTile = p.C + r0 * ldc + j0;
+                        if (!edgePanel)
+                        {
+                            TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, cTile, ldc, bias, accumulate);
+                        }
+                        else
+                        {
+                            TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, p.EdgeTile, nr, bias, false);
+                            StoreEdgeTile(p.EdgeTile, nr, rows, liveColumns, cTile, ldc, accumulate);
+                        }
+
+                        if (p.Epilogue == GemmEpilogue.BiasGelu)
+                        {
+                            // GELU on each finished row segment while it is still in L1.
+                            for (int r = 0; r < rows; r++)
+                            {
+                                var segment = new Span<float>(cTile + r * ldc, liveColumns);
+                                Gelu.Run(segment, segment);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies the live columns of a scratch tile (acc + b) to C, adding to C for the residual epilogue.</summary>
+    private static unsafe void StoreEdgeTile(float* tile, int tileStride, int rows, int liveColumns, float* c, nint ldc,
+        bool accumulate)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var source = new ReadOnlySpan<float>(tile + r * tileStride, liveColumns);
+            var destination = new Span<float>(c + r * ldc, liveColumns);
+            if (accumulate)
+            {
+                // Same single rounding as the register path: C + (acc + b).
+                for (int j = 0; j < liveColumns; j++)
+                    destination[j] += source[j];
+            }
+            else
+            {
+                source.CopyTo(destination);
+            }
+        }
     }
 
     /// <summary>

@@ -1,0 +1,304 @@
+using DualChunk.Kernels;
+using NUnit.Framework;
+
+namespace DualChunk.Tests.Kernels;
+
+/// <summary>
+/// Gemm against its float64 twin on seeded random non-zero data, on every ISA path this machine supports, for all
+/// epilogues and every M tail (mod MR) and N tail (mod NR).
+/// <para>
+/// Tolerance per element: |c − ref| ≤ RelativeTolerance · (Σ_k |a·w| + |b|) + AbsoluteTolerance, with ref computed in
+/// double (GELU by <see cref="Gelu.ScalarReference"/>, the residual add as C_old + s). Float FMA accumulation over K
+/// terms errs by far less than K·2⁻²⁴ of Σ|a·w| in practice; the observed worst ratio is printed by each test.
+/// </para>
+/// </summary>
+[TestFixture]
+public sealed class GemmTests
+{
+    private const double RelativeTolerance = 1e-6;
+    private const double AbsoluteTolerance = 1e-6;
+
+    /// <summary>Marks C entries Gemm must not touch (padding between N and ldc, past the span).</summary>
+    private const float Sentinel = -12345.678f;
+
+    private static readonly GemmEpilogue[] Epilogues = [GemmEpilogue.Bias, GemmEpilogue.BiasGelu, GemmEpilogue.BiasAccumulate];
+
+    private static KernelIsa[] SupportedIsas()
+        => Enum.GetValues<KernelIsa>().Where(isa => isa <= KernelSelection.Isa).ToArray();
+
+    private static int RowsOf(KernelIsa isa) => isa == KernelIsa.Portable ? 4 : 6;
+
+    private static int ColumnsOf(KernelIsa isa) => Gemm.PanelColumnsOf(isa);
+
+    /// <summary>Random floats in [-1, 1), never exactly 0.</summary>
+    private static float[] RandomData(Random random, int length)
+    {
+        var data = new float[length];
+        for (int i = 0; i < length; i++)
+        {
+            float x;
+            do x = random.NextSingle() * 2f - 1f; while (x == 0f);
+            data[i] = x;
+        }
+        return data;
+    }
+
+    /// <summary>One problem: data plus the float64 sums s = A·W + b and magnitudes Σ|a·w| + |b|.</summary>
+    private sealed class Problem
+    {
+        public required int M, K, N, Lda, Ldc;
+        public required float[] A, W, Bias, InitialC;
+        public required double[] Sums, Magnitudes;
+
+        public static Problem Create(int m, int k, int n, int ldaPad, int ldcPad, int seed)
+        {
+            var random = new Random(seed);
+            int lda = k + ldaPad, ldc = n + ldcPad;
+            var a = RandomData(random, (m - 1) * lda + k); // exact length: no slack to read into
+            var w = RandomData(random, k * n);
+            var bias = RandomData(random, n);
+            var initialC = new float[(m - 1) * ldc + n];
+            var values = RandomData(random, initialC.Length);
+            for (int i = 0; i < initialC.Length; i++)
+                initialC[i] = i % ldc < n ? values[i] : Sentinel;
+
+            var sums = new double[m * n];
+            var magnitudes = new double[m * n];
+            for (int r = 0; r < m; r++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    double s = bias[j], mag = Math.Abs(bias[j]);
+                    for (int p = 0; p < k; p++)
+                    {
+                        double product = (double)a[r * lda + p] * w[p * n + j];
+                        s += product;
+                        mag += Math.Abs(product);
+                    }
+                    sums[r * n + j] = s;
+                    magnitudes[r * n + j] = mag;
+                }
+            }
+            return new Problem { M = m, K = k, N = n, Lda = lda, Ldc = ldc, A = a, W = w, Bias = bias, InitialC = initialC, Sums = sums, Magnitudes = magnitudes };
+        }
+
+        public double Reference(GemmEpilogue epilogue, int r, int j) => epilogue switch
+        {
+            GemmEpilogue.BiasGelu => Gelu.ScalarReference(Sums[r * N + j]),
+            GemmEpilogue.BiasAccumulate => InitialC[r * Ldc + j] + Sums[r * N + j],
+            _ => Sums[r * N + j],
+        };
+
+        public override string ToString() => $"M={M} K={K} N={N} lda={Lda} ldc={Ldc}";
+    }
+
+    /// <summary>Runs one problem on one path and epilogue; returns the worst |c − ref| / (Σ|a·w| + |b| + 1).</summary>
+    private static double RunAndCheck(Problem problem, KernelIsa isa, GemmEpilogue epilogue)
+    {
+        var packed = PackedMatrix.Pack(problem.W, problem.K, problem.N, isa);
+        // C lives inside a larger buffer with sentinels after it: writing past the span would show.
+        const int guard = 67;
+        var buffer = new float[problem.InitialC.Length + guard];
+        buffer.AsSpan().Fill(Sentinel);
+        problem.InitialC.CopyTo(buffer, 0);
+        var c = buffer.AsSpan(0, problem.InitialC.Length);
+
+        Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, isa);
+
+        double worst = 0;
+        for (int i = 0; i < buffer.Length; i++)
+        {
+            int r = i / problem.Ldc, j = i % problem.Ldc;
+            bool inside = i < c.Length && j < problem.N;
+            if (!inside)
+            {
+                if (BitConverter.SingleToInt32Bits(buffer[i]) != BitConverter.SingleToInt32Bits(Sentinel))
+                    Assert.Fail($"{isa} {epilogue} {problem}: wrote outside C[m, N] at flat index {i} (row {r}, column {j}).");
+                continue;
+            }
+            double expected = problem.Reference(epilogue, r, j);
+            double magnitude = problem.Magnitudes[r * problem.N + j];
+            double error = Math.Abs(buffer[i] - expected);
+            if (!(error <= RelativeTolerance * magnitude + AbsoluteTolerance))
+                Assert.Fail($"{isa} {epilogue} {problem}: C[{r},{j}] = {buffer[i]:R}, reference {expected:R}, error {error:E3} > tolerance {RelativeTolerance * magnitude + AbsoluteTolerance:E3}.");
+            worst = Math.Max(worst, error / (magnitude + 1));
+        }
+        return worst;
+    }
+
+    /// <summary>Every supported path × every epilogue over the given shapes (m, k, n).</summary>
+    private static void CheckShapes(IEnumerable<(int M, int K, int N)> shapes, int seed)
+    {
+        double worst = 0;
+        int count = 0;
+        foreach (var (m, k, n) in shapes)
+        {
+            // Alternate tight and padded strides so both lda = K / ldc = N and lda > K / ldc > N are covered.
+            int pad = count % 3;
+            var problem = Problem.Create(m, k, n, ldaPad: pad * 3, ldcPad: pad * 5, seed: seed + count);
+            foreach (var isa in SupportedIsas())
+            {
+                foreach (var epilogue in Epilogues)
+                    worst = Math.Max(worst, RunAndCheck(problem, isa, epilogue));
+            }
+            count++;
+        }
+        TestContext.Out.WriteLine($"{count} shapes on {string.Join(", ", SupportedIsas())}: worst |c - ref| / (sum|a*w| + |b| + 1) = {worst:E3}");
+        Assert.That(count, Is.GreaterThan(0));
+    }
+
+    private static int MaxRows => SupportedIsas().Max(RowsOf);
+
+    private static int[] AllColumnTails()
+    {
+        // N = 1..NR+1 for the widest panel covers every N mod NR of every path; plus 2·NR ± 1 of each path and model widths.
+        var widths = new SortedSet<int>(Enumerable.Range(1, 65)) { 60, 180, 768 };
+        foreach (var isa in SupportedIsas())
+        {
+            int nr = ColumnsOf(isa);
+            widths.Add(2 * nr - 1);
+            widths.Add(2 * nr);
+            widths.Add(2 * nr + 1);
+        }
+        return widths.ToArray();
+    }
+
+    [Test]
+    public void EveryRowTail_MatchesFloat64Reference()
+    {
+        // M = 1 .. 2·MR+1 hits every M mod MR twice; 64, 65, 129 and 200 cross the M block (96) with tails.
+        var ms = Enumerable.Range(1, 2 * MaxRows + 1).Concat([64, 65, 129, 200]);
+        CheckShapes(ms.SelectMany(m => new[] { (m, 37, 180), (m, 7, 63) }), seed: 1000);
+    }
+
+    [Test]
+    public void EveryColumnTail_MatchesFloat64Reference()
+    {
+        CheckShapes(AllColumnTails().SelectMany(n => new[] { (7, 37, n), (1, 3, n) }), seed: 2000);
+    }
+
+    [Test]
+    public void EveryDepth_MatchesFloat64Reference()
+    {
+        // 256 and 287 exceed the Vector512 K block (128); 1024 and 1100 exceed every path's K block (≤ 512).
+        int[] ks = [1, 2, 3, 7, 37, 128, 129, 256, 287, 1024, 1100];
+        CheckShapes(ks.SelectMany(k => new[] { (13, k, 70), (5, k, 17) }), seed: 3000);
+    }
+
+    [Test]
+    public void ModelShapes_MatchFloat64Reference()
+    {
+        CheckShapes(
+        [
+            (64, 256, 768), (64, 256, 1024), (64, 1024, 256), (64, 287, 256), (64, 256, 256),
+            (1, 256, 768), (1, 1024, 256), (97, 287, 60),
+        ], seed: 4000);
+    }
+
+    [Test]
+    public void ColumnRangeSplits_AreBitwiseIdenticalToOneCall()
+    {
+        foreach (var isa in SupportedIsas())
+        {
+            foreach (var epilogue in Epilogues)
+            {
+                foreach (var (m, k, n) in new[] { (13, 300, 200), (7, 37, 768), (1, 1024, 129), (20, 5, 64) })
+                {
+                    var problem = Problem.Create(m, k, n, ldaPad: 1, ldcPad: 3, seed: 5000 + m + k + n);
+                    var packed = PackedMatrix.Pack(problem.W, k, n, isa);
+                    var whole = problem.InitialC.ToArray();
+                    Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, whole, problem.Ldc, epilogue, isa);
+
+                    // One call per panel-width block, in reverse order, and an uneven two-way split.
+                    var perBlock = problem.InitialC.ToArray();
+                    for (int start = (n - 1) / PackedMatrix.PanelWidth * PackedMatrix.PanelWidth; start >= 0; start -= PackedMatrix.PanelWidth)
+                    {
+                        int count = Math.Min(PackedMatrix.PanelWidth, n - start);
+                        Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, perBlock, problem.Ldc, epilogue, start, count, isa);
+                    }
+                    var twoWay = problem.InitialC.ToArray();
+                    int split = Math.Min(n, PackedMatrix.PanelWidth * ((n / PackedMatrix.PanelWidth + 1) / 2));
+                    Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, twoWay, problem.Ldc, epilogue, 0, split, isa);
+                    Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, twoWay, problem.Ldc, epilogue, split, n - split, isa);
+
+                    Assert.That(perBlock, Is.EqualTo(whole).AsCollection, $"{isa} {epilogue} M={m} K={k} N={n}: per-block split differs.");
+                    Assert.That(twoWay, Is.EqualTo(whole).AsCollection, $"{isa} {epilogue} M={m} K={k} N={n}: split at {split} differs.");
+                }
+            }
+        }
+    }
+
+    [Test]
+    public void PublicApi_UsesSelectedPath()
+    {
+        var problem = Problem.Create(9, 37, 70, ldaPad: 2, ldcPad: 1, seed: 6000);
+        var packed = PackedMatrix.Pack(problem.W, problem.K, problem.N);
+        var c = problem.InitialC.ToArray();
+        Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, c, problem.Ldc, GemmEpilogue.Bias);
+        var expected = problem.InitialC.ToArray();
+        Gemm.Run(problem.A, problem.M, problem.Lda, PackedMatrix.Pack(problem.W, problem.K, problem.N, KernelSelection.Isa),
+            problem.Bias, expected, problem.Ldc, GemmEpilogue.Bias, KernelSelection.Isa);
+        Assert.Multiple(() =>
+        {
+            Assert.That(c, Is.EqualTo(expected).AsCollection);
+            Assert.That(Gemm.MicroKernel, Is.EqualTo(Gemm.MicroKernelOf(KernelSelection.Isa)));
+            Assert.That(Gemm.MicroKernel, Does.Match(@"^\w+ \d+x\d+$"));
+            Assert.That(PackedMatrix.PanelWidth % ColumnsOf(KernelSelection.Isa), Is.Zero);
+        });
+        TestContext.Out.WriteLine($"Selected: {KernelSelection.Isa}, {Gemm.MicroKernel}");
+    }
+
+    [Test]
+    public void Pack_RoundTripsAndZeroPadsEveryPath()
+    {
+        var w = RandomData(new Random(7000), 37 * 70);
+        foreach (var isa in SupportedIsas())
+        {
+            var packed = PackedMatrix.Pack(w, 37, 70, isa);
+            int nr = ColumnsOf(isa);
+            Assert.Multiple(() =>
+            {
+                Assert.That(packed.ToRowMajor(), Is.EqualTo(w).AsCollection, $"{isa}");
+                Assert.That(packed.PanelCount, Is.EqualTo((70 + nr - 1) / nr), $"{isa}");
+                var lastPanel = packed.Panels.Slice((packed.PanelCount - 1) * 37 * nr);
+                int live = 70 - (packed.PanelCount - 1) * nr;
+                for (int kk = 0; kk < 37; kk++)
+                {
+                    for (int j = live; j < nr; j++)
+                        Assert.That(lastPanel[kk * nr + j], Is.Zero, $"{isa} padding k={kk} j={j}");
+                }
+            });
+        }
+    }
+
+    [Test]
+    public void Run_RejectsBadArguments()
+    {
+        var isa = KernelSelection.Isa;
+        const int m = 4, k = 10, n = 20;
+        var packed = PackedMatrix.Pack(new float[k * n], k, n, isa);
+        var a = new float[m * k];
+        var bias = new float[n];
+        var c = new float[m * n];
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => Gemm.Run(a, m, k - 1, packed, bias, c, n, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "lda < K");
+            Assert.That(() => Gemm.Run(a, m, k, packed, bias, c, n - 1, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "ldc < N");
+            Assert.That(() => Gemm.Run(a.AsSpan(1), m, k, packed, bias, c, n, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "A short");
+            Assert.That(() => Gemm.Run(a, m, k, packed, bias, c.AsSpan(1), n, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "C short");
+            Assert.That(() => Gemm.Run(a, m, k, packed, bias.AsSpan(1), c, n, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "bias short");
+            Assert.That(() => Gemm.Run(a, m + 1, k, packed, bias, c, n, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "m too large");
+            Assert.That(() => Gemm.Run(a, -1, k, packed, bias, c, n, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "m < 0");
+            Assert.That(() => Gemm.Run(a, m, k, packed, bias, c, n, (GemmEpilogue)7, isa), Throws.InstanceOf<ArgumentException>(), "epilogue");
+            Assert.That(() => Gemm.Run(a, m, k, packed, bias, c, n, GemmEpilogue.Bias, 1, 5), Throws.InstanceOf<ArgumentException>(), "unaligned column start");
+            Assert.That(() => Gemm.Run(a, m, k, packed, bias, c, n, GemmEpilogue.Bias, 0, n + 1), Throws.InstanceOf<ArgumentException>(), "column count > N");
+            Assert.That(() => Gemm.Run(a, m, k, null!, bias, c, n, GemmEpilogue.Bias), Throws.InstanceOf<ArgumentNullException>(), "null W");
+            if (isa != KernelIsa.Portable)
+            {
+                var other = PackedMatrix.Pack(new float[k * n], k, n, KernelIsa.Portable);
+                Assert.That(() => Gemm.Run(a, m, k, other, bias, c, n, GemmEpilogue.Bias, isa), Throws.InstanceOf<ArgumentException>(), "layout of another path");
+            }
+            Assert.That(() => Gemm.Run(a, 0, k, packed, bias, Span<float>.Empty, n, GemmEpilogue.Bias, isa), Throws.Nothing, "m = 0");
+        });
+    }
+}
