@@ -1,0 +1,117 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace DualChunk.Kernels;
+
+/// <summary>
+/// One element-wise operation for every width (TensorPrimitives style): the driver owns loops and tails,
+/// the operator only maps values.
+/// </summary>
+internal interface IUnaryOperator
+{
+    static abstract float Invoke(float x);
+    static abstract Vector128<float> Invoke(Vector128<float> x);
+    static abstract Vector256<float> Invoke(Vector256<float> x);
+    static abstract Vector512<float> Invoke(Vector512<float> x);
+}
+
+/// <summary>The element-wise driver: y[i] = TOp(x[i]).</summary>
+internal static class ElementwiseDriver
+{
+    /// <summary>Throws unless <paramref name="isa"/> is a path this process can run.</summary>
+    internal static void CheckIsa(KernelIsa isa)
+    {
+        if (isa < KernelIsa.Portable || isa > KernelSelection.Isa)
+            throw new ArgumentOutOfRangeException(nameof(isa), isa, $"Path not supported here (best is {KernelSelection.Isa}).");
+    }
+
+    /// <summary>
+    /// y[i] = TOp(x[i]) for i &lt; x.Length on the <paramref name="isa"/> path. <paramref name="y"/> may be exactly
+    /// <paramref name="x"/> (in place) but must not overlap it otherwise.
+    /// </summary>
+    public static void Run<TOp>(ReadOnlySpan<float> x, Span<float> y, KernelIsa isa)
+        where TOp : struct, IUnaryOperator
+    {
+        CheckIsa(isa);
+        if (y.Length < x.Length)
+            throw new ArgumentException($"Destination has {y.Length} elements, the source {x.Length}.", nameof(y));
+        if (x.Overlaps(y, out int offset) && offset != 0)
+            throw new ArgumentException("Source and destination overlap without being the same span.", nameof(y));
+
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        nuint n = (nuint)x.Length;
+
+        // Widest path whose vector fits the length: a 10-element input on the 512-bit path runs as one 256-bit
+        // vector plus an overlapping one rather than a masked 512-bit vector.
+        if (isa >= KernelIsa.Vector512 && n >= (nuint)Vector512<float>.Count) { Run512<TOp>(ref xr, ref yr, n); return; }
+        if (isa >= KernelIsa.Vector256 && n >= (nuint)Vector256<float>.Count) { Run256<TOp>(ref xr, ref yr, n); return; }
+        if (Vector128.IsHardwareAccelerated)
+        {
+            if (n >= (nuint)Vector128<float>.Count) { Run128<TOp>(ref xr, ref yr, n); return; }
+            if (n > 0) RunPartial128<TOp>(ref xr, ref yr, n);
+            return;
+        }
+        for (nuint i = 0; i < n; i++)
+            Unsafe.Add(ref yr, i) = TOp.Invoke(Unsafe.Add(ref xr, i));
+    }
+
+    // Tail: the last full vector ends at n and overlaps the main loop's last vector. It is loaded before the
+    // loop stores anything, so an in-place call recomputes the overlap from the original inputs (same results).
+    private static void Run512<TOp>(ref float xr, ref float yr, nuint n) where TOp : struct, IUnaryOperator
+    {
+        nuint w = (nuint)Vector512<float>.Count;
+        Vector512<float> last = Vector512.LoadUnsafe(ref xr, n - w);
+        nuint i = 0;
+        for (; i + 2 * w <= n; i += 2 * w)
+        {
+            Vector512<float> a = Vector512.LoadUnsafe(ref xr, i), b = Vector512.LoadUnsafe(ref xr, i + w);
+            TOp.Invoke(a).StoreUnsafe(ref yr, i);
+            TOp.Invoke(b).StoreUnsafe(ref yr, i + w);
+        }
+        if (i + w <= n) { TOp.Invoke(Vector512.LoadUnsafe(ref xr, i)).StoreUnsafe(ref yr, i); i += w; }
+        if (i != n) TOp.Invoke(last).StoreUnsafe(ref yr, n - w);
+    }
+
+    private static void Run256<TOp>(ref float xr, ref float yr, nuint n) where TOp : struct, IUnaryOperator
+    {
+        nuint w = (nuint)Vector256<float>.Count;
+        Vector256<float> last = Vector256.LoadUnsafe(ref xr, n - w);
+        nuint i = 0;
+        for (; i + 2 * w <= n; i += 2 * w)
+        {
+            Vector256<float> a = Vector256.LoadUnsafe(ref xr, i), b = Vector256.LoadUnsafe(ref xr, i + w);
+            TOp.Invoke(a).StoreUnsafe(ref yr, i);
+            TOp.Invoke(b).StoreUnsafe(ref yr, i + w);
+        }
+        if (i + w <= n) { TOp.Invoke(Vector256.LoadUnsafe(ref xr, i)).StoreUnsafe(ref yr, i); i += w; }
+        if (i != n) TOp.Invoke(last).StoreUnsafe(ref yr, n - w);
+    }
+
+    private static void Run128<TOp>(ref float xr, ref float yr, nuint n) where TOp : struct, IUnaryOperator
+    {
+        nuint w = (nuint)Vector128<float>.Count;
+        Vector128<float> last = Vector128.LoadUnsafe(ref xr, n - w);
+        nuint i = 0;
+        for (; i + 2 * w <= n; i += 2 * w)
+        {
+            Vector128<float> a = Vector128.LoadUnsafe(ref xr, i), b = Vector128.LoadUnsafe(ref xr, i + w);
+            TOp.Invoke(a).StoreUnsafe(ref yr, i);
+            TOp.Invoke(b).StoreUnsafe(ref yr, i + w);
+        }
+        if (i + w <= n) { TOp.Invoke(Vector128.LoadUnsafe(ref xr, i)).StoreUnsafe(ref yr, i); i += w; }
+        if (i != n) TOp.Invoke(last).StoreUnsafe(ref yr, n - w);
+    }
+
+    // Fewer than 4 elements: a partial vector. The live lanes are copied into a zeroed register-sized buffer,
+    // mapped as one vector and copied back; the padding lanes (zeros) are computed and dropped.
+    private static void RunPartial128<TOp>(ref float xr, ref float yr, nuint n) where TOp : struct, IUnaryOperator
+    {
+        Vector128<float> buf = Vector128<float>.Zero;
+        ref float b = ref Unsafe.As<Vector128<float>, float>(ref buf);
+        for (nuint i = 0; i < n; i++) Unsafe.Add(ref b, i) = Unsafe.Add(ref xr, i);
+        buf = TOp.Invoke(buf);
+        for (nuint i = 0; i < n; i++) Unsafe.Add(ref yr, i) = Unsafe.Add(ref b, i);
+    }
+}

@@ -1,0 +1,199 @@
+using DualChunk.Kernels;
+using NUnit.Framework;
+
+namespace DualChunk.Tests.Kernels;
+
+[TestFixture]
+public class ErfGeluTests
+{
+    [Test]
+    public void ErfReference_matches_known_values()
+    {
+        // Known values (relative tolerance 1e-15: the reference's stated accuracy).
+        (double x, double erf)[] known =
+        [
+            (0.5, 0.5204998778130465377), (1.0, 0.8427007929497148693), (2.0, 0.9953222650189527342),
+            (3.0, 0.9999779095030014146), (0.01, 0.011283415555849618), (-1.5, -0.9661051464753107271),
+            (0.0, 0.0), (6.0, 0.99999999999999997848), (1e-10, 1.1283791670955126e-10),
+        ];
+        foreach (var (x, erf) in known)
+            Assert.That(Gelu.ErfReference(x), Is.EqualTo(erf).Within(1e-15 * Math.Abs(erf) + 1e-300), $"erf({x})");
+        // erfc in the tail, where 1 − erf would lose everything: erfc(5) = 1.5374597944280348502e-12, erfc(10) = 2.0884875837625447570e-45.
+        Assert.That(Gelu.ErfcReference(5.0), Is.EqualTo(1.5374597944280348502e-12).Within(1e-14 * 1.5374597944280348502e-12));
+        Assert.That(Gelu.ErfcReference(10.0), Is.EqualTo(2.0884875837625447570e-45).Within(1e-14 * 2.0884875837625447570e-45));
+        Assert.That(double.IsNaN(Gelu.ErfReference(double.NaN)), Is.True);
+    }
+
+    /// <summary>
+    /// The inputs of the sweeps: 2^24 evenly spaced points over [−8, 8]; every float in [0.5, 1) (across the
+    /// 0.9 branch split) and the same negated; the 2^20 floats of smallest magnitude of each sign (denormals, ±0);
+    /// every 256th bit pattern over all floats (every exponent); and the special values.
+    /// </summary>
+    private static float[] SweepInputs()
+    {
+        var list = new List<float>(1 << 26);
+        const int dense = 1 << 24;
+        for (int i = 0; i <= dense; i++) list.Add((float)(-8.0 + 16.0 * i / dense));
+        for (int b = BitConverter.SingleToInt32Bits(0.5f); b < BitConverter.SingleToInt32Bits(1f); b++)
+        {
+            float f = BitConverter.Int32BitsToSingle(b);
+            list.Add(f); list.Add(-f);
+        }
+        for (int b = 0; b < 1 << 20; b++)
+        {
+            float f = BitConverter.Int32BitsToSingle(b);
+            list.Add(f); list.Add(-f);
+        }
+        for (long b = 0; b < 1L << 32; b += 256)
+        {
+            float f = BitConverter.Int32BitsToSingle((int)(uint)b);
+            if (!float.IsNaN(f)) list.Add(f);
+        }
+        list.AddRange([0f, -0f, float.PositiveInfinity, float.NegativeInfinity, float.MaxValue, -float.MaxValue,
+            float.Epsilon, -float.Epsilon, 0.9f, -0.9f, 4f, -4f, MathF.BitIncrement(0.9f), MathF.BitIncrement(4f)]);
+        return [.. list];
+    }
+
+    private static readonly Lazy<float[]> Inputs = new(SweepInputs);
+
+    private static double[] References(float[] x, Func<double, double> f)
+    {
+        var r = new double[x.Length];
+        Parallel.For(0, (x.Length + 65535) / 65536, c =>
+        {
+            int end = Math.Min(x.Length, (c + 1) * 65536);
+            for (int i = c * 65536; i < end; i++) r[i] = f(x[i]);
+        });
+        return r;
+    }
+
+    [Test]
+    public void Erf_sweep_within_bound_on_every_path()
+    {
+        float[] x = Inputs.Value;
+        double[] reference = References(x, Gelu.ErfReference);
+        var y = new float[x.Length];
+        foreach (KernelIsa isa in KernelTestSupport.Isas())
+        {
+            Erf.Run(x, y, isa);
+            (double max, float at) = MaxAbsError(x, y, reference);
+            TestContext.Out.WriteLine($"erf {isa}: max abs error {max:E3} at x = {at:R} over {x.Length} inputs");
+            Assert.That(max, Is.LessThanOrEqualTo(Erf.MaxAbsError), $"{isa} at x = {at:R}");
+        }
+        for (int i = 0; i < x.Length; i += 97) y[i / 97] = Erf.Scalar(x[i]);
+        double maxScalar = 0;
+        for (int i = 0; i < x.Length; i += 97) maxScalar = Math.Max(maxScalar, Math.Abs(y[i / 97] - reference[i]));
+        TestContext.Out.WriteLine($"erf scalar float twin: max abs error {maxScalar:E3} (every 97th input)");
+        Assert.That(maxScalar, Is.LessThanOrEqualTo(Erf.MaxAbsError));
+        Assert.That(float.IsNaN(Erf.Scalar(float.NaN)), Is.True);
+        float[] nan = [float.NaN, 1f, float.NaN, -2f, 0.3f];
+        foreach (KernelIsa isa in KernelTestSupport.Isas())
+        {
+            var o = new float[nan.Length];
+            Erf.Run(nan, o, isa);
+            Assert.That(float.IsNaN(o[0]) && float.IsNaN(o[2]) && !float.IsNaN(o[1]), Is.True, $"{isa}: NaN in, NaN out");
+        }
+    }
+
+    private static (double Max, float At) MaxAbsError(float[] x, float[] y, double[] reference)
+    {
+        double max = 0; float at = 0;
+        for (int i = 0; i < x.Length; i++)
+        {
+            double e = y[i] == reference[i] ? 0 : Math.Abs(y[i] - reference[i]);
+            if (!(e <= max)) { max = e; at = x[i]; }
+        }
+        return (max, at);
+    }
+
+    [Test]
+    public void Gelu_sweep_within_bound_on_every_path()
+    {
+        float[] x = Inputs.Value;
+        double[] reference = References(x, Gelu.ScalarReference);
+        var y = new float[x.Length];
+        foreach (KernelIsa isa in KernelTestSupport.Isas())
+        {
+            Gelu.Run(x, y, isa);
+            double maxAbs = 0, maxRel = 0, worst = 0; float worstAt = 0;
+            for (int i = 0; i < x.Length; i++)
+            {
+                double r = reference[i];
+                double e = y[i] == r ? 0 : Math.Abs(y[i] - r);
+                if (Math.Abs(r) < 1) maxAbs = Math.Max(maxAbs, e);
+                // relative error where the output is a normal float well above the absolute floor
+                if (Math.Abs(r) >= 1e-6) maxRel = Math.Max(maxRel, e / Math.Abs(r));
+                double budget = e / (Gelu.MaxAbsError + Gelu.MaxRelError * Math.Abs(r));
+                if (!(budget <= worst)) { worst = budget; worstAt = x[i]; }
+            }
+            TestContext.Out.WriteLine($"gelu {isa}: max abs error (|GELU| < 1) {maxAbs:E3}, max rel error (|GELU| ≥ 1e-6) {maxRel:E3}, " +
+                $"worst use of the bound {worst:F3} at x = {worstAt:R}");
+            Assert.That(worst, Is.LessThanOrEqualTo(1.0), $"{isa} at x = {worstAt:R}");
+        }
+    }
+
+    [Test]
+    public void Exp_accuracy_on_every_width()
+    {
+        // Every 256th float in [−87.3, 0] plus the ends; relative error vs Math.Exp.
+        var xs = new List<float>();
+        for (int b = BitConverter.SingleToInt32Bits(-0f); b <= BitConverter.SingleToInt32Bits(-87.3f); b += 256) xs.Add(BitConverter.Int32BitsToSingle(b));
+        for (float f = 0; f < 88f; f += 0.0009765625f) xs.Add(f);
+        float[] x = [.. xs];
+        var y = new float[x.Length];
+        foreach (KernelIsa isa in KernelTestSupport.Isas())
+        {
+            ElementwiseDriver.Run<ExpOperator>(x, y, isa);
+            double max = 0;
+            for (int i = 0; i < x.Length; i++) max = Math.Max(max, Math.Abs(y[i] / Math.Exp(x[i]) - 1));
+            TestContext.Out.WriteLine($"exp {isa}: max relative error {max:E3} ({max / Math.Pow(2, -24):F2} × 2^-24) over [-87.3, 88]");
+            Assert.That(max, Is.LessThanOrEqualTo(2.5e-7));
+        }
+        float[] special = [-88f, -1e9f, float.NegativeInfinity, 89f, float.PositiveInfinity, float.NaN];
+        var o = new float[special.Length];
+        foreach (KernelIsa isa in KernelTestSupport.Isas())
+        {
+            ElementwiseDriver.Run<ExpOperator>(special, o, isa);
+            Assert.That(o[..5], Is.EqualTo(new[] { 0f, 0f, 0f, float.PositiveInfinity, float.PositiveInfinity }), $"{isa}");
+            Assert.That(float.IsNaN(o[5]), Is.True);
+        }
+    }
+
+    private readonly struct ExpOperator : IUnaryOperator
+    {
+        public static float Invoke(float x) => VectorMath.Exp(x);
+        public static System.Runtime.Intrinsics.Vector128<float> Invoke(System.Runtime.Intrinsics.Vector128<float> x) => VectorMath.Exp(x);
+        public static System.Runtime.Intrinsics.Vector256<float> Invoke(System.Runtime.Intrinsics.Vector256<float> x) => VectorMath.Exp(x);
+        public static System.Runtime.Intrinsics.Vector512<float> Invoke(System.Runtime.Intrinsics.Vector512<float> x) => VectorMath.Exp(x);
+    }
+
+    [Test]
+    public void Elementwise_every_length_0_to_257_matches_reference_and_in_place([ValueSource(typeof(KernelTestSupport), nameof(KernelTestSupport.Isas))] KernelIsa isa)
+    {
+        var rng = new Random(1234);
+        for (int n = 0; n <= 257; n++)
+        {
+            float[] x = KernelTestSupport.RandomNonZero(rng, n, 4f);
+            var y = new float[n + 3];
+            y[n] = 42f; // sentinel: nothing past the length is written
+            Erf.Run(x, y.AsSpan(0, n), isa);
+            var g = (float[])x.Clone();
+            Gelu.Run(g, g, isa); // in place
+            for (int i = 0; i < n; i++)
+            {
+                Assert.That(y[i], Is.EqualTo(Gelu.ErfReference(x[i])).Within(Erf.MaxAbsError), $"erf n={n} i={i}");
+                double r = Gelu.ScalarReference(x[i]);
+                Assert.That(g[i], Is.EqualTo(r).Within(Gelu.MaxAbsError + Gelu.MaxRelError * Math.Abs(r)), $"gelu n={n} i={i}");
+            }
+            Assert.That(y[n], Is.EqualTo(42f));
+        }
+    }
+
+    [Test]
+    public void Partially_overlapping_spans_are_rejected()
+    {
+        var a = new float[20];
+        Assert.That(() => Gelu.Run(a.AsSpan(0, 16), a.AsSpan(1, 16)), Throws.ArgumentException);
+        Assert.That(() => Gelu.Run(a.AsSpan(0, 16), a.AsSpan(0, 15)), Throws.ArgumentException);
+    }
+}
