@@ -20,6 +20,7 @@ internal static class CommandLine
           dualchunk run --model <file.safetensors|file.dcw> [--chunk-size C] --input <x.npy> --output <y.npy> [--output-mode last|all|mean]
           dualchunk convert <in.safetensors> [--chunk-size C] -o <out.dcw>
           dualchunk inspect <file.safetensors|file.dcw> [--chunk-size C]
+          dualchunk bench (--model <file> | --random-model E,H,NH,L) [--chunk-size C] --batch B --seq N [--output-mode last|all|mean] [--threads 1] [--warmup W] [--iterations K] [--json]
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -38,6 +39,7 @@ internal static class CommandLine
                 case "run": RunCommand(options, stdout, notices); break;
                 case "convert": ConvertCommand(options, stdout, notices); break;
                 case "inspect": InspectCommand(options, stdout); break;
+                case "bench": BenchCommandLine(options, stdout, notices); break;
                 default: throw new UsageException($"unknown command '{args[0]}'; the commands are run, convert and inspect (see --help).");
             }
             foreach (var n in notices) stderr.WriteLine(n);
@@ -102,6 +104,40 @@ internal static class CommandLine
         Inspector.Write(path, o.ChunkSize, stdout);
     }
 
+    private static void BenchCommandLine(Options o, TextWriter stdout, List<string> notices)
+    {
+        string? modelPath = o.Get("--model");
+        string? random = o.Get("--random-model");
+        int batch = o.PositiveInt("--batch") ?? throw new UsageException("bench needs --batch B.");
+        int seqLen = o.PositiveInt("--seq") ?? throw new UsageException("bench needs --seq N.");
+        var mode = ParseMode(o.Get("--output-mode") ?? "last");
+        int threads = o.PositiveInt("--threads") ?? 1;
+        int warmup = o.NonNegativeInt("--warmup") ?? 5;
+        int iterations = o.PositiveInt("--iterations") ?? 50;
+        _ = o.Get("--json"); // the output is always one JSON line; the flag is accepted for the contract
+        o.RejectUnknown();
+        if (threads != 1)
+            throw new UsageException($"--threads {threads}: this build runs the forward pass on one thread; intra-op parallelism is not available yet.");
+
+        DualChunkModel model;
+        if (random is not null)
+        {
+            if (modelPath is not null) throw new UsageException("give either --model or --random-model, not both.");
+            var dims = random.Split(',');
+            if (dims.Length != 4 || !dims.All(d => int.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0))
+                throw new UsageException($"--random-model '{random}' must be E,H,NH,L (e.g. 287,256,8,4).");
+            int[] v = Array.ConvertAll(dims, d => int.Parse(d, CultureInfo.InvariantCulture));
+            var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? DefaultChunkSize, 4 * v[1]);
+            model = DualChunkModel.FromTensors(RandomWeights.Create(config, seed: 1), config);
+        }
+        else
+        {
+            model = LoadModel(modelPath ?? throw new UsageException("bench needs --model <file> or --random-model E,H,NH,L."), o.ChunkSize, notices);
+        }
+        model.Config.ValidateSequenceLength(seqLen);
+        BenchCommand.Run(model, batch, seqLen, mode, warmup, iterations, stdout);
+    }
+
     private static DualChunkModel LoadModel(string path, int? chunkSize, List<string> notices)
     {
         bool dcw = WeightsFiles.IsDcw(path);
@@ -121,6 +157,9 @@ internal static class CommandLine
     /// <summary>--name value pairs and positionals; every option must be consumed.</summary>
     private sealed class Options
     {
+        /// <summary>Options that take no value.</summary>
+        private static readonly HashSet<string> Flags = new(StringComparer.Ordinal) { "--json" };
+
         private readonly Dictionary<string, string> _named = new(StringComparer.Ordinal);
         private readonly List<string> _positional = [];
         private readonly HashSet<string> _used = new(StringComparer.Ordinal);
@@ -136,6 +175,7 @@ internal static class CommandLine
                     string key = a, value;
                     int eq = a.IndexOf('=', StringComparison.Ordinal);
                     if (eq > 0) { key = a[..eq]; value = a[(eq + 1)..]; }
+                    else if (Flags.Contains(a)) value = "true";
                     else if (i + 1 < args.Length) value = args[++i];
                     else throw new UsageException($"option {a} needs a value.");
                     if (!o._named.TryAdd(key, value)) throw new UsageException($"option {key} is given twice.");
@@ -160,6 +200,19 @@ internal static class CommandLine
         {
             if (index >= _positional.Count) throw new UsageException($"missing argument: {what}.");
             return _positional[index];
+        }
+
+        public int? PositiveInt(string key) => Int(key, 1);
+
+        public int? NonNegativeInt(string key) => Int(key, 0);
+
+        private int? Int(string key, int min)
+        {
+            string? text = Get(key);
+            if (text is null) return null;
+            if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v) || v < min)
+                throw new UsageException($"{key} '{text}' must be an integer ≥ {min}.");
+            return v;
         }
 
         public int? ChunkSize
