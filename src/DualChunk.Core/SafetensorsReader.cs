@@ -194,6 +194,9 @@ public static class SafetensorsReader
     private static SafetensorsInfo ParseHeader(byte[] header, long fileLength, long headerLength, string source)
     {
         long dataLength = fileLength - 8 - headerLength;
+        // JsonDocument does not validate UTF-8 inside strings until they are read, so check the whole header first.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new ModelFormatException($"{source}: the header is not valid UTF-8 JSON (it contains invalid UTF-8 bytes). The file is corrupted or not a safetensors file.");
         JsonDocument doc;
         try
         {
