@@ -216,6 +216,20 @@ public class BadInputTests
     }
 
     [Test]
+    public void NonZeroPaddingIsRejectedByReadAndReportedByInspect()
+    {
+        var dcw = SmallDcw();
+        var info = InspectDcw(dcw);
+        Assert.That(info.PaddingProblem, Is.Null);
+        dcw[info.Tensors[0].Offset + info.Tensors[0].ByteLength] = 0xAA; // first padding byte after tensor 0
+        Resign(dcw);
+        var bad = InspectDcw(dcw);
+        Assert.That(bad.ChecksumValid, Is.True);
+        Assert.That(bad.PaddingProblem, Does.Contain("not all zero"));
+        ExpectFormatError(() => ReadDcw(dcw), "padding", "not all zero");
+    }
+
+    [Test]
     public void FlippedChunkSizeIsDetected()
     {
         // C is not reflected in any tensor shape: only the checksum (which covers the preamble) catches it.
