@@ -153,6 +153,7 @@ public static class DcwFile
     /// configuration with <see cref="TensorSetValidator.Validate"/>.
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="ModelFormatException">The file is damaged, of an unsupported version, or fails validation.</exception>
     public static (ModelConfig Config, Dictionary<string, Tensor> Tensors) Read(string path)
     {
@@ -188,6 +189,7 @@ public static class DcwFile
     /// <see cref="DcwFileInfo.PaddingProblem"/>); structural damage still throws.
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="ModelFormatException">The file's structure is damaged or its version unsupported.</exception>
     public static DcwFileInfo Inspect(string path)
     {

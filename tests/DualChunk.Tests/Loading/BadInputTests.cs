@@ -522,6 +522,14 @@ public class BadInputTests
     }
 
     [Test]
+    public void DirectoryInsteadOfFile()
+    {
+        using var dir = new TempDir();
+        Assert.That(() => WeightsLoader.Load(dir.Path, 4), Throws.ArgumentException.With.Message.Contains("is a directory"));
+        Assert.That(() => DcwFile.Inspect(dir.Path), Throws.ArgumentException.With.Message.Contains("is a directory"));
+    }
+
+    [Test]
     public void NullOrEmptyArguments()
     {
         Assert.That(() => SafetensorsReader.Read(""), Throws.InstanceOf<ArgumentException>());
