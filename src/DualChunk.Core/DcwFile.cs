@@ -153,6 +153,7 @@ public static class DcwFile
     /// configuration with <see cref="TensorSetValidator.Validate"/>.
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="ModelFormatException">The file is damaged, of an unsupported version, or fails validation.</exception>
     public static (ModelConfig Config, Dictionary<string, Tensor> Tensors) Read(string path)
     {
@@ -169,6 +170,8 @@ public static class DcwFile
         var (info, tensors) = Scan(stream, sourceName, load: true);
         if (!info.ChecksumValid)
             throw new ModelFormatException(Inv($"{sourceName}: the file is corrupted: its checksum is 0x{info.StoredChecksum:x16} but its contents hash to 0x{info.ComputedChecksum:x16}. Re-convert or re-download it."));
+        if (info.PaddingProblem is not null)
+            throw new ModelFormatException($"{sourceName}: {info.PaddingProblem}; version 1 requires zero padding. The file is corrupted or from a non-conforming writer.");
         try
         {
             TensorSetValidator.Validate(tensors!, info.Config);
@@ -182,9 +185,11 @@ public static class DcwFile
 
     /// <summary>
     /// Reads the structure of a .dcw file and computes its checksum without loading the tensors. A checksum failure
-    /// is reported through <see cref="DcwFileInfo.ChecksumValid"/>; structural damage still throws.
+    /// is reported through <see cref="DcwFileInfo.ChecksumValid"/> (and non-zero padding through
+    /// <see cref="DcwFileInfo.PaddingProblem"/>); structural damage still throws.
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="ModelFormatException">The file's structure is damaged or its version unsupported.</exception>
     public static DcwFileInfo Inspect(string path)
     {
@@ -272,12 +277,13 @@ public static class DcwFile
         var tensors = load ? new Dictionary<string, Tensor>(StringComparer.Ordinal) : null;
         var buffer = new byte[1 << 16];
         long at = PreambleSize + (long)tableLength;
+        string? badPadding = null;
         foreach (var e in entries)
         {
             var pad = buffer.AsSpan(0, (int)(e.Offset - at));
             ReadExactly(s, pad, src, "padding");
             if (pad.ContainsAnyExcept((byte)0))
-                throw Err(src, $"padding bytes {at}..{e.Offset - 1} before tensor '{e.Name}' are not all zero. The file is corrupted.");
+                badPadding ??= Inv($"padding bytes {at}..{e.Offset - 1} before tensor '{e.Name}' are not all zero");
             hash.Append(pad);
             if (load)
             {
@@ -305,7 +311,7 @@ public static class DcwFile
             at = e.Offset + e.ByteLength;
         }
         var info = new DcwFileInfo((int)version, flags, config, entries, fileLength, tableLength, expectedDataOffset,
-            storedChecksum, hash.GetCurrentHashAsUInt64());
+            storedChecksum, hash.GetCurrentHashAsUInt64(), badPadding);
         return (info, tensors);
     }
 

@@ -25,6 +25,7 @@ public sealed record DcwTensorEntry(string Name, string Dtype, IReadOnlyList<int
 /// <param name="DataOffset">Absolute offset of the data section (a multiple of 64).</param>
 /// <param name="StoredChecksum">The XxHash3 checksum stored in the preamble.</param>
 /// <param name="ComputedChecksum">The XxHash3 checksum computed over the file's bytes.</param>
+/// <param name="PaddingProblem">Null when every padding byte is zero, otherwise a description of the first non-zero padding.</param>
 public sealed record DcwFileInfo(
     int Version,
     uint Flags,
@@ -34,7 +35,8 @@ public sealed record DcwFileInfo(
     long TableByteLength,
     long DataOffset,
     ulong StoredChecksum,
-    ulong ComputedChecksum)
+    ulong ComputedChecksum,
+    string? PaddingProblem = null)
 {
     /// <summary>True when the stored and computed checksums agree.</summary>
     public bool ChecksumValid => StoredChecksum == ComputedChecksum;

@@ -63,6 +63,7 @@ public static class SafetensorsReader
 
     /// <summary>Reads every tensor of the file at <paramref name="path"/>.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="ModelFormatException">The file is not a valid safetensors file or holds an unsupported dtype.</exception>
     public static Dictionary<string, Tensor> Read(string path)
     {
@@ -126,6 +127,7 @@ public static class SafetensorsReader
     /// Entries of any known safetensors dtype are reported (see <see cref="SafetensorsEntry.IsSupportedDtype"/>).
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="ModelFormatException">The file's structure is invalid.</exception>
     public static SafetensorsInfo Inspect(string path)
     {
@@ -144,6 +146,8 @@ public static class SafetensorsReader
     internal static FileStream OpenFile(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+            throw new ArgumentException($"'{path}' is a directory; pass the weights file inside it (e.g. '{Path.Combine(path, "model.safetensors")}').", nameof(path));
         if (!File.Exists(path))
             throw new FileNotFoundException($"Weights file '{path}' does not exist. Check the path (relative paths are resolved against '{Environment.CurrentDirectory}').", path);
         return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
@@ -194,6 +198,9 @@ public static class SafetensorsReader
     private static SafetensorsInfo ParseHeader(byte[] header, long fileLength, long headerLength, string source)
     {
         long dataLength = fileLength - 8 - headerLength;
+        // JsonDocument does not validate UTF-8 inside strings until they are read, so check the whole header first.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new ModelFormatException($"{source}: the header is not valid UTF-8 JSON (it contains invalid UTF-8 bytes). The file is corrupted or not a safetensors file.");
         JsonDocument doc;
         try
         {

@@ -10,11 +10,16 @@ public sealed class Tensor
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(data);
         long count = 1;
-        foreach (int s in shape) count *= s;
+        foreach (int s in shape)
+        {
+            if (s < 0)
+                throw new ArgumentException($"Tensor '{name}': shape [{string.Join(", ", shape)}] has a negative dimension.", nameof(shape));
+            count = Math.Min(count * s, (long)int.MaxValue + 1); // saturate: no overflow, still != any array length
+        }
         if (count != data.Length)
             throw new ArgumentException($"Tensor '{name}': shape [{string.Join(", ", shape)}] holds {count} elements but data has {data.Length}.", nameof(data));
         Name = name;
-        Shape = shape;
+        Shape = (int[])shape.Clone(); // the caller's array may change later; the tensor's shape must not
         Data = data;
     }
 

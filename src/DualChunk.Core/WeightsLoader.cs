@@ -24,6 +24,7 @@ public static class WeightsLoader
     /// <returns>The configuration, the tensors by name, and the detected format (<see cref="DcwFormat"/> or <see cref="SafetensorsFormat"/>).</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is not positive.</exception>
     /// <exception cref="ArgumentException"><paramref name="chunkSize"/> disagrees with a .dcw file's chunk size.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ModelFormatException">The file is damaged or not a DualChunk model.</exception>
     public static (ModelConfig Config, Dictionary<string, Tensor> Tensors, string Format) Load(string path, int? chunkSize)

@@ -13,8 +13,10 @@ public class DcwFileTests
     [TestCaseSource(nameof(Cases))]
     public void GoldenRoundTripIsBitwiseIdentical(string goldenCase)
     {
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(GoldenDir(goldenCase), "config.json")));
+        int chunk = json.RootElement.GetProperty("chunk_size").GetInt32();
         var source = SafetensorsReader.Read(GoldenModel(goldenCase));
-        var config = TensorSetValidator.Infer(source, 4);
+        var config = TensorSetValidator.Infer(source, chunk);
         using var dir = new TempDir();
         string path = dir.File("model.dcw");
         DcwFile.Write(path, config, source);
@@ -47,7 +49,8 @@ public class DcwFileTests
         Assert.That(format, Is.EqualTo(WeightsLoader.DcwFormat));
         Assert.That(loaderConfig, Is.EqualTo(config));
         AssertBitwiseEqual(source, loaded);
-        Assert.That(WeightsLoader.Load(path, 4).Config.ChunkSize, Is.EqualTo(4));
+        Assert.That(WeightsLoader.Load(path, chunk).Config.ChunkSize, Is.EqualTo(chunk));
+        Assert.That(() => WeightsLoader.Load(path, chunk + 1), Throws.ArgumentException.With.Message.Contains($"chunk size {chunk};"));
     }
 
     [Test]

@@ -149,6 +149,36 @@ public class SafetensorsReaderTests
         AssertBitwiseEqual(expected, tensors);
     }
 
+    [TestCase("F16")]
+    [TestCase("BF16")]
+    [TestCase("F64")]
+    public void LargeTensorsConvertAcrossReadChunksFromDisk(string dtype)
+    {
+        // Larger than the reader's 1 MiB conversion buffer, with an odd element count.
+        const int n = 700_001;
+        int size = dtype == "F64" ? 8 : 2;
+        var raw = new byte[n * size];
+        var expected = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            float v = (i % 255 - 127) / 64f; // at most 7 significant bits: exact in every dtype
+            expected[i] = v;
+            var dst = raw.AsSpan(i * size);
+            if (dtype == "F16") BinaryPrimitives.WriteHalfLittleEndian(dst, (Half)v);
+            else if (dtype == "BF16") BinaryPrimitives.WriteUInt16LittleEndian(dst, (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16));
+            else BinaryPrimitives.WriteDoubleLittleEndian(dst, v);
+        }
+        using var dir = new TempDir();
+        string path = dir.File("big.safetensors");
+        File.WriteAllBytes(path, Safetensors([new RawTensor("small", "F32", [1], BitConverter.GetBytes(1f)), new RawTensor("big", dtype, [n], raw)]));
+        var t = SafetensorsReader.Read(path);
+        var actual = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(t["big"].Data.Span);
+        var want = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(expected.AsSpan());
+        int firstDiff = actual.CommonPrefixLength(want);
+        Assert.That(firstDiff, Is.EqualTo(n), "first differing element");
+        Assert.That(t["small"].Data.Span[0], Is.EqualTo(1f));
+    }
+
     [Test]
     public void InspectReportsEntriesAndMetadataWithoutConverting()
     {
