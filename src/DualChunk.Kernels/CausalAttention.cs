@@ -230,9 +230,7 @@ public static class CausalAttention
         Vector128<float> lastS = Vector128.ConditionalSelect(live, Vector128.LoadUnsafe(ref s, (nuint)lastAt), Vector128.Create(float.NegativeInfinity));
         Vector128<float> mx = lastS;
         for (int j = 0; j < lastAt; j += w) mx = Vector128.Max(mx, Vector128.LoadUnsafe(ref s, (nuint)j));
-        float m = mx.GetElement(0);
-        for (int l = 1; l < w; l++) m = MathF.Max(m, mx.GetElement(l));
-        Vector128<float> max = Vector128.Create(m);
+        Vector128<float> max = Vector128.Create(VectorMath.MaxAcross(mx));
 
         Vector128<float> sum = Vector128<float>.Zero;
         for (int j = 0; j < lastAt; j += w)
@@ -309,9 +307,7 @@ public static class CausalAttention
         Vector256<float> lastS = Vector256.ConditionalSelect(live, Vector256.LoadUnsafe(ref s, (nuint)lastAt), Vector256.Create(float.NegativeInfinity));
         Vector256<float> mx = lastS;
         for (int j = 0; j < lastAt; j += w) mx = Vector256.Max(mx, Vector256.LoadUnsafe(ref s, (nuint)j));
-        float m = mx.GetElement(0);
-        for (int l = 1; l < w; l++) m = MathF.Max(m, mx.GetElement(l));
-        Vector256<float> max = Vector256.Create(m);
+        Vector256<float> max = Vector256.Create(VectorMath.MaxAcross(mx));
 
         Vector256<float> sum = Vector256<float>.Zero;
         for (int j = 0; j < lastAt; j += w)
@@ -388,9 +384,7 @@ public static class CausalAttention
         Vector512<float> lastS = Vector512.ConditionalSelect(live, Vector512.LoadUnsafe(ref s, (nuint)lastAt), Vector512.Create(float.NegativeInfinity));
         Vector512<float> mx = lastS;
         for (int j = 0; j < lastAt; j += w) mx = Vector512.Max(mx, Vector512.LoadUnsafe(ref s, (nuint)j));
-        float m = mx.GetElement(0);
-        for (int l = 1; l < w; l++) m = MathF.Max(m, mx.GetElement(l));
-        Vector512<float> max = Vector512.Create(m);
+        Vector512<float> max = Vector512.Create(VectorMath.MaxAcross(mx));
 
         Vector512<float> sum = Vector512<float>.Zero;
         for (int j = 0; j < lastAt; j += w)

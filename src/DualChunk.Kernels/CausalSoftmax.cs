@@ -75,7 +75,7 @@ public static class CausalSoftmax
         Vector128<float> last = Vector128.LoadUnsafe(ref s, (nuint)(n - w));
         Vector128<float> mx = last;
         for (int j = 0; j + w <= n; j += w) mx = Vector128.Max(mx, Vector128.LoadUnsafe(ref s, (nuint)j)); // overlap is harmless for max
-        Vector128<float> max = Vector128.Create(MaxAcross(mx));
+        Vector128<float> max = Vector128.Create(VectorMath.MaxAcross(mx));
         Vector128<float> sum = Vector128<float>.Zero;
         int i = 0;
         for (; i + w <= n; i += w)
@@ -98,13 +98,6 @@ public static class CausalSoftmax
         if (i != n) lastP.StoreUnsafe(ref p, (nuint)(n - w));
     }
 
-    private static float MaxAcross(Vector128<float> v)
-    {
-        float m = v.GetElement(0);
-        for (int k = 1; k < Vector128<float>.Count; k++) m = MathF.Max(m, v.GetElement(k));
-        return m;
-    }
-
     // n ≥ lanes. Tails overlap: the last vector [n − W, n) is loaded before a pass writes anything (in-place safe);
     // in the sum its lanes already counted by the main loop are masked off.
     private static void Run256(ref float s, ref float p, int n)
@@ -113,7 +106,7 @@ public static class CausalSoftmax
         Vector256<float> last = Vector256.LoadUnsafe(ref s, (nuint)(n - w));
         Vector256<float> mx = last;
         for (int j = 0; j + w <= n; j += w) mx = Vector256.Max(mx, Vector256.LoadUnsafe(ref s, (nuint)j)); // overlap is harmless for max
-        Vector256<float> max = Vector256.Create(MaxAcross(mx));
+        Vector256<float> max = Vector256.Create(VectorMath.MaxAcross(mx));
         Vector256<float> sum = Vector256<float>.Zero;
         int i = 0;
         for (; i + w <= n; i += w)
@@ -136,13 +129,6 @@ public static class CausalSoftmax
         if (i != n) lastP.StoreUnsafe(ref p, (nuint)(n - w));
     }
 
-    private static float MaxAcross(Vector256<float> v)
-    {
-        float m = v.GetElement(0);
-        for (int k = 1; k < Vector256<float>.Count; k++) m = MathF.Max(m, v.GetElement(k));
-        return m;
-    }
-
     // n ≥ lanes. Tails overlap: the last vector [n − W, n) is loaded before a pass writes anything (in-place safe);
     // in the sum its lanes already counted by the main loop are masked off.
     private static void Run512(ref float s, ref float p, int n)
@@ -151,7 +137,7 @@ public static class CausalSoftmax
         Vector512<float> last = Vector512.LoadUnsafe(ref s, (nuint)(n - w));
         Vector512<float> mx = last;
         for (int j = 0; j + w <= n; j += w) mx = Vector512.Max(mx, Vector512.LoadUnsafe(ref s, (nuint)j)); // overlap is harmless for max
-        Vector512<float> max = Vector512.Create(MaxAcross(mx));
+        Vector512<float> max = Vector512.Create(VectorMath.MaxAcross(mx));
         Vector512<float> sum = Vector512<float>.Zero;
         int i = 0;
         for (; i + w <= n; i += w)
@@ -172,12 +158,5 @@ public static class CausalSoftmax
         Vector512<float> lastP = Vector512.LoadUnsafe(ref p, (nuint)(n - w)) * inv;
         for (i = 0; i + w <= n; i += w) (Vector512.LoadUnsafe(ref p, (nuint)i) * inv).StoreUnsafe(ref p, (nuint)i);
         if (i != n) lastP.StoreUnsafe(ref p, (nuint)(n - w));
-    }
-
-    private static float MaxAcross(Vector512<float> v)
-    {
-        float m = v.GetElement(0);
-        for (int k = 1; k < Vector512<float>.Count; k++) m = MathF.Max(m, v.GetElement(k));
-        return m;
     }
 }
