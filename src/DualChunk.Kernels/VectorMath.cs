@@ -8,7 +8,7 @@ namespace DualChunk.Kernels;
 /// <summary>
 /// Float32 exp, erf and GELU for one vector (or one scalar) at a time: the math shared by the
 /// element-wise, softmax and attention kernels. Every width runs the same algorithm, so every
-/// <see cref="KernelIsa"/> path has the same error bound (measured in ErfTests / ExpTests).
+/// <see cref="KernelIsa"/> path has the same error bound (measured in ErfGeluTests).
 /// </summary>
 /// <remarks>
 /// <para><b>exp</b>: Cody–Waite reduction x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split into a 9-bit head, so n·head is
@@ -364,5 +364,21 @@ internal static class VectorMath
         Vector512<float> tail = Vector512.ConditionalSelect(positive, x, x & Vector512.Create(-0f));
         big = Vector512.ConditionalSelect(Vector512.GreaterThan(az, Vector512.Create(ErfClamp)), tail, big);
         return Vector512.ConditionalSelect(large, big, small);
+    }
+
+    // ---------------- horizontal max: halve the vector until one Vector128 is left, then two shuffles ----------------
+
+    /// <summary>Largest lane (NaN if any lane is NaN).</summary>
+    internal static float MaxAcross(Vector512<float> v) => MaxAcross(Vector256.Max(v.GetLower(), v.GetUpper()));
+
+    /// <summary>Largest lane (NaN if any lane is NaN).</summary>
+    internal static float MaxAcross(Vector256<float> v) => MaxAcross(Vector128.Max(v.GetLower(), v.GetUpper()));
+
+    /// <summary>Largest lane (NaN if any lane is NaN).</summary>
+    internal static float MaxAcross(Vector128<float> v)
+    {
+        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1)));
+        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2)));
+        return v.ToScalar();
     }
 }
