@@ -130,12 +130,11 @@ public sealed class DualChunkModel
     /// <summary>The forward pass, top to bottom (SPEC.md "Forward pass").</summary>
     private void Forward(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws)
     {
-        int h = Config.HiddenSize, f = Config.FfnSize, rows = batch * seqLen;
+        int h = Config.HiddenSize, c = Config.ChunkSize, rows = batch * seqLen;
         Span<float> x = ws.X[..(rows * h)];                  // [B·N, H]   residual stream
         Span<float> normed = ws.Normed[..(rows * h)];        // [B·N, H]
         Span<float> qkv = ws.Qkv[..(rows * 3 * h)];          // [B·N, 3H]
         Span<float> attn = ws.Attn[..(rows * h)];            // [B·N, H]
-        Span<float> ffn = ws.Ffn;                            // [rowBlock, F]
 
         // input_projection: x = input · W_in + b_in, or the input itself when E == H.
         if (_hasInputProjection)
@@ -143,32 +142,28 @@ public sealed class DualChunkModel
         else
             input.CopyTo(x);
 
-        foreach (ref readonly var block in _blocks.AsSpan())
+        // For last_timestep only position N-1 of the last block's output is read. That block still
+        // needs keys and values at every position (and queries of the last chunk, for its mean),
+        // but its attention, output projection and FFN run for one row per batch element.
+        int fullBlocks = mode == OutputMode.LastTimestep ? _blocks.Length - 1 : _blocks.Length;
+        for (int l = 0; l < fullBlocks; l++)
         {
+            ref readonly var block = ref _blocks[l];
             // h = LN(x); qkv = h · W_qkv + b_qkv
             block.AttnNorm.Apply(x, rows, normed);
             block.Qkv.Apply(normed, rows, h, qkv, 3 * h);
 
             // Inter-chunk first: the intra-chunk store blends with it.
-            block.Inter.Apply(qkv, batch, seqLen, ws.Summaries, ws.Inter, ws.Scratch);
-            block.Intra.Apply(qkv, batch, seqLen, ws.Inter, block.Gate, attn, ws.Scratch);
+            block.Inter.Apply(qkv, batch, seqLen, ws.Summaries, ws.Inter, ws.Scratch, lastChunkOnly: false);
+            block.Intra.Apply(qkv, batch, seqLen, ws.Inter, block.Gate, attn, ws.Scratch, lastRowOnly: false);
 
             // x += attn · W_out + b_out
             block.AttnOut.Apply(attn, rows, h, x, h);
 
             // x += GELU(LN(x) · W_up + b_up) · W_down + b_down, a block of rows at a time.
-            for (int r0 = 0; r0 < rows; r0 += Workspace.FfnRowBlock)
-            {
-                int n = Math.Min(Workspace.FfnRowBlock, rows - r0);
-                var xBlock = x.Slice(r0 * h, n * h);             // [n, H]
-                var hBlock = normed.Slice(r0 * h, n * h);        // [n, H]
-                block.FfnNorm.Apply(xBlock, n, hBlock);
-                block.FfnUp.Apply(hBlock, n, h, ffn, f);         // [n, F]
-                block.FfnDown.Apply(ffn, n, f, xBlock, h);
-            }
+            Ffn(block, x, normed, rows, ws.Ffn);
         }
 
-        // final_norm, then the readout the caller asked for.
         switch (mode)
         {
             case OutputMode.All:                                 // [B, N, H]
@@ -178,10 +173,52 @@ public sealed class DualChunkModel
                 _finalNorm.Apply(x, rows, normed);
                 RowMean.Run(normed, rows, h, h, seqLen, output, h);
                 break;
-            default:                                             // [B, H]: position N-1 of each batch row
+            default:                                             // [B, H]: position N-1 of each batch element
+            {
+                ref readonly var block = ref _blocks[^1];
+                int lastRow = seqLen - 1, stride = seqLen * h;   // row N-1 of batch b is at b·stride + lastRow·h
+                block.AttnNorm.Apply(x, rows, normed);
+                if (seqLen > c && h % PackedMatrix.PanelWidth == 0)
+                {
+                    // Keys and values everywhere; queries only in each batch element's last chunk.
+                    block.Qkv.ApplyColumns(normed, rows, h, qkv, 3 * h, h, 2 * h);
+                    for (int b = 0; b < batch; b++)
+                    {
+                        int chunkRow = b * seqLen + seqLen - c;
+                        block.Qkv.ApplyColumns(normed[(chunkRow * h)..], c, h, qkv[(chunkRow * 3 * h)..], 3 * h, 0, h);
+                    }
+                }
+                else
+                {
+                    block.Qkv.Apply(normed, rows, h, qkv, 3 * h);
+                }
+                // The summaries of earlier chunks see stale queries here; only their keys and values are used.
+                block.Inter.Apply(qkv, batch, seqLen, ws.Summaries, ws.Inter, ws.Scratch, lastChunkOnly: true);
+                block.Intra.Apply(qkv, batch, seqLen, ws.Inter, block.Gate, attn, ws.Scratch, lastRowOnly: true);
+
+                Span<float> last = ws.Last[..(batch * h)];       // [B, H] residual at position N-1
                 for (int b = 0; b < batch; b++)
-                    _finalNorm.Apply(x.Slice(((b + 1) * seqLen - 1) * h, h), 1, output.Slice(b * h, h));
+                    x.Slice(b * stride + lastRow * h, h).CopyTo(last.Slice(b * h, h));
+                block.AttnOut.Apply(attn[(lastRow * h)..], batch, stride, last, h);
+                Ffn(block, last, ws.LastNormed, batch, ws.Ffn);
+                _finalNorm.Apply(last, batch, output);
                 break;
+            }
+        }
+    }
+
+    /// <summary>x += GELU(LN(x) · W_up + b_up) · W_down + b_down over <paramref name="rows"/> rows of x [rows, H].</summary>
+    private void Ffn(in DualChunkBlock block, Span<float> x, Span<float> normed, int rows, Span<float> ffn)
+    {
+        int h = Config.HiddenSize, f = Config.FfnSize;
+        for (int r0 = 0; r0 < rows; r0 += Workspace.FfnRowBlock)
+        {
+            int n = Math.Min(Workspace.FfnRowBlock, rows - r0);
+            var xBlock = x.Slice(r0 * h, n * h);             // [n, H]
+            var hBlock = normed.Slice(r0 * h, n * h);        // [n, H]
+            block.FfnNorm.Apply(xBlock, n, hBlock);
+            block.FfnUp.Apply(hBlock, n, h, ffn, f);         // [n, F], GELU fused
+            block.FfnDown.Apply(ffn, n, f, xBlock, h);       // x += ...
         }
     }
 }

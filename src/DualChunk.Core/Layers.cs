@@ -26,6 +26,10 @@ internal readonly struct DenseLayer
     /// <summary>output[r, 0:Out] (op)= input[r, 0:In] · W + b for r in [0, rows).</summary>
     public void Apply(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride)
         => Gemm.Run(input, rows, inputStride, Weight, Bias, output, outputStride, Epilogue);
+
+    /// <summary>Only output columns [start, start + count); start is a multiple of PackedMatrix.PanelWidth.</summary>
+    public void ApplyColumns(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride, int start, int count)
+        => Gemm.Run(input, rows, inputStride, Weight, Bias, output, outputStride, Epilogue, start, count);
 }
 
 /// <summary>Axon layer norm with its variance clip (LayerNorm kernel).</summary>
@@ -73,7 +77,8 @@ internal readonly struct InterChunkAttention(ModelConfig config)
     /// <param name="summaries">[B·NC, 3H] scratch for the chunk means.</param>
     /// <param name="inter">[B·NC, H] result: head h's output for chunk i at columns h·D..h·D+D-1 of row b·NC+i.</param>
     /// <param name="scratch">attention kernel scratch for NC positions.</param>
-    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, Span<float> summaries, Span<float> inter, Span<float> scratch)
+    /// <param name="lastChunkOnly">compute only the last chunk's row (the last-timestep readout needs no other).</param>
+    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, Span<float> summaries, Span<float> inter, Span<float> scratch, bool lastChunkOnly)
     {
         int h3 = 3 * _h, chunks = seqLen / _c;
         RowMean.Run(qkv, batch * seqLen, h3, h3, _c, summaries, h3);
@@ -85,7 +90,7 @@ internal readonly struct InterChunkAttention(ModelConfig config)
             {
                 int col = head * _d;
                 CausalAttention.Run(s[col..], h3, s[(_h + col)..], h3, s[(2 * _h + col)..], h3,
-                    chunks, _d, _scale, o[col..], _h, scratch, default, default);
+                    chunks, _d, _scale, o[col..], _h, scratch, default, default, lastChunkOnly ? chunks - 1 : 0);
             }
         }
     }
@@ -107,12 +112,13 @@ internal readonly struct IntraChunkAttention(ModelConfig config)
     /// <param name="gate">sigmoid(gate) [NH, D].</param>
     /// <param name="output">[B·N, H] blended attention output, heads concatenated.</param>
     /// <param name="scratch">attention kernel scratch for C positions.</param>
-    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, ReadOnlySpan<float> inter, in GateBlend gate, Span<float> output, Span<float> scratch)
+    /// <param name="lastRowOnly">compute only position N-1 of each batch row (the last-timestep readout).</param>
+    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, ReadOnlySpan<float> inter, in GateBlend gate, Span<float> output, Span<float> scratch, bool lastRowOnly)
     {
         int h3 = 3 * _h, chunks = seqLen / _c;
         for (int b = 0; b < batch; b++)
         {
-            for (int chunk = 0; chunk < chunks; chunk++)
+            for (int chunk = lastRowOnly ? chunks - 1 : 0; chunk < chunks; chunk++)
             {
                 int row0 = b * seqLen + chunk * _c;
                 var rows = qkv.Slice(row0 * h3, _c * h3);                  // [C, 3H]
@@ -122,7 +128,7 @@ internal readonly struct IntraChunkAttention(ModelConfig config)
                 {
                     int col = head * _d;
                     CausalAttention.Run(rows[col..], h3, rows[(_h + col)..], h3, rows[(2 * _h + col)..], h3,
-                        _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d));
+                        _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d), lastRowOnly ? _c - 1 : 0);
                 }
             }
         }

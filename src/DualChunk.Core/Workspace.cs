@@ -15,7 +15,7 @@ public sealed class Workspace
 
     private const int AlignFloats = 16; // 64 bytes
     private readonly float[] _memory;
-    private readonly (int Offset, int Length) _x, _normed, _qkv, _summaries, _inter, _attn, _ffn, _scratch;
+    private readonly (int Offset, int Length) _x, _normed, _qkv, _summaries, _inter, _attn, _ffn, _last, _lastNormed, _scratch;
 
     internal Workspace(ModelConfig config, int maxBatch, int maxSeqLen)
     {
@@ -41,6 +41,8 @@ public sealed class Workspace
         _inter = Plan(chunkRows * h);                          // [B·NC, H]  inter-chunk attention
         _attn = Plan(rows * h);                                // [B·N, H]   blended attention
         _ffn = Plan((long)Math.Min(rows, FfnRowBlock) * config.FfnSize); // [rowBlock, F] FFN hidden
+        _last = Plan((long)maxBatch * h);                      // [B, H]     residual at position N-1 (readout)
+        _lastNormed = Plan((long)maxBatch * h);                // [B, H]
         _scratch = Plan(Math.Max(CausalAttention.ScratchFloats(c, d), CausalAttention.ScratchFloats(maxSeqLen / c, d)));
         if (offset + AlignFloats > Array.MaxLength)
             throw new ArgumentOutOfRangeException(nameof(maxSeqLen),
@@ -72,6 +74,8 @@ public sealed class Workspace
     internal Span<float> Inter => Slice(_inter);
     internal Span<float> Attn => Slice(_attn);
     internal Span<float> Ffn => Slice(_ffn);
+    internal Span<float> Last => Slice(_last);
+    internal Span<float> LastNormed => Slice(_lastNormed);
     internal Span<float> Scratch => Slice(_scratch);
 
     private Span<float> Slice((int Offset, int Length) s) => _memory.AsSpan(Base + s.Offset, s.Length);

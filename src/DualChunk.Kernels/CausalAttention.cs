@@ -58,16 +58,33 @@ public static class CausalAttention
     public static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
         Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate)
-        => Run(q, qStride, k, kStride, v, vStride, t, d, scale, output, outStride, scratch, blendRow, gate, KernelSelection.Isa);
+        => Run(q, qStride, k, kStride, v, vStride, t, d, scale, output, outStride, scratch, blendRow, gate, 0, KernelSelection.Isa);
+
+    /// <summary>
+    /// Computes only query rows <paramref name="firstRow"/>..t-1 (keys and values 0..t-1 as always): the
+    /// last-timestep readout needs one row of the last chunk. Row indexing of q and output is unchanged.
+    /// </summary>
+    public static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
+        ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
+        Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate, int firstRow)
+        => Run(q, qStride, k, kStride, v, vStride, t, d, scale, output, outStride, scratch, blendRow, gate, firstRow, KernelSelection.Isa);
 
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
     internal static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
         Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate, KernelIsa isa)
+        => Run(q, qStride, k, kStride, v, vStride, t, d, scale, output, outStride, scratch, blendRow, gate, 0, isa);
+
+    /// <summary>The implementation: query rows firstRow..t-1 on an explicit path.</summary>
+    internal static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
+        ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
+        Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate, int firstRow, KernelIsa isa)
     {
         ElementwiseDriver.CheckIsa(isa);
         if (t < 0) throw new ArgumentOutOfRangeException(nameof(t), t, "T must be non-negative.");
         if (d < 1) throw new ArgumentOutOfRangeException(nameof(d), d, "Head width must be at least 1.");
+        if (firstRow < 0 || (firstRow >= t && t > 0))
+            throw new ArgumentOutOfRangeException(nameof(firstRow), firstRow, $"firstRow must be in [0, {t}).");
         if (t == 0) return;
         CheckRows(q.Length, qStride, t, d, nameof(q));
         CheckRows(k.Length, kStride, t, d, nameof(k));
@@ -111,7 +128,7 @@ public static class CausalAttention
         ref float vsr = ref MemoryMarshal.GetReference(vs);
         ref float sr = ref MemoryMarshal.GetReference(s);
         ref float obr = ref MemoryMarshal.GetReference(ob);
-        for (int i = 0; i < t; i++)
+        for (int i = firstRow; i < t; i++)
         {
             ReadOnlySpan<float> qi = q.Slice(i * qStride, d);
             switch (isa)

@@ -132,4 +132,31 @@ public class AttentionTests
         Assert.That(() => CausalAttention.Run(buf, 24, buf, 24, buf, 24, 4, 8, 1f, buf, 40, scratch, [], []), Throws.ArgumentException, "output");
         Assert.That(CausalAttention.ScratchFloats(4096, 64), Is.LessThan(4096 * 200), "O(t·d)");
     }
+
+    [Test]
+    public void CausalAttention_first_row_computes_exactly_the_tail_rows([ValueSource(nameof(Isas))] KernelIsa isa)
+    {
+        // The last-timestep readout asks for rows firstRow..t-1 only: those must be bitwise the rows of a
+        // full call (same keys, same arithmetic), and rows before firstRow must be left untouched.
+        var rng = new Random(77);
+        foreach (var (t, d) in new[] { (1, 8), (5, 3), (64, 32), (33, 12), (130, 16) })
+        {
+            int ld = 3 * d + 1;
+            float[] qkv = KernelTestSupport.RandomNonZero(rng, t * ld);
+            float[] blend = KernelTestSupport.RandomNonZero(rng, d), gate = [.. KernelTestSupport.RandomNonZero(rng, d).Select(g => 1f / (1f + MathF.Exp(-g)))];
+            var scratch = new float[CausalAttention.ScratchFloats(t, d)];
+            var full = new float[t * d];
+            CausalAttention.Run(qkv, ld, qkv.AsSpan(d), ld, qkv.AsSpan(2 * d), ld, t, d, 0.3f, full, d, scratch, blend, gate, isa);
+            foreach (int first in new[] { 0, t / 2, t - 1 })
+            {
+                var part = new float[t * d];
+                Array.Fill(part, 42f);
+                CausalAttention.Run(qkv, ld, qkv.AsSpan(d), ld, qkv.AsSpan(2 * d), ld, t, d, 0.3f, part, d, scratch, blend, gate, first, isa);
+                Assert.That(part.AsSpan(first * d).ToArray(), Is.EqualTo(full.AsSpan(first * d).ToArray()), $"t {t} d {d} first {first}");
+                Assert.That(part.Take(first * d), Is.All.EqualTo(42f), "rows before firstRow untouched");
+            }
+        }
+        Assert.That(() => CausalAttention.Run(new float[24], 8, new float[24], 8, new float[24], 8, 3, 8, 1f, new float[24], 8,
+            new float[CausalAttention.ScratchFloats(3, 8)], [], [], 3), Throws.InstanceOf<ArgumentOutOfRangeException>());
+    }
 }
