@@ -226,25 +226,23 @@ public static class Gemm
                             continue;
                         }
 
+                        // GELU runs on each finished NR-wide row segment while it is still in L1: on C for a full
+                        // panel, on the scratch tile (before the copy) for an edge panel. Either way Gelu.Run sees
+                        // the same panel-aligned NR floats, so its results cannot depend on N or on the column split.
+                        bool gelu = p.Epilogue == GemmEpilogue.BiasGelu;
                         float* cTile = p.C + r0 * ldc + j0;
                         if (!edgePanel)
                         {
                             TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, cTile, ldc, bias, accumulate);
+                            if (gelu)
+                                GeluRows(cTile, ldc, rows, nr);
                         }
                         else
                         {
                             TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, p.EdgeTile, nr, bias, false);
+                            if (gelu)
+                                GeluRows(p.EdgeTile, nr, rows, nr);
                             StoreEdgeTile(p.EdgeTile, nr, rows, liveColumns, cTile, ldc, accumulate);
-                        }
-
-                        if (p.Epilogue == GemmEpilogue.BiasGelu)
-                        {
-                            // GELU on each finished row segment while it is still in L1.
-                            for (int r = 0; r < rows; r++)
-                            {
-                                var segment = new Span<float>(cTile + r * ldc, liveColumns);
-                                Gelu.Run(segment, segment);
-                            }
                         }
                     }
                 }
@@ -252,7 +250,17 @@ public static class Gemm
         }
     }
 
-    /// <summary>Copies the live columns of a scratch tile (acc + b) to C, adding to C for the residual epilogue.</summary>
+    /// <summary>In-place GELU on <paramref name="rows"/> row segments of <paramref name="width"/> floats.</summary>
+    private static unsafe void GeluRows(float* tile, nint stride, int rows, int width)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var segment = new Span<float>(tile + r * stride, width);
+            Gelu.Run(segment, segment);
+        }
+    }
+
+    /// <summary>Copies the live columns of a scratch tile (acc + b, or its GELU) to C, adding to C for the residual epilogue.</summary>
     private static unsafe void StoreEdgeTile(float* tile, int tileStride, int rows, int liveColumns, float* c, nint ldc,
         bool accumulate)
     {
