@@ -265,6 +265,26 @@ public sealed class GemmTests
     }
 
     [Test]
+    public void Run_DoesNotAllocate()
+    {
+        // K = 300 takes the multi-K-block path (scratch on the stack), N = 70 an edge panel, M = 100 two M blocks.
+        var problem = Problem.Create(100, 300, 70, ldaPad: 0, ldcPad: 0, seed: 8000);
+        foreach (var isa in SupportedIsas())
+        {
+            var packed = PackedMatrix.Pack(problem.W, problem.K, problem.N, isa);
+            var c = problem.InitialC.ToArray();
+            foreach (var epilogue in Epilogues)
+            {
+                Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, isa); // warm up
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, isa);
+                long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                Assert.That(allocated, Is.Zero, $"{isa} {epilogue}");
+            }
+        }
+    }
+
+    [Test]
     public void Pack_RoundTripsAndZeroPadsEveryPath()
     {
         var w = RandomData(new Random(7000), 37 * 70);
