@@ -59,7 +59,9 @@ public static class Gemm
 
     /// <summary>
     /// Computes rows 0..m-1 of C. Row r of A starts at <c>a[r * lda]</c>; row r of C at <c>c[r * ldc]</c>.
+    /// Only C[r, 0..N) is written (never the padding up to ldc). A and C must not overlap.
     /// </summary>
+    /// <exception cref="ArgumentException">A span is too short for m, lda/ldc, K and N, or lda &lt; K, ldc &lt; N.</exception>
     public static void Run(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
         Span<float> c, int ldc, GemmEpilogue epilogue)
     {
