@@ -186,7 +186,7 @@ public static class Gemm
         int mr = TKernel.Rows;
         int nr = TKernel.Columns;
         int kBlocks = p.KBlocks;
-        // Balanced K blocks (e.g. K = 287 → 144 + 143) rather than a full block and a sliver.
+        // Balanced K blocks (e.g. K = 287, blocks ≤ 128 → 96 + 96 + 95) rather than full blocks and a sliver.
         int kBlock = (p.K + kBlocks - 1) / kBlocks;
         bool accumulate = p.Epilogue == GemmEpilogue.BiasAccumulate;
         nint lda = p.Lda;
