@@ -245,6 +245,29 @@ public sealed class GemmTests
     }
 
     [Test]
+    public void RowResults_DoNotDependOnM()
+    {
+        // Each row alone (M = 1, the 1-row tail kernel) equals that row of a 103-row call (full tiles, M blocks, tail).
+        var problem = Problem.Create(103, 300, 130, ldaPad: 2, ldcPad: 2, seed: 9000);
+        foreach (var isa in SupportedIsas())
+        {
+            var packed = PackedMatrix.Pack(problem.W, problem.K, problem.N, isa);
+            foreach (var epilogue in Epilogues)
+            {
+                var whole = problem.InitialC.ToArray();
+                Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, whole, problem.Ldc, epilogue, isa);
+                var byRow = problem.InitialC.ToArray();
+                for (int r = 0; r < problem.M; r++)
+                {
+                    Gemm.Run(problem.A.AsSpan(r * problem.Lda, problem.K), 1, problem.Lda, packed, problem.Bias,
+                        byRow.AsSpan(r * problem.Ldc, problem.N), problem.Ldc, epilogue, isa);
+                }
+                Assert.That(byRow, Is.EqualTo(whole).AsCollection, $"{isa} {epilogue}");
+            }
+        }
+    }
+
+    [Test]
     public void PublicApi_UsesSelectedPath()
     {
         var problem = Problem.Create(9, 37, 70, ldaPad: 2, ldcPad: 1, seed: 6000);
