@@ -170,7 +170,7 @@ public sealed class GemmTests
     [Test]
     public void EveryRowTail_MatchesFloat64Reference()
     {
-        // M = 1 .. 2·MR+1 hits every M mod MR twice; 64, 65, 129 and 200 cross the M block (96) with tails.
+        // M = 1 .. 2·MR+1 hits every M mod MR twice; 64, 65, 129 and 200 cross M blocks (48 rows) with tails.
         var ms = Enumerable.Range(1, 2 * MaxRows + 1).Concat([64, 65, 129, 200]);
         CheckShapes(ms.SelectMany(m => new[] { (m, 37, 180), (m, 7, 63) }), seed: 1000);
     }
@@ -290,7 +290,7 @@ public sealed class GemmTests
     [Test]
     public void Run_DoesNotAllocate()
     {
-        // K = 300 takes the multi-K-block path (scratch on the stack), N = 70 an edge panel, M = 100 two M blocks.
+        // K = 300 takes the multi-K-block path (scratch on the stack), N = 70 an edge panel, M = 100 three M blocks.
         var problem = Problem.Create(100, 300, 70, ldaPad: 0, ldcPad: 0, seed: 8000);
         foreach (var isa in SupportedIsas())
         {
