@@ -7,16 +7,18 @@ namespace DualChunk.Tests.Kernels;
 /// Gemm against its float64 twin on seeded random non-zero data, on every ISA path this machine supports, for all
 /// epilogues and every M tail (mod MR) and N tail (mod NR).
 /// <para>
-/// Tolerance per element: |c − ref| ≤ RelativeTolerance · (Σ_k |a·w| + |b|) + AbsoluteTolerance, with ref computed in
-/// double (GELU by <see cref="Gelu.ScalarReference"/>, the residual add as C_old + s). Float FMA accumulation over K
-/// terms errs by far less than K·2⁻²⁴ of Σ|a·w| in practice; the observed worst ratio is printed by each test.
+/// Tolerance per element: |c − ref| ≤ tol · (Σ_k |a·w| + |b|) + tol, with ref computed in double (GELU by
+/// <see cref="Gelu.ScalarReference"/>, the residual add as C_old + s). tol = 5e-7 for Bias and BiasAccumulate
+/// (float FMA chains over K ≤ 1100 use at most ~60 % of it here); tol = 1e-6 for BiasGelu, which also carries the
+/// error of the float GELU (Gelu.cs) against the double one. Each test prints the largest fraction it used.
+/// </para>
 /// </para>
 /// </summary>
 [TestFixture]
 public sealed class GemmTests
 {
-    private const double RelativeTolerance = 1e-6;
-    private const double AbsoluteTolerance = 1e-6;
+    private const double LinearTolerance = 5e-7;
+    private const double GeluTolerance = 1e-6;
 
     /// <summary>Marks C entries Gemm must not touch (padding between N and ldc, past the span).</summary>
     private const float Sentinel = -12345.678f;
@@ -92,7 +94,7 @@ public sealed class GemmTests
         public override string ToString() => $"M={M} K={K} N={N} lda={Lda} ldc={Ldc}";
     }
 
-    /// <summary>Runs one problem on one path and epilogue; returns the worst |c − ref| / (Σ|a·w| + |b| + 1).</summary>
+    /// <summary>Runs one problem on one path and epilogue; returns the largest fraction of the tolerance any element used.</summary>
     private static double RunAndCheck(Problem problem, KernelIsa isa, GemmEpilogue epilogue)
     {
         var packed = PackedMatrix.Pack(problem.W, problem.K, problem.N, isa);
@@ -119,9 +121,11 @@ public sealed class GemmTests
             double expected = problem.Reference(epilogue, r, j);
             double magnitude = problem.Magnitudes[r * problem.N + j];
             double error = Math.Abs(buffer[i] - expected);
-            if (!(error <= RelativeTolerance * magnitude + AbsoluteTolerance))
-                Assert.Fail($"{isa} {epilogue} {problem}: C[{r},{j}] = {buffer[i]:R}, reference {expected:R}, error {error:E3} > tolerance {RelativeTolerance * magnitude + AbsoluteTolerance:E3}.");
-            worst = Math.Max(worst, error / (magnitude + 1));
+            double tol = epilogue == GemmEpilogue.BiasGelu ? GeluTolerance : LinearTolerance;
+            double tolerance = tol * magnitude + tol;
+            if (!(error <= tolerance))
+                Assert.Fail($"{isa} {epilogue} {problem}: C[{r},{j}] = {buffer[i]:R}, reference {expected:R}, error {error:E3} > tolerance {tolerance:E3}.");
+            worst = Math.Max(worst, error / tolerance);
         }
         return worst;
     }
@@ -143,7 +147,7 @@ public sealed class GemmTests
             }
             count++;
         }
-        TestContext.Out.WriteLine($"{count} shapes on {string.Join(", ", SupportedIsas())}: worst |c - ref| / (sum|a*w| + |b| + 1) = {worst:E3}");
+        TestContext.Out.WriteLine($"{count} shapes on {string.Join(", ", SupportedIsas())}: worst error = {worst:P1} of the tolerance");
         Assert.That(count, Is.GreaterThan(0));
     }
 
@@ -166,7 +170,7 @@ public sealed class GemmTests
     [Test]
     public void EveryRowTail_MatchesFloat64Reference()
     {
-        // M = 1 .. 2·MR+1 hits every M mod MR twice; 64, 65, 129 and 200 cross the M block (96) with tails.
+        // M = 1 .. 2·MR+1 hits every M mod MR twice; 64, 65, 129 and 200 cross M blocks (48 rows) with tails.
         var ms = Enumerable.Range(1, 2 * MaxRows + 1).Concat([64, 65, 129, 200]);
         CheckShapes(ms.SelectMany(m => new[] { (m, 37, 180), (m, 7, 63) }), seed: 1000);
     }
@@ -221,9 +225,44 @@ public sealed class GemmTests
                     Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, twoWay, problem.Ldc, epilogue, 0, split, isa);
                     Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, twoWay, problem.Ldc, epilogue, split, n - split, isa);
 
+                    // A range that ends inside a panel: same bits in its columns, nothing written after it.
+                    var partial = problem.InitialC.ToArray();
+                    int partialCount = Math.Max(1, n - 37);
+                    Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, partial, problem.Ldc, epilogue, 0, partialCount, isa);
+                    var expectedPartial = problem.InitialC.ToArray();
+                    for (int i = 0; i < expectedPartial.Length; i++)
+                    {
+                        if (i % problem.Ldc < partialCount)
+                            expectedPartial[i] = whole[i];
+                    }
+
                     Assert.That(perBlock, Is.EqualTo(whole).AsCollection, $"{isa} {epilogue} M={m} K={k} N={n}: per-block split differs.");
+                    Assert.That(partial, Is.EqualTo(expectedPartial).AsCollection, $"{isa} {epilogue} M={m} K={k} N={n}: range [0, {partialCount}) differs.");
                     Assert.That(twoWay, Is.EqualTo(whole).AsCollection, $"{isa} {epilogue} M={m} K={k} N={n}: split at {split} differs.");
                 }
+            }
+        }
+    }
+
+    [Test]
+    public void RowResults_DoNotDependOnM()
+    {
+        // Each row alone (M = 1, the 1-row tail kernel) equals that row of a 103-row call (full tiles, M blocks, tail).
+        var problem = Problem.Create(103, 300, 130, ldaPad: 2, ldcPad: 2, seed: 9000);
+        foreach (var isa in SupportedIsas())
+        {
+            var packed = PackedMatrix.Pack(problem.W, problem.K, problem.N, isa);
+            foreach (var epilogue in Epilogues)
+            {
+                var whole = problem.InitialC.ToArray();
+                Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, whole, problem.Ldc, epilogue, isa);
+                var byRow = problem.InitialC.ToArray();
+                for (int r = 0; r < problem.M; r++)
+                {
+                    Gemm.Run(problem.A.AsSpan(r * problem.Lda, problem.K), 1, problem.Lda, packed, problem.Bias,
+                        byRow.AsSpan(r * problem.Ldc, problem.N), problem.Ldc, epilogue, isa);
+                }
+                Assert.That(byRow, Is.EqualTo(whole).AsCollection, $"{isa} {epilogue}");
             }
         }
     }
@@ -246,6 +285,26 @@ public sealed class GemmTests
             Assert.That(PackedMatrix.PanelWidth % ColumnsOf(KernelSelection.Isa), Is.Zero);
         });
         TestContext.Out.WriteLine($"Selected: {KernelSelection.Isa}, {Gemm.MicroKernel}");
+    }
+
+    [Test]
+    public void Run_DoesNotAllocate()
+    {
+        // K = 300 takes the multi-K-block path (scratch on the stack), N = 70 an edge panel, M = 100 three M blocks.
+        var problem = Problem.Create(100, 300, 70, ldaPad: 0, ldcPad: 0, seed: 8000);
+        foreach (var isa in SupportedIsas())
+        {
+            var packed = PackedMatrix.Pack(problem.W, problem.K, problem.N, isa);
+            var c = problem.InitialC.ToArray();
+            foreach (var epilogue in Epilogues)
+            {
+                Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, isa); // warm up
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                Gemm.Run(problem.A, problem.M, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, isa);
+                long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                Assert.That(allocated, Is.Zero, $"{isa} {epilogue}");
+            }
+        }
     }
 
     [Test]
