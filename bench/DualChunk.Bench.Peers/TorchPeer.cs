@@ -33,7 +33,7 @@ public sealed class TorchPeer(int threads) : IPeer
             }
             catch (Exception ex)
             {
-                return $"unavailable: {ex.GetType().Name}: {FirstLine(ex.Message)}";
+                return $"unavailable: libLibTorchSharp.so does not load ({ex.GetType().Name}): {LoaderReason(ex.Message)}";
             }
         }
         try
@@ -48,6 +48,16 @@ public sealed class TorchPeer(int threads) : IPeer
                 reasons.Add($"{e.GetType().Name}: {FirstLine(e.Message)}");
             return "unavailable: " + string.Join(" ← ", reasons.Distinct());
         }
+    }
+
+    /// <summary>The dynamic loader's own words (dlerror), which .NET appends after its generic advice.</summary>
+    private static string LoaderReason(string message)
+    {
+        var lines = message.ReplaceLineEndings("\n").Split("\n", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        string line = lines.LastOrDefault(l => l.Contains("not found", StringComparison.Ordinal) || l.Contains("cannot open", StringComparison.Ordinal))
+            ?? lines.LastOrDefault() ?? message;
+        line = line.Replace(AppContext.BaseDirectory, "", StringComparison.Ordinal);
+        return line.Length > 300 ? line[..300] + "…" : line;
     }
 
     private static string FirstLine(string message)
