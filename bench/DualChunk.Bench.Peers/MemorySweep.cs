@@ -94,6 +94,7 @@ public static class MemorySweep
         var method = AttentionMethod.ByKey(key);
         var qkv = Inputs(n, seed: 3);
         var output = new float[n * AttentionMethod.Hidden];
+        Array.Fill(output, 1f);   // touch the output's pages now: they are the caller's, not the method's
         // Warm up (JIT, tiered compilation) on a tiny problem, then forget that peak.
         int small = Math.Max(2 * c, 128);
         var qkvSmall = Inputs(small, seed: 4);

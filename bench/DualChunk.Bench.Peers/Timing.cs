@@ -8,7 +8,7 @@ public sealed record TimingResult(double MedianMs, double P90Ms, double MinMs, i
 /// <summary>
 /// The custom timing loop the harness uses (not BenchmarkDotNet: one process must run every peer,
 /// check its output first and write the docs, and BDN's per-benchmark child processes would
-/// re-load the native peers and the weights each time). Warm-up, then many single calls, each
+/// re-load the native peers and the weights each time). Warm-up (at least one call after the timed first call), then many single calls, each
 /// timed with <see cref="Stopwatch"/>; median and p90 from the sorted sample. Managed bytes per
 /// call come from <see cref="GC.GetTotalAllocatedBytes(bool)"/> over the whole sample (all
 /// threads, so a multi-threaded engine is counted too); native allocations are not managed bytes.
@@ -20,7 +20,7 @@ public static class Timing
         ArgumentNullException.ThrowIfNull(call);
         var warm = Stopwatch.StartNew();
         int warmCalls = 0;
-        while (warmCalls < 2 || (warm.Elapsed.TotalSeconds < warmupSeconds && warmCalls < maxSamples))
+        while (warmCalls < 1 || (warm.Elapsed.TotalSeconds < warmupSeconds && warmCalls < maxSamples))
         {
             call();
             warmCalls++;
