@@ -206,7 +206,8 @@ public static class Report
 
     private static void YTicks(Plot plt, Func<double, string> label)
     {
-        var limits = plt.Axes.GetDataLimits();
+        plt.Axes.AutoScale();
+        var limits = plt.Axes.GetLimits();
         var y = new ScottPlot.TickGenerators.NumericManual();
         for (int e = (int)Math.Floor(limits.Bottom); e <= (int)Math.Ceiling(limits.Top); e++)
             y.AddMajor(e, label(Math.Pow(10, e)));
