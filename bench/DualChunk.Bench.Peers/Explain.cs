@@ -1,0 +1,35 @@
+namespace DualChunk.Bench.Peers;
+
+/// <summary>The "how to read these numbers" paragraphs at the head of each generated section.</summary>
+public static class Explain
+{
+    public const string Peers =
+        "Model: E = 287, H = 256, NH = 8, L = 4, F = 1024, random weights (seed 1) and input (seed 2) shared by every engine; " +
+        "last-timestep output. Each peer's output is checked first: a peer whose max|peer − ours| exceeds 1e-5·max|ours| is " +
+        "reported as wrong and not timed. _First call_ is the first forward on a freshly built engine (JIT, ORT's lazy " +
+        "initialisation, first-touch page faults). Then a custom loop (not BenchmarkDotNet: one process has to check, time and " +
+        "report all peers): warm-up, then single calls timed with Stopwatch until the time budget and minimum sample count are " +
+        "reached; _median_ and _p90_ come from the sorted sample. _Managed B/call_ is GC.GetTotalAllocatedBytes over the sample " +
+        "divided by the calls: native allocations inside ONNX Runtime or libtorch are not counted. _median vs DualChunk.NET_ is " +
+        "peer median / DualChunk.NET (1 thread) median: above 1× the peer is slower. Every engine runs on the same thread count " +
+        "(ORT IntraOpNumThreads, torch.set_num_threads). The DualChunk.NET 2-thread row is pending until the engine has intra-op " +
+        "threads. Short-mode numbers come from a shared, busy 2-core machine: treat them as rough.\n\n";
+
+    public const string Memory =
+        "The attention of one layer, given Q, K, V: B = 1, NH = 8, D = 32 (H = 256), input the packed projection qkv [N, 3H] " +
+        "and output [N, H], neither counted. Four methods: **dense** (Nx-style: the [NH, N, N] scores and a new [NH, N, N] " +
+        "probabilities tensor, all N² entries computed); **tiled dense** (flash-style online softmax over 64×64 tiles, " +
+        "tiles above the diagonal skipped); **DCA, Edifice-materialised** ([NH, N/C, C, C] intra scores and probabilities, " +
+        "[NH, N/C, N/C] inter scores and probabilities, chunk means, o_intra and o_inter: O(N·C + N²/C²)); **DCA, DualChunk.NET " +
+        "fused** (the engine's own RowMean and CausalAttention kernels called as its forward pass calls them; planned bytes = the " +
+        "attention part of the engine's workspace: chunk summaries, inter-chunk rows and the kernel scratch). All four compute " +
+        "Edifice's numbers (−1e9 mask, +1e-8 softmax denominator); `--selftest` checks dense = tiled and Edifice DCA = fused DCA. " +
+        "_Planned_: bytes the method allocates, from its formula. _Measured peak_: each point runs in a fresh child process " +
+        "(`--point METHOD N C`, DOTNET_TieredCompilation=0): after a warm-up on a tiny problem it resets the peak-RSS counter " +
+        "(`/proc/self/clear_refs`), runs one forward and reports VmHWM − VmRSS-before from /proc/self/status, i.e. the resident " +
+        "bytes the forward added at its peak (page-granular; GC heap reuse can hide allocations smaller than a few hundred KiB, " +
+        "and JIT/runtime noise adds up to ~2 MiB). _Time_: that forward (median of up to 7 when it is short), one thread. " +
+        "Points that would not fit in this machine's memory (0.75 × MemAvailable, and a mode cap) are \"skipped, needs X GiB\"; " +
+        "points whose time, extrapolated from the previous N, exceeds the mode's cap are \"skipped, est. X s\". " +
+        "Dense and tiled do not depend on C and run once per N.\n\n";
+}

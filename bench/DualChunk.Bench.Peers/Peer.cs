@@ -1,0 +1,49 @@
+using DualChunk.Core;
+
+namespace DualChunk.Bench.Peers;
+
+/// <summary>One speed-comparison config: batch, positions, chunk size (model dims are Edifice's defaults).</summary>
+public sealed record PeerConfig(string Name, int Batch, int SeqLen, int ChunkSize)
+{
+    public const int EmbedDim = 287, Hidden = 256, Heads = 8, Layers = 4, Ffn = 1024;
+
+    public ModelConfig Model => new(EmbedDim, Hidden, Heads, Layers, ChunkSize, Ffn);
+
+    public override string ToString() => $"{Name}: B{Batch} N{SeqLen} C{ChunkSize}";
+
+    /// <summary>Configs a–d of the speed issue, plus e.</summary>
+    public static IReadOnlyList<PeerConfig> All { get; } =
+    [
+        new("a", 1, 64, 64),
+        new("b", 1, 128, 64),
+        new("c", 16, 64, 64),
+        new("d", 1, 4096, 64),
+        new("e", 1, 16384, 128),
+    ];
+}
+
+/// <summary>
+/// One engine running the model on one config: built from the shared weights, with its input bound
+/// and its output buffer allocated up front, so <see cref="Run"/> is the steady-state call.
+/// </summary>
+public interface IPeerRunner : IDisposable
+{
+    /// <summary>One forward pass: input → <see cref="Output"/>.</summary>
+    void Run();
+
+    /// <summary>The last-timestep output [B, H] of the last <see cref="Run"/>.</summary>
+    ReadOnlySpan<float> Output { get; }
+}
+
+/// <summary>A peer engine: a name, whether it can run here (and why not), and a factory.</summary>
+public interface IPeer
+{
+    string Name { get; }
+
+    int Threads { get; }
+
+    /// <summary>Null when the peer can run; otherwise the reason it cannot (shown in the table).</summary>
+    string? Unavailable { get; }
+
+    IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input);
+}

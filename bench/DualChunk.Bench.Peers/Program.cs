@@ -1,0 +1,43 @@
+using System.Globalization;
+using DualChunk.Bench.Peers;
+
+// dotnet run -c Release --project bench/DualChunk.Bench.Peers -- [--short | --full] [--peers-only | --memory-only] [--configs a,b,...]
+//   --selftest                 checks the harness (baselines agree, peers match the engine on tiny models), no timing
+//   --point METHOD N C         (internal) one memory-sweep point in this fresh process
+if (args.Length >= 4 && args[0] == "--point")
+    return MemorySweep.RunPoint(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
+        args.Contains("--full") ? BenchMode.Full.SweepRepeatSeconds : BenchMode.Quick.SweepRepeatSeconds);
+if (args.Contains("--selftest"))
+    return SelfTest.Run(Console.Out);
+
+var mode = args.Contains("--full") ? BenchMode.Full : BenchMode.Quick;
+string command = "dotnet run -c Release --project bench/DualChunk.Bench.Peers -- " + string.Join(' ', args);
+string root = Docs.RepoRoot();
+string docs = Path.Combine(root, "docs"), md = Path.Combine(docs, "benchmarks.md");
+Directory.CreateDirectory(docs);
+Directory.SetCurrentDirectory(root);
+Console.WriteLine($"DualChunk.Bench.Peers, {mode.Name} mode; writing {md}");
+
+int configsAt = Array.IndexOf(args, "--configs");
+var configs = configsAt >= 0 && configsAt + 1 < args.Length
+    ? [.. PeerConfig.All.Where(c => args[configsAt + 1].Split(',').Contains(c.Name))]
+    : PeerConfig.All.ToList();
+
+if (!args.Contains("--memory-only"))
+{
+    const int threads = 1;
+    // The 2-thread engine row is reported as pending until the engine has intra-op threads; the
+    // peers' 2-thread rows follow it then (add OnnxPeer(2) and TorchPeer(2) here).
+    var peers = new IPeer[] { new EnginePeer(threads), new EnginePeer(2), new OnnxPeer(threads), new TorchPeer(threads) };
+    var rows = PeersBench.Run(configs, peers, mode, Console.Out);
+    Docs.WriteSection(md, "peers", Report.PeersMarkdown(rows, Report.Provenance(command, mode) + Explain.Peers), "## Peers, side by side");
+    Console.WriteLine("wrote the peers section");
+}
+if (!args.Contains("--peers-only"))
+{
+    var points = MemorySweep.Run(mode, Console.Out);
+    Report.Plots(points, docs);
+    Docs.WriteSection(md, "memory", Report.MemoryMarkdown(points, Report.Provenance(command, mode) + Explain.Memory), "## Attention memory against dense attention");
+    Console.WriteLine("wrote the memory section and docs/bench-*.png");
+}
+return 0;
