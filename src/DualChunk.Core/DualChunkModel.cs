@@ -112,8 +112,16 @@ public sealed unsafe class DualChunkModel : IDisposable
     }
 
     /// <summary>Floats the output of one call holds: B·H, or B·N·H for <see cref="OutputMode.All"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or the output would exceed the largest array.</exception>
     public int OutputLength(int batch, int seqLen, OutputMode mode)
-        => checked(mode == OutputMode.All ? batch * seqLen * Config.HiddenSize : batch * Config.HiddenSize);
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(seqLen);
+        long length = mode == OutputMode.All ? (long)batch * seqLen * Config.HiddenSize : (long)batch * Config.HiddenSize;
+        if (length > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"An output of {length} floats exceeds the largest array; run smaller batches.");
+        return (int)length;
+    }
 
     /// <summary>
     /// A caller-owned workspace for calls of up to <paramref name="maxBatch"/> × <paramref name="maxSeqLen"/>, with one
