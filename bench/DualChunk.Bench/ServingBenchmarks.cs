@@ -25,24 +25,26 @@ public class ServingBenchmarks
     [Params(OutputMode.LastTimestep)]
     public OutputMode Mode { get; set; }
 
-    private int Batch => int.Parse(Config[2..Config.IndexOf('x', StringComparison.Ordinal)], System.Globalization.CultureInfo.InvariantCulture);
-    private int SeqLen => int.Parse(Config[(Config.IndexOf('x', StringComparison.Ordinal) + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    // Parsed once in Setup: parsing in the benchmark body would allocate substrings per call.
+    private int _batch, _seqLen;
 
     [GlobalSetup]
     public void Setup()
     {
+        _batch = int.Parse(Config[2..Config.IndexOf('x', StringComparison.Ordinal)], System.Globalization.CultureInfo.InvariantCulture);
+        _seqLen = int.Parse(Config[(Config.IndexOf('x', StringComparison.Ordinal) + 1)..], System.Globalization.CultureInfo.InvariantCulture);
         var config = new ModelConfig(287, 256, 8, 4, 64, 1024);
         _model = DualChunkModel.FromTensors(RandomWeights.Create(config, 1), config, new DualChunkModelOptions { MaxDegreeOfParallelism = Threads });
-        _model.WarmUp(Batch, SeqLen);
-        _input = RandomWeights.Input(Batch * SeqLen * config.EmbedDim, 2);
-        _output = new float[_model.OutputLength(Batch, SeqLen, Mode)];
+        _model.WarmUp(_batch, _seqLen);
+        _input = RandomWeights.Input(_batch * _seqLen * config.EmbedDim, 2);
+        _output = new float[_model.OutputLength(_batch, _seqLen, Mode)];
     }
 
     [GlobalCleanup]
     public void Cleanup() => _model.Dispose();
 
     [Benchmark]
-    public void Run() => _model.Run(_input, Batch, SeqLen, _output, Mode);
+    public void Run() => _model.Run(_input, _batch, _seqLen, _output, Mode);
 }
 
 /// <summary>Load time of the default-dims model (E=287, H=256, NH=8, L=4) from safetensors vs a memory-mapped .dcw.</summary>
