@@ -20,28 +20,46 @@ internal static class BenchCommand
         return (dense + attention) / 1e9;
     }
 
-    public static void Run(DualChunkModel model, int batch, int seqLen, OutputMode mode, int warmup, int iterations, TextWriter o)
+    /// <summary>
+    /// Times the first pooled call after load (after <see cref="DualChunkModel.WarmUp"/> when <paramref name="warmUpApi"/>),
+    /// then <paramref name="warmup"/> untimed and <paramref name="iterations"/> timed pooled calls.
+    /// </summary>
+    public static void Run(DualChunkModel model, int batch, int seqLen, OutputMode mode, int warmup, int iterations,
+        bool warmUpApi, double loadMs, int models, TextWriter o)
     {
         var input = RandomWeights.Input(batch * seqLen * model.Config.EmbedDim, seed: 12345);
         var output = new float[model.OutputLength(batch, seqLen, mode)];
-        var workspace = model.CreateWorkspace(batch, seqLen);
+        var rssAfterLoad = ResidentMemory.Read();
+
+        double warmUpMs = 0;
+        if (warmUpApi)
+        {
+            long w0 = Stopwatch.GetTimestamp();
+            model.WarmUp(batch, seqLen);
+            warmUpMs = Stopwatch.GetElapsedTime(w0).TotalMilliseconds;
+        }
+        long f0 = Stopwatch.GetTimestamp();
+        model.Run(input, batch, seqLen, output, mode);
+        double firstCallMs = Stopwatch.GetElapsedTime(f0).TotalMilliseconds;
+
         for (int i = 0; i < warmup; i++)
-            model.Run(input, batch, seqLen, output, mode, workspace);
+            model.Run(input, batch, seqLen, output, mode);
 
         var samples = new double[iterations];
         long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         for (int i = 0; i < iterations; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
-            model.Run(input, batch, seqLen, output, mode, workspace);
+            model.Run(input, batch, seqLen, output, mode);
             samples[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
         long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        var rssAfterRun = ResidentMemory.Read();
         Array.Sort(samples);
         double median = Percentile(samples, 0.5), p90 = Percentile(samples, 0.9);
         double gflop = NominalGflop(model.Config, batch, seqLen);
         o.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{{\"median_ms\":{median:F4},\"p90_ms\":{p90:F4},\"min_ms\":{samples[0]:F4},\"gflop\":{gflop:F6},\"gflops_at_median\":{gflop / (median / 1000):F2},\"allocated_bytes_per_call\":{allocated / iterations},\"threads\":1,\"kernel_isa\":\"{KernelSelection.Isa}\",\"gemm_micro_kernel\":\"{Gemm.MicroKernel}\",\"batch\":{batch},\"seq_len\":{seqLen},\"chunk_size\":{model.Config.ChunkSize},\"output_mode\":\"{ModeName(mode)}\",\"iterations\":{iterations},\"warmup\":{warmup},\"config\":\"{model.Config}\"}}"));
+            $"{{\"median_ms\":{median:F4},\"p90_ms\":{p90:F4},\"min_ms\":{samples[0]:F4},\"gflop\":{gflop:F6},\"gflops_at_median\":{gflop / (median / 1000):F2},\"allocated_bytes_per_call\":{allocated / iterations},\"threads\":{model.MaxDegreeOfParallelism},\"kernel_isa\":\"{KernelSelection.Isa}\",\"gemm_micro_kernel\":\"{Gemm.MicroKernel}\",\"batch\":{batch},\"seq_len\":{seqLen},\"chunk_size\":{model.Config.ChunkSize},\"output_mode\":\"{ModeName(mode)}\",\"iterations\":{iterations},\"warmup\":{warmup},\"config\":\"{model.Config}\",\"load_ms\":{loadMs:F2},\"memory_mapped\":{(model.IsMemoryMapped ? "true" : "false")},\"models_loaded\":{models},\"warm_up_api\":{(warmUpApi ? "true" : "false")},\"warm_up_api_ms\":{warmUpMs:F2},\"first_call_ms\":{firstCallMs:F3},{rssAfterLoad.Json("rss_after_load")},{rssAfterRun.Json("rss_after_run")}}}"));
     }
 
     public static string ModeName(OutputMode mode) => mode switch
@@ -57,5 +75,39 @@ internal static class BenchCommand
         double pos = q * (sorted.Length - 1);
         int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, sorted.Length - 1);
         return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+    }
+}
+
+/// <summary>The process's resident set from /proc/self/status (Linux; -1 elsewhere), in bytes.</summary>
+internal readonly record struct ResidentMemory(long Total, long Anonymous, long File)
+{
+    public static ResidentMemory Read()
+    {
+        long total = -1, anon = -1, file = -1;
+        try
+        {
+            foreach (string line in System.IO.File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) total = Kb(line);
+                else if (line.StartsWith("RssAnon:", StringComparison.Ordinal)) anon = Kb(line);
+                else if (line.StartsWith("RssFile:", StringComparison.Ordinal)) file = Kb(line);
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return new ResidentMemory(total, anon, file);
+    }
+
+    public string Json(string prefix) => string.Create(CultureInfo.InvariantCulture,
+        $"\"{prefix}_bytes\":{Total},\"{prefix}_anon_bytes\":{Anonymous},\"{prefix}_file_bytes\":{File}");
+
+    private static long Kb(string line)
+    {
+        var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return parts.Length >= 2 && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out long kb) ? kb * 1024 : -1;
     }
 }

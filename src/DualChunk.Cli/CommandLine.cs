@@ -17,10 +17,10 @@ internal static class CommandLine
 
     private const string Usage = """
         usage:
-          dualchunk run --model <file.safetensors|file.dcw> [--chunk-size C] --input <x.npy> --output <y.npy> [--output-mode last|all|mean]
+          dualchunk run --model <file.safetensors|file.dcw> [--chunk-size C] --input <x.npy> --output <y.npy> [--output-mode last|all|mean] [--threads T]
           dualchunk convert <in.safetensors> [--chunk-size C] -o <out.dcw>
           dualchunk inspect <file.safetensors|file.dcw> [--chunk-size C]
-          dualchunk bench (--model <file> | --random-model E,H,NH,L) [--chunk-size C] --batch B --seq N [--output-mode last|all|mean] [--threads 1] [--warmup W] [--iterations K] [--json]
+          dualchunk bench (--model <file> | --random-model E,H,NH,L) [--chunk-size C] --batch B --seq N [--output-mode last|all|mean] [--threads T] [--warmup W] [--iterations K] [--warm-up-api] [--models K] [--json]
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -61,9 +61,10 @@ internal static class CommandLine
         string inputPath = o.Required("--input");
         string outputPath = o.Required("--output");
         var mode = ParseMode(o.Get("--output-mode") ?? "last");
+        int threads = Threads(o);
         o.RejectUnknown();
 
-        var model = LoadModel(modelPath, o.ChunkSize, notices);
+        using var model = LoadModel(modelPath, o.ChunkSize, threads, notices);
         var (input, shape) = Npy.Read(inputPath);
         int e = model.Config.EmbedDim;
         int batch, seqLen;
@@ -111,14 +112,37 @@ internal static class CommandLine
         int batch = o.PositiveInt("--batch") ?? throw new UsageException("bench needs --batch B.");
         int seqLen = o.PositiveInt("--seq") ?? throw new UsageException("bench needs --seq N.");
         var mode = ParseMode(o.Get("--output-mode") ?? "last");
-        int threads = o.PositiveInt("--threads") ?? 1;
+        int threads = Threads(o);
         int warmup = o.NonNegativeInt("--warmup") ?? 5;
         int iterations = o.PositiveInt("--iterations") ?? 50;
+        int copies = o.PositiveInt("--models") ?? 1;
+        bool warmUpApi = o.Get("--warm-up-api") is not null;
         _ = o.Get("--json"); // the output is always one JSON line; the flag is accepted for the contract
         o.RejectUnknown();
-        if (threads != 1)
-            throw new UsageException($"--threads {threads}: this build runs the forward pass on one thread; intra-op parallelism is not available yet.");
 
+        var options = new DualChunkModelOptions { MaxDegreeOfParallelism = threads };
+        var models = new List<DualChunkModel>();
+        long loadStart = System.Diagnostics.Stopwatch.GetTimestamp();
+        double firstLoadMs = 0;
+        for (int i = 0; i < copies; i++)
+        {
+            models.Add(LoadBenchModel(o, modelPath, random, options, notices));
+            if (i == 0) firstLoadMs = System.Diagnostics.Stopwatch.GetElapsedTime(loadStart).TotalMilliseconds;
+        }
+        try
+        {
+            var model = models[0];
+            model.Config.ValidateSequenceLength(seqLen);
+            BenchCommand.Run(model, batch, seqLen, mode, warmup, iterations, warmUpApi, firstLoadMs, copies, stdout);
+        }
+        finally
+        {
+            models.ForEach(m => m.Dispose());
+        }
+    }
+
+    private static DualChunkModel LoadBenchModel(Options o, string? modelPath, string? random, DualChunkModelOptions options, List<string> notices)
+    {
         DualChunkModel model;
         if (random is not null)
         {
@@ -128,23 +152,36 @@ internal static class CommandLine
                 throw new UsageException($"--random-model '{random}' must be E,H,NH,L (e.g. 287,256,8,4).");
             int[] v = Array.ConvertAll(dims, d => int.Parse(d, CultureInfo.InvariantCulture));
             var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? DefaultChunkSize, 4 * v[1]);
-            model = DualChunkModel.FromTensors(RandomWeights.Create(config, seed: 1), config);
+            model = DualChunkModel.FromTensors(RandomWeights.Create(config, seed: 1), config, options);
         }
         else
         {
-            model = LoadModel(modelPath ?? throw new UsageException("bench needs --model <file> or --random-model E,H,NH,L."), o.ChunkSize, notices);
+            model = LoadModel(modelPath ?? throw new UsageException("bench needs --model <file> or --random-model E,H,NH,L."), o.ChunkSize, options.MaxDegreeOfParallelism, notices);
         }
-        model.Config.ValidateSequenceLength(seqLen);
-        BenchCommand.Run(model, batch, seqLen, mode, warmup, iterations, stdout);
+        return model;
     }
 
-    private static DualChunkModel LoadModel(string path, int? chunkSize, List<string> notices)
+    private static int Threads(Options o)
+    {
+        int threads = o.PositiveInt("--threads") ?? 1;
+        if (threads > DualChunkModelOptions.MaxThreads)
+            throw new UsageException($"--threads {threads} is above the maximum {DualChunkModelOptions.MaxThreads}.");
+        return threads;
+    }
+
+    private static DualChunkModel LoadModel(string path, int? chunkSize, int threads, List<string> notices)
     {
         bool dcw = WeightsFiles.IsDcw(path);
-        if (!dcw && chunkSize is null)
-            notices.Add($"--chunk-size not given: using Edifice's default {DefaultChunkSize}");
-        return DualChunkModel.Load(path, dcw ? chunkSize : chunkSize ?? DefaultChunkSize);
+        if (!dcw && chunkSize is null && !notices.Contains(ChunkNotice))
+            notices.Add(ChunkNotice);
+        return DualChunkModel.Load(path, new DualChunkModelOptions
+        {
+            ChunkSize = dcw ? chunkSize : chunkSize ?? DefaultChunkSize,
+            MaxDegreeOfParallelism = threads,
+        });
     }
+
+    private static readonly string ChunkNotice = $"--chunk-size not given: using Edifice's default {DefaultChunkSize}";
 
     private static OutputMode ParseMode(string text) => text switch
     {
@@ -158,7 +195,7 @@ internal static class CommandLine
     private sealed class Options
     {
         /// <summary>Options that take no value.</summary>
-        private static readonly HashSet<string> Flags = new(StringComparer.Ordinal) { "--json" };
+        private static readonly HashSet<string> Flags = new(StringComparer.Ordinal) { "--json", "--warm-up-api" };
 
         private readonly Dictionary<string, string> _named = new(StringComparer.Ordinal);
         private readonly List<string> _positional = [];

@@ -168,19 +168,49 @@ public static class DcwFile
     {
         CheckStream(stream, sourceName);
         var (info, tensors) = Scan(stream, sourceName, load: true);
+        Check(info, tensors!, sourceName);
+        return (info.Config, tensors!);
+    }
+
+    /// <summary>
+    /// Maps a .dcw file read-only and returns tensors whose data lies in the mapping, in place (no copy), after the same
+    /// checks as <see cref="Read(string)"/>. The tensors are valid until <c>Mapping</c> is disposed. Little-endian only.
+    /// </summary>
+    internal static (ModelConfig Config, Dictionary<string, Tensor> Tensors, MappedFile Mapping) Map(string path)
+    {
+        var mapping = MappedFile.Open(path);
+        try
+        {
+            DcwFileInfo info;
+            using (var stream = mapping.OpenStream())
+                info = Scan(stream, path, load: false).Info;
+            var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var e in info.Tensors)
+                tensors.Add(e.Name, new Tensor(e.Name, [.. e.Shape], mapping.Floats(e.Offset, (int)(e.ByteLength / 4))));
+            Check(info, tensors, path);
+            return (info.Config, tensors, mapping);
+        }
+        catch
+        {
+            mapping.Dispose();
+            throw;
+        }
+    }
+
+    private static void Check(DcwFileInfo info, Dictionary<string, Tensor> tensors, string sourceName)
+    {
         if (!info.ChecksumValid)
             throw new ModelFormatException(Inv($"{sourceName}: the file is corrupted: its checksum is 0x{info.StoredChecksum:x16} but its contents hash to 0x{info.ComputedChecksum:x16}. Re-convert or re-download it."));
         if (info.PaddingProblem is not null)
             throw new ModelFormatException($"{sourceName}: {info.PaddingProblem}; version 1 requires zero padding. The file is corrupted or from a non-conforming writer.");
         try
         {
-            TensorSetValidator.Validate(tensors!, info.Config);
+            TensorSetValidator.Validate(tensors, info.Config);
         }
         catch (ModelFormatException ex)
         {
             throw new ModelFormatException($"{sourceName}: {ex.Message}", ex);
         }
-        return (info.Config, tensors!);
     }
 
     /// <summary>

@@ -9,14 +9,18 @@ namespace DualChunk.Core;
 /// <summary>x · W + b with W packed for the GEMM micro-kernel, and a fused epilogue.</summary>
 internal readonly struct DenseLayer
 {
-    public readonly PackedMatrix Weight; // [in, out], packed
-    public readonly float[] Bias;        // [out]
+    public readonly PackedMatrix Weight;        // [in, out], packed (a copy: the kernel's panel layout)
+    public readonly ReadOnlyMemory<float> Bias; // [out], in place (e.g. in a mapped .dcw) unless copied
     public readonly GemmEpilogue Epilogue;
 
-    public DenseLayer(Tensor kernel, Tensor bias, GemmEpilogue epilogue)
+    /// <param name="kernel">W [in, out].</param>
+    /// <param name="bias">b [out].</param>
+    /// <param name="epilogue">What the GEMM does before the store.</param>
+    /// <param name="copy">Copy the bias (the caller may still mutate the tensor) instead of using it in place.</param>
+    public DenseLayer(Tensor kernel, Tensor bias, GemmEpilogue epilogue, bool copy)
     {
         Weight = PackedMatrix.Pack(kernel.Data.Span, kernel.Shape[0], kernel.Shape[1]);
-        Bias = bias.Data.ToArray();
+        Bias = copy ? bias.Data.ToArray() : bias.Data;
         Epilogue = epilogue;
     }
 
@@ -25,21 +29,23 @@ internal readonly struct DenseLayer
 
     /// <summary>output[r, 0:Out] (op)= input[r, 0:In] · W + b for r in [0, rows).</summary>
     public void Apply(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride)
-        => Gemm.Run(input, rows, inputStride, Weight, Bias, output, outputStride, Epilogue);
+        => Gemm.Run(input, rows, inputStride, Weight, Bias.Span, output, outputStride, Epilogue);
 
     /// <summary>Only output columns [start, start + count); start is a multiple of PackedMatrix.PanelWidth.</summary>
     public void ApplyColumns(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride, int start, int count)
-        => Gemm.Run(input, rows, inputStride, Weight, Bias, output, outputStride, Epilogue, start, count);
+        => Gemm.Run(input, rows, inputStride, Weight, Bias.Span, output, outputStride, Epilogue, start, count);
 }
 
-/// <summary>Axon layer norm with its variance clip (LayerNorm kernel).</summary>
-internal readonly struct LayerNormLayer(Tensor gamma, Tensor beta)
+/// <summary>Axon layer norm with its variance clip (LayerNorm kernel). γ and β are used in place unless copied.</summary>
+internal readonly struct LayerNormLayer(Tensor gamma, Tensor beta, bool copy)
 {
-    public readonly float[] Gamma = gamma.Data.ToArray(); // [H]
-    public readonly float[] Beta = beta.Data.ToArray();   // [H]
+    public readonly ReadOnlyMemory<float> Gamma = copy ? gamma.Data.ToArray() : gamma.Data; // [H]
+    public readonly ReadOnlyMemory<float> Beta = copy ? beta.Data.ToArray() : beta.Data;    // [H]
+
+    public int Width => Gamma.Length;
 
     public void Apply(ReadOnlySpan<float> x, int rows, Span<float> y)
-        => LayerNorm.Run(x, rows, Gamma.Length, Gamma, Beta, y);
+        => LayerNorm.Run(x, rows, Gamma.Length, Gamma.Span, Beta.Span, y);
 }
 
 /// <summary>
@@ -71,28 +77,23 @@ internal readonly struct InterChunkAttention(ModelConfig config)
     private readonly int _h = config.HiddenSize, _d = config.HeadDim, _heads = config.NumHeads, _c = config.ChunkSize;
     private readonly float _scale = 1f / MathF.Sqrt(config.HeadDim);
 
-    /// <param name="qkv">[B·N, 3H] projected queries, keys, values.</param>
-    /// <param name="batch">B.</param>
-    /// <param name="seqLen">N, a multiple of C.</param>
-    /// <param name="summaries">[B·NC, 3H] scratch for the chunk means.</param>
-    /// <param name="inter">[B·NC, H] result: head h's output for chunk i at columns h·D..h·D+D-1 of row b·NC+i.</param>
-    /// <param name="scratch">attention kernel scratch for NC positions.</param>
-    /// <param name="lastChunkOnly">compute only the last chunk's row (the last-timestep readout needs no other).</param>
-    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, Span<float> summaries, Span<float> inter, Span<float> scratch, bool lastChunkOnly)
+    public int Heads => _heads;
+
+    /// <summary>summaries rows [first, first + count) (of B·NC) = means of the C qkv rows of each chunk.</summary>
+    public void Summarize(ReadOnlySpan<float> qkv, int first, int count, Span<float> summaries)
     {
-        int h3 = 3 * _h, chunks = seqLen / _c;
-        RowMean.Run(qkv, batch * seqLen, h3, h3, _c, summaries, h3);
-        for (int b = 0; b < batch; b++)
-        {
-            var s = summaries.Slice(b * chunks * h3, chunks * h3);       // [NC, 3H]
-            var o = inter.Slice(b * chunks * _h, chunks * _h);           // [NC, H]
-            for (int head = 0; head < _heads; head++)
-            {
-                int col = head * _d;
-                CausalAttention.Run(s[col..], h3, s[(_h + col)..], h3, s[(2 * _h + col)..], h3,
-                    chunks, _d, _scale, o[col..], _h, scratch, default, default, lastChunkOnly ? chunks - 1 : 0);
-            }
-        }
+        int h3 = 3 * _h;
+        RowMean.Run(qkv[(first * _c * h3)..], count * _c, h3, h3, _c, summaries[(first * h3)..], h3);
+    }
+
+    /// <summary>One (batch element, head) item: causal attention over that element's chunk summaries.</summary>
+    public void ApplyHead(ReadOnlySpan<float> summaries, int seqLen, Span<float> inter, Span<float> scratch, bool lastChunkOnly, int b, int head)
+    {
+        int h3 = 3 * _h, chunks = seqLen / _c, col = head * _d;
+        var s = summaries.Slice(b * chunks * h3, chunks * h3);       // [NC, 3H]
+        var o = inter.Slice(b * chunks * _h, chunks * _h);           // [NC, H]
+        CausalAttention.Run(s[col..], h3, s[(_h + col)..], h3, s[(2 * _h + col)..], h3,
+            chunks, _d, _scale, o[col..], _h, scratch, default, default, lastChunkOnly ? chunks - 1 : 0);
     }
 }
 
@@ -105,33 +106,20 @@ internal readonly struct IntraChunkAttention(ModelConfig config)
     private readonly int _h = config.HiddenSize, _d = config.HeadDim, _heads = config.NumHeads, _c = config.ChunkSize;
     private readonly float _scale = 1f / MathF.Sqrt(config.HeadDim);
 
-    /// <param name="qkv">[B·N, 3H].</param>
-    /// <param name="batch">B.</param>
-    /// <param name="seqLen">N, a multiple of C.</param>
-    /// <param name="inter">[B·NC, H] the inter-chunk output to blend with.</param>
-    /// <param name="gate">sigmoid(gate) [NH, D].</param>
-    /// <param name="output">[B·N, H] blended attention output, heads concatenated.</param>
-    /// <param name="scratch">attention kernel scratch for C positions.</param>
-    /// <param name="lastRowOnly">compute only position N-1 of each batch row (the last-timestep readout).</param>
-    public void Apply(ReadOnlySpan<float> qkv, int batch, int seqLen, ReadOnlySpan<float> inter, in GateBlend gate, Span<float> output, Span<float> scratch, bool lastRowOnly)
+    public int Heads => _heads;
+
+    public int ChunkSize => _c;
+
+    /// <summary>One (batch element, chunk, head) item.</summary>
+    public void ApplyHead(ReadOnlySpan<float> qkv, int seqLen, ReadOnlySpan<float> inter, in GateBlend gate, Span<float> output, Span<float> scratch, bool lastRowOnly, int b, int chunk, int head)
     {
-        int h3 = 3 * _h, chunks = seqLen / _c;
-        for (int b = 0; b < batch; b++)
-        {
-            for (int chunk = lastRowOnly ? chunks - 1 : 0; chunk < chunks; chunk++)
-            {
-                int row0 = b * seqLen + chunk * _c;
-                var rows = qkv.Slice(row0 * h3, _c * h3);                  // [C, 3H]
-                var interRow = inter.Slice((b * chunks + chunk) * _h, _h); // [H]
-                var o = output.Slice(row0 * _h, _c * _h);                  // [C, H]
-                for (int head = 0; head < _heads; head++)
-                {
-                    int col = head * _d;
-                    CausalAttention.Run(rows[col..], h3, rows[(_h + col)..], h3, rows[(2 * _h + col)..], h3,
-                        _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d), lastRowOnly ? _c - 1 : 0);
-                }
-            }
-        }
+        int h3 = 3 * _h, chunks = seqLen / _c, col = head * _d;
+        int row0 = b * seqLen + chunk * _c;
+        var rows = qkv.Slice(row0 * h3, _c * h3);                  // [C, 3H]
+        var interRow = inter.Slice((b * chunks + chunk) * _h, _h); // [H]
+        var o = output.Slice(row0 * _h, _c * _h);                  // [C, H]
+        CausalAttention.Run(rows[col..], h3, rows[(_h + col)..], h3, rows[(2 * _h + col)..], h3,
+            _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d), lastRowOnly ? _c - 1 : 0);
     }
 }
 
@@ -148,16 +136,16 @@ internal readonly struct DualChunkBlock
     public readonly DenseLayer FfnUp;                // *_ffn_up     [H, F], GELU fused
     public readonly DenseLayer FfnDown;              // *_ffn_down   [F, H], residual add fused
 
-    public DualChunkBlock(ModelConfig config, IReadOnlyDictionary<string, Tensor> t, int l)
+    public DualChunkBlock(ModelConfig config, IReadOnlyDictionary<string, Tensor> t, int l, bool copy)
     {
-        AttnNorm = new LayerNormLayer(t[CheckpointNames.AttnNormGamma(l)], t[CheckpointNames.AttnNormBeta(l)]);
-        Qkv = new DenseLayer(t[CheckpointNames.QkvKernel(l)], t[CheckpointNames.QkvBias(l)], GemmEpilogue.Bias);
+        AttnNorm = new LayerNormLayer(t[CheckpointNames.AttnNormGamma(l)], t[CheckpointNames.AttnNormBeta(l)], copy);
+        Qkv = new DenseLayer(t[CheckpointNames.QkvKernel(l)], t[CheckpointNames.QkvBias(l)], GemmEpilogue.Bias, copy);
         Inter = new InterChunkAttention(config);
         Intra = new IntraChunkAttention(config);
         Gate = new GateBlend(t[CheckpointNames.Gate(l)]);
-        AttnOut = new DenseLayer(t[CheckpointNames.OutKernel(l)], t[CheckpointNames.OutBias(l)], GemmEpilogue.BiasAccumulate);
-        FfnNorm = new LayerNormLayer(t[CheckpointNames.FfnNormGamma(l)], t[CheckpointNames.FfnNormBeta(l)]);
-        FfnUp = new DenseLayer(t[CheckpointNames.UpKernel(l)], t[CheckpointNames.UpBias(l)], GemmEpilogue.BiasGelu);
-        FfnDown = new DenseLayer(t[CheckpointNames.DownKernel(l)], t[CheckpointNames.DownBias(l)], GemmEpilogue.BiasAccumulate);
+        AttnOut = new DenseLayer(t[CheckpointNames.OutKernel(l)], t[CheckpointNames.OutBias(l)], GemmEpilogue.BiasAccumulate, copy);
+        FfnNorm = new LayerNormLayer(t[CheckpointNames.FfnNormGamma(l)], t[CheckpointNames.FfnNormBeta(l)], copy);
+        FfnUp = new DenseLayer(t[CheckpointNames.UpKernel(l)], t[CheckpointNames.UpBias(l)], GemmEpilogue.BiasGelu, copy);
+        FfnDown = new DenseLayer(t[CheckpointNames.DownKernel(l)], t[CheckpointNames.DownBias(l)], GemmEpilogue.BiasAccumulate, copy);
     }
 }

@@ -23,6 +23,14 @@ public sealed class Tensor
         Data = data;
     }
 
+    /// <summary>A tensor over memory the caller keeps valid (e.g. a mapped file); the shape is trusted to match.</summary>
+    internal Tensor(string name, int[] shape, ReadOnlyMemory<float> data)
+    {
+        Name = name;
+        Shape = shape;
+        Data = data;
+    }
+
     /// <summary>The tensor's key, e.g. <c>final_norm.gamma</c>.</summary>
     public string Name { get; }
 

@@ -33,6 +33,20 @@ public static class WeightsLoader
         if (chunkSize is <= 0)
             throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
                 "Chunk size must be positive; pass the chunk size the model was built with (Edifice's default is 64).");
+        var (config, tensors, format, _) = Load(path, chunkSize, memoryMap: false);
+        return (config, tensors, format);
+    }
+
+    /// <summary>
+    /// As <see cref="Load(string, int?)"/>; with <paramref name="memoryMap"/> a .dcw file is mapped and its tensors lie in
+    /// the returned mapping (owned by the caller), otherwise <c>Mapping</c> is null.
+    /// </summary>
+    internal static (ModelConfig Config, Dictionary<string, Tensor> Tensors, string Format, MappedFile? Mapping) Load(string path, int? chunkSize, bool memoryMap)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (chunkSize is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
+                "Chunk size must be positive; pass the chunk size the model was built with (Edifice's default is 64).");
         bool isDcw;
         using (var fs = SafetensorsReader.OpenFile(path))
         {
@@ -42,12 +56,21 @@ public static class WeightsLoader
         }
         if (isDcw)
         {
-            var (config, tensors) = DcwFile.Read(path);
+            MappedFile? mapping = null;
+            ModelConfig config;
+            Dictionary<string, Tensor> tensors;
+            if (memoryMap && BitConverter.IsLittleEndian)
+                (config, tensors, mapping) = DcwFile.Map(path);
+            else
+                (config, tensors) = DcwFile.Read(path);
             if (chunkSize is int c && c != config.ChunkSize)
+            {
+                mapping?.Dispose();
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                     $"The .dcw file '{path}' was converted with chunk size {config.ChunkSize}; --chunk-size {c} disagrees. Omit --chunk-size, or re-convert the safetensors checkpoint with chunk size {c}."),
                     nameof(chunkSize));
-            return (config, tensors, DcwFormat);
+            }
+            return (config, tensors, DcwFormat, mapping);
         }
         var st = SafetensorsReader.Read(path);
         ModelConfig inferred;
@@ -59,6 +82,6 @@ public static class WeightsLoader
         {
             throw new ModelFormatException($"{path}: {ex.Message}", ex);
         }
-        return (inferred, st, SafetensorsFormat);
+        return (inferred, st, SafetensorsFormat, null);
     }
 }

@@ -6,8 +6,10 @@ namespace DualChunk.Core;
 /// <summary>
 /// Everything a forward pass mutates, planned once for a maximum batch and sequence length and
 /// reused across calls. One workspace serves one call at a time; the model pools them.
-/// All buffers are slices of one pinned array, each starting on a 64-byte boundary.
+/// All buffers are slices of one pinned array, each starting on a 64-byte boundary; the buffers a worker
+/// thread writes privately (attention scratch, FFN hidden rows) have one slice per worker.
 /// </summary>
+/// <remarks>Not thread-safe: one call at a time per workspace. Create one with <see cref="DualChunkModel.CreateWorkspace"/>.</remarks>
 public sealed class Workspace
 {
     /// <summary>Rows of the FFN processed together: [FfnRowBlock, F] stays in L2.</summary>
@@ -15,10 +17,12 @@ public sealed class Workspace
 
     private const int AlignFloats = 16; // 64 bytes
     private readonly float[] _memory;
-    private readonly (int Offset, int Length) _x, _normed, _qkv, _summaries, _inter, _attn, _ffn, _last, _lastNormed, _scratch;
+    private readonly (int Offset, int Length) _x, _normed, _qkv, _summaries, _inter, _attn, _last, _lastNormed;
+    private readonly (int Offset, int Length)[] _ffn, _scratch; // one per worker
 
-    internal Workspace(ModelConfig config, int maxBatch, int maxSeqLen)
+    internal Workspace(ModelConfig config, int maxBatch, int maxSeqLen, int workers)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(workers);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBatch);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSeqLen);
         config.ValidateSequenceLength(maxSeqLen);
@@ -40,15 +44,22 @@ public sealed class Workspace
         _summaries = Plan(chunkRows * 3 * h);                  // [B·NC, 3H] chunk means of qkv
         _inter = Plan(chunkRows * h);                          // [B·NC, H]  inter-chunk attention
         _attn = Plan(rows * h);                                // [B·N, H]   blended attention
-        _ffn = Plan((long)Math.Min(rows, FfnRowBlock) * config.FfnSize); // [rowBlock, F] FFN hidden
         _last = Plan((long)maxBatch * h);                      // [B, H]     residual at position N-1 (readout)
         _lastNormed = Plan((long)maxBatch * h);                // [B, H]
-        _scratch = Plan(Math.Max(CausalAttention.ScratchFloats(c, d), CausalAttention.ScratchFloats(maxSeqLen / c, d)));
+        _ffn = new (int, int)[workers];
+        _scratch = new (int, int)[workers];
+        for (int w = 0; w < workers; w++)
+        {
+            _ffn[w] = Plan((long)Math.Min(rows, FfnRowBlock) * config.FfnSize); // [rowBlock, F] FFN hidden, per worker
+            _scratch[w] = Plan(Math.Max(CausalAttention.ScratchFloats(c, d), CausalAttention.ScratchFloats(maxSeqLen / c, d))); // per worker
+        }
         if (offset + AlignFloats > Array.MaxLength)
             throw new ArgumentOutOfRangeException(nameof(maxSeqLen),
                 $"A workspace for batch {maxBatch} × {maxSeqLen} positions needs {offset * 4L:N0} bytes, more than one .NET array holds; run smaller batches.");
         _memory = GC.AllocateUninitializedArray<float>((int)offset + AlignFloats, pinned: true);
         Base = AlignmentShift(_memory);
+        Workers = workers;
+        Phases = new PhaseRunner(this);
     }
 
     /// <summary>The configuration this workspace was planned for.</summary>
@@ -59,6 +70,9 @@ public sealed class Workspace
 
     /// <summary>Largest sequence length a call may use with this workspace.</summary>
     public int MaxSeqLen { get; }
+
+    /// <summary>Worker slices (attention scratch, FFN rows) planned: calls use at most this many threads.</summary>
+    public int Workers { get; }
 
     /// <summary>Bytes held by this workspace.</summary>
     public long Bytes => _memory.LongLength * sizeof(float);
@@ -73,10 +87,13 @@ public sealed class Workspace
     internal Span<float> Summaries => Slice(_summaries);
     internal Span<float> Inter => Slice(_inter);
     internal Span<float> Attn => Slice(_attn);
-    internal Span<float> Ffn => Slice(_ffn);
     internal Span<float> Last => Slice(_last);
     internal Span<float> LastNormed => Slice(_lastNormed);
-    internal Span<float> Scratch => Slice(_scratch);
+    internal Span<float> Ffn(int worker) => Slice(_ffn[worker]);
+    internal Span<float> Scratch(int worker) => Slice(_scratch[worker]);
+
+    /// <summary>The parallel-phase descriptor of the call running on this workspace (allocated once, here).</summary>
+    internal PhaseRunner Phases { get; }
 
     private Span<float> Slice((int Offset, int Length) s) => _memory.AsSpan(Base + s.Offset, s.Length);
 

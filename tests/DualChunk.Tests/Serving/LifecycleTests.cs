@@ -1,0 +1,238 @@
+using System.Diagnostics.Metrics;
+using System.Numerics.Tensors;
+using NTensor = System.Numerics.Tensors.Tensor;
+using DualChunk.Core;
+using DualChunk.Tests.Loading;
+using static DualChunk.Tests.Serving.ServingTestSupport;
+
+namespace DualChunk.Tests.Serving;
+
+/// <summary>Cancellation, Dispose racing with calls, memory-mapped loading, metrics and the tensor overloads.</summary>
+[TestFixture]
+public sealed class LifecycleTests
+{
+    [TestCase(1)]
+    [TestCase(2)]
+    public void CancelledBeforeCallThrowsAndModelStaysUsable(int threads)
+    {
+        using var model = Create(Small, threads);
+        var input = RandomWeights.Input(2 * 16 * Small.EmbedDim, 1);
+        var expected = Run(model, input, 2, 16, OutputMode.All);
+        long pooled = model.PooledWorkspaceBytes;
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        var output = new float[expected.Length];
+        Assert.Throws<OperationCanceledException>(() => model.Run(input, 2, 16, output, OutputMode.All, cts.Token));
+        Assert.That(model.PooledWorkspaceBytes, Is.EqualTo(pooled), "the workspace went back to the pool");
+        AssertBitwise(expected, Run(model, input, 2, 16, OutputMode.All), "after cancellation");
+    }
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public void CancelledDuringCallThrowsAndModelStaysUsable(int threads)
+    {
+        // Deep enough that a call takes a few milliseconds: cancel while it runs, between two layers.
+        var config = new ModelConfig(32, 64, 4, 24, 16, 256);
+        using var model = Create(config, threads);
+        int batch = 2, n = 512;
+        var input = RandomWeights.Input(batch * n * config.EmbedDim, 2);
+        var expected = Run(model, input, batch, n, OutputMode.LastTimestep);
+        long pooled = model.PooledWorkspaceBytes;
+        var output = new float[expected.Length];
+        int cancelled = 0;
+        for (int attempt = 0; attempt < 20 && cancelled == 0; attempt++)
+        {
+            using var cts = new CancellationTokenSource();
+            using var started = new ManualResetEventSlim();
+            var canceller = new Thread(() =>
+            {
+                started.Wait();
+                Thread.Sleep(1);
+                cts.Cancel();
+            });
+            canceller.Start();
+            try
+            {
+                started.Set();
+                model.Run(input, batch, n, output, OutputMode.LastTimestep, cts.Token);
+            }
+            catch (OperationCanceledException ex)
+            {
+                Assert.That(ex.CancellationToken, Is.EqualTo(cts.Token));
+                cancelled++;
+            }
+            canceller.Join();
+            Assert.That(model.PooledWorkspaceBytes, Is.EqualTo(pooled), "the workspace went back to the pool");
+        }
+        Assert.That(cancelled, Is.GreaterThan(0), "no attempt was cancelled mid-call");
+        AssertBitwise(expected, Run(model, input, batch, n, OutputMode.LastTimestep), "after cancellation");
+    }
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public void DisposeRacingWithCallsNeverCrashes(int threads)
+    {
+        var config = Small;
+        using var dir = new TempDir();
+        string path = dir.File("m.dcw");
+        DcwFile.Write(path, config, RandomWeights.Create(config, 5));
+        var input = RandomWeights.Input(2 * 32 * config.EmbedDim, 3);
+        for (int round = 0; round < 5; round++)
+        {
+            var model = DualChunkModel.Load(path, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
+            Assert.That(model.IsMemoryMapped, Is.True);
+            var expected = Run(model, input, 2, 32, OutputMode.All);
+            int completed = 0, disposedSeen = 0;
+            var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            using var go = new ManualResetEventSlim();
+            var callers = Enumerable.Range(0, 8).Select(t => new Thread(() =>
+            {
+                var output = new float[expected.Length];
+                go.Wait();
+                while (true)
+                {
+                    try
+                    {
+                        model.Run(input, 2, 32, output, OutputMode.All);
+                        if (!BitEqual(output, expected)) failures.Enqueue($"thread {t}: wrong result");
+                        Interlocked.Increment(ref completed);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        Interlocked.Increment(ref disposedSeen);
+                        return;
+                    }
+#pragma warning disable CA1031 // any other exception is the failure being tested for
+                    catch (Exception ex)
+#pragma warning restore CA1031
+                    {
+                        failures.Enqueue($"thread {t}: {ex}");
+                        return;
+                    }
+                }
+            })).ToList();
+            callers.ForEach(c => c.Start());
+            go.Set();
+            Thread.Sleep(20 + 10 * round);
+            model.Dispose();
+            callers.ForEach(c => c.Join());
+            Assert.Multiple(() =>
+            {
+                Assert.That(failures, Is.Empty);
+                Assert.That(disposedSeen, Is.EqualTo(8), "every caller ends with ObjectDisposedException");
+                Assert.That(completed, Is.GreaterThan(0));
+            });
+            Assert.Throws<ObjectDisposedException>(() => model.Run(input, 2, 32, new float[expected.Length], OutputMode.All));
+            model.Dispose(); // idempotent
+        }
+    }
+
+    [Test]
+    public void MemoryMappedDcwMatchesSafetensorsBitwise()
+    {
+        var config = new ModelConfig(30, 64, 4, 2, 8, 160);
+        var tensors = RandomWeights.Create(config, 9);
+        using var dir = new TempDir();
+        string st = dir.File("m.safetensors"), dcw = dir.File("m.dcw");
+        File.WriteAllBytes(st, LoadingTestData.SafetensorsOf(tensors, config));
+        DcwFile.Write(dcw, config, tensors);
+        using var fromSt = DualChunkModel.Load(st, chunkSize: 8);
+        using var mapped1 = DualChunkModel.Load(dcw);
+        using var mapped2 = DualChunkModel.Load(dcw, new DualChunkModelOptions { MaxDegreeOfParallelism = 2 }); // same file, mapped again
+        using var copied = DualChunkModel.Load(dcw, new DualChunkModelOptions { MemoryMap = false });
+        Assert.Multiple(() =>
+        {
+            Assert.That(fromSt.IsMemoryMapped, Is.False);
+            Assert.That(mapped1.IsMemoryMapped, Is.True);
+            Assert.That(mapped2.IsMemoryMapped, Is.True);
+            Assert.That(copied.IsMemoryMapped, Is.False);
+        });
+        var input = RandomWeights.Input(3 * 24 * config.EmbedDim, 4);
+        foreach (var mode in Modes)
+        {
+            var expected = Run(fromSt, input, 3, 24, mode);
+            AssertBitwise(expected, Run(mapped1, input, 3, 24, mode), $"mapped {mode}");
+            AssertBitwise(expected, Run(mapped2, input, 3, 24, mode), $"mapped again, 2 threads, {mode}");
+            AssertBitwise(expected, Run(copied, input, 3, 24, mode), $"read into arrays {mode}");
+        }
+    }
+
+    [Test]
+    public void MetricsReportCallsLatencyAndWorkspaceBytes()
+    {
+        long calls = 0, durations = 0, workspaceBytes = 0;
+        string? lastMode = null;
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == DualChunkMetrics.MeterName) l.EnableMeasurementEvents(instrument);
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            if (instrument.Name == DualChunkMetrics.CallsInstrument)
+            {
+                Interlocked.Add(ref calls, value);
+                foreach (var tag in tags)
+                    if (tag.Key == DualChunkMetrics.OutputModeTag) lastMode = (string?)tag.Value;
+            }
+            else if (instrument.Name == DualChunkMetrics.WorkspaceBytesInstrument)
+            {
+                Interlocked.Exchange(ref workspaceBytes, value);
+            }
+        });
+        listener.SetMeasurementEventCallback<double>((instrument, value, _, _) =>
+        {
+            if (instrument.Name == DualChunkMetrics.DurationInstrument && value > 0) Interlocked.Increment(ref durations);
+        });
+        listener.Start();
+
+        using var model = Create(Small, 1);
+        var input = RandomWeights.Input(16 * Small.EmbedDim, 1);
+        Run(model, input, 1, 16, OutputMode.LastTimestep);
+        Run(model, input, 1, 16, OutputMode.MeanPool);
+        listener.RecordObservableInstruments();
+        Assert.Multiple(() =>
+        {
+            Assert.That(Interlocked.Read(ref calls), Is.GreaterThanOrEqualTo(2));
+            Assert.That(Interlocked.Read(ref durations), Is.GreaterThanOrEqualTo(2));
+            Assert.That(lastMode, Is.EqualTo("mean"));
+            Assert.That(Interlocked.Read(ref workspaceBytes), Is.GreaterThanOrEqualTo(model.PooledWorkspaceBytes).And.GreaterThan(0));
+        });
+    }
+
+    [Test]
+    public void TensorOverloadsMatchTheSpanOverload()
+    {
+        var config = Small;
+        using var model = Create(config, 1);
+        int batch = 2, n = 16;
+        var input = RandomWeights.Input(batch * n * config.EmbedDim, 6);
+        foreach (var mode in Modes)
+        {
+            var expected = Run(model, input, batch, n, mode);
+            var tensor = NTensor.Create(input, [batch, n, config.EmbedDim]);
+            var result = model.Run(tensor, mode);
+            nint[] shape = mode == OutputMode.All ? [batch, n, config.HiddenSize] : [batch, config.HiddenSize];
+            Assert.That(result.Lengths.ToArray(), Is.EqualTo(shape));
+            var flat = new float[expected.Length];
+            result.FlattenTo(flat);
+            AssertBitwise(expected, flat, $"Tensor<float> {mode}");
+
+            var output = new float[expected.Length];
+            model.Run(new ReadOnlyTensorSpan<float>(input, [batch, n, config.EmbedDim]), new TensorSpan<float>(output, shape), mode);
+            AssertBitwise(expected, output, $"TensorSpan {mode}");
+        }
+
+        // One sequence without a batch dimension: [N, E] -> [H].
+        var single = model.Run(NTensor.Create(input.AsSpan(0, n * config.EmbedDim).ToArray(), [n, config.EmbedDim]));
+        Assert.That(single.Lengths.ToArray(), Is.EqualTo(new nint[] { config.HiddenSize }));
+
+        var wrongE = NTensor.Create(new float[n * (config.EmbedDim + 1)], [n, config.EmbedDim + 1]);
+        Assert.Throws<ArgumentException>(() => model.Run(wrongE));
+        var wrongOut = new float[batch * config.HiddenSize + 1];
+        Assert.Throws<ArgumentException>(() => model.Run(new ReadOnlyTensorSpan<float>(input, [batch, n, config.EmbedDim]),
+            new TensorSpan<float>(wrongOut, [batch * config.HiddenSize + 1]), OutputMode.LastTimestep));
+    }
+}
