@@ -9,12 +9,10 @@ public sealed class EnginePeer(int threads) : IPeer
 
     public int Threads => threads;
 
-    // TODO(intra-op threads): when the engine gains MaxDegreeOfParallelism, pass `threads` to it in
-    // Runner's constructor and make this return null for every thread count.
-    public string? Unavailable => threads == 1 ? null : "pending: intra-op threads not yet in the engine";
+    public string? Unavailable => null;
 
     public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input)
-        => new Runner(config, weights, input);
+        => new Runner(config, weights, input, threads);
 
     private sealed class Runner : IPeerRunner
     {
@@ -23,9 +21,9 @@ public sealed class EnginePeer(int threads) : IPeer
         private readonly float[] _input, _output;
         private readonly int _batch, _seqLen;
 
-        public Runner(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input)
+        public Runner(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input, int threads)
         {
-            _model = DualChunkModel.FromTensors(weights, config.Model);
+            _model = DualChunkModel.FromTensors(weights, config.Model, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
             _batch = config.Batch;
             _seqLen = config.SeqLen;
             _workspace = _model.CreateWorkspace(_batch, _seqLen);
@@ -37,8 +35,6 @@ public sealed class EnginePeer(int threads) : IPeer
 
         public void Run() => _model.Run(_input, _batch, _seqLen, _output, OutputMode.LastTimestep, _workspace);
 
-        public void Dispose()
-        {
-        }
+        public void Dispose() => _model.Dispose();
     }
 }

@@ -11,9 +11,9 @@ public static class Explain
         "report all peers): warm-up, then single calls timed with Stopwatch until the time budget and minimum sample count are " +
         "reached; _median_ and _p90_ come from the sorted sample. _Managed B/call_ is GC.GetTotalAllocatedBytes over the sample " +
         "divided by the calls: native allocations inside ONNX Runtime or libtorch are not counted. _median vs DualChunk.NET_ is " +
-        "peer median / DualChunk.NET (1 thread) median: above 1× the peer is slower. Every engine runs on the same thread count " +
-        "(ORT IntraOpNumThreads, torch.set_num_threads). The DualChunk.NET 2-thread row is pending until the engine has intra-op " +
-        "threads. Short-mode numbers come from a shared, busy 2-core machine: treat them as rough.\n\n";
+        "peer median / DualChunk.NET median on the same thread count: above 1× the peer is slower. Every engine runs on the same thread count " +
+        "(ORT IntraOpNumThreads, torch.set_num_threads). " +
+        "Short-mode numbers come from a shared, busy 2-core machine: treat them as rough.\n\n";
 
     public const string Memory =
         "The attention of one layer, given Q, K, V: B = 1, NH = 8, D = 32 (H = 256), input the packed projection qkv [N, 3H] " +

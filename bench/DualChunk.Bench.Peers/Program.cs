@@ -25,10 +25,8 @@ var configs = configsAt >= 0 && configsAt + 1 < args.Length
 
 if (!args.Contains("--memory-only"))
 {
-    const int threads = 1;
-    // The 2-thread engine row is reported as pending until the engine has intra-op threads; the
-    // peers' 2-thread rows follow it then (add OnnxPeer(2) and TorchPeer(2) here).
-    var peers = new IPeer[] { new EnginePeer(threads), new EnginePeer(2), new OnnxPeer(threads), new TorchPeer(threads) };
+    // Every engine on 1 thread and on 2 (ORT IntraOpNumThreads, torch.set_num_threads, our MaxDegreeOfParallelism).
+    var peers = new IPeer[] { new EnginePeer(1), new OnnxPeer(1), new TorchPeer(1), new EnginePeer(2), new OnnxPeer(2), new TorchPeer(2) };
     var rows = PeersBench.Run(configs, peers, mode, Console.Out);
     Docs.WriteSection(md, "peers", Report.PeersMarkdown(rows, Report.Provenance(command, mode) + Explain.Peers), "## Peers, side by side");
     Console.WriteLine("wrote the peers section");

@@ -14,13 +14,14 @@ public static class Report
     {
         ArgumentNullException.ThrowIfNull(rows);
         var sb = new StringBuilder(header);
-        sb.AppendLine("| config | engine | threads | status | first call (ms) | median (ms) | p90 (ms) | managed B/call | median vs DualChunk.NET | max\\|Δ\\| / max\\|ours\\| |");
+        sb.AppendLine("| config | engine | threads | status | first call (ms) | median (ms) | p90 (ms) | managed B/call | median vs DualChunk.NET (same threads) | max\\|Δ\\| / max\\|ours\\| |");
         sb.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
         foreach (var group in rows.GroupBy(r => r.Config))
         {
-            var ours = group.FirstOrDefault(r => r.Peer == "DualChunk.NET" && r.Threads == 1 && r.Timed);
             foreach (var r in group)
             {
+                // Each row against DualChunk.NET on the same thread count.
+                var ours = group.FirstOrDefault(o => o.Peer == "DualChunk.NET" && o.Threads == r.Threads && o.Timed);
                 string ratio = r.Timing is { } t && ours?.Timing is { } o ? (t.MedianMs / o.MedianMs).ToString("F2", Inv) + "×" : "—";
                 sb.AppendLine(Inv, $"| {r.Config} | {r.Peer} | {r.Threads} | {r.Status} | {(double.IsNaN(r.FirstCallMs) ? "—" : Format.Ms(r.FirstCallMs))} | " +
                     $"{(r.Timing is { } a ? Format.Ms(a.MedianMs) : "—")} | {(r.Timing is { } b ? Format.Ms(b.P90Ms) : "—")} | " +
