@@ -12,6 +12,8 @@ namespace DualChunk.Cli;
 /// </summary>
 internal static class BenchCommand
 {
+    private const int MaxTimedCalls = 2000;
+
     public static double NominalGflop(ModelConfig c, int batch, int seqLen)
     {
         double rows = (double)batch * seqLen, h = c.HiddenSize, chunks = seqLen / c.ChunkSize;
@@ -22,9 +24,11 @@ internal static class BenchCommand
 
     /// <summary>
     /// Times the first pooled call after load (after <see cref="DualChunkModel.WarmUp"/> when <paramref name="warmUpApi"/>),
-    /// then <paramref name="warmup"/> untimed and <paramref name="iterations"/> timed pooled calls.
+    /// then <paramref name="warmup"/> untimed and <paramref name="iterations"/> timed pooled calls. A null count means
+    /// "by time": warm-up until at least 50 calls and 1.5 s (the JIT promotes hot methods to tier 1 only after ~30
+    /// calls and a 100 ms quiet period, so a handful of calls would time tier-0 code), timing until at least 30 calls and 2 s.
     /// </summary>
-    public static void Run(DualChunkModel model, int batch, int seqLen, OutputMode mode, int warmup, int iterations,
+    public static void Run(DualChunkModel model, int batch, int seqLen, OutputMode mode, int? warmupCalls, int? iterationCalls,
         bool warmUpApi, double loadMs, int models, TextWriter o)
     {
         var input = RandomWeights.Input(batch * seqLen * model.Config.EmbedDim, seed: 12345);
@@ -42,18 +46,29 @@ internal static class BenchCommand
         model.Run(input, batch, seqLen, output, mode);
         double firstCallMs = Stopwatch.GetElapsedTime(f0).TotalMilliseconds;
 
-        for (int i = 0; i < warmup; i++)
+        int warmup = 0;
+        long warm0 = Stopwatch.GetTimestamp();
+        while (warmupCalls is { } w ? warmup < w
+               : warmup < MaxTimedCalls && (warmup < 50 || Stopwatch.GetElapsedTime(warm0).TotalSeconds < 1.5))
+        {
             model.Run(input, batch, seqLen, output, mode);
+            warmup++;
+        }
 
-        var samples = new double[iterations];
+        // Sized before the timed loop so that nothing in it allocates but the model itself.
+        var timed = new double[iterationCalls ?? MaxTimedCalls];
+        int iterations = 0;
         long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
-        for (int i = 0; i < iterations; i++)
+        long run0 = Stopwatch.GetTimestamp();
+        while (iterationCalls is { } k ? iterations < k
+               : iterations < timed.Length && (iterations < 30 || Stopwatch.GetElapsedTime(run0).TotalSeconds < 2))
         {
             long t0 = Stopwatch.GetTimestamp();
             model.Run(input, batch, seqLen, output, mode);
-            samples[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            timed[iterations++] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
         long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        var samples = timed[..iterations];
         var rssAfterRun = ResidentMemory.Read();
         Array.Sort(samples);
         double median = Percentile(samples, 0.5), p90 = Percentile(samples, 0.9);

@@ -113,8 +113,8 @@ internal static class CommandLine
         int seqLen = o.PositiveInt("--seq") ?? throw new UsageException("bench needs --seq N.");
         var mode = ParseMode(o.Get("--output-mode") ?? "last");
         int threads = Threads(o);
-        int warmup = o.NonNegativeInt("--warmup") ?? 5;
-        int iterations = o.PositiveInt("--iterations") ?? 50;
+        int? warmup = o.NonNegativeInt("--warmup");          // null: by time (BenchCommand.Run)
+        int? iterations = o.PositiveInt("--iterations");
         int copies = o.PositiveInt("--models") ?? 1;
         bool warmUpApi = o.Get("--warm-up-api") is not null;
         _ = o.Get("--json"); // the output is always one JSON line; the flag is accepted for the contract

@@ -179,6 +179,28 @@ public sealed class CliTests
         Assert.That(err, Does.Contain("nope.safetensors"));
     }
 
+    [Test]
+    public void BenchWithoutCountsWarmsUpAndTimesByTimeAndAllocatesNothing()
+    {
+        var r = Cli("bench", "--random-model", "20,32,4,1", "--chunk-size", "8", "--batch", "1", "--seq", "16", "--json");
+        Assert.That(r.Code, Is.EqualTo(0), r.Err);
+        using var json = System.Text.Json.JsonDocument.Parse(r.Out);
+        var root = json.RootElement;
+        Assert.That(root.GetProperty("warmup").GetInt32(), Is.GreaterThanOrEqualTo(50), "tier-1 warm-up");
+        Assert.That(root.GetProperty("iterations").GetInt32(), Is.GreaterThanOrEqualTo(30));
+        Assert.That(root.GetProperty("allocated_bytes_per_call").GetInt64(), Is.EqualTo(0));
+        Assert.That(root.GetProperty("median_ms").GetDouble(), Is.GreaterThan(0).And.GreaterThanOrEqualTo(root.GetProperty("min_ms").GetDouble()));
+    }
+
+    [Test]
+    public void NominalFlopsMatchTheSpeedIssuesFigures()
+    {
+        // The speed issue quotes 0.429 GFLOP for config a; its floor for d (235 ms at 117 GFLOP/s) implies ~27.5.
+        var config = new ModelConfig(287, 256, 8, 4, 64, 1024);
+        Assert.That(BenchCommand.NominalGflop(config, 1, 64), Is.EqualTo(0.4288).Within(0.0001));
+        Assert.That(BenchCommand.NominalGflop(config, 1, 4096), Is.EqualTo(27.46).Within(0.01));
+    }
+
     private static void WriteF64Npy(string path, float[] data, int[] shape)
     {
         string dict = $"{{'descr': '<f8', 'fortran_order': False, 'shape': ({string.Join(", ", shape)}), }}";
