@@ -55,7 +55,7 @@ public class BreakdownBenchmarks
         _modelWs = _model.CreateWorkspace(_b, _n);
         // Fill every buffer with real activations (one pass of the parts in order), then warm to tier 1.
         var clock = Stopwatch.StartNew();
-        for (int i = 0; i < 400 && (i < 3 || clock.Elapsed.TotalSeconds < 3); i++)
+        for (int i = 0; i < 300 && (i < 3 || clock.Elapsed.TotalSeconds < 1.5); i++)
         {
             InputProjection(); AttnNorm(); Qkv(); InterChunk(); IntraChunk(); AttnOut(); FfnNorm(); FfnUp(); FfnDown(); FinalNorm(); Forward();
         }

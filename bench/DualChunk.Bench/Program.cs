@@ -33,7 +33,7 @@ if (rest.Count > 0 && rest[0] == "peak")
 Job baseJob = run switch
 {
     // Enough for tier 1 and a stable median on the small cases; the whole documented set fits in ~10 minutes.
-    "standard" => Job.Default.WithLaunchCount(1).WithWarmupCount(8).WithIterationCount(15).WithIterationTime(TimeInterval.FromMilliseconds(150)),
+    "standard" => Job.Default.WithLaunchCount(1).WithWarmupCount(6).WithIterationCount(10).WithIterationTime(TimeInterval.FromMilliseconds(100)),
     "quick" => Job.Default.WithLaunchCount(1).WithWarmupCount(4).WithIterationCount(5).WithIterationTime(TimeInterval.FromMilliseconds(80)),
     "default" => Job.Default,
     _ => throw new ArgumentException($"Unknown --run '{run}': quick, standard or default."),
