@@ -13,8 +13,8 @@ namespace DualChunk.Kernels;
 /// <remarks>
 /// <para>Fused, per call: K is transposed into scratch as Kᵀ [d, Tp] (Tp = T rounded up to 16, zero padded) so the
 /// scores of query row i vectorize over keys (one broadcast q[i][e]·scale times a row of Kᵀ, accumulated over e, four
-/// key vectors in flight); V is copied into scratch as [T, Dp] (Dp = d rounded up to the vector width, zero padded)
-/// so P·V vectorizes over d with no tail. Row i computes only keys 0..i: the last key vector is partial and its lanes
+/// key vectors in flight, and four chains over e for the last one to three); V is copied into scratch as [T, Dp] (Dp = d rounded up to the vector width, zero padded)
+/// so P·V vectorizes over d with no tail (two vectors of Dp and four keys at a time: eight accumulators). Row i computes only keys 0..i: the last key vector is partial and its lanes
 /// past i are masked out of the max and the sum. The 1/(sum + 1e-8) factor and the optional blend are applied
 /// once to the d-vector of the result, fused into the store.</para>
 /// <para>Assumes real scores (rowmax &gt; −1e9 + 104): then every masked exp is exactly 0 in float32, as in Edifice.</para>
@@ -110,18 +110,27 @@ public static class CausalAttention
         Span<float> s = scratch.Slice(d * tp + t * RoundUp(d, Pad), tp);
         Span<float> ob = scratch.Slice(d * tp + t * RoundUp(d, Pad) + tp, RoundUp(d, Pad));
 
-        // Kᵀ: kt[e, j] = k[j, e]; padding keys are zero (their scores are computed, then masked).
+        // Kᵀ: kt[e, j] = k[j, e]; padding keys are zero (their scores are computed, then masked). The bounds were
+        // checked above (CheckRows, ScratchFloats), so the copies run on refs: with span indexing the transpose
+        // of a 64×32 head cost about as much as its causal scores.
+        ref float kr0 = ref MemoryMarshal.GetReference(k);
+        ref float kt0 = ref MemoryMarshal.GetReference(kt);
         for (int j = 0; j < t; j++)
         {
-            ReadOnlySpan<float> kr = k.Slice(j * kStride, d);
-            for (int e = 0; e < d; e++) kt[e * tp + j] = kr[e];
+            ref float kr = ref Unsafe.Add(ref kr0, (nint)j * kStride);
+            ref float kc = ref Unsafe.Add(ref kt0, j);
+            for (int e = 0; e < d; e++) Unsafe.Add(ref kc, (nint)e * tp) = Unsafe.Add(ref kr, e);
         }
-        for (int e = 0; e < d; e++) kt.Slice(e * tp + t, tp - t).Clear();
+        if (tp > t)
+            for (int e = 0; e < d; e++) kt.Slice(e * tp + t, tp - t).Clear();
         // V rows padded to a whole number of vectors, padding zero: P·V needs no tail.
+        ref float v0 = ref MemoryMarshal.GetReference(v);
+        ref float vs0 = ref MemoryMarshal.GetReference(vs);
         for (int j = 0; j < t; j++)
         {
-            v.Slice(j * vStride, d).CopyTo(vs.Slice(j * dpw, d));
-            vs.Slice(j * dpw + d, dpw - d).Clear();
+            Unsafe.CopyBlockUnaligned(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref vs0, (nint)j * dpw)),
+                ref Unsafe.As<float, byte>(ref Unsafe.Add(ref v0, (nint)j * vStride)), (uint)(d * sizeof(float)));
+            if (dpw > d) vs.Slice(j * dpw + d, dpw - d).Clear();
         }
 
         ref float ktr = ref MemoryMarshal.GetReference(kt);
@@ -233,12 +242,23 @@ public static class CausalAttention
             a2.StoreUnsafe(ref s, (nuint)((b + 2) * w));
             a3.StoreUnsafe(ref s, (nuint)((b + 3) * w));
         }
+        // The last 1–3 key vectors: four chains over e (e mod 4) each, so a lone key vector is not bound by the
+        // latency of d dependent FMAs.
         for (; b < nb; b++)
         {
-            Vector128<float> a0 = Vector128<float>.Zero;
-            for (int e = 0; e < d; e++)
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e] * scale), Vector128.LoadUnsafe(ref kt, (nuint)(e * tp + b * w)), a0);
-            a0.StoreUnsafe(ref s, (nuint)(b * w));
+            Vector128<float> a0 = Vector128<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+            ref float col = ref Unsafe.Add(ref kt, b * w);
+            int e = 0;
+            for (; e + 4 <= d; e += 4)
+            {
+                a0 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e] * scale), Vector128.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
+                a1 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e + 1] * scale), Vector128.LoadUnsafe(ref col, (nuint)((e + 1) * tp)), a1);
+                a2 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e + 2] * scale), Vector128.LoadUnsafe(ref col, (nuint)((e + 2) * tp)), a2);
+                a3 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e + 3] * scale), Vector128.LoadUnsafe(ref col, (nuint)((e + 3) * tp)), a3);
+            }
+            for (; e < d; e++)
+                a0 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e] * scale), Vector128.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
+            ((a0 + a1) + (a2 + a3)).StoreUnsafe(ref s, (nuint)(b * w));
         }
 
         // Lanes of the last key vector past key i are masked: −∞ for the max, 0 for the sum and P·V.
@@ -263,9 +283,39 @@ public static class CausalAttention
         }
         Vector128<float> inv = Vector128.Create(1f / (Vector128.Sum(sum) + DenominatorEpsilon));
 
-        // P·V over d: one vector per chunk of Dp; keys four at a time into four accumulators.
+        // P·V over d: two vectors of Dp at a time, keys four at a time, eight accumulators (two FMAs per cycle
+        // need eight chains in flight); then one vector with four.
         int n = i + 1;
-        for (int c = 0; c < dpw; c += w)
+        int c = 0;
+        for (; c + 2 * w <= dpw; c += 2 * w)
+        {
+            Vector128<float> o0 = Vector128<float>.Zero, o1 = o0, o2 = o0, o3 = o0, u0 = o0, u1 = o0, u2 = o0, u3 = o0;
+            ref float vc = ref Unsafe.Add(ref vs, c);
+            int j = 0;
+            for (; j + 4 <= n; j += 4)
+            {
+                Vector128<float> p0 = Vector128.Create(Unsafe.Add(ref s, j)), p1 = Vector128.Create(Unsafe.Add(ref s, j + 1));
+                Vector128<float> p2 = Vector128.Create(Unsafe.Add(ref s, j + 2)), p3 = Vector128.Create(Unsafe.Add(ref s, j + 3));
+                ref float v0 = ref Unsafe.Add(ref vc, j * dpw);
+                o0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref v0), o0);
+                u0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref v0, (nuint)w), u0);
+                o1 = Vector128.MultiplyAddEstimate(p1, Vector128.LoadUnsafe(ref v0, (nuint)dpw), o1);
+                u1 = Vector128.MultiplyAddEstimate(p1, Vector128.LoadUnsafe(ref v0, (nuint)(dpw + w)), u1);
+                o2 = Vector128.MultiplyAddEstimate(p2, Vector128.LoadUnsafe(ref v0, (nuint)(2 * dpw)), o2);
+                u2 = Vector128.MultiplyAddEstimate(p2, Vector128.LoadUnsafe(ref v0, (nuint)(2 * dpw + w)), u2);
+                o3 = Vector128.MultiplyAddEstimate(p3, Vector128.LoadUnsafe(ref v0, (nuint)(3 * dpw)), o3);
+                u3 = Vector128.MultiplyAddEstimate(p3, Vector128.LoadUnsafe(ref v0, (nuint)(3 * dpw + w)), u3);
+            }
+            for (; j < n; j++)
+            {
+                Vector128<float> p0 = Vector128.Create(Unsafe.Add(ref s, j));
+                o0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
+                u0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref vc, (nuint)(j * dpw + w)), u0);
+            }
+            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
+            (((u0 + u1) + (u2 + u3)) * inv).StoreUnsafe(ref ob, (nuint)(c + w));
+        }
+        for (; c < dpw; c += w)
         {
             Vector128<float> o0 = Vector128<float>.Zero, o1 = o0, o2 = o0, o3 = o0;
             ref float vc = ref Unsafe.Add(ref vs, c);
@@ -310,12 +360,23 @@ public static class CausalAttention
             a2.StoreUnsafe(ref s, (nuint)((b + 2) * w));
             a3.StoreUnsafe(ref s, (nuint)((b + 3) * w));
         }
+        // The last 1–3 key vectors: four chains over e (e mod 4) each, so a lone key vector is not bound by the
+        // latency of d dependent FMAs.
         for (; b < nb; b++)
         {
-            Vector256<float> a0 = Vector256<float>.Zero;
-            for (int e = 0; e < d; e++)
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e] * scale), Vector256.LoadUnsafe(ref kt, (nuint)(e * tp + b * w)), a0);
-            a0.StoreUnsafe(ref s, (nuint)(b * w));
+            Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+            ref float col = ref Unsafe.Add(ref kt, b * w);
+            int e = 0;
+            for (; e + 4 <= d; e += 4)
+            {
+                a0 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e] * scale), Vector256.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
+                a1 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e + 1] * scale), Vector256.LoadUnsafe(ref col, (nuint)((e + 1) * tp)), a1);
+                a2 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e + 2] * scale), Vector256.LoadUnsafe(ref col, (nuint)((e + 2) * tp)), a2);
+                a3 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e + 3] * scale), Vector256.LoadUnsafe(ref col, (nuint)((e + 3) * tp)), a3);
+            }
+            for (; e < d; e++)
+                a0 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e] * scale), Vector256.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
+            ((a0 + a1) + (a2 + a3)).StoreUnsafe(ref s, (nuint)(b * w));
         }
 
         // Lanes of the last key vector past key i are masked: −∞ for the max, 0 for the sum and P·V.
@@ -340,9 +401,39 @@ public static class CausalAttention
         }
         Vector256<float> inv = Vector256.Create(1f / (Vector256.Sum(sum) + DenominatorEpsilon));
 
-        // P·V over d: one vector per chunk of Dp; keys four at a time into four accumulators.
+        // P·V over d: two vectors of Dp at a time, keys four at a time, eight accumulators (two FMAs per cycle
+        // need eight chains in flight); then one vector with four.
         int n = i + 1;
-        for (int c = 0; c < dpw; c += w)
+        int c = 0;
+        for (; c + 2 * w <= dpw; c += 2 * w)
+        {
+            Vector256<float> o0 = Vector256<float>.Zero, o1 = o0, o2 = o0, o3 = o0, u0 = o0, u1 = o0, u2 = o0, u3 = o0;
+            ref float vc = ref Unsafe.Add(ref vs, c);
+            int j = 0;
+            for (; j + 4 <= n; j += 4)
+            {
+                Vector256<float> p0 = Vector256.Create(Unsafe.Add(ref s, j)), p1 = Vector256.Create(Unsafe.Add(ref s, j + 1));
+                Vector256<float> p2 = Vector256.Create(Unsafe.Add(ref s, j + 2)), p3 = Vector256.Create(Unsafe.Add(ref s, j + 3));
+                ref float v0 = ref Unsafe.Add(ref vc, j * dpw);
+                o0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref v0), o0);
+                u0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref v0, (nuint)w), u0);
+                o1 = Vector256.MultiplyAddEstimate(p1, Vector256.LoadUnsafe(ref v0, (nuint)dpw), o1);
+                u1 = Vector256.MultiplyAddEstimate(p1, Vector256.LoadUnsafe(ref v0, (nuint)(dpw + w)), u1);
+                o2 = Vector256.MultiplyAddEstimate(p2, Vector256.LoadUnsafe(ref v0, (nuint)(2 * dpw)), o2);
+                u2 = Vector256.MultiplyAddEstimate(p2, Vector256.LoadUnsafe(ref v0, (nuint)(2 * dpw + w)), u2);
+                o3 = Vector256.MultiplyAddEstimate(p3, Vector256.LoadUnsafe(ref v0, (nuint)(3 * dpw)), o3);
+                u3 = Vector256.MultiplyAddEstimate(p3, Vector256.LoadUnsafe(ref v0, (nuint)(3 * dpw + w)), u3);
+            }
+            for (; j < n; j++)
+            {
+                Vector256<float> p0 = Vector256.Create(Unsafe.Add(ref s, j));
+                o0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
+                u0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref vc, (nuint)(j * dpw + w)), u0);
+            }
+            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
+            (((u0 + u1) + (u2 + u3)) * inv).StoreUnsafe(ref ob, (nuint)(c + w));
+        }
+        for (; c < dpw; c += w)
         {
             Vector256<float> o0 = Vector256<float>.Zero, o1 = o0, o2 = o0, o3 = o0;
             ref float vc = ref Unsafe.Add(ref vs, c);
@@ -387,12 +478,23 @@ public static class CausalAttention
             a2.StoreUnsafe(ref s, (nuint)((b + 2) * w));
             a3.StoreUnsafe(ref s, (nuint)((b + 3) * w));
         }
+        // The last 1–3 key vectors: four chains over e (e mod 4) each, so a lone key vector is not bound by the
+        // latency of d dependent FMAs.
         for (; b < nb; b++)
         {
-            Vector512<float> a0 = Vector512<float>.Zero;
-            for (int e = 0; e < d; e++)
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e] * scale), Vector512.LoadUnsafe(ref kt, (nuint)(e * tp + b * w)), a0);
-            a0.StoreUnsafe(ref s, (nuint)(b * w));
+            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+            ref float col = ref Unsafe.Add(ref kt, b * w);
+            int e = 0;
+            for (; e + 4 <= d; e += 4)
+            {
+                a0 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e] * scale), Vector512.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
+                a1 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e + 1] * scale), Vector512.LoadUnsafe(ref col, (nuint)((e + 1) * tp)), a1);
+                a2 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e + 2] * scale), Vector512.LoadUnsafe(ref col, (nuint)((e + 2) * tp)), a2);
+                a3 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e + 3] * scale), Vector512.LoadUnsafe(ref col, (nuint)((e + 3) * tp)), a3);
+            }
+            for (; e < d; e++)
+                a0 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e] * scale), Vector512.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
+            ((a0 + a1) + (a2 + a3)).StoreUnsafe(ref s, (nuint)(b * w));
         }
 
         // Lanes of the last key vector past key i are masked: −∞ for the max, 0 for the sum and P·V.
@@ -417,9 +519,39 @@ public static class CausalAttention
         }
         Vector512<float> inv = Vector512.Create(1f / (Vector512.Sum(sum) + DenominatorEpsilon));
 
-        // P·V over d: one vector per chunk of Dp; keys four at a time into four accumulators.
+        // P·V over d: two vectors of Dp at a time, keys four at a time, eight accumulators (two FMAs per cycle
+        // need eight chains in flight); then one vector with four.
         int n = i + 1;
-        for (int c = 0; c < dpw; c += w)
+        int c = 0;
+        for (; c + 2 * w <= dpw; c += 2 * w)
+        {
+            Vector512<float> o0 = Vector512<float>.Zero, o1 = o0, o2 = o0, o3 = o0, u0 = o0, u1 = o0, u2 = o0, u3 = o0;
+            ref float vc = ref Unsafe.Add(ref vs, c);
+            int j = 0;
+            for (; j + 4 <= n; j += 4)
+            {
+                Vector512<float> p0 = Vector512.Create(Unsafe.Add(ref s, j)), p1 = Vector512.Create(Unsafe.Add(ref s, j + 1));
+                Vector512<float> p2 = Vector512.Create(Unsafe.Add(ref s, j + 2)), p3 = Vector512.Create(Unsafe.Add(ref s, j + 3));
+                ref float v0 = ref Unsafe.Add(ref vc, j * dpw);
+                o0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref v0), o0);
+                u0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref v0, (nuint)w), u0);
+                o1 = Vector512.MultiplyAddEstimate(p1, Vector512.LoadUnsafe(ref v0, (nuint)dpw), o1);
+                u1 = Vector512.MultiplyAddEstimate(p1, Vector512.LoadUnsafe(ref v0, (nuint)(dpw + w)), u1);
+                o2 = Vector512.MultiplyAddEstimate(p2, Vector512.LoadUnsafe(ref v0, (nuint)(2 * dpw)), o2);
+                u2 = Vector512.MultiplyAddEstimate(p2, Vector512.LoadUnsafe(ref v0, (nuint)(2 * dpw + w)), u2);
+                o3 = Vector512.MultiplyAddEstimate(p3, Vector512.LoadUnsafe(ref v0, (nuint)(3 * dpw)), o3);
+                u3 = Vector512.MultiplyAddEstimate(p3, Vector512.LoadUnsafe(ref v0, (nuint)(3 * dpw + w)), u3);
+            }
+            for (; j < n; j++)
+            {
+                Vector512<float> p0 = Vector512.Create(Unsafe.Add(ref s, j));
+                o0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
+                u0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref vc, (nuint)(j * dpw + w)), u0);
+            }
+            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
+            (((u0 + u1) + (u2 + u3)) * inv).StoreUnsafe(ref ob, (nuint)(c + w));
+        }
+        for (; c < dpw; c += w)
         {
             Vector512<float> o0 = Vector512<float>.Zero, o1 = o0, o2 = o0, o3 = o0;
             ref float vc = ref Unsafe.Add(ref vs, c);
