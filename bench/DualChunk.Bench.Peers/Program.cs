@@ -2,6 +2,7 @@ using System.Globalization;
 using DualChunk.Bench.Peers;
 
 // dotnet run -c Release --project bench/DualChunk.Bench.Peers -- [--short | --full] [--peers-only | --memory-only] [--configs a,b,...]
+//   --bdn [BenchmarkDotNet args] the peers comparison under BenchmarkDotNet (PeersBenchmarks), docs untouched
 //   --selftest                 checks the harness (baselines agree, peers match the engine on tiny models), no timing
 //   --point METHOD N C         (internal) one memory-sweep point in this fresh process
 if (args.Length >= 4 && args[0] == "--point")
@@ -9,6 +10,14 @@ if (args.Length >= 4 && args[0] == "--point")
         args.Contains("--full") ? BenchMode.Full.SweepRepeatSeconds : BenchMode.Quick.SweepRepeatSeconds);
 if (args.Contains("--selftest"))
     return SelfTest.Run(Console.Out);
+if (args.Length > 0 && args[0] == "--bdn")
+{
+    // The same comparison under BenchmarkDotNet (medians, p90, MemoryDiagnoser); the rest goes to BDN,
+    // e.g. `-- --bdn --filter '*' --job short`. It does not write docs/benchmarks.md.
+    BenchmarkDotNet.Running.BenchmarkSwitcher.FromTypes([typeof(PeersBenchmarks)]).Run(args[1..],
+        BenchmarkDotNet.Configs.ManualConfig.Create(BenchmarkDotNet.Configs.DefaultConfig.Instance).AddColumn(BenchmarkDotNet.Columns.StatisticColumn.Median, BenchmarkDotNet.Columns.StatisticColumn.P90));
+    return 0;
+}
 
 var mode = args.Contains("--full") ? BenchMode.Full : BenchMode.Quick;
 string command = "dotnet run -c Release --project bench/DualChunk.Bench.Peers -- " + string.Join(' ', args);
