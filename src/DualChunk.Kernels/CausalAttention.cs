@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace DualChunk.Kernels;
 
@@ -11,16 +12,23 @@ namespace DualChunk.Kernels;
 /// Optionally blends with one shared row: <c>out = g ⊙ blendRow + (1 - g) ⊙ o</c>.
 /// </summary>
 /// <remarks>
-/// <para>Fused, per call: K is transposed into scratch as Kᵀ [d, Tp] (Tp = T rounded up to 16, zero padded) so the
-/// scores of query row i vectorize over keys (one broadcast q[i][e]·scale times a row of Kᵀ, accumulated over e, four
-/// key vectors in flight, and four chains over e for the last one to three); V is copied into scratch as [T, Dp] (Dp = d rounded up to the vector width, zero padded)
-/// so P·V vectorizes over d with no tail (two vectors of Dp and four keys at a time: eight accumulators). Row i computes only keys 0..i: the last key vector is partial and its lanes
-/// past i are masked out of the max and the sum. The 1/(sum + 1e-8) factor and the optional blend are applied
-/// once to the d-vector of the result, fused into the store.</para>
+/// <para>Fused, per call: K is transposed into scratch as Kᵀ·scale [d, Tp] (Tp = T rounded up to 16, padding keys
+/// zero) so scores vectorize over keys; V is copied into scratch as [T↑4, Dp] (Dp = d rounded up to the vector
+/// width; the padding rows T..T↑4 are zero, the padding lanes d..Dp are never read back) so P·V vectorizes over d.</para>
+/// <para>Query rows go in blocks of four starting at multiples of four, a register-blocked tile: each Kᵀ vector load
+/// (scores) and each V vector load (P·V) feeds four rows. A block never straddles a key vector (widths are multiples
+/// of four), so its rows share the number of key vectors. Row i uses keys 0..i: lanes of its last key vector past i are
+/// masked out of the max and the sum and its numerators there are stored as 0, so P·V can run every row of the block
+/// over the block's keys 0..i0+3 (0·v adds nothing). A row's arithmetic depends only on its block, which depends only
+/// on its index: a <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are not
+/// stored), so its rows equal a full call's bitwise. Rows past T-1 in the last block repeat q row T-1 and are dropped.
+/// The 1/(sum + 1e-8) factor and the optional blend are applied once to the d-vector of the result, fused into the
+/// store.</para>
 /// <para>Assumes real scores (rowmax &gt; −1e9 + 104): then every masked exp is exactly 0 in float32, as in Edifice.</para>
 /// <para>Accuracy: exp is <see cref="VectorMath"/>'s (≈1.4 ulp); the tests hold the result to
 /// 2e-6·max|reference| + 2e-6·|reference| against the float64 twin.</para>
-/// The Vector128/256/512 sections are one algorithm text instantiated per width.
+/// The algorithm is written once (<see cref="Block{TOps, TV}"/>), generic over a vector-ops struct per width;
+/// the JIT specializes it for Vector128, Vector256 and Vector512.
 /// </remarks>
 public static class CausalAttention
 {
@@ -31,19 +39,20 @@ public static class CausalAttention
     public const float DenominatorEpsilon = 1e-8f;
 
     private const int Pad = 16; // widest vector: the scratch layout fits every path
+    private const int Rows = 4; // query rows per block
 
     private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
 
     /// <summary>
     /// Floats of scratch one call needs for <paramref name="t"/> positions of head width <paramref name="d"/>:
-    /// Kᵀ [d, T↑16] + V [T, d↑16] + one score row [T↑16] + one output row [d↑16], i.e. O(T·d), never O(T²).
+    /// Kᵀ [d, T↑16] + V [T↑4, d↑16] + four score rows [T↑16] + four output rows [d↑16] + four row factors, i.e. O(T·d), never O(T²).
     /// </summary>
     public static int ScratchFloats(int t, int d)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(t);
         ArgumentOutOfRangeException.ThrowIfNegative(d);
         long tp = RoundUp(t, Pad), dp = RoundUp(d, Pad);
-        long n = d * tp + t * dp + tp + dp;
+        long n = d * tp + RoundUp(t, Rows) * dp + Rows * tp + Rows * dp + Rows;
         if (n > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(t), "Attention scratch would exceed the largest array.");
         return (int)n;
     }
@@ -104,49 +113,110 @@ public static class CausalAttention
             KernelIsa.Vector256 => Vector256<float>.Count,
             _ => Vector128<float>.Count,
         };
-        int tp = RoundUp(t, Pad), dpw = RoundUp(d, w);
+        int tp = RoundUp(t, Pad), dp = RoundUp(d, Pad), t4 = RoundUp(t, Rows), dpw = RoundUp(d, w);
         Span<float> kt = scratch[..(d * tp)];
-        Span<float> vs = scratch.Slice(d * tp, t * dpw);
-        Span<float> s = scratch.Slice(d * tp + t * RoundUp(d, Pad), tp);
-        Span<float> ob = scratch.Slice(d * tp + t * RoundUp(d, Pad) + tp, RoundUp(d, Pad));
+        Span<float> vs = scratch.Slice(d * tp, t4 * dpw);
+        Span<float> s = scratch.Slice(d * tp + t4 * dp, Rows * tp);
+        Span<float> ob = scratch.Slice(d * tp + t4 * dp + Rows * tp, Rows * dp);
 
-        // Kᵀ: kt[e, j] = k[j, e]; padding keys are zero (their scores are computed, then masked). The bounds were
-        // checked above (CheckRows, ScratchFloats), so the copies run on refs: with span indexing the transpose
-        // of a 64×32 head cost about as much as its causal scores.
-        ref float kr0 = ref MemoryMarshal.GetReference(k);
-        ref float kt0 = ref MemoryMarshal.GetReference(kt);
-        for (int j = 0; j < t; j++)
-        {
-            ref float kr = ref Unsafe.Add(ref kr0, (nint)j * kStride);
-            ref float kc = ref Unsafe.Add(ref kt0, j);
-            for (int e = 0; e < d; e++) Unsafe.Add(ref kc, (nint)e * tp) = Unsafe.Add(ref kr, e);
-        }
+        // Kᵀ·scale: kt[e, j] = k[j, e]·scale; padding keys are zero (their scores are computed, then masked). The
+        // bounds were checked above (CheckRows, ScratchFloats), so the copies run on refs.
+        TransposeScaled(ref MemoryMarshal.GetReference(k), kStride, ref MemoryMarshal.GetReference(kt), tp, t, d, scale);
         if (tp > t)
             for (int e = 0; e < d; e++) kt.Slice(e * tp + t, tp - t).Clear();
-        // V rows padded to a whole number of vectors, padding zero: P·V needs no tail.
+        // V rows at stride Dp; lanes d..Dp only ever reach output lanes past d (not stored), so they are not cleared.
+        // Rows t..t↑4 are zero: the last block's P·V reads them with p = 0.
         ref float v0 = ref MemoryMarshal.GetReference(v);
         ref float vs0 = ref MemoryMarshal.GetReference(vs);
         for (int j = 0; j < t; j++)
-        {
             Unsafe.CopyBlockUnaligned(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref vs0, (nint)j * dpw)),
                 ref Unsafe.As<float, byte>(ref Unsafe.Add(ref v0, (nint)j * vStride)), (uint)(d * sizeof(float)));
-            if (dpw > d) vs.Slice(j * dpw + d, dpw - d).Clear();
-        }
+        if (t4 > t) vs[(t * dpw)..].Clear();
 
+        ref float q0 = ref MemoryMarshal.GetReference(q);
         ref float ktr = ref MemoryMarshal.GetReference(kt);
         ref float vsr = ref MemoryMarshal.GetReference(vs);
         ref float sr = ref MemoryMarshal.GetReference(s);
         ref float obr = ref MemoryMarshal.GetReference(ob);
-        for (int i = firstRow; i < t; i++)
+        Span<float> inv = scratch.Slice(d * tp + t4 * dp + Rows * tp + Rows * dp, Rows); // 1/(sum + 1e-8) per row of the block
+        ref float invr = ref MemoryMarshal.GetReference(inv);
+        for (int i0 = firstRow / Rows * Rows; i0 < t; i0 += Rows)
         {
-            ReadOnlySpan<float> qi = q.Slice(i * qStride, d);
+            // Rows past t-1 (last block only) repeat q row t-1; their results are dropped.
+            ref float qa = ref Unsafe.Add(ref q0, (nint)i0 * qStride);
+            ref float qb = ref Unsafe.Add(ref q0, (nint)Math.Min(i0 + 1, t - 1) * qStride);
+            ref float qc = ref Unsafe.Add(ref q0, (nint)Math.Min(i0 + 2, t - 1) * qStride);
+            ref float qd = ref Unsafe.Add(ref q0, (nint)Math.Min(i0 + 3, t - 1) * qStride);
             switch (isa)
             {
-                case KernelIsa.Vector512: Row512(qi, ref ktr, tp, ref vsr, dpw, i, scale, ref sr, ref obr); break;
-                case KernelIsa.Vector256: Row256(qi, ref ktr, tp, ref vsr, dpw, i, scale, ref sr, ref obr); break;
-                default: Row128(qi, ref ktr, tp, ref vsr, dpw, i, scale, ref sr, ref obr); break;
+                case KernelIsa.Vector512: Block<Ops512, Vector512<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
+                case KernelIsa.Vector256: Block<Ops256, Vector256<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
+                default: Block<Ops128, Vector128<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
             }
-            Store(ob[..d], output.Slice(i * outStride, d), blendRow, gate);
+            for (int r = Math.Max(0, firstRow - i0); r < Rows && i0 + r < t; r++)
+                Store(ob.Slice(r * dp, d), inv[r], output.Slice((i0 + r) * outStride, d), blendRow, gate);
+        }
+    }
+
+    // kt[e, j] = k[j, e]·scale. Its own method: inside Run, scale was spilled and reloaded every element. With AVX,
+    // 8×8 tiles go through registers (unpack pairs of rows, shuffle pairs of pairs, swap 128-bit halves: 24 shuffles
+    // per 64 floats instead of 64 scalar strided stores); the rest (j past the last whole 8 rows, e past the last
+    // whole 8 columns) is scalar. Both multiply each element once by scale, so the result is the same.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void TransposeScaled(ref float k, int kStride, ref float kt, int tp, int t, int d, float scale)
+    {
+        int j0 = 0;
+        if (Avx.IsSupported)
+        {
+            Vector256<float> sc = Vector256.Create(scale);
+            int e8 = d & ~7;
+            for (; j0 + 8 <= t; j0 += 8)
+            {
+                ref float kr = ref Unsafe.Add(ref k, (nint)j0 * kStride);
+                for (int e = 0; e < e8; e += 8)
+                {
+                    ref float src = ref Unsafe.Add(ref kr, e);
+                    Vector256<float> r0 = Vector256.LoadUnsafe(ref src) * sc;
+                    Vector256<float> r1 = Vector256.LoadUnsafe(ref src, (nuint)kStride) * sc;
+                    Vector256<float> r2 = Vector256.LoadUnsafe(ref src, (nuint)(2 * kStride)) * sc;
+                    Vector256<float> r3 = Vector256.LoadUnsafe(ref src, (nuint)(3 * kStride)) * sc;
+                    Vector256<float> r4 = Vector256.LoadUnsafe(ref src, (nuint)(4 * kStride)) * sc;
+                    Vector256<float> r5 = Vector256.LoadUnsafe(ref src, (nuint)(5 * kStride)) * sc;
+                    Vector256<float> r6 = Vector256.LoadUnsafe(ref src, (nuint)(6 * kStride)) * sc;
+                    Vector256<float> r7 = Vector256.LoadUnsafe(ref src, (nuint)(7 * kStride)) * sc;
+                    // t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5], t1 the same for columns 2, 3 | 6, 7; …
+                    Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1);
+                    Vector256<float> t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+                    Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5);
+                    Vector256<float> t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+                    // s0 = rows 0..3 of column 0 | of column 4, s1 columns 1 | 5, …; s4..s7 the same for rows 4..7.
+                    Vector256<float> s0 = Avx.Shuffle(t0, t2, 0x44), s1 = Avx.Shuffle(t0, t2, 0xEE);
+                    Vector256<float> s2 = Avx.Shuffle(t1, t3, 0x44), s3 = Avx.Shuffle(t1, t3, 0xEE);
+                    Vector256<float> s4 = Avx.Shuffle(t4, t6, 0x44), s5 = Avx.Shuffle(t4, t6, 0xEE);
+                    Vector256<float> s6 = Avx.Shuffle(t5, t7, 0x44), s7 = Avx.Shuffle(t5, t7, 0xEE);
+                    ref float dst = ref Unsafe.Add(ref kt, (nint)e * tp + j0);
+                    Avx.Permute2x128(s0, s4, 0x20).StoreUnsafe(ref dst);
+                    Avx.Permute2x128(s1, s5, 0x20).StoreUnsafe(ref dst, (nuint)tp);
+                    Avx.Permute2x128(s2, s6, 0x20).StoreUnsafe(ref dst, (nuint)(2 * tp));
+                    Avx.Permute2x128(s3, s7, 0x20).StoreUnsafe(ref dst, (nuint)(3 * tp));
+                    Avx.Permute2x128(s0, s4, 0x31).StoreUnsafe(ref dst, (nuint)(4 * tp));
+                    Avx.Permute2x128(s1, s5, 0x31).StoreUnsafe(ref dst, (nuint)(5 * tp));
+                    Avx.Permute2x128(s2, s6, 0x31).StoreUnsafe(ref dst, (nuint)(6 * tp));
+                    Avx.Permute2x128(s3, s7, 0x31).StoreUnsafe(ref dst, (nuint)(7 * tp));
+                }
+                for (int jj = j0; jj < j0 + 8; jj++)
+                {
+                    ref float krj = ref Unsafe.Add(ref k, (nint)jj * kStride);
+                    ref float kc = ref Unsafe.Add(ref kt, jj);
+                    for (int e = e8; e < d; e++) Unsafe.Add(ref kc, (nint)e * tp) = Unsafe.Add(ref krj, e) * scale;
+                }
+            }
+        }
+        for (int j = j0; j < t; j++)
+        {
+            ref float kr = ref Unsafe.Add(ref k, (nint)j * kStride);
+            ref float kc = ref Unsafe.Add(ref kt, j);
+            for (int e = 0; e < d; e++) Unsafe.Add(ref kc, (nint)e * tp) = Unsafe.Add(ref kr, e) * scale;
         }
     }
 
@@ -159,26 +229,31 @@ public static class CausalAttention
             throw new ArgumentException($"{name} has {length} floats; {t} rows of {d} at stride {stride} need {need}.", name);
     }
 
-    // out = o, or o + g·(blend − o) = g·blend + (1 − g)·o. Vector128 chunks with an overlapping last chunk
-    // (d ≥ 4; the overlap recomputes the same values from ob), scalar only for d &lt; 4.
-    private static void Store(ReadOnlySpan<float> o, Span<float> dst, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate)
+    // x = o·inv; out = x, or x + g·(blend − x) = g·blend + (1 − g)·x. Vector128 chunks with an overlapping last chunk
+    // (d ≥ 4; the overlap recomputes the same values from o), scalar only for d &lt; 4.
+    private static void Store(ReadOnlySpan<float> o, float inv, Span<float> dst, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate)
     {
         int d = o.Length;
         bool blend = !gate.IsEmpty;
         if (d < Vector128<float>.Count || !Vector128.IsHardwareAccelerated)
         {
-            for (int e = 0; e < d; e++) dst[e] = blend ? o[e] + gate[e] * (blendRow[e] - o[e]) : o[e];
+            for (int e = 0; e < d; e++)
+            {
+                float x = o[e] * inv;
+                dst[e] = blend ? x + gate[e] * (blendRow[e] - x) : x;
+            }
             return;
         }
         ref float or = ref MemoryMarshal.GetReference(o);
         ref float dr = ref MemoryMarshal.GetReference(dst);
         ref float gr = ref MemoryMarshal.GetReference(gate);
         ref float br = ref MemoryMarshal.GetReference(blendRow);
+        Vector128<float> iv = Vector128.Create(inv);
         int w = Vector128<float>.Count;
         for (int e = 0; ; e += w)
         {
             nuint at = (nuint)Math.Min(e, d - w);
-            Vector128<float> x = Vector128.LoadUnsafe(ref or, at);
+            Vector128<float> x = Vector128.LoadUnsafe(ref or, at) * iv;
             if (blend)
                 x = Vector128.MultiplyAddEstimate(Vector128.LoadUnsafe(ref gr, at), Vector128.LoadUnsafe(ref br, at) - x, x);
             x.StoreUnsafe(ref dr, at);
@@ -215,357 +290,241 @@ public static class CausalAttention
         }
     }
 
-    // One query row on Vector128: scores of keys 0..i into s, masked softmax numerators in place, then
-    // ob[0..Dp) = (Σ_j p_j·V[j]) / (Σ_j p_j + 1e-8).
-    private static void Row128(ReadOnlySpan<float> qi, ref float kt, int tp, ref float vs, int dpw, int i, float scale,
-        ref float s, ref float ob)
+    /// <summary>
+    /// Query rows i0..i0+3 (q rows qa..qd): scores into the four score rows s + r·Tp, numerators in place, raw
+    /// P·V sums into the four output rows ob + r·Dp and 1/(sum + 1e-8) into inv[r].
+    /// </summary>
+    private static void Block<TOps, TV>(ref float qa, ref float qb, ref float qc, ref float qd, int d, ref float kt, int tp,
+        ref float vs, int dpw, int i0, ref float s, ref float ob, int dp, ref float inv)
+        where TOps : struct, IOps<TV>
+        where TV : struct
     {
-        int w = Vector128<float>.Count;
-        int d = qi.Length;
-        int nb = i / w + 1; // key vectors covering keys 0..i
+        int w = TOps.Count;
+        int nb = (i0 + Rows - 1) / w + 1; // key vectors covering keys 0..i0+3: the same for each row of the block
+        ref float sa = ref s;
+        ref float sb = ref Unsafe.Add(ref s, tp);
+        ref float sc = ref Unsafe.Add(ref s, 2 * tp);
+        ref float sd = ref Unsafe.Add(ref s, 3 * tp);
+
+        // Scores, two key vectors × four rows per step over e: two Kᵀ loads and four q broadcasts feed eight FMAs,
+        // eight independent chains (one per row and key vector) keep both FMA ports busy.
         int b = 0;
-        // Four key vectors at a time: four independent FMA chains over e hide the FMA latency.
-        for (; b + 4 <= nb; b += 4)
+        for (; b + 2 <= nb; b += 2)
         {
-            Vector128<float> a0 = Vector128<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+            ref float col = ref Unsafe.Add(ref kt, b * w);
             for (int e = 0; e < d; e++)
             {
-                Vector128<float> qe = Vector128.Create(qi[e] * scale);
-                ref float row = ref Unsafe.Add(ref kt, e * tp + b * w);
-                a0 = Vector128.MultiplyAddEstimate(qe, Vector128.LoadUnsafe(ref row), a0);
-                a1 = Vector128.MultiplyAddEstimate(qe, Vector128.LoadUnsafe(ref row, (nuint)w), a1);
-                a2 = Vector128.MultiplyAddEstimate(qe, Vector128.LoadUnsafe(ref row, (nuint)(2 * w)), a2);
-                a3 = Vector128.MultiplyAddEstimate(qe, Vector128.LoadUnsafe(ref row, (nuint)(3 * w)), a3);
+                ref float row = ref Unsafe.Add(ref col, (nint)e * tp);
+                TV k0 = TOps.Load(ref row, 0), k1 = TOps.Load(ref row, (nuint)w);
+                TV x = TOps.Broadcast(Unsafe.Add(ref qa, e));
+                a0 = TOps.Fma(x, k0, a0); a1 = TOps.Fma(x, k1, a1);
+                x = TOps.Broadcast(Unsafe.Add(ref qb, e));
+                b0 = TOps.Fma(x, k0, b0); b1 = TOps.Fma(x, k1, b1);
+                x = TOps.Broadcast(Unsafe.Add(ref qc, e));
+                c0 = TOps.Fma(x, k0, c0); c1 = TOps.Fma(x, k1, c1);
+                x = TOps.Broadcast(Unsafe.Add(ref qd, e));
+                d0 = TOps.Fma(x, k0, d0); d1 = TOps.Fma(x, k1, d1);
             }
-            a0.StoreUnsafe(ref s, (nuint)(b * w));
-            a1.StoreUnsafe(ref s, (nuint)((b + 1) * w));
-            a2.StoreUnsafe(ref s, (nuint)((b + 2) * w));
-            a3.StoreUnsafe(ref s, (nuint)((b + 3) * w));
+            nuint at = (nuint)(b * w), at1 = at + (nuint)w;
+            TOps.Store(a0, ref sa, at); TOps.Store(a1, ref sa, at1);
+            TOps.Store(b0, ref sb, at); TOps.Store(b1, ref sb, at1);
+            TOps.Store(c0, ref sc, at); TOps.Store(c1, ref sc, at1);
+            TOps.Store(d0, ref sd, at); TOps.Store(d1, ref sd, at1);
         }
-        // The last 1–3 key vectors: four chains over e (e mod 4) each, so a lone key vector is not bound by the
-        // latency of d dependent FMAs.
-        for (; b < nb; b++)
+        // One key vector left: two chains over e (even, odd) per row, eight chains again.
+        if (b < nb)
         {
-            Vector128<float> a0 = Vector128<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
             ref float col = ref Unsafe.Add(ref kt, b * w);
             int e = 0;
-            for (; e + 4 <= d; e += 4)
+            for (; e + 2 <= d; e += 2)
             {
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e] * scale), Vector128.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
-                a1 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e + 1] * scale), Vector128.LoadUnsafe(ref col, (nuint)((e + 1) * tp)), a1);
-                a2 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e + 2] * scale), Vector128.LoadUnsafe(ref col, (nuint)((e + 2) * tp)), a2);
-                a3 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e + 3] * scale), Vector128.LoadUnsafe(ref col, (nuint)((e + 3) * tp)), a3);
+                ref float row = ref Unsafe.Add(ref col, (nint)e * tp);
+                TV k0 = TOps.Load(ref row, 0), k1 = TOps.Load(ref row, (nuint)tp);
+                a0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qa, e)), k0, a0); a1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qa, e + 1)), k1, a1);
+                b0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qb, e)), k0, b0); b1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qb, e + 1)), k1, b1);
+                c0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qc, e)), k0, c0); c1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qc, e + 1)), k1, c1);
+                d0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qd, e)), k0, d0); d1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qd, e + 1)), k1, d1);
             }
-            for (; e < d; e++)
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Create(qi[e] * scale), Vector128.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
-            ((a0 + a1) + (a2 + a3)).StoreUnsafe(ref s, (nuint)(b * w));
+            if (e < d)
+            {
+                TV k0 = TOps.Load(ref Unsafe.Add(ref col, (nint)e * tp), 0);
+                a0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qa, e)), k0, a0);
+                b0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qb, e)), k0, b0);
+                c0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qc, e)), k0, c0);
+                d0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qd, e)), k0, d0);
+            }
+            nuint at = (nuint)(b * w);
+            TOps.Store(TOps.Add(a0, a1), ref sa, at);
+            TOps.Store(TOps.Add(b0, b1), ref sb, at);
+            TOps.Store(TOps.Add(c0, c1), ref sc, at);
+            TOps.Store(TOps.Add(d0, d1), ref sd, at);
         }
 
-        // Lanes of the last key vector past key i are masked: −∞ for the max, 0 for the sum and P·V.
-        int lastAt = (nb - 1) * w;
-        Vector128<float> live = Vector128.LessThanOrEqual(Vector128<int>.Indices, Vector128.Create(i - lastAt)).AsSingle();
-        Vector128<float> lastS = Vector128.ConditionalSelect(live, Vector128.LoadUnsafe(ref s, (nuint)lastAt), Vector128.Create(float.NegativeInfinity));
-        Vector128<float> mx = lastS;
-        for (int j = 0; j < lastAt; j += w) mx = Vector128.Max(mx, Vector128.LoadUnsafe(ref s, (nuint)j));
-        Vector128<float> max = Vector128.Create(VectorMath.MaxAcross(mx));
+        inv = Softmax<TOps, TV>(ref sa, i0, nb);
+        Unsafe.Add(ref inv, 1) = Softmax<TOps, TV>(ref sb, i0 + 1, nb);
+        Unsafe.Add(ref inv, 2) = Softmax<TOps, TV>(ref sc, i0 + 2, nb);
+        Unsafe.Add(ref inv, 3) = Softmax<TOps, TV>(ref sd, i0 + 3, nb);
 
-        Vector128<float> sum = Vector128<float>.Zero;
-        for (int j = 0; j < lastAt; j += w)
-        {
-            Vector128<float> p = VectorMath.Exp(Vector128.LoadUnsafe(ref s, (nuint)j) - max);
-            p.StoreUnsafe(ref s, (nuint)j);
-            sum += p;
-        }
-        {
-            Vector128<float> p = VectorMath.Exp(lastS - max) & live; // exp(−∞) is 0 already; the AND also clears NaN garbage
-            p.StoreUnsafe(ref s, (nuint)lastAt);
-            sum += p;
-        }
-        Vector128<float> inv = Vector128.Create(1f / (Vector128.Sum(sum) + DenominatorEpsilon));
-
-        // P·V over d: two vectors of Dp at a time, keys four at a time, eight accumulators (two FMAs per cycle
-        // need eight chains in flight); then one vector with four.
-        int n = i + 1;
+        // P·V over d for keys 0..i0+3 (a row's numerators past its own key are 0), two vectors of Dp × four rows
+        // per key: two V loads and four p broadcasts feed eight FMAs, eight chains.
+        ref float oa = ref ob;
+        ref float obb = ref Unsafe.Add(ref ob, dp);
+        ref float oc = ref Unsafe.Add(ref ob, 2 * dp);
+        ref float od = ref Unsafe.Add(ref ob, 3 * dp);
+        int n = i0 + Rows;
         int c = 0;
         for (; c + 2 * w <= dpw; c += 2 * w)
         {
-            Vector128<float> o0 = Vector128<float>.Zero, o1 = o0, o2 = o0, o3 = o0, u0 = o0, u1 = o0, u2 = o0, u3 = o0;
+            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
             ref float vc = ref Unsafe.Add(ref vs, c);
-            int j = 0;
-            for (; j + 4 <= n; j += 4)
+            for (int j = 0; j < n; j++)
             {
-                Vector128<float> p0 = Vector128.Create(Unsafe.Add(ref s, j)), p1 = Vector128.Create(Unsafe.Add(ref s, j + 1));
-                Vector128<float> p2 = Vector128.Create(Unsafe.Add(ref s, j + 2)), p3 = Vector128.Create(Unsafe.Add(ref s, j + 3));
-                ref float v0 = ref Unsafe.Add(ref vc, j * dpw);
-                o0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref v0), o0);
-                u0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref v0, (nuint)w), u0);
-                o1 = Vector128.MultiplyAddEstimate(p1, Vector128.LoadUnsafe(ref v0, (nuint)dpw), o1);
-                u1 = Vector128.MultiplyAddEstimate(p1, Vector128.LoadUnsafe(ref v0, (nuint)(dpw + w)), u1);
-                o2 = Vector128.MultiplyAddEstimate(p2, Vector128.LoadUnsafe(ref v0, (nuint)(2 * dpw)), o2);
-                u2 = Vector128.MultiplyAddEstimate(p2, Vector128.LoadUnsafe(ref v0, (nuint)(2 * dpw + w)), u2);
-                o3 = Vector128.MultiplyAddEstimate(p3, Vector128.LoadUnsafe(ref v0, (nuint)(3 * dpw)), o3);
-                u3 = Vector128.MultiplyAddEstimate(p3, Vector128.LoadUnsafe(ref v0, (nuint)(3 * dpw + w)), u3);
+                ref float vr = ref Unsafe.Add(ref vc, (nint)j * dpw);
+                TV v0 = TOps.Load(ref vr, 0), v1 = TOps.Load(ref vr, (nuint)w);
+                TV p = TOps.Broadcast(Unsafe.Add(ref sa, j));
+                a0 = TOps.Fma(p, v0, a0); a1 = TOps.Fma(p, v1, a1);
+                p = TOps.Broadcast(Unsafe.Add(ref sb, j));
+                b0 = TOps.Fma(p, v0, b0); b1 = TOps.Fma(p, v1, b1);
+                p = TOps.Broadcast(Unsafe.Add(ref sc, j));
+                c0 = TOps.Fma(p, v0, c0); c1 = TOps.Fma(p, v1, c1);
+                p = TOps.Broadcast(Unsafe.Add(ref sd, j));
+                d0 = TOps.Fma(p, v0, d0); d1 = TOps.Fma(p, v1, d1);
             }
-            for (; j < n; j++)
-            {
-                Vector128<float> p0 = Vector128.Create(Unsafe.Add(ref s, j));
-                o0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-                u0 = Vector128.MultiplyAddEstimate(p0, Vector128.LoadUnsafe(ref vc, (nuint)(j * dpw + w)), u0);
-            }
-            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
-            (((u0 + u1) + (u2 + u3)) * inv).StoreUnsafe(ref ob, (nuint)(c + w));
+            nuint at = (nuint)c, at1 = at + (nuint)w;
+            TOps.Store(a0, ref oa, at); TOps.Store(a1, ref oa, at1);
+            TOps.Store(b0, ref obb, at); TOps.Store(b1, ref obb, at1);
+            TOps.Store(c0, ref oc, at); TOps.Store(c1, ref oc, at1);
+            TOps.Store(d0, ref od, at); TOps.Store(d1, ref od, at1);
         }
-        for (; c < dpw; c += w)
+        // One vector of Dp left: two chains over keys (even, odd) per row; n is a multiple of four, no key tail.
+        if (c < dpw)
         {
-            Vector128<float> o0 = Vector128<float>.Zero, o1 = o0, o2 = o0, o3 = o0;
+            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
             ref float vc = ref Unsafe.Add(ref vs, c);
-            int j = 0;
-            for (; j + 4 <= n; j += 4)
+            for (int j = 0; j < n; j += 2)
             {
-                o0 = Vector128.MultiplyAddEstimate(Vector128.Create(Unsafe.Add(ref s, j)), Vector128.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-                o1 = Vector128.MultiplyAddEstimate(Vector128.Create(Unsafe.Add(ref s, j + 1)), Vector128.LoadUnsafe(ref vc, (nuint)((j + 1) * dpw)), o1);
-                o2 = Vector128.MultiplyAddEstimate(Vector128.Create(Unsafe.Add(ref s, j + 2)), Vector128.LoadUnsafe(ref vc, (nuint)((j + 2) * dpw)), o2);
-                o3 = Vector128.MultiplyAddEstimate(Vector128.Create(Unsafe.Add(ref s, j + 3)), Vector128.LoadUnsafe(ref vc, (nuint)((j + 3) * dpw)), o3);
+                ref float vr = ref Unsafe.Add(ref vc, (nint)j * dpw);
+                TV v0 = TOps.Load(ref vr, 0), v1 = TOps.Load(ref vr, (nuint)dpw);
+                a0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sa, j)), v0, a0); a1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sa, j + 1)), v1, a1);
+                b0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sb, j)), v0, b0); b1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sb, j + 1)), v1, b1);
+                c0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sc, j)), v0, c0); c1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sc, j + 1)), v1, c1);
+                d0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sd, j)), v0, d0); d1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sd, j + 1)), v1, d1);
             }
-            for (; j < n; j++)
-                o0 = Vector128.MultiplyAddEstimate(Vector128.Create(Unsafe.Add(ref s, j)), Vector128.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
+            nuint at = (nuint)c;
+            TOps.Store(TOps.Add(a0, a1), ref oa, at);
+            TOps.Store(TOps.Add(b0, b1), ref obb, at);
+            TOps.Store(TOps.Add(c0, c1), ref oc, at);
+            TOps.Store(TOps.Add(d0, d1), ref od, at);
         }
     }
 
-    // One query row on Vector256: scores of keys 0..i into s, masked softmax numerators in place, then
-    // ob[0..Dp) = (Σ_j p_j·V[j]) / (Σ_j p_j + 1e-8).
-    private static void Row256(ReadOnlySpan<float> qi, ref float kt, int tp, ref float vs, int dpw, int i, float scale,
-        ref float s, ref float ob)
+    // Row i's masked softmax numerators in place over its nb key vectors (lanes of the last one past key i: −∞ for
+    // the max, stored as 0); returns 1/(Σ numerators + 1e-8).
+    private static float Softmax<TOps, TV>(ref float s, int i, int nb)
+        where TOps : struct, IOps<TV>
+        where TV : struct
     {
-        int w = Vector256<float>.Count;
-        int d = qi.Length;
-        int nb = i / w + 1; // key vectors covering keys 0..i
-        int b = 0;
-        // Four key vectors at a time: four independent FMA chains over e hide the FMA latency.
-        for (; b + 4 <= nb; b += 4)
-        {
-            Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-            for (int e = 0; e < d; e++)
-            {
-                Vector256<float> qe = Vector256.Create(qi[e] * scale);
-                ref float row = ref Unsafe.Add(ref kt, e * tp + b * w);
-                a0 = Vector256.MultiplyAddEstimate(qe, Vector256.LoadUnsafe(ref row), a0);
-                a1 = Vector256.MultiplyAddEstimate(qe, Vector256.LoadUnsafe(ref row, (nuint)w), a1);
-                a2 = Vector256.MultiplyAddEstimate(qe, Vector256.LoadUnsafe(ref row, (nuint)(2 * w)), a2);
-                a3 = Vector256.MultiplyAddEstimate(qe, Vector256.LoadUnsafe(ref row, (nuint)(3 * w)), a3);
-            }
-            a0.StoreUnsafe(ref s, (nuint)(b * w));
-            a1.StoreUnsafe(ref s, (nuint)((b + 1) * w));
-            a2.StoreUnsafe(ref s, (nuint)((b + 2) * w));
-            a3.StoreUnsafe(ref s, (nuint)((b + 3) * w));
-        }
-        // The last 1–3 key vectors: four chains over e (e mod 4) each, so a lone key vector is not bound by the
-        // latency of d dependent FMAs.
-        for (; b < nb; b++)
-        {
-            Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-            ref float col = ref Unsafe.Add(ref kt, b * w);
-            int e = 0;
-            for (; e + 4 <= d; e += 4)
-            {
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e] * scale), Vector256.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e + 1] * scale), Vector256.LoadUnsafe(ref col, (nuint)((e + 1) * tp)), a1);
-                a2 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e + 2] * scale), Vector256.LoadUnsafe(ref col, (nuint)((e + 2) * tp)), a2);
-                a3 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e + 3] * scale), Vector256.LoadUnsafe(ref col, (nuint)((e + 3) * tp)), a3);
-            }
-            for (; e < d; e++)
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Create(qi[e] * scale), Vector256.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
-            ((a0 + a1) + (a2 + a3)).StoreUnsafe(ref s, (nuint)(b * w));
-        }
-
-        // Lanes of the last key vector past key i are masked: −∞ for the max, 0 for the sum and P·V.
+        int w = TOps.Count;
         int lastAt = (nb - 1) * w;
-        Vector256<float> live = Vector256.LessThanOrEqual(Vector256<int>.Indices, Vector256.Create(i - lastAt)).AsSingle();
-        Vector256<float> lastS = Vector256.ConditionalSelect(live, Vector256.LoadUnsafe(ref s, (nuint)lastAt), Vector256.Create(float.NegativeInfinity));
-        Vector256<float> mx = lastS;
-        for (int j = 0; j < lastAt; j += w) mx = Vector256.Max(mx, Vector256.LoadUnsafe(ref s, (nuint)j));
-        Vector256<float> max = Vector256.Create(VectorMath.MaxAcross(mx));
+        TV live = TOps.Live(i - lastAt);
+        TV lastS = TOps.Select(live, TOps.Load(ref s, (nuint)lastAt), TOps.Broadcast(float.NegativeInfinity));
+        TV mx = lastS;
+        for (int j = 0; j < lastAt; j += w) mx = TOps.Max(mx, TOps.Load(ref s, (nuint)j));
+        TV max = TOps.Broadcast(TOps.MaxAcross(mx));
 
-        Vector256<float> sum = Vector256<float>.Zero;
+        TV sum = TOps.Zero;
         for (int j = 0; j < lastAt; j += w)
         {
-            Vector256<float> p = VectorMath.Exp(Vector256.LoadUnsafe(ref s, (nuint)j) - max);
-            p.StoreUnsafe(ref s, (nuint)j);
-            sum += p;
+            TV p = TOps.Exp(TOps.Sub(TOps.Load(ref s, (nuint)j), max));
+            TOps.Store(p, ref s, (nuint)j);
+            sum = TOps.Add(sum, p);
         }
         {
-            Vector256<float> p = VectorMath.Exp(lastS - max) & live; // exp(−∞) is 0 already; the AND also clears NaN garbage
-            p.StoreUnsafe(ref s, (nuint)lastAt);
-            sum += p;
+            TV p = TOps.And(TOps.Exp(TOps.Sub(lastS, max)), live); // exp(−∞) is 0 already; the AND also clears NaN garbage
+            TOps.Store(p, ref s, (nuint)lastAt);
+            sum = TOps.Add(sum, p);
         }
-        Vector256<float> inv = Vector256.Create(1f / (Vector256.Sum(sum) + DenominatorEpsilon));
-
-        // P·V over d: two vectors of Dp at a time, keys four at a time, eight accumulators (two FMAs per cycle
-        // need eight chains in flight); then one vector with four.
-        int n = i + 1;
-        int c = 0;
-        for (; c + 2 * w <= dpw; c += 2 * w)
-        {
-            Vector256<float> o0 = Vector256<float>.Zero, o1 = o0, o2 = o0, o3 = o0, u0 = o0, u1 = o0, u2 = o0, u3 = o0;
-            ref float vc = ref Unsafe.Add(ref vs, c);
-            int j = 0;
-            for (; j + 4 <= n; j += 4)
-            {
-                Vector256<float> p0 = Vector256.Create(Unsafe.Add(ref s, j)), p1 = Vector256.Create(Unsafe.Add(ref s, j + 1));
-                Vector256<float> p2 = Vector256.Create(Unsafe.Add(ref s, j + 2)), p3 = Vector256.Create(Unsafe.Add(ref s, j + 3));
-                ref float v0 = ref Unsafe.Add(ref vc, j * dpw);
-                o0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref v0), o0);
-                u0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref v0, (nuint)w), u0);
-                o1 = Vector256.MultiplyAddEstimate(p1, Vector256.LoadUnsafe(ref v0, (nuint)dpw), o1);
-                u1 = Vector256.MultiplyAddEstimate(p1, Vector256.LoadUnsafe(ref v0, (nuint)(dpw + w)), u1);
-                o2 = Vector256.MultiplyAddEstimate(p2, Vector256.LoadUnsafe(ref v0, (nuint)(2 * dpw)), o2);
-                u2 = Vector256.MultiplyAddEstimate(p2, Vector256.LoadUnsafe(ref v0, (nuint)(2 * dpw + w)), u2);
-                o3 = Vector256.MultiplyAddEstimate(p3, Vector256.LoadUnsafe(ref v0, (nuint)(3 * dpw)), o3);
-                u3 = Vector256.MultiplyAddEstimate(p3, Vector256.LoadUnsafe(ref v0, (nuint)(3 * dpw + w)), u3);
-            }
-            for (; j < n; j++)
-            {
-                Vector256<float> p0 = Vector256.Create(Unsafe.Add(ref s, j));
-                o0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-                u0 = Vector256.MultiplyAddEstimate(p0, Vector256.LoadUnsafe(ref vc, (nuint)(j * dpw + w)), u0);
-            }
-            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
-            (((u0 + u1) + (u2 + u3)) * inv).StoreUnsafe(ref ob, (nuint)(c + w));
-        }
-        for (; c < dpw; c += w)
-        {
-            Vector256<float> o0 = Vector256<float>.Zero, o1 = o0, o2 = o0, o3 = o0;
-            ref float vc = ref Unsafe.Add(ref vs, c);
-            int j = 0;
-            for (; j + 4 <= n; j += 4)
-            {
-                o0 = Vector256.MultiplyAddEstimate(Vector256.Create(Unsafe.Add(ref s, j)), Vector256.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-                o1 = Vector256.MultiplyAddEstimate(Vector256.Create(Unsafe.Add(ref s, j + 1)), Vector256.LoadUnsafe(ref vc, (nuint)((j + 1) * dpw)), o1);
-                o2 = Vector256.MultiplyAddEstimate(Vector256.Create(Unsafe.Add(ref s, j + 2)), Vector256.LoadUnsafe(ref vc, (nuint)((j + 2) * dpw)), o2);
-                o3 = Vector256.MultiplyAddEstimate(Vector256.Create(Unsafe.Add(ref s, j + 3)), Vector256.LoadUnsafe(ref vc, (nuint)((j + 3) * dpw)), o3);
-            }
-            for (; j < n; j++)
-                o0 = Vector256.MultiplyAddEstimate(Vector256.Create(Unsafe.Add(ref s, j)), Vector256.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
-        }
+        return 1f / (TOps.Sum(sum) + DenominatorEpsilon);
     }
 
-    // One query row on Vector512: scores of keys 0..i into s, masked softmax numerators in place, then
-    // ob[0..Dp) = (Σ_j p_j·V[j]) / (Σ_j p_j + 1e-8).
-    private static void Row512(ReadOnlySpan<float> qi, ref float kt, int tp, ref float vs, int dpw, int i, float scale,
-        ref float s, ref float ob)
+    /// <summary>The vector operations <see cref="Block{TOps, TV}"/> needs, one struct per width.</summary>
+    private interface IOps<TV> where TV : struct
     {
-        int w = Vector512<float>.Count;
-        int d = qi.Length;
-        int nb = i / w + 1; // key vectors covering keys 0..i
-        int b = 0;
-        // Four key vectors at a time: four independent FMA chains over e hide the FMA latency.
-        for (; b + 4 <= nb; b += 4)
-        {
-            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-            for (int e = 0; e < d; e++)
-            {
-                Vector512<float> qe = Vector512.Create(qi[e] * scale);
-                ref float row = ref Unsafe.Add(ref kt, e * tp + b * w);
-                a0 = Vector512.MultiplyAddEstimate(qe, Vector512.LoadUnsafe(ref row), a0);
-                a1 = Vector512.MultiplyAddEstimate(qe, Vector512.LoadUnsafe(ref row, (nuint)w), a1);
-                a2 = Vector512.MultiplyAddEstimate(qe, Vector512.LoadUnsafe(ref row, (nuint)(2 * w)), a2);
-                a3 = Vector512.MultiplyAddEstimate(qe, Vector512.LoadUnsafe(ref row, (nuint)(3 * w)), a3);
-            }
-            a0.StoreUnsafe(ref s, (nuint)(b * w));
-            a1.StoreUnsafe(ref s, (nuint)((b + 1) * w));
-            a2.StoreUnsafe(ref s, (nuint)((b + 2) * w));
-            a3.StoreUnsafe(ref s, (nuint)((b + 3) * w));
-        }
-        // The last 1–3 key vectors: four chains over e (e mod 4) each, so a lone key vector is not bound by the
-        // latency of d dependent FMAs.
-        for (; b < nb; b++)
-        {
-            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-            ref float col = ref Unsafe.Add(ref kt, b * w);
-            int e = 0;
-            for (; e + 4 <= d; e += 4)
-            {
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e] * scale), Vector512.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e + 1] * scale), Vector512.LoadUnsafe(ref col, (nuint)((e + 1) * tp)), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e + 2] * scale), Vector512.LoadUnsafe(ref col, (nuint)((e + 2) * tp)), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e + 3] * scale), Vector512.LoadUnsafe(ref col, (nuint)((e + 3) * tp)), a3);
-            }
-            for (; e < d; e++)
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Create(qi[e] * scale), Vector512.LoadUnsafe(ref col, (nuint)(e * tp)), a0);
-            ((a0 + a1) + (a2 + a3)).StoreUnsafe(ref s, (nuint)(b * w));
-        }
+        static abstract int Count { get; }
+        static abstract TV Zero { get; }
+        static abstract TV Broadcast(float x);
+        static abstract TV Load(ref float p, nuint at);
+        static abstract void Store(TV x, ref float p, nuint at);
+        /// <summary>a·b + c (fused where the hardware has FMA).</summary>
+        static abstract TV Fma(TV a, TV b, TV c);
+        static abstract TV Add(TV a, TV b);
+        static abstract TV Sub(TV a, TV b);
+        static abstract TV Max(TV a, TV b);
+        static abstract TV Exp(TV x);
+        static abstract float MaxAcross(TV x);
+        static abstract float Sum(TV x);
+        /// <summary>All-ones in lanes 0..last, zero above.</summary>
+        static abstract TV Live(int last);
+        static abstract TV Select(TV mask, TV a, TV b);
+        static abstract TV And(TV a, TV b);
+    }
 
-        // Lanes of the last key vector past key i are masked: −∞ for the max, 0 for the sum and P·V.
-        int lastAt = (nb - 1) * w;
-        Vector512<float> live = Vector512.LessThanOrEqual(Vector512<int>.Indices, Vector512.Create(i - lastAt)).AsSingle();
-        Vector512<float> lastS = Vector512.ConditionalSelect(live, Vector512.LoadUnsafe(ref s, (nuint)lastAt), Vector512.Create(float.NegativeInfinity));
-        Vector512<float> mx = lastS;
-        for (int j = 0; j < lastAt; j += w) mx = Vector512.Max(mx, Vector512.LoadUnsafe(ref s, (nuint)j));
-        Vector512<float> max = Vector512.Create(VectorMath.MaxAcross(mx));
+    private readonly struct Ops512 : IOps<Vector512<float>>
+    {
+        public static int Count => Vector512<float>.Count;
+        public static Vector512<float> Zero => Vector512<float>.Zero;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float x) => Vector512.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(ref float p, nuint at) => Vector512.LoadUnsafe(ref p, at);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> x, ref float p, nuint at) => x.StoreUnsafe(ref p, at);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sub(Vector512<float> a, Vector512<float> b) => a - b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Exp(Vector512<float> x) => VectorMath.Exp(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> x) => VectorMath.MaxAcross(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> x) => Vector512.Sum(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Live(int last) => Vector512.LessThanOrEqual(Vector512<int>.Indices, Vector512.Create(last)).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
+    }
 
-        Vector512<float> sum = Vector512<float>.Zero;
-        for (int j = 0; j < lastAt; j += w)
-        {
-            Vector512<float> p = VectorMath.Exp(Vector512.LoadUnsafe(ref s, (nuint)j) - max);
-            p.StoreUnsafe(ref s, (nuint)j);
-            sum += p;
-        }
-        {
-            Vector512<float> p = VectorMath.Exp(lastS - max) & live; // exp(−∞) is 0 already; the AND also clears NaN garbage
-            p.StoreUnsafe(ref s, (nuint)lastAt);
-            sum += p;
-        }
-        Vector512<float> inv = Vector512.Create(1f / (Vector512.Sum(sum) + DenominatorEpsilon));
+    private readonly struct Ops256 : IOps<Vector256<float>>
+    {
+        public static int Count => Vector256<float>.Count;
+        public static Vector256<float> Zero => Vector256<float>.Zero;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float x) => Vector256.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(ref float p, nuint at) => Vector256.LoadUnsafe(ref p, at);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> x, ref float p, nuint at) => x.StoreUnsafe(ref p, at);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Exp(Vector256<float> x) => VectorMath.Exp(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> x) => VectorMath.MaxAcross(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> x) => Vector256.Sum(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Live(int last) => Vector256.LessThanOrEqual(Vector256<int>.Indices, Vector256.Create(last)).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
+    }
 
-        // P·V over d: two vectors of Dp at a time, keys four at a time, eight accumulators (two FMAs per cycle
-        // need eight chains in flight); then one vector with four.
-        int n = i + 1;
-        int c = 0;
-        for (; c + 2 * w <= dpw; c += 2 * w)
-        {
-            Vector512<float> o0 = Vector512<float>.Zero, o1 = o0, o2 = o0, o3 = o0, u0 = o0, u1 = o0, u2 = o0, u3 = o0;
-            ref float vc = ref Unsafe.Add(ref vs, c);
-            int j = 0;
-            for (; j + 4 <= n; j += 4)
-            {
-                Vector512<float> p0 = Vector512.Create(Unsafe.Add(ref s, j)), p1 = Vector512.Create(Unsafe.Add(ref s, j + 1));
-                Vector512<float> p2 = Vector512.Create(Unsafe.Add(ref s, j + 2)), p3 = Vector512.Create(Unsafe.Add(ref s, j + 3));
-                ref float v0 = ref Unsafe.Add(ref vc, j * dpw);
-                o0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref v0), o0);
-                u0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref v0, (nuint)w), u0);
-                o1 = Vector512.MultiplyAddEstimate(p1, Vector512.LoadUnsafe(ref v0, (nuint)dpw), o1);
-                u1 = Vector512.MultiplyAddEstimate(p1, Vector512.LoadUnsafe(ref v0, (nuint)(dpw + w)), u1);
-                o2 = Vector512.MultiplyAddEstimate(p2, Vector512.LoadUnsafe(ref v0, (nuint)(2 * dpw)), o2);
-                u2 = Vector512.MultiplyAddEstimate(p2, Vector512.LoadUnsafe(ref v0, (nuint)(2 * dpw + w)), u2);
-                o3 = Vector512.MultiplyAddEstimate(p3, Vector512.LoadUnsafe(ref v0, (nuint)(3 * dpw)), o3);
-                u3 = Vector512.MultiplyAddEstimate(p3, Vector512.LoadUnsafe(ref v0, (nuint)(3 * dpw + w)), u3);
-            }
-            for (; j < n; j++)
-            {
-                Vector512<float> p0 = Vector512.Create(Unsafe.Add(ref s, j));
-                o0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-                u0 = Vector512.MultiplyAddEstimate(p0, Vector512.LoadUnsafe(ref vc, (nuint)(j * dpw + w)), u0);
-            }
-            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
-            (((u0 + u1) + (u2 + u3)) * inv).StoreUnsafe(ref ob, (nuint)(c + w));
-        }
-        for (; c < dpw; c += w)
-        {
-            Vector512<float> o0 = Vector512<float>.Zero, o1 = o0, o2 = o0, o3 = o0;
-            ref float vc = ref Unsafe.Add(ref vs, c);
-            int j = 0;
-            for (; j + 4 <= n; j += 4)
-            {
-                o0 = Vector512.MultiplyAddEstimate(Vector512.Create(Unsafe.Add(ref s, j)), Vector512.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-                o1 = Vector512.MultiplyAddEstimate(Vector512.Create(Unsafe.Add(ref s, j + 1)), Vector512.LoadUnsafe(ref vc, (nuint)((j + 1) * dpw)), o1);
-                o2 = Vector512.MultiplyAddEstimate(Vector512.Create(Unsafe.Add(ref s, j + 2)), Vector512.LoadUnsafe(ref vc, (nuint)((j + 2) * dpw)), o2);
-                o3 = Vector512.MultiplyAddEstimate(Vector512.Create(Unsafe.Add(ref s, j + 3)), Vector512.LoadUnsafe(ref vc, (nuint)((j + 3) * dpw)), o3);
-            }
-            for (; j < n; j++)
-                o0 = Vector512.MultiplyAddEstimate(Vector512.Create(Unsafe.Add(ref s, j)), Vector512.LoadUnsafe(ref vc, (nuint)(j * dpw)), o0);
-            (((o0 + o1) + (o2 + o3)) * inv).StoreUnsafe(ref ob, (nuint)c);
-        }
+    private readonly struct Ops128 : IOps<Vector128<float>>
+    {
+        public static int Count => Vector128<float>.Count;
+        public static Vector128<float> Zero => Vector128<float>.Zero;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float x) => Vector128.Create(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(ref float p, nuint at) => Vector128.LoadUnsafe(ref p, at);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> x, ref float p, nuint at) => x.StoreUnsafe(ref p, at);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sub(Vector128<float> a, Vector128<float> b) => a - b;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Exp(Vector128<float> x) => VectorMath.Exp(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector128<float> x) => VectorMath.MaxAcross(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> x) => Vector128.Sum(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Live(int last) => Vector128.LessThanOrEqual(Vector128<int>.Indices, Vector128.Create(last)).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Select(Vector128<float> mask, Vector128<float> a, Vector128<float> b) => Vector128.ConditionalSelect(mask, a, b);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> And(Vector128<float> a, Vector128<float> b) => a & b;
     }
 }
