@@ -179,7 +179,10 @@ internal static class VectorMath
         TVec large = TSimd.GreaterThan(ax, TSimd.Create(ErfSplit)); // false for NaN: NaN takes the polynomial and stays NaN
         if (!TSimd.GreaterThanAny(ax, TSimd.Create(ErfSplit))) return ErfSmall<TSimd, TVec>(x);
         TVec sign = TSimd.And(x, TSimd.Create(-0f));
-        TVec big = TSimd.Or(TSimd.Subtract(TSimd.One, ErfcLarge<TSimd, TVec>(ax)), sign); // 1 − erfc ≥ 0, so OR-ing the sign bit is copysign
+        // Inlined kernels (ErfSmall, ErfcLarge) go into locals before they meet constants in an expression: an operand
+        // evaluated ahead of an inlined call is kept in a temp and stretches register pressure across the call.
+        TVec ec = ErfcLarge<TSimd, TVec>(ax);
+        TVec big = TSimd.Or(TSimd.Subtract(TSimd.One, ec), sign); // 1 − erfc ≥ 0, so OR-ing the sign bit is copysign
         if (TSimd.GreaterThanAll(ax, TSimd.Create(ErfSplit))) return big;
         return TSimd.ConditionalSelect(large, big, ErfSmall<TSimd, TVec>(x));
     }
@@ -192,10 +195,11 @@ internal static class VectorMath
         TVec az = TSimd.Abs(z);
         TVec h = TSimd.Multiply(x, TSimd.Create(0.5f));
         TVec large = TSimd.GreaterThan(az, TSimd.Create(ErfSplit));
-        TVec small = TSimd.Multiply(h, TSimd.Add(TSimd.One, ErfSmall<TSimd, TVec>(z)));
+        TVec es = ErfSmall<TSimd, TVec>(z); // inlined kernels into locals first (see Erf)
+        TVec small = TSimd.Multiply(h, TSimd.Add(TSimd.One, es));
         if (!TSimd.GreaterThanAny(az, TSimd.Create(ErfSplit))) return small;
-        TVec positive = TSimd.GreaterThan(x, TSimd.Zero);
         TVec ec = ErfcLarge<TSimd, TVec>(az);
+        TVec positive = TSimd.GreaterThan(x, TSimd.Zero);
         // x > 0: x·(1 − erfc/2) = x − h·erfc; x < 0: h·erfc (no cancellation in the negative tail).
         TVec big = TSimd.ConditionalSelect(positive, TSimd.MultiplyAddEstimate(TSimd.Negate(h), ec, x), TSimd.Multiply(h, ec));
         // Past the clamp (and for ±∞): x for positive lanes, −0 for negative ones (|GELU| < 4.4e-8 there).
