@@ -13,7 +13,7 @@ namespace DualChunk.Kernels;
 /// exactly 0 in float32 as long as rowmax &gt; −1e9 + 104 (always, for real scores): they are written as 0 and never
 /// read. exp is <see cref="VectorMath"/>'s (max relative error ≈ 1.4 × 2^-24, measured), so each probability is within
 /// a few float ulps of the float64 result. The ·(1/(sum + 1e-8)) pass rounds once more.
-/// The Vector128/256/512 sections are one algorithm text instantiated per width.
+/// The vector path is one algorithm text, generic over the width (<see cref="ISimd{TVec}"/>).
 /// </remarks>
 public static class CausalSoftmax
 {
@@ -38,9 +38,9 @@ public static class CausalSoftmax
         int n = row + 1;
         ref float s = ref MemoryMarshal.GetReference(scores);
         ref float p = ref MemoryMarshal.GetReference(probabilities);
-        if (isa >= KernelIsa.Vector512 && n >= Vector512<float>.Count) Run512(ref s, ref p, n);
-        else if (isa >= KernelIsa.Vector256 && n >= Vector256<float>.Count) Run256(ref s, ref p, n);
-        else if (Vector128.IsHardwareAccelerated && n >= Vector128<float>.Count) Run128(ref s, ref p, n);
+        if (isa >= KernelIsa.Vector512 && n >= Vector512<float>.Count) RunVector<V512, Vector512<float>>(ref s, ref p, n);
+        else if (isa >= KernelIsa.Vector256 && n >= Vector256<float>.Count) RunVector<V256, Vector256<float>>(ref s, ref p, n);
+        else if (Vector128.IsHardwareAccelerated && n >= Vector128<float>.Count) RunVector<V128, Vector128<float>>(ref s, ref p, n);
         else RunScalar(ref s, ref p, n);
         probabilities[n..].Clear(); // masked: exp(−1e9 − rowmax) = 0 exactly
     }
@@ -69,94 +69,35 @@ public static class CausalSoftmax
 
     // n ≥ lanes. Tails overlap: the last vector [n − W, n) is loaded before a pass writes anything (in-place safe);
     // in the sum its lanes already counted by the main loop are masked off.
-    private static void Run128(ref float s, ref float p, int n)
+    // One text for every width: TSimd is V512, V256 or V128 (see ISimd).
+    private static void RunVector<TSimd, TVec>(ref float s, ref float p, int n)
+        where TSimd : struct, ISimd<TVec>
+        where TVec : struct
     {
-        int w = Vector128<float>.Count;
-        Vector128<float> last = Vector128.LoadUnsafe(ref s, (nuint)(n - w));
-        Vector128<float> mx = last;
-        for (int j = 0; j + w <= n; j += w) mx = Vector128.Max(mx, Vector128.LoadUnsafe(ref s, (nuint)j)); // overlap is harmless for max
-        Vector128<float> max = Vector128.Create(VectorMath.MaxAcross(mx));
-        Vector128<float> sum = Vector128<float>.Zero;
+        int w = TSimd.Count;
+        TVec last = TSimd.Load(ref s, (nuint)(n - w));
+        TVec mx = last;
+        for (int j = 0; j + w <= n; j += w) mx = TSimd.Max(mx, TSimd.Load(ref s, (nuint)j)); // overlap is harmless for max
+        TVec max = TSimd.Create(TSimd.MaxAcross(mx));
+        TVec sum = TSimd.Zero;
         int i = 0;
         for (; i + w <= n; i += w)
         {
-            Vector128<float> e = VectorMath.Exp(Vector128.LoadUnsafe(ref s, (nuint)i) - max);
-            e.StoreUnsafe(ref p, (nuint)i);
-            sum += e;
+            TVec e = VectorMath.Exp<TSimd, TVec>(TSimd.Subtract(TSimd.Load(ref s, (nuint)i), max));
+            TSimd.Store(e, ref p, (nuint)i);
+            sum = TSimd.Add(sum, e);
         }
         if (i != n)
         {
-            Vector128<float> e = VectorMath.Exp(last - max);
-            e.StoreUnsafe(ref p, (nuint)(n - w));
+            TVec e = VectorMath.Exp<TSimd, TVec>(TSimd.Subtract(last, max));
+            TSimd.Store(e, ref p, (nuint)(n - w));
             // lanes k with n − w + k < i were summed already
-            Vector128<float> fresh = Vector128.GreaterThanOrEqual(Vector128<int>.Indices, Vector128.Create(i - (n - w))).AsSingle();
-            sum += e & fresh;
+            TVec fresh = TSimd.LanesFrom(i - (n - w));
+            sum = TSimd.Add(sum, TSimd.And(e, fresh));
         }
-        Vector128<float> inv = Vector128.Create(1f / (Vector128.Sum(sum) + CausalAttention.DenominatorEpsilon));
-        Vector128<float> lastP = Vector128.LoadUnsafe(ref p, (nuint)(n - w)) * inv;
-        for (i = 0; i + w <= n; i += w) (Vector128.LoadUnsafe(ref p, (nuint)i) * inv).StoreUnsafe(ref p, (nuint)i);
-        if (i != n) lastP.StoreUnsafe(ref p, (nuint)(n - w));
-    }
-
-    // n ≥ lanes. Tails overlap: the last vector [n − W, n) is loaded before a pass writes anything (in-place safe);
-    // in the sum its lanes already counted by the main loop are masked off.
-    private static void Run256(ref float s, ref float p, int n)
-    {
-        int w = Vector256<float>.Count;
-        Vector256<float> last = Vector256.LoadUnsafe(ref s, (nuint)(n - w));
-        Vector256<float> mx = last;
-        for (int j = 0; j + w <= n; j += w) mx = Vector256.Max(mx, Vector256.LoadUnsafe(ref s, (nuint)j)); // overlap is harmless for max
-        Vector256<float> max = Vector256.Create(VectorMath.MaxAcross(mx));
-        Vector256<float> sum = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + w <= n; i += w)
-        {
-            Vector256<float> e = VectorMath.Exp(Vector256.LoadUnsafe(ref s, (nuint)i) - max);
-            e.StoreUnsafe(ref p, (nuint)i);
-            sum += e;
-        }
-        if (i != n)
-        {
-            Vector256<float> e = VectorMath.Exp(last - max);
-            e.StoreUnsafe(ref p, (nuint)(n - w));
-            // lanes k with n − w + k < i were summed already
-            Vector256<float> fresh = Vector256.GreaterThanOrEqual(Vector256<int>.Indices, Vector256.Create(i - (n - w))).AsSingle();
-            sum += e & fresh;
-        }
-        Vector256<float> inv = Vector256.Create(1f / (Vector256.Sum(sum) + CausalAttention.DenominatorEpsilon));
-        Vector256<float> lastP = Vector256.LoadUnsafe(ref p, (nuint)(n - w)) * inv;
-        for (i = 0; i + w <= n; i += w) (Vector256.LoadUnsafe(ref p, (nuint)i) * inv).StoreUnsafe(ref p, (nuint)i);
-        if (i != n) lastP.StoreUnsafe(ref p, (nuint)(n - w));
-    }
-
-    // n ≥ lanes. Tails overlap: the last vector [n − W, n) is loaded before a pass writes anything (in-place safe);
-    // in the sum its lanes already counted by the main loop are masked off.
-    private static void Run512(ref float s, ref float p, int n)
-    {
-        int w = Vector512<float>.Count;
-        Vector512<float> last = Vector512.LoadUnsafe(ref s, (nuint)(n - w));
-        Vector512<float> mx = last;
-        for (int j = 0; j + w <= n; j += w) mx = Vector512.Max(mx, Vector512.LoadUnsafe(ref s, (nuint)j)); // overlap is harmless for max
-        Vector512<float> max = Vector512.Create(VectorMath.MaxAcross(mx));
-        Vector512<float> sum = Vector512<float>.Zero;
-        int i = 0;
-        for (; i + w <= n; i += w)
-        {
-            Vector512<float> e = VectorMath.Exp(Vector512.LoadUnsafe(ref s, (nuint)i) - max);
-            e.StoreUnsafe(ref p, (nuint)i);
-            sum += e;
-        }
-        if (i != n)
-        {
-            Vector512<float> e = VectorMath.Exp(last - max);
-            e.StoreUnsafe(ref p, (nuint)(n - w));
-            // lanes k with n − w + k < i were summed already
-            Vector512<float> fresh = Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(i - (n - w))).AsSingle();
-            sum += e & fresh;
-        }
-        Vector512<float> inv = Vector512.Create(1f / (Vector512.Sum(sum) + CausalAttention.DenominatorEpsilon));
-        Vector512<float> lastP = Vector512.LoadUnsafe(ref p, (nuint)(n - w)) * inv;
-        for (i = 0; i + w <= n; i += w) (Vector512.LoadUnsafe(ref p, (nuint)i) * inv).StoreUnsafe(ref p, (nuint)i);
-        if (i != n) lastP.StoreUnsafe(ref p, (nuint)(n - w));
+        TVec inv = TSimd.Create(1f / (TSimd.Sum(sum) + CausalAttention.DenominatorEpsilon));
+        TVec lastP = TSimd.Multiply(TSimd.Load(ref p, (nuint)(n - w)), inv);
+        for (i = 0; i + w <= n; i += w) TSimd.Store(TSimd.Multiply(TSimd.Load(ref p, (nuint)i), inv), ref p, (nuint)i);
+        if (i != n) TSimd.Store(lastP, ref p, (nuint)(n - w));
     }
 }

@@ -45,11 +45,11 @@ internal static class ElementwiseDriver
 
         // Widest path whose vector fits the length: a 10-element input on the 512-bit path runs as one 256-bit
         // vector plus an overlapping one rather than a masked 512-bit vector.
-        if (isa >= KernelIsa.Vector512 && n >= (nuint)Vector512<float>.Count) { Run512<TOp>(ref xr, ref yr, n); return; }
-        if (isa >= KernelIsa.Vector256 && n >= (nuint)Vector256<float>.Count) { Run256<TOp>(ref xr, ref yr, n); return; }
+        if (isa >= KernelIsa.Vector512 && n >= (nuint)Vector512<float>.Count) { RunVector<TOp, V512, Vector512<float>>(ref xr, ref yr, n); return; }
+        if (isa >= KernelIsa.Vector256 && n >= (nuint)Vector256<float>.Count) { RunVector<TOp, V256, Vector256<float>>(ref xr, ref yr, n); return; }
         if (Vector128.IsHardwareAccelerated)
         {
-            if (n >= (nuint)Vector128<float>.Count) { Run128<TOp>(ref xr, ref yr, n); return; }
+            if (n >= (nuint)Vector128<float>.Count) { RunVector<TOp, V128, Vector128<float>>(ref xr, ref yr, n); return; }
             if (n > 0) RunPartial128<TOp>(ref xr, ref yr, n);
             return;
         }
@@ -59,49 +59,23 @@ internal static class ElementwiseDriver
 
     // Tail: the last full vector ends at n and overlaps the main loop's last vector. It is loaded before the
     // loop stores anything, so an in-place call recomputes the overlap from the original inputs (same results).
-    private static void Run512<TOp>(ref float xr, ref float yr, nuint n) where TOp : struct, IUnaryOperator
+    // One text for every width: TSimd is V512, V256 or V128 (see ISimd).
+    private static void RunVector<TOp, TSimd, TVec>(ref float xr, ref float yr, nuint n)
+        where TOp : struct, IUnaryOperator
+        where TSimd : struct, ISimd<TVec>
+        where TVec : struct
     {
-        nuint w = (nuint)Vector512<float>.Count;
-        Vector512<float> last = Vector512.LoadUnsafe(ref xr, n - w);
+        nuint w = (nuint)TSimd.Count;
+        TVec last = TSimd.Load(ref xr, n - w);
         nuint i = 0;
         for (; i + 2 * w <= n; i += 2 * w)
         {
-            Vector512<float> a = Vector512.LoadUnsafe(ref xr, i), b = Vector512.LoadUnsafe(ref xr, i + w);
-            TOp.Invoke(a).StoreUnsafe(ref yr, i);
-            TOp.Invoke(b).StoreUnsafe(ref yr, i + w);
+            TVec a = TSimd.Load(ref xr, i), b = TSimd.Load(ref xr, i + w);
+            TSimd.Store(TSimd.Apply<TOp>(a), ref yr, i);
+            TSimd.Store(TSimd.Apply<TOp>(b), ref yr, i + w);
         }
-        if (i + w <= n) { TOp.Invoke(Vector512.LoadUnsafe(ref xr, i)).StoreUnsafe(ref yr, i); i += w; }
-        if (i != n) TOp.Invoke(last).StoreUnsafe(ref yr, n - w);
-    }
-
-    private static void Run256<TOp>(ref float xr, ref float yr, nuint n) where TOp : struct, IUnaryOperator
-    {
-        nuint w = (nuint)Vector256<float>.Count;
-        Vector256<float> last = Vector256.LoadUnsafe(ref xr, n - w);
-        nuint i = 0;
-        for (; i + 2 * w <= n; i += 2 * w)
-        {
-            Vector256<float> a = Vector256.LoadUnsafe(ref xr, i), b = Vector256.LoadUnsafe(ref xr, i + w);
-            TOp.Invoke(a).StoreUnsafe(ref yr, i);
-            TOp.Invoke(b).StoreUnsafe(ref yr, i + w);
-        }
-        if (i + w <= n) { TOp.Invoke(Vector256.LoadUnsafe(ref xr, i)).StoreUnsafe(ref yr, i); i += w; }
-        if (i != n) TOp.Invoke(last).StoreUnsafe(ref yr, n - w);
-    }
-
-    private static void Run128<TOp>(ref float xr, ref float yr, nuint n) where TOp : struct, IUnaryOperator
-    {
-        nuint w = (nuint)Vector128<float>.Count;
-        Vector128<float> last = Vector128.LoadUnsafe(ref xr, n - w);
-        nuint i = 0;
-        for (; i + 2 * w <= n; i += 2 * w)
-        {
-            Vector128<float> a = Vector128.LoadUnsafe(ref xr, i), b = Vector128.LoadUnsafe(ref xr, i + w);
-            TOp.Invoke(a).StoreUnsafe(ref yr, i);
-            TOp.Invoke(b).StoreUnsafe(ref yr, i + w);
-        }
-        if (i + w <= n) { TOp.Invoke(Vector128.LoadUnsafe(ref xr, i)).StoreUnsafe(ref yr, i); i += w; }
-        if (i != n) TOp.Invoke(last).StoreUnsafe(ref yr, n - w);
+        if (i + w <= n) { TSimd.Store(TSimd.Apply<TOp>(TSimd.Load(ref xr, i)), ref yr, i); i += w; }
+        if (i != n) TSimd.Store(TSimd.Apply<TOp>(last), ref yr, n - w);
     }
 
     // Fewer than 4 elements: a partial vector. The live lanes are copied into a zeroed register-sized buffer,

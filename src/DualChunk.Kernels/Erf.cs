@@ -24,8 +24,8 @@ public static class Erf
     internal readonly struct ErfOperator : IUnaryOperator
     {
         public static float Invoke(float x) => VectorMath.Erf(x);
-        public static Vector128<float> Invoke(Vector128<float> x) => VectorMath.Erf(x);
-        public static Vector256<float> Invoke(Vector256<float> x) => VectorMath.Erf(x);
-        public static Vector512<float> Invoke(Vector512<float> x) => VectorMath.Erf(x);
+        public static Vector128<float> Invoke(Vector128<float> x) => VectorMath.Erf<V128, Vector128<float>>(x);
+        public static Vector256<float> Invoke(Vector256<float> x) => VectorMath.Erf<V256, Vector256<float>>(x);
+        public static Vector512<float> Invoke(Vector512<float> x) => VectorMath.Erf<V512, Vector512<float>>(x);
     }
 }

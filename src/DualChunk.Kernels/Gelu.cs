@@ -85,8 +85,8 @@ public static class Gelu
     internal readonly struct GeluOperator : IUnaryOperator
     {
         public static float Invoke(float x) => VectorMath.Gelu(x);
-        public static Vector128<float> Invoke(Vector128<float> x) => VectorMath.Gelu(x);
-        public static Vector256<float> Invoke(Vector256<float> x) => VectorMath.Gelu(x);
-        public static Vector512<float> Invoke(Vector512<float> x) => VectorMath.Gelu(x);
+        public static Vector128<float> Invoke(Vector128<float> x) => VectorMath.Gelu<V128, Vector128<float>>(x);
+        public static Vector256<float> Invoke(Vector256<float> x) => VectorMath.Gelu<V256, Vector256<float>>(x);
+        public static Vector512<float> Invoke(Vector512<float> x) => VectorMath.Gelu<V512, Vector512<float>>(x);
     }
 }

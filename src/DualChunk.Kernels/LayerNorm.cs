@@ -15,7 +15,7 @@ namespace DualChunk.Kernels;
 /// Tails: pass 1 takes the last vector overlapping the previous one, with the already-summed lanes replaced by x[0]
 /// (d = 0); pass 2 loads its last (overlapping) vector before storing anything, so <c>y</c> may alias <c>x</c>.
 /// Rows narrower than the vector drop to a narrower vector, below 4 to scalar code.
-/// The Vector128/256/512 sections are one algorithm text instantiated per width.
+/// The vector path is one algorithm text, generic over the width (<see cref="ISimdWide{TVec, TVecD}"/>).
 /// </remarks>
 public static class LayerNorm
 {
@@ -45,9 +45,9 @@ public static class LayerNorm
         {
             ref float xr = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), r * width);
             ref float yr = ref Unsafe.Add(ref MemoryMarshal.GetReference(y), r * width);
-            if (isa >= KernelIsa.Vector512 && width >= Vector512<float>.Count) Row512(ref xr, ref g, ref b, ref yr, width);
-            else if (isa >= KernelIsa.Vector256 && width >= Vector256<float>.Count) Row256(ref xr, ref g, ref b, ref yr, width);
-            else if (Vector128.IsHardwareAccelerated && width >= Vector128<float>.Count) Row128(ref xr, ref g, ref b, ref yr, width);
+            if (isa >= KernelIsa.Vector512 && width >= Vector512<float>.Count) RowVector<V512, Vector512<float>, Vector512<double>>(ref xr, ref g, ref b, ref yr, width);
+            else if (isa >= KernelIsa.Vector256 && width >= Vector256<float>.Count) RowVector<V256, Vector256<float>, Vector256<double>>(ref xr, ref g, ref b, ref yr, width);
+            else if (Vector128.IsHardwareAccelerated && width >= Vector128<float>.Count) RowVector<V128, Vector128<float>, Vector128<double>>(ref xr, ref g, ref b, ref yr, width);
             else RowScalar(ref xr, ref g, ref b, ref yr, width);
         }
     }
@@ -87,126 +87,48 @@ public static class LayerNorm
         }
     }
 
-    private static void Row128(ref float x, ref float g, ref float b, ref float y, int n)
+    // One text for every width: TSimd is V512, V256 or V128 (see ISimdWide), TVecD its double companion.
+    private static void RowVector<TSimd, TVec, TVecD>(ref float x, ref float g, ref float b, ref float y, int n)
+        where TSimd : struct, ISimdWide<TVec, TVecD>
+        where TVec : struct
+        where TVecD : struct
     {
-        int w = Vector128<float>.Count;
+        int w = TSimd.Count;
         float x0f = x;
-        Vector128<double> x0 = Vector128.Create((double)x0f);
-        Vector128<double> s0 = Vector128<double>.Zero, s1 = s0, q0 = s0, q1 = s0;
+        TVecD x0 = TSimd.CreateD(x0f);
+        TVecD s0 = TSimd.CreateD(0), s1 = s0, q0 = s0, q1 = s0;
         int j = 0;
         for (; j + w <= n; j += w)
         {
-            (Vector128<double> lo, Vector128<double> hi) = Vector128.Widen(Vector128.LoadUnsafe(ref x, (nuint)j));
-            lo -= x0; hi -= x0;
-            s0 += lo; s1 += hi;
-            q0 = Vector128.MultiplyAddEstimate(lo, lo, q0);
-            q1 = Vector128.MultiplyAddEstimate(hi, hi, q1);
+            (TVecD lo, TVecD hi) = TSimd.Widen(TSimd.Load(ref x, (nuint)j));
+            lo = TSimd.SubtractD(lo, x0); hi = TSimd.SubtractD(hi, x0);
+            s0 = TSimd.AddD(s0, lo); s1 = TSimd.AddD(s1, hi);
+            q0 = TSimd.MultiplyAddEstimateD(lo, lo, q0);
+            q1 = TSimd.MultiplyAddEstimateD(hi, hi, q1);
         }
         if (j != n)
         {
             // Overlapping last vector; lanes below j were summed already, so they become x0 (d = 0).
-            Vector128<float> fresh = Vector128.GreaterThanOrEqual(Vector128<int>.Indices, Vector128.Create(j - (n - w))).AsSingle();
-            Vector128<float> t = Vector128.ConditionalSelect(fresh, Vector128.LoadUnsafe(ref x, (nuint)(n - w)), Vector128.Create(x0f));
-            (Vector128<double> lo, Vector128<double> hi) = Vector128.Widen(t);
-            lo -= x0; hi -= x0;
-            s0 += lo; s1 += hi;
-            q0 = Vector128.MultiplyAddEstimate(lo, lo, q0);
-            q1 = Vector128.MultiplyAddEstimate(hi, hi, q1);
+            TVec fresh = TSimd.LanesFrom(j - (n - w));
+            TVec t = TSimd.ConditionalSelect(fresh, TSimd.Load(ref x, (nuint)(n - w)), TSimd.Create(x0f));
+            (TVecD lo, TVecD hi) = TSimd.Widen(t);
+            lo = TSimd.SubtractD(lo, x0); hi = TSimd.SubtractD(hi, x0);
+            s0 = TSimd.AddD(s0, lo); s1 = TSimd.AddD(s1, hi);
+            q0 = TSimd.MultiplyAddEstimateD(lo, lo, q0);
+            q1 = TSimd.MultiplyAddEstimateD(hi, hi, q1);
         }
-        double sd = Vector128.Sum(s0 + s1), sd2 = Vector128.Sum(q0 + q1);
-        Vector128<float> mean = Vector128.Create((float)(x0f + sd / n));
-        Vector128<float> inv = Vector128.Create(InvStd(sd, sd2, n));
+        double sd = TSimd.SumD(TSimd.AddD(s0, s1)), sd2 = TSimd.SumD(TSimd.AddD(q0, q1));
+        TVec mean = TSimd.Create((float)(x0f + sd / n));
+        TVec inv = TSimd.Create(InvStd(sd, sd2, n));
 
         // Pass 2. The last vector is read before any store: in-place safe.
         nuint lastAt = (nuint)(n - w);
-        Vector128<float> last = Vector128.MultiplyAddEstimate(Vector128.LoadUnsafe(ref x, lastAt) - mean, Vector128.LoadUnsafe(ref g, lastAt) * inv, Vector128.LoadUnsafe(ref b, lastAt));
+        TVec last = TSimd.MultiplyAddEstimate(TSimd.Subtract(TSimd.Load(ref x, lastAt), mean), TSimd.Multiply(TSimd.Load(ref g, lastAt), inv), TSimd.Load(ref b, lastAt));
         for (j = 0; j + w <= n; j += w)
         {
             nuint at = (nuint)j;
-            Vector128.MultiplyAddEstimate(Vector128.LoadUnsafe(ref x, at) - mean, Vector128.LoadUnsafe(ref g, at) * inv, Vector128.LoadUnsafe(ref b, at)).StoreUnsafe(ref y, at);
+            TSimd.Store(TSimd.MultiplyAddEstimate(TSimd.Subtract(TSimd.Load(ref x, at), mean), TSimd.Multiply(TSimd.Load(ref g, at), inv), TSimd.Load(ref b, at)), ref y, at);
         }
-        if (j != n) last.StoreUnsafe(ref y, lastAt);
-    }
-
-    private static void Row256(ref float x, ref float g, ref float b, ref float y, int n)
-    {
-        int w = Vector256<float>.Count;
-        float x0f = x;
-        Vector256<double> x0 = Vector256.Create((double)x0f);
-        Vector256<double> s0 = Vector256<double>.Zero, s1 = s0, q0 = s0, q1 = s0;
-        int j = 0;
-        for (; j + w <= n; j += w)
-        {
-            (Vector256<double> lo, Vector256<double> hi) = Vector256.Widen(Vector256.LoadUnsafe(ref x, (nuint)j));
-            lo -= x0; hi -= x0;
-            s0 += lo; s1 += hi;
-            q0 = Vector256.MultiplyAddEstimate(lo, lo, q0);
-            q1 = Vector256.MultiplyAddEstimate(hi, hi, q1);
-        }
-        if (j != n)
-        {
-            // Overlapping last vector; lanes below j were summed already, so they become x0 (d = 0).
-            Vector256<float> fresh = Vector256.GreaterThanOrEqual(Vector256<int>.Indices, Vector256.Create(j - (n - w))).AsSingle();
-            Vector256<float> t = Vector256.ConditionalSelect(fresh, Vector256.LoadUnsafe(ref x, (nuint)(n - w)), Vector256.Create(x0f));
-            (Vector256<double> lo, Vector256<double> hi) = Vector256.Widen(t);
-            lo -= x0; hi -= x0;
-            s0 += lo; s1 += hi;
-            q0 = Vector256.MultiplyAddEstimate(lo, lo, q0);
-            q1 = Vector256.MultiplyAddEstimate(hi, hi, q1);
-        }
-        double sd = Vector256.Sum(s0 + s1), sd2 = Vector256.Sum(q0 + q1);
-        Vector256<float> mean = Vector256.Create((float)(x0f + sd / n));
-        Vector256<float> inv = Vector256.Create(InvStd(sd, sd2, n));
-
-        // Pass 2. The last vector is read before any store: in-place safe.
-        nuint lastAt = (nuint)(n - w);
-        Vector256<float> last = Vector256.MultiplyAddEstimate(Vector256.LoadUnsafe(ref x, lastAt) - mean, Vector256.LoadUnsafe(ref g, lastAt) * inv, Vector256.LoadUnsafe(ref b, lastAt));
-        for (j = 0; j + w <= n; j += w)
-        {
-            nuint at = (nuint)j;
-            Vector256.MultiplyAddEstimate(Vector256.LoadUnsafe(ref x, at) - mean, Vector256.LoadUnsafe(ref g, at) * inv, Vector256.LoadUnsafe(ref b, at)).StoreUnsafe(ref y, at);
-        }
-        if (j != n) last.StoreUnsafe(ref y, lastAt);
-    }
-
-    private static void Row512(ref float x, ref float g, ref float b, ref float y, int n)
-    {
-        int w = Vector512<float>.Count;
-        float x0f = x;
-        Vector512<double> x0 = Vector512.Create((double)x0f);
-        Vector512<double> s0 = Vector512<double>.Zero, s1 = s0, q0 = s0, q1 = s0;
-        int j = 0;
-        for (; j + w <= n; j += w)
-        {
-            (Vector512<double> lo, Vector512<double> hi) = Vector512.Widen(Vector512.LoadUnsafe(ref x, (nuint)j));
-            lo -= x0; hi -= x0;
-            s0 += lo; s1 += hi;
-            q0 = Vector512.MultiplyAddEstimate(lo, lo, q0);
-            q1 = Vector512.MultiplyAddEstimate(hi, hi, q1);
-        }
-        if (j != n)
-        {
-            // Overlapping last vector; lanes below j were summed already, so they become x0 (d = 0).
-            Vector512<float> fresh = Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(j - (n - w))).AsSingle();
-            Vector512<float> t = Vector512.ConditionalSelect(fresh, Vector512.LoadUnsafe(ref x, (nuint)(n - w)), Vector512.Create(x0f));
-            (Vector512<double> lo, Vector512<double> hi) = Vector512.Widen(t);
-            lo -= x0; hi -= x0;
-            s0 += lo; s1 += hi;
-            q0 = Vector512.MultiplyAddEstimate(lo, lo, q0);
-            q1 = Vector512.MultiplyAddEstimate(hi, hi, q1);
-        }
-        double sd = Vector512.Sum(s0 + s1), sd2 = Vector512.Sum(q0 + q1);
-        Vector512<float> mean = Vector512.Create((float)(x0f + sd / n));
-        Vector512<float> inv = Vector512.Create(InvStd(sd, sd2, n));
-
-        // Pass 2. The last vector is read before any store: in-place safe.
-        nuint lastAt = (nuint)(n - w);
-        Vector512<float> last = Vector512.MultiplyAddEstimate(Vector512.LoadUnsafe(ref x, lastAt) - mean, Vector512.LoadUnsafe(ref g, lastAt) * inv, Vector512.LoadUnsafe(ref b, lastAt));
-        for (j = 0; j + w <= n; j += w)
-        {
-            nuint at = (nuint)j;
-            Vector512.MultiplyAddEstimate(Vector512.LoadUnsafe(ref x, at) - mean, Vector512.LoadUnsafe(ref g, at) * inv, Vector512.LoadUnsafe(ref b, at)).StoreUnsafe(ref y, at);
-        }
-        if (j != n) last.StoreUnsafe(ref y, lastAt);
+        if (j != n) TSimd.Store(last, ref y, lastAt);
     }
 }

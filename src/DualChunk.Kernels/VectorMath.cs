@@ -1,5 +1,3 @@
-// The Vector128, Vector256 and Vector512 sections below are one algorithm text instantiated per width:
-// edit all three alike.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -108,262 +106,106 @@ internal static class VectorMath
         return x > 0 ? float.MultiplyAddEstimate(-h, ec, x) : h * ec;
     }
 
-    // ---------------- Vector128 ----------------
+    // ---------------- vectors: one text for every width (TSimd = V128, V256 or V512) ----------------
 
     /// <summary>exp on Vector128 lanes (see the class remarks for the algorithm and bound).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector128<float> Exp(Vector128<float> x)
-    {
-        // Clamp so n stays in [-126, 127] and the exponent-bit trick cannot overflow; fix the ends up below.
-        Vector128<float> xc = Vector128.MinNative(Vector128.MaxNative(x, Vector128.Create(ExpMin)), Vector128.Create(ExpMax));
-        Vector128<float> kf = Vector128.MultiplyAddEstimate(xc, Vector128.Create(Log2E), Vector128.Create(RoundMagic));
-        Vector128<float> n = kf - Vector128.Create(RoundMagic);
-        Vector128<float> r = Vector128.MultiplyAddEstimate(n, Vector128.Create(-Ln2Hi), xc);
-        r = Vector128.MultiplyAddEstimate(n, Vector128.Create(-Ln2Lo), r);
-        Vector128<float> p = Vector128.MultiplyAddEstimate(Vector128.Create(E5), r, Vector128.Create(E4));
-        p = Vector128.MultiplyAddEstimate(p, r, Vector128.Create(E3));
-        p = Vector128.MultiplyAddEstimate(p, r, Vector128.Create(E2));
-        p = Vector128.MultiplyAddEstimate(p, r, Vector128.Create(E1));
-        p = Vector128.MultiplyAddEstimate(p, r, Vector128.Create(E0));
-        p = Vector128.MultiplyAddEstimate(p, r * r, r) + Vector128<float>.One;
-        // The low mantissa bits of kf hold n (two's complement); shifting them into the exponent field builds 2^n.
-        Vector128<float> scale = ((kf.AsInt32() << 23) + Vector128.Create(127 << 23)).AsSingle();
-        Vector128<float> res = p * scale;
-        res = Vector128.ConditionalSelect(Vector128.LessThan(x, Vector128.Create(ExpMin)), Vector128<float>.Zero, res);
-        res = Vector128.ConditionalSelect(Vector128.GreaterThan(x, Vector128.Create(ExpMax)), Vector128.Create(float.PositiveInfinity), res);
-        return Vector128.ConditionalSelect(Vector128.Equals(x, x), res, x); // NaN lanes stay NaN
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> ErfSmall(Vector128<float> x)
-    {
-        Vector128<float> s = x * x;
-        Vector128<float> q = Vector128.MultiplyAddEstimate(Vector128.Create(S6), s, Vector128.Create(S5));
-        q = Vector128.MultiplyAddEstimate(q, s, Vector128.Create(S4));
-        q = Vector128.MultiplyAddEstimate(q, s, Vector128.Create(S3));
-        q = Vector128.MultiplyAddEstimate(q, s, Vector128.Create(S2));
-        q = Vector128.MultiplyAddEstimate(q, s, Vector128.Create(S1));
-        q = Vector128.MultiplyAddEstimate(q, s, Vector128.Create(S0));
-        return Vector128.MultiplyAddEstimate(x, q, x);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> ErfcLarge(Vector128<float> ax)
-    {
-        Vector128<float> t = Vector128.MinNative(ax, Vector128.Create(ErfClamp)); // lanes that are NaN or ≤ 0.9 are discarded by the caller
-        Vector128<float> p = Vector128.MultiplyAddEstimate(Vector128.Create(L7), t, Vector128.Create(L6));
-        p = Vector128.MultiplyAddEstimate(p, t, Vector128.Create(L5));
-        p = Vector128.MultiplyAddEstimate(p, t, Vector128.Create(L4));
-        p = Vector128.MultiplyAddEstimate(p, t, Vector128.Create(L3));
-        p = Vector128.MultiplyAddEstimate(p, t, Vector128.Create(L2));
-        p = Vector128.MultiplyAddEstimate(p, t, Vector128.Create(L1));
-        p = Vector128.MultiplyAddEstimate(p, t, Vector128.Create(L0));
-        return Exp(p);
-    }
-
-    /// <summary>erf on Vector128 lanes. Both branches are evaluated only when the vector holds lanes of both kinds.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector128<float> Erf(Vector128<float> x)
-    {
-        Vector128<float> ax = Vector128.Abs(x);
-        Vector128<float> large = Vector128.GreaterThan(ax, Vector128.Create(ErfSplit)); // false for NaN: NaN takes the polynomial and stays NaN
-        if (!Vector128.GreaterThanAny(ax, Vector128.Create(ErfSplit))) return ErfSmall(x);
-        Vector128<float> sign = x & Vector128.Create(-0f);
-        Vector128<float> big = (Vector128<float>.One - ErfcLarge(ax)) | sign; // 1 − erfc ≥ 0, so OR-ing the sign bit is copysign
-        if (Vector128.GreaterThanAll(ax, Vector128.Create(ErfSplit))) return big;
-        return Vector128.ConditionalSelect(large, big, ErfSmall(x));
-    }
-
-    /// <summary>Exact GELU on Vector128 lanes: 0.5·x·(1 + erf(x/√2)), with erfc used directly for |x|/√2 &gt; 0.9.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector128<float> Gelu(Vector128<float> x)
-    {
-        Vector128<float> z = x * Vector128.Create(InvSqrt2);
-        Vector128<float> az = Vector128.Abs(z);
-        Vector128<float> h = x * Vector128.Create(0.5f);
-        Vector128<float> large = Vector128.GreaterThan(az, Vector128.Create(ErfSplit));
-        Vector128<float> small = h * (Vector128<float>.One + ErfSmall(z));
-        if (!Vector128.GreaterThanAny(az, Vector128.Create(ErfSplit))) return small;
-        Vector128<float> positive = Vector128.GreaterThan(x, Vector128<float>.Zero);
-        Vector128<float> ec = ErfcLarge(az);
-        // x > 0: x·(1 − erfc/2) = x − h·erfc; x < 0: h·erfc (no cancellation in the negative tail).
-        Vector128<float> big = Vector128.ConditionalSelect(positive, Vector128.MultiplyAddEstimate(-h, ec, x), h * ec);
-        // Past the clamp (and for ±∞): x for positive lanes, −0 for negative ones (|GELU| < 4.4e-8 there).
-        Vector128<float> tail = Vector128.ConditionalSelect(positive, x, x & Vector128.Create(-0f));
-        big = Vector128.ConditionalSelect(Vector128.GreaterThan(az, Vector128.Create(ErfClamp)), tail, big);
-        return Vector128.ConditionalSelect(large, big, small);
-    }
-
-    // ---------------- Vector256 ----------------
+    internal static Vector128<float> Exp(Vector128<float> x) => Exp<V128, Vector128<float>>(x);
 
     /// <summary>exp on Vector256 lanes (see the class remarks for the algorithm and bound).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Exp(Vector256<float> x)
-    {
-        // Clamp so n stays in [-126, 127] and the exponent-bit trick cannot overflow; fix the ends up below.
-        Vector256<float> xc = Vector256.MinNative(Vector256.MaxNative(x, Vector256.Create(ExpMin)), Vector256.Create(ExpMax));
-        Vector256<float> kf = Vector256.MultiplyAddEstimate(xc, Vector256.Create(Log2E), Vector256.Create(RoundMagic));
-        Vector256<float> n = kf - Vector256.Create(RoundMagic);
-        Vector256<float> r = Vector256.MultiplyAddEstimate(n, Vector256.Create(-Ln2Hi), xc);
-        r = Vector256.MultiplyAddEstimate(n, Vector256.Create(-Ln2Lo), r);
-        Vector256<float> p = Vector256.MultiplyAddEstimate(Vector256.Create(E5), r, Vector256.Create(E4));
-        p = Vector256.MultiplyAddEstimate(p, r, Vector256.Create(E3));
-        p = Vector256.MultiplyAddEstimate(p, r, Vector256.Create(E2));
-        p = Vector256.MultiplyAddEstimate(p, r, Vector256.Create(E1));
-        p = Vector256.MultiplyAddEstimate(p, r, Vector256.Create(E0));
-        p = Vector256.MultiplyAddEstimate(p, r * r, r) + Vector256<float>.One;
-        // The low mantissa bits of kf hold n (two's complement); shifting them into the exponent field builds 2^n.
-        Vector256<float> scale = ((kf.AsInt32() << 23) + Vector256.Create(127 << 23)).AsSingle();
-        Vector256<float> res = p * scale;
-        res = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(ExpMin)), Vector256<float>.Zero, res);
-        res = Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256.Create(ExpMax)), Vector256.Create(float.PositiveInfinity), res);
-        return Vector256.ConditionalSelect(Vector256.Equals(x, x), res, x); // NaN lanes stay NaN
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ErfSmall(Vector256<float> x)
-    {
-        Vector256<float> s = x * x;
-        Vector256<float> q = Vector256.MultiplyAddEstimate(Vector256.Create(S6), s, Vector256.Create(S5));
-        q = Vector256.MultiplyAddEstimate(q, s, Vector256.Create(S4));
-        q = Vector256.MultiplyAddEstimate(q, s, Vector256.Create(S3));
-        q = Vector256.MultiplyAddEstimate(q, s, Vector256.Create(S2));
-        q = Vector256.MultiplyAddEstimate(q, s, Vector256.Create(S1));
-        q = Vector256.MultiplyAddEstimate(q, s, Vector256.Create(S0));
-        return Vector256.MultiplyAddEstimate(x, q, x);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ErfcLarge(Vector256<float> ax)
-    {
-        Vector256<float> t = Vector256.MinNative(ax, Vector256.Create(ErfClamp)); // lanes that are NaN or ≤ 0.9 are discarded by the caller
-        Vector256<float> p = Vector256.MultiplyAddEstimate(Vector256.Create(L7), t, Vector256.Create(L6));
-        p = Vector256.MultiplyAddEstimate(p, t, Vector256.Create(L5));
-        p = Vector256.MultiplyAddEstimate(p, t, Vector256.Create(L4));
-        p = Vector256.MultiplyAddEstimate(p, t, Vector256.Create(L3));
-        p = Vector256.MultiplyAddEstimate(p, t, Vector256.Create(L2));
-        p = Vector256.MultiplyAddEstimate(p, t, Vector256.Create(L1));
-        p = Vector256.MultiplyAddEstimate(p, t, Vector256.Create(L0));
-        return Exp(p);
-    }
-
-    /// <summary>erf on Vector256 lanes. Both branches are evaluated only when the vector holds lanes of both kinds.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Erf(Vector256<float> x)
-    {
-        Vector256<float> ax = Vector256.Abs(x);
-        Vector256<float> large = Vector256.GreaterThan(ax, Vector256.Create(ErfSplit)); // false for NaN: NaN takes the polynomial and stays NaN
-        if (!Vector256.GreaterThanAny(ax, Vector256.Create(ErfSplit))) return ErfSmall(x);
-        Vector256<float> sign = x & Vector256.Create(-0f);
-        Vector256<float> big = (Vector256<float>.One - ErfcLarge(ax)) | sign; // 1 − erfc ≥ 0, so OR-ing the sign bit is copysign
-        if (Vector256.GreaterThanAll(ax, Vector256.Create(ErfSplit))) return big;
-        return Vector256.ConditionalSelect(large, big, ErfSmall(x));
-    }
-
-    /// <summary>Exact GELU on Vector256 lanes: 0.5·x·(1 + erf(x/√2)), with erfc used directly for |x|/√2 &gt; 0.9.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Gelu(Vector256<float> x)
-    {
-        Vector256<float> z = x * Vector256.Create(InvSqrt2);
-        Vector256<float> az = Vector256.Abs(z);
-        Vector256<float> h = x * Vector256.Create(0.5f);
-        Vector256<float> large = Vector256.GreaterThan(az, Vector256.Create(ErfSplit));
-        Vector256<float> small = h * (Vector256<float>.One + ErfSmall(z));
-        if (!Vector256.GreaterThanAny(az, Vector256.Create(ErfSplit))) return small;
-        Vector256<float> positive = Vector256.GreaterThan(x, Vector256<float>.Zero);
-        Vector256<float> ec = ErfcLarge(az);
-        // x > 0: x·(1 − erfc/2) = x − h·erfc; x < 0: h·erfc (no cancellation in the negative tail).
-        Vector256<float> big = Vector256.ConditionalSelect(positive, Vector256.MultiplyAddEstimate(-h, ec, x), h * ec);
-        // Past the clamp (and for ±∞): x for positive lanes, −0 for negative ones (|GELU| < 4.4e-8 there).
-        Vector256<float> tail = Vector256.ConditionalSelect(positive, x, x & Vector256.Create(-0f));
-        big = Vector256.ConditionalSelect(Vector256.GreaterThan(az, Vector256.Create(ErfClamp)), tail, big);
-        return Vector256.ConditionalSelect(large, big, small);
-    }
-
-    // ---------------- Vector512 ----------------
+    internal static Vector256<float> Exp(Vector256<float> x) => Exp<V256, Vector256<float>>(x);
 
     /// <summary>exp on Vector512 lanes (see the class remarks for the algorithm and bound).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Exp(Vector512<float> x)
+    internal static Vector512<float> Exp(Vector512<float> x) => Exp<V512, Vector512<float>>(x);
+
+    /// <summary>exp on the lanes of one vector (see the class remarks for the algorithm and bound).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static TVec Exp<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
     {
         // Clamp so n stays in [-126, 127] and the exponent-bit trick cannot overflow; fix the ends up below.
-        Vector512<float> xc = Vector512.MinNative(Vector512.MaxNative(x, Vector512.Create(ExpMin)), Vector512.Create(ExpMax));
-        Vector512<float> kf = Vector512.MultiplyAddEstimate(xc, Vector512.Create(Log2E), Vector512.Create(RoundMagic));
-        Vector512<float> n = kf - Vector512.Create(RoundMagic);
-        Vector512<float> r = Vector512.MultiplyAddEstimate(n, Vector512.Create(-Ln2Hi), xc);
-        r = Vector512.MultiplyAddEstimate(n, Vector512.Create(-Ln2Lo), r);
-        Vector512<float> p = Vector512.MultiplyAddEstimate(Vector512.Create(E5), r, Vector512.Create(E4));
-        p = Vector512.MultiplyAddEstimate(p, r, Vector512.Create(E3));
-        p = Vector512.MultiplyAddEstimate(p, r, Vector512.Create(E2));
-        p = Vector512.MultiplyAddEstimate(p, r, Vector512.Create(E1));
-        p = Vector512.MultiplyAddEstimate(p, r, Vector512.Create(E0));
-        p = Vector512.MultiplyAddEstimate(p, r * r, r) + Vector512<float>.One;
+        TVec xc = TSimd.MinNative(TSimd.MaxNative(x, TSimd.Create(ExpMin)), TSimd.Create(ExpMax));
+        TVec kf = TSimd.MultiplyAddEstimate(xc, TSimd.Create(Log2E), TSimd.Create(RoundMagic));
+        TVec n = TSimd.Subtract(kf, TSimd.Create(RoundMagic));
+        TVec r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Hi), xc);
+        r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Lo), r);
+        TVec p = TSimd.MultiplyAddEstimate(TSimd.Create(E5), r, TSimd.Create(E4));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E3));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E2));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E1));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E0));
+        p = TSimd.Add(TSimd.MultiplyAddEstimate(p, TSimd.Multiply(r, r), r), TSimd.One);
         // The low mantissa bits of kf hold n (two's complement); shifting them into the exponent field builds 2^n.
-        Vector512<float> scale = ((kf.AsInt32() << 23) + Vector512.Create(127 << 23)).AsSingle();
-        Vector512<float> res = p * scale;
-        res = Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(ExpMin)), Vector512<float>.Zero, res);
-        res = Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512.Create(ExpMax)), Vector512.Create(float.PositiveInfinity), res);
-        return Vector512.ConditionalSelect(Vector512.Equals(x, x), res, x); // NaN lanes stay NaN
+        TVec scale = TSimd.ShiftLeftAddInt32(kf, 23, 127 << 23);
+        TVec res = TSimd.Multiply(p, scale);
+        res = TSimd.ConditionalSelect(TSimd.LessThan(x, TSimd.Create(ExpMin)), TSimd.Zero, res);
+        res = TSimd.ConditionalSelect(TSimd.GreaterThan(x, TSimd.Create(ExpMax)), TSimd.Create(float.PositiveInfinity), res);
+        return TSimd.ConditionalSelect(TSimd.Equals(x, x), res, x); // NaN lanes stay NaN
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> ErfSmall(Vector512<float> x)
+    private static TVec ErfSmall<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
     {
-        Vector512<float> s = x * x;
-        Vector512<float> q = Vector512.MultiplyAddEstimate(Vector512.Create(S6), s, Vector512.Create(S5));
-        q = Vector512.MultiplyAddEstimate(q, s, Vector512.Create(S4));
-        q = Vector512.MultiplyAddEstimate(q, s, Vector512.Create(S3));
-        q = Vector512.MultiplyAddEstimate(q, s, Vector512.Create(S2));
-        q = Vector512.MultiplyAddEstimate(q, s, Vector512.Create(S1));
-        q = Vector512.MultiplyAddEstimate(q, s, Vector512.Create(S0));
-        return Vector512.MultiplyAddEstimate(x, q, x);
+        TVec s = TSimd.Multiply(x, x);
+        TVec q = TSimd.MultiplyAddEstimate(TSimd.Create(S6), s, TSimd.Create(S5));
+        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S4));
+        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S3));
+        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S2));
+        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S1));
+        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S0));
+        return TSimd.MultiplyAddEstimate(x, q, x);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> ErfcLarge(Vector512<float> ax)
+    private static TVec ErfcLarge<TSimd, TVec>(TVec ax) where TSimd : struct, ISimd<TVec> where TVec : struct
     {
-        Vector512<float> t = Vector512.MinNative(ax, Vector512.Create(ErfClamp)); // lanes that are NaN or ≤ 0.9 are discarded by the caller
-        Vector512<float> p = Vector512.MultiplyAddEstimate(Vector512.Create(L7), t, Vector512.Create(L6));
-        p = Vector512.MultiplyAddEstimate(p, t, Vector512.Create(L5));
-        p = Vector512.MultiplyAddEstimate(p, t, Vector512.Create(L4));
-        p = Vector512.MultiplyAddEstimate(p, t, Vector512.Create(L3));
-        p = Vector512.MultiplyAddEstimate(p, t, Vector512.Create(L2));
-        p = Vector512.MultiplyAddEstimate(p, t, Vector512.Create(L1));
-        p = Vector512.MultiplyAddEstimate(p, t, Vector512.Create(L0));
-        return Exp(p);
+        TVec t = TSimd.MinNative(ax, TSimd.Create(ErfClamp)); // lanes that are NaN or ≤ 0.9 are discarded by the caller
+        TVec p = TSimd.MultiplyAddEstimate(TSimd.Create(L7), t, TSimd.Create(L6));
+        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L5));
+        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L4));
+        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L3));
+        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L2));
+        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L1));
+        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L0));
+        return Exp<TSimd, TVec>(p);
     }
 
-    /// <summary>erf on Vector512 lanes. Both branches are evaluated only when the vector holds lanes of both kinds.</summary>
+    /// <summary>erf on the lanes of one vector. Both branches are evaluated only when the vector holds lanes of both kinds.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Erf(Vector512<float> x)
+    internal static TVec Erf<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
     {
-        Vector512<float> ax = Vector512.Abs(x);
-        Vector512<float> large = Vector512.GreaterThan(ax, Vector512.Create(ErfSplit)); // false for NaN: NaN takes the polynomial and stays NaN
-        if (!Vector512.GreaterThanAny(ax, Vector512.Create(ErfSplit))) return ErfSmall(x);
-        Vector512<float> sign = x & Vector512.Create(-0f);
-        Vector512<float> big = (Vector512<float>.One - ErfcLarge(ax)) | sign; // 1 − erfc ≥ 0, so OR-ing the sign bit is copysign
-        if (Vector512.GreaterThanAll(ax, Vector512.Create(ErfSplit))) return big;
-        return Vector512.ConditionalSelect(large, big, ErfSmall(x));
+        TVec ax = TSimd.Abs(x);
+        TVec large = TSimd.GreaterThan(ax, TSimd.Create(ErfSplit)); // false for NaN: NaN takes the polynomial and stays NaN
+        if (!TSimd.GreaterThanAny(ax, TSimd.Create(ErfSplit))) return ErfSmall<TSimd, TVec>(x);
+        TVec sign = TSimd.And(x, TSimd.Create(-0f));
+        // Inlined kernels (ErfSmall, ErfcLarge) go into locals before they meet constants in an expression: an operand
+        // evaluated ahead of an inlined call is kept in a temp and stretches register pressure across the call.
+        TVec ec = ErfcLarge<TSimd, TVec>(ax);
+        TVec big = TSimd.Or(TSimd.Subtract(TSimd.One, ec), sign); // 1 − erfc ≥ 0, so OR-ing the sign bit is copysign
+        if (TSimd.GreaterThanAll(ax, TSimd.Create(ErfSplit))) return big;
+        return TSimd.ConditionalSelect(large, big, ErfSmall<TSimd, TVec>(x));
     }
 
-    /// <summary>Exact GELU on Vector512 lanes: 0.5·x·(1 + erf(x/√2)), with erfc used directly for |x|/√2 &gt; 0.9.</summary>
+    /// <summary>Exact GELU on the lanes of one vector: 0.5·x·(1 + erf(x/√2)), with erfc used directly for |x|/√2 &gt; 0.9.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Gelu(Vector512<float> x)
+    internal static TVec Gelu<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
     {
-        Vector512<float> z = x * Vector512.Create(InvSqrt2);
-        Vector512<float> az = Vector512.Abs(z);
-        Vector512<float> h = x * Vector512.Create(0.5f);
-        Vector512<float> large = Vector512.GreaterThan(az, Vector512.Create(ErfSplit));
-        Vector512<float> small = h * (Vector512<float>.One + ErfSmall(z));
-        if (!Vector512.GreaterThanAny(az, Vector512.Create(ErfSplit))) return small;
-        Vector512<float> positive = Vector512.GreaterThan(x, Vector512<float>.Zero);
-        Vector512<float> ec = ErfcLarge(az);
+        TVec z = TSimd.Multiply(x, TSimd.Create(InvSqrt2));
+        TVec az = TSimd.Abs(z);
+        TVec h = TSimd.Multiply(x, TSimd.Create(0.5f));
+        TVec large = TSimd.GreaterThan(az, TSimd.Create(ErfSplit));
+        TVec es = ErfSmall<TSimd, TVec>(z); // inlined kernels into locals first (see Erf)
+        TVec small = TSimd.Multiply(h, TSimd.Add(TSimd.One, es));
+        if (!TSimd.GreaterThanAny(az, TSimd.Create(ErfSplit))) return small;
+        TVec ec = ErfcLarge<TSimd, TVec>(az);
+        TVec positive = TSimd.GreaterThan(x, TSimd.Zero);
         // x > 0: x·(1 − erfc/2) = x − h·erfc; x < 0: h·erfc (no cancellation in the negative tail).
-        Vector512<float> big = Vector512.ConditionalSelect(positive, Vector512.MultiplyAddEstimate(-h, ec, x), h * ec);
+        TVec big = TSimd.ConditionalSelect(positive, TSimd.MultiplyAddEstimate(TSimd.Negate(h), ec, x), TSimd.Multiply(h, ec));
         // Past the clamp (and for ±∞): x for positive lanes, −0 for negative ones (|GELU| < 4.4e-8 there).
-        Vector512<float> tail = Vector512.ConditionalSelect(positive, x, x & Vector512.Create(-0f));
-        big = Vector512.ConditionalSelect(Vector512.GreaterThan(az, Vector512.Create(ErfClamp)), tail, big);
-        return Vector512.ConditionalSelect(large, big, small);
+        TVec tail = TSimd.ConditionalSelect(positive, x, TSimd.And(x, TSimd.Create(-0f)));
+        big = TSimd.ConditionalSelect(TSimd.GreaterThan(az, TSimd.Create(ErfClamp)), tail, big);
+        return TSimd.ConditionalSelect(large, big, small);
     }
 
     // ---------------- horizontal max: halve the vector until one Vector128 is left, then two shuffles ----------------
