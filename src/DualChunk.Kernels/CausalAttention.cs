@@ -149,9 +149,9 @@ public static class CausalAttention
             ref float qd = ref Unsafe.Add(ref q0, (nint)Math.Min(i0 + 3, t - 1) * qStride);
             switch (isa)
             {
-                case KernelIsa.Vector512: Block<Ops512, Vector512<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
-                case KernelIsa.Vector256: Block<Ops256, Vector256<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
-                default: Block<Ops128, Vector128<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
+                case KernelIsa.Vector512: Block<V512, Vector512<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
+                case KernelIsa.Vector256: Block<V256, Vector256<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
+                default: Block<V128, Vector128<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
             }
             for (int r = Math.Max(0, firstRow - i0); r < Rows && i0 + r < t; r++)
                 Store(ob.Slice(r * dp, d), inv[r], output.Slice((i0 + r) * outStride, d), blendRow, gate);
@@ -296,7 +296,7 @@ public static class CausalAttention
     /// </summary>
     private static void Block<TOps, TV>(ref float qa, ref float qb, ref float qc, ref float qd, int d, ref float kt, int tp,
         ref float vs, int dpw, int i0, ref float s, ref float ob, int dp, ref float inv)
-        where TOps : struct, IOps<TV>
+        where TOps : struct, ISimd<TV>
         where TV : struct
     {
         int w = TOps.Count;
@@ -317,14 +317,14 @@ public static class CausalAttention
             {
                 ref float row = ref Unsafe.Add(ref col, (nint)e * tp);
                 TV k0 = TOps.Load(ref row, 0), k1 = TOps.Load(ref row, (nuint)w);
-                TV x = TOps.Broadcast(Unsafe.Add(ref qa, e));
-                a0 = TOps.Fma(x, k0, a0); a1 = TOps.Fma(x, k1, a1);
-                x = TOps.Broadcast(Unsafe.Add(ref qb, e));
-                b0 = TOps.Fma(x, k0, b0); b1 = TOps.Fma(x, k1, b1);
-                x = TOps.Broadcast(Unsafe.Add(ref qc, e));
-                c0 = TOps.Fma(x, k0, c0); c1 = TOps.Fma(x, k1, c1);
-                x = TOps.Broadcast(Unsafe.Add(ref qd, e));
-                d0 = TOps.Fma(x, k0, d0); d1 = TOps.Fma(x, k1, d1);
+                TV x = TOps.Create(Unsafe.Add(ref qa, e));
+                a0 = TOps.MultiplyAddEstimate(x, k0, a0); a1 = TOps.MultiplyAddEstimate(x, k1, a1);
+                x = TOps.Create(Unsafe.Add(ref qb, e));
+                b0 = TOps.MultiplyAddEstimate(x, k0, b0); b1 = TOps.MultiplyAddEstimate(x, k1, b1);
+                x = TOps.Create(Unsafe.Add(ref qc, e));
+                c0 = TOps.MultiplyAddEstimate(x, k0, c0); c1 = TOps.MultiplyAddEstimate(x, k1, c1);
+                x = TOps.Create(Unsafe.Add(ref qd, e));
+                d0 = TOps.MultiplyAddEstimate(x, k0, d0); d1 = TOps.MultiplyAddEstimate(x, k1, d1);
             }
             nuint at = (nuint)(b * w), at1 = at + (nuint)w;
             TOps.Store(a0, ref sa, at); TOps.Store(a1, ref sa, at1);
@@ -342,18 +342,18 @@ public static class CausalAttention
             {
                 ref float row = ref Unsafe.Add(ref col, (nint)e * tp);
                 TV k0 = TOps.Load(ref row, 0), k1 = TOps.Load(ref row, (nuint)tp);
-                a0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qa, e)), k0, a0); a1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qa, e + 1)), k1, a1);
-                b0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qb, e)), k0, b0); b1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qb, e + 1)), k1, b1);
-                c0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qc, e)), k0, c0); c1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qc, e + 1)), k1, c1);
-                d0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qd, e)), k0, d0); d1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qd, e + 1)), k1, d1);
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qa, e)), k0, a0); a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qa, e + 1)), k1, a1);
+                b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qb, e)), k0, b0); b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qb, e + 1)), k1, b1);
+                c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qc, e)), k0, c0); c1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qc, e + 1)), k1, c1);
+                d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qd, e)), k0, d0); d1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qd, e + 1)), k1, d1);
             }
             if (e < d)
             {
                 TV k0 = TOps.Load(ref Unsafe.Add(ref col, (nint)e * tp), 0);
-                a0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qa, e)), k0, a0);
-                b0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qb, e)), k0, b0);
-                c0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qc, e)), k0, c0);
-                d0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref qd, e)), k0, d0);
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qa, e)), k0, a0);
+                b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qb, e)), k0, b0);
+                c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qc, e)), k0, c0);
+                d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qd, e)), k0, d0);
             }
             nuint at = (nuint)(b * w);
             TOps.Store(TOps.Add(a0, a1), ref sa, at);
@@ -383,14 +383,14 @@ public static class CausalAttention
             {
                 ref float vr = ref Unsafe.Add(ref vc, (nint)j * dpw);
                 TV v0 = TOps.Load(ref vr, 0), v1 = TOps.Load(ref vr, (nuint)w);
-                TV p = TOps.Broadcast(Unsafe.Add(ref sa, j));
-                a0 = TOps.Fma(p, v0, a0); a1 = TOps.Fma(p, v1, a1);
-                p = TOps.Broadcast(Unsafe.Add(ref sb, j));
-                b0 = TOps.Fma(p, v0, b0); b1 = TOps.Fma(p, v1, b1);
-                p = TOps.Broadcast(Unsafe.Add(ref sc, j));
-                c0 = TOps.Fma(p, v0, c0); c1 = TOps.Fma(p, v1, c1);
-                p = TOps.Broadcast(Unsafe.Add(ref sd, j));
-                d0 = TOps.Fma(p, v0, d0); d1 = TOps.Fma(p, v1, d1);
+                TV p = TOps.Create(Unsafe.Add(ref sa, j));
+                a0 = TOps.MultiplyAddEstimate(p, v0, a0); a1 = TOps.MultiplyAddEstimate(p, v1, a1);
+                p = TOps.Create(Unsafe.Add(ref sb, j));
+                b0 = TOps.MultiplyAddEstimate(p, v0, b0); b1 = TOps.MultiplyAddEstimate(p, v1, b1);
+                p = TOps.Create(Unsafe.Add(ref sc, j));
+                c0 = TOps.MultiplyAddEstimate(p, v0, c0); c1 = TOps.MultiplyAddEstimate(p, v1, c1);
+                p = TOps.Create(Unsafe.Add(ref sd, j));
+                d0 = TOps.MultiplyAddEstimate(p, v0, d0); d1 = TOps.MultiplyAddEstimate(p, v1, d1);
             }
             nuint at = (nuint)c, at1 = at + (nuint)w;
             TOps.Store(a0, ref oa, at); TOps.Store(a1, ref oa, at1);
@@ -407,10 +407,10 @@ public static class CausalAttention
             {
                 ref float vr = ref Unsafe.Add(ref vc, (nint)j * dpw);
                 TV v0 = TOps.Load(ref vr, 0), v1 = TOps.Load(ref vr, (nuint)dpw);
-                a0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sa, j)), v0, a0); a1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sa, j + 1)), v1, a1);
-                b0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sb, j)), v0, b0); b1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sb, j + 1)), v1, b1);
-                c0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sc, j)), v0, c0); c1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sc, j + 1)), v1, c1);
-                d0 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sd, j)), v0, d0); d1 = TOps.Fma(TOps.Broadcast(Unsafe.Add(ref sd, j + 1)), v1, d1);
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sa, j)), v0, a0); a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sa, j + 1)), v1, a1);
+                b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sb, j)), v0, b0); b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sb, j + 1)), v1, b1);
+                c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sc, j)), v0, c0); c1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sc, j + 1)), v1, c1);
+                d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sd, j)), v0, d0); d1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sd, j + 1)), v1, d1);
             }
             nuint at = (nuint)c;
             TOps.Store(TOps.Add(a0, a1), ref oa, at);
@@ -423,108 +423,29 @@ public static class CausalAttention
     // Row i's masked softmax numerators in place over its nb key vectors (lanes of the last one past key i: −∞ for
     // the max, stored as 0); returns 1/(Σ numerators + 1e-8).
     private static float Softmax<TOps, TV>(ref float s, int i, int nb)
-        where TOps : struct, IOps<TV>
+        where TOps : struct, ISimd<TV>
         where TV : struct
     {
         int w = TOps.Count;
         int lastAt = (nb - 1) * w;
-        TV live = TOps.Live(i - lastAt);
-        TV lastS = TOps.Select(live, TOps.Load(ref s, (nuint)lastAt), TOps.Broadcast(float.NegativeInfinity));
+        TV live = TOps.LanesUpTo(i - lastAt);
+        TV lastS = TOps.ConditionalSelect(live, TOps.Load(ref s, (nuint)lastAt), TOps.Create(float.NegativeInfinity));
         TV mx = lastS;
         for (int j = 0; j < lastAt; j += w) mx = TOps.Max(mx, TOps.Load(ref s, (nuint)j));
-        TV max = TOps.Broadcast(TOps.MaxAcross(mx));
+        TV max = TOps.Create(TOps.MaxAcross(mx));
 
         TV sum = TOps.Zero;
         for (int j = 0; j < lastAt; j += w)
         {
-            TV p = TOps.Exp(TOps.Sub(TOps.Load(ref s, (nuint)j), max));
+            TV p = VectorMath.Exp<TOps, TV>(TOps.Subtract(TOps.Load(ref s, (nuint)j), max));
             TOps.Store(p, ref s, (nuint)j);
             sum = TOps.Add(sum, p);
         }
         {
-            TV p = TOps.And(TOps.Exp(TOps.Sub(lastS, max)), live); // exp(−∞) is 0 already; the AND also clears NaN garbage
+            TV p = TOps.And(VectorMath.Exp<TOps, TV>(TOps.Subtract(lastS, max)), live); // exp(−∞) is 0 already; the AND also clears NaN garbage
             TOps.Store(p, ref s, (nuint)lastAt);
             sum = TOps.Add(sum, p);
         }
         return 1f / (TOps.Sum(sum) + DenominatorEpsilon);
-    }
-
-    /// <summary>The vector operations <see cref="Block{TOps, TV}"/> needs, one struct per width.</summary>
-    private interface IOps<TV> where TV : struct
-    {
-        static abstract int Count { get; }
-        static abstract TV Zero { get; }
-        static abstract TV Broadcast(float x);
-        static abstract TV Load(ref float p, nuint at);
-        static abstract void Store(TV x, ref float p, nuint at);
-        /// <summary>a·b + c (fused where the hardware has FMA).</summary>
-        static abstract TV Fma(TV a, TV b, TV c);
-        static abstract TV Add(TV a, TV b);
-        static abstract TV Sub(TV a, TV b);
-        static abstract TV Max(TV a, TV b);
-        static abstract TV Exp(TV x);
-        static abstract float MaxAcross(TV x);
-        static abstract float Sum(TV x);
-        /// <summary>All-ones in lanes 0..last, zero above.</summary>
-        static abstract TV Live(int last);
-        static abstract TV Select(TV mask, TV a, TV b);
-        static abstract TV And(TV a, TV b);
-    }
-
-    private readonly struct Ops512 : IOps<Vector512<float>>
-    {
-        public static int Count => Vector512<float>.Count;
-        public static Vector512<float> Zero => Vector512<float>.Zero;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float x) => Vector512.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(ref float p, nuint at) => Vector512.LoadUnsafe(ref p, at);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> x, ref float p, nuint at) => x.StoreUnsafe(ref p, at);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sub(Vector512<float> a, Vector512<float> b) => a - b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Exp(Vector512<float> x) => VectorMath.Exp(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> x) => VectorMath.MaxAcross(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> x) => Vector512.Sum(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Live(int last) => Vector512.LessThanOrEqual(Vector512<int>.Indices, Vector512.Create(last)).AsSingle();
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
-    }
-
-    private readonly struct Ops256 : IOps<Vector256<float>>
-    {
-        public static int Count => Vector256<float>.Count;
-        public static Vector256<float> Zero => Vector256<float>.Zero;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float x) => Vector256.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(ref float p, nuint at) => Vector256.LoadUnsafe(ref p, at);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> x, ref float p, nuint at) => x.StoreUnsafe(ref p, at);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Exp(Vector256<float> x) => VectorMath.Exp(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> x) => VectorMath.MaxAcross(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> x) => Vector256.Sum(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Live(int last) => Vector256.LessThanOrEqual(Vector256<int>.Indices, Vector256.Create(last)).AsSingle();
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
-    }
-
-    private readonly struct Ops128 : IOps<Vector128<float>>
-    {
-        public static int Count => Vector128<float>.Count;
-        public static Vector128<float> Zero => Vector128<float>.Zero;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float x) => Vector128.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(ref float p, nuint at) => Vector128.LoadUnsafe(ref p, at);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> x, ref float p, nuint at) => x.StoreUnsafe(ref p, at);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sub(Vector128<float> a, Vector128<float> b) => a - b;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Exp(Vector128<float> x) => VectorMath.Exp(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector128<float> x) => VectorMath.MaxAcross(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> x) => Vector128.Sum(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Live(int last) => Vector128.LessThanOrEqual(Vector128<int>.Indices, Vector128.Create(last)).AsSingle();
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Select(Vector128<float> mask, Vector128<float> a, Vector128<float> b) => Vector128.ConditionalSelect(mask, a, b);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> And(Vector128<float> a, Vector128<float> b) => a & b;
     }
 }

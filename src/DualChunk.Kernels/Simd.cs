@@ -52,6 +52,9 @@ internal interface ISimd<TVec>
     /// <summary>Mask of the lanes k ≥ <paramref name="first"/> (Indices ≥ first, as float bits).</summary>
     static abstract TVec LanesFrom(int first);
 
+    /// <summary>All-ones in lanes 0..<paramref name="last"/>, zero above.</summary>
+    static abstract TVec LanesUpTo(int last);
+
     /// <summary>((v as int32) &lt;&lt; <paramref name="shift"/>) + <paramref name="addend"/>, reinterpreted as float.</summary>
     static abstract TVec ShiftLeftAddInt32(TVec v, int shift, int addend);
 
@@ -114,6 +117,7 @@ internal readonly struct V128 : ISimdWide<Vector128<float>, Vector128<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAll(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThanAll(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConditionalSelect(Vector128<float> mask, Vector128<float> whenTrue, Vector128<float> whenFalse) => Vector128.ConditionalSelect(mask, whenTrue, whenFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LanesFrom(int first) => Vector128.GreaterThanOrEqual(Vector128<int>.Indices, Vector128.Create(first)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LanesUpTo(int last) => Vector128.LessThanOrEqual(Vector128<int>.Indices, Vector128.Create(last)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftLeftAddInt32(Vector128<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector128.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector128<float> v) => VectorMath.MaxAcross(v);
@@ -155,6 +159,7 @@ internal readonly struct V256 : ISimdWide<Vector256<float>, Vector256<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAll(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThanAll(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ConditionalSelect(Vector256<float> mask, Vector256<float> whenTrue, Vector256<float> whenFalse) => Vector256.ConditionalSelect(mask, whenTrue, whenFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LanesFrom(int first) => Vector256.GreaterThanOrEqual(Vector256<int>.Indices, Vector256.Create(first)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LanesUpTo(int last) => Vector256.LessThanOrEqual(Vector256<int>.Indices, Vector256.Create(last)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ShiftLeftAddInt32(Vector256<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector256.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> v) => VectorMath.MaxAcross(v);
@@ -196,6 +201,7 @@ internal readonly struct V512 : ISimdWide<Vector512<float>, Vector512<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAll(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThanAll(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ConditionalSelect(Vector512<float> mask, Vector512<float> whenTrue, Vector512<float> whenFalse) => Vector512.ConditionalSelect(mask, whenTrue, whenFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LanesFrom(int first) => Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(first)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LanesUpTo(int last) => Vector512.LessThanOrEqual(Vector512<int>.Indices, Vector512.Create(last)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ShiftLeftAddInt32(Vector512<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector512.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> v) => VectorMath.MaxAcross(v);
