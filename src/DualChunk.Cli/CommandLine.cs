@@ -49,6 +49,9 @@ internal static class CommandLine
                                        or IOException or UnauthorizedAccessException or OverflowException)
         {
             string message = ex.Message.ReplaceLineEndings(" ");
+            // ArgumentException appends " (Parameter 'name')": an API detail, not news to a command-line user.
+            if (ex is ArgumentException { ParamName: { } param })
+                message = message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal);
             if (notices.Count > 0) message += " (" + string.Join("; ", notices) + ")";
             stderr.WriteLine($"dualchunk: error: {message}");
             return ex is UsageException ? 2 : 1;

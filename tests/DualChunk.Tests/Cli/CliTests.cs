@@ -137,6 +137,7 @@ public sealed class CliTests
             var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.That(lines, Has.Length.EqualTo(1), string.Join(' ', args) + " => " + r.Err);
             Assert.That(lines[0], Does.Contain(expect), string.Join(' ', args));
+            Assert.That(lines[0], Does.Not.Contain("(Parameter '"), "no API parameter names on the command line");
         }
     }
 
