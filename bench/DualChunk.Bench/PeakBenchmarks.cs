@@ -42,66 +42,33 @@ public static class FmaPeak
     /// <summary>Runs the loop on a path; the result only defeats dead-code elimination.</summary>
     public static float Run(KernelIsa isa, int iterations) => isa switch
     {
-        KernelIsa.Vector512 => Run512(iterations),
-        KernelIsa.Vector256 => Run256(iterations),
-        _ => Run128(iterations),
+        KernelIsa.Vector512 => Run<V512, Vector512<float>>(iterations),
+        KernelIsa.Vector256 => Run<V256, Vector256<float>>(iterations),
+        _ => Run<V128, Vector128<float>>(iterations),
     };
 
     // acc ← acc·m + c converges to c / (1 − m) = 0.1: no overflow, no subnormals, however long it runs.
     private const float M = 0.999999f, C = 1e-7f;
 
+    /// <summary>The loop, once for every width (the kernels' ISimd ops; the JIT specializes it per vector struct).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static float Run512(int n)
+    private static float Run<TOps, TV>(int n) where TOps : struct, ISimd<TV> where TV : struct
     {
-        Vector512<float> m = Vector512.Create(M), c = Vector512.Create(C);
-        Vector512<float> a0 = Vector512.Create(0.01f), a1 = a0 + c, a2 = a1 + c, a3 = a2 + c, a4 = a3 + c, a5 = a4 + c,
-            a6 = a5 + c, a7 = a6 + c, a8 = a7 + c, a9 = a8 + c, a10 = a9 + c, a11 = a10 + c;
+        TV m = TOps.Create(M), c = TOps.Create(C);
+        TV a0 = TOps.Create(0.01f), a1 = TOps.Add(a0, c), a2 = TOps.Add(a1, c), a3 = TOps.Add(a2, c), a4 = TOps.Add(a3, c),
+            a5 = TOps.Add(a4, c), a6 = TOps.Add(a5, c), a7 = TOps.Add(a6, c), a8 = TOps.Add(a7, c), a9 = TOps.Add(a8, c),
+            a10 = TOps.Add(a9, c), a11 = TOps.Add(a10, c);
         for (int i = 0; i < n; i++)
         {
-            a0 = Vector512.MultiplyAddEstimate(a0, m, c); a1 = Vector512.MultiplyAddEstimate(a1, m, c);
-            a2 = Vector512.MultiplyAddEstimate(a2, m, c); a3 = Vector512.MultiplyAddEstimate(a3, m, c);
-            a4 = Vector512.MultiplyAddEstimate(a4, m, c); a5 = Vector512.MultiplyAddEstimate(a5, m, c);
-            a6 = Vector512.MultiplyAddEstimate(a6, m, c); a7 = Vector512.MultiplyAddEstimate(a7, m, c);
-            a8 = Vector512.MultiplyAddEstimate(a8, m, c); a9 = Vector512.MultiplyAddEstimate(a9, m, c);
-            a10 = Vector512.MultiplyAddEstimate(a10, m, c); a11 = Vector512.MultiplyAddEstimate(a11, m, c);
+            a0 = TOps.MultiplyAddEstimate(a0, m, c); a1 = TOps.MultiplyAddEstimate(a1, m, c);
+            a2 = TOps.MultiplyAddEstimate(a2, m, c); a3 = TOps.MultiplyAddEstimate(a3, m, c);
+            a4 = TOps.MultiplyAddEstimate(a4, m, c); a5 = TOps.MultiplyAddEstimate(a5, m, c);
+            a6 = TOps.MultiplyAddEstimate(a6, m, c); a7 = TOps.MultiplyAddEstimate(a7, m, c);
+            a8 = TOps.MultiplyAddEstimate(a8, m, c); a9 = TOps.MultiplyAddEstimate(a9, m, c);
+            a10 = TOps.MultiplyAddEstimate(a10, m, c); a11 = TOps.MultiplyAddEstimate(a11, m, c);
         }
-        return Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static float Run256(int n)
-    {
-        Vector256<float> m = Vector256.Create(M), c = Vector256.Create(C);
-        Vector256<float> a0 = Vector256.Create(0.01f), a1 = a0 + c, a2 = a1 + c, a3 = a2 + c, a4 = a3 + c, a5 = a4 + c,
-            a6 = a5 + c, a7 = a6 + c, a8 = a7 + c, a9 = a8 + c, a10 = a9 + c, a11 = a10 + c;
-        for (int i = 0; i < n; i++)
-        {
-            a0 = Vector256.MultiplyAddEstimate(a0, m, c); a1 = Vector256.MultiplyAddEstimate(a1, m, c);
-            a2 = Vector256.MultiplyAddEstimate(a2, m, c); a3 = Vector256.MultiplyAddEstimate(a3, m, c);
-            a4 = Vector256.MultiplyAddEstimate(a4, m, c); a5 = Vector256.MultiplyAddEstimate(a5, m, c);
-            a6 = Vector256.MultiplyAddEstimate(a6, m, c); a7 = Vector256.MultiplyAddEstimate(a7, m, c);
-            a8 = Vector256.MultiplyAddEstimate(a8, m, c); a9 = Vector256.MultiplyAddEstimate(a9, m, c);
-            a10 = Vector256.MultiplyAddEstimate(a10, m, c); a11 = Vector256.MultiplyAddEstimate(a11, m, c);
-        }
-        return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static float Run128(int n)
-    {
-        Vector128<float> m = Vector128.Create(M), c = Vector128.Create(C);
-        Vector128<float> a0 = Vector128.Create(0.01f), a1 = a0 + c, a2 = a1 + c, a3 = a2 + c, a4 = a3 + c, a5 = a4 + c,
-            a6 = a5 + c, a7 = a6 + c, a8 = a7 + c, a9 = a8 + c, a10 = a9 + c, a11 = a10 + c;
-        for (int i = 0; i < n; i++)
-        {
-            a0 = Vector128.MultiplyAddEstimate(a0, m, c); a1 = Vector128.MultiplyAddEstimate(a1, m, c);
-            a2 = Vector128.MultiplyAddEstimate(a2, m, c); a3 = Vector128.MultiplyAddEstimate(a3, m, c);
-            a4 = Vector128.MultiplyAddEstimate(a4, m, c); a5 = Vector128.MultiplyAddEstimate(a5, m, c);
-            a6 = Vector128.MultiplyAddEstimate(a6, m, c); a7 = Vector128.MultiplyAddEstimate(a7, m, c);
-            a8 = Vector128.MultiplyAddEstimate(a8, m, c); a9 = Vector128.MultiplyAddEstimate(a9, m, c);
-            a10 = Vector128.MultiplyAddEstimate(a10, m, c); a11 = Vector128.MultiplyAddEstimate(a11, m, c);
-        }
-        return Vector128.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+        TV sum = TOps.Add(TOps.Add(TOps.Add(a0, a1), TOps.Add(a2, a3)), TOps.Add(TOps.Add(a4, a5), TOps.Add(a6, a7)));
+        return TOps.Sum(TOps.Add(sum, TOps.Add(TOps.Add(a8, a9), TOps.Add(a10, a11))));
     }
 
     /// <summary>Best GFLOP/s over <paramref name="runs"/> timed calls (after a warm-up), for the quick mode.</summary>

@@ -16,14 +16,7 @@ internal static class Inspector
             o.WriteLine(Invariant($"format:   dcw version {info.Version} ({info.FileLength:N0} bytes, table {info.TableByteLength:N0} bytes, data at {info.DataOffset})"));
             o.WriteLine($"config:   {info.Config}");
             WriteKernels(o);
-            long total = 0;
-            o.WriteLine($"tensors:  {info.Tensors.Count}");
-            foreach (var t in info.Tensors)
-            {
-                o.WriteLine(Invariant($"  {t.Name,-64} {t.Dtype,-4} {t.ShapeText,-12} {t.ByteLength,12:N0} B  @ {t.Offset}"));
-                total += t.ByteLength;
-            }
-            o.WriteLine(Invariant($"total:    {total:N0} bytes of tensor data"));
+            WriteTensors(o, info.Tensors.Select(t => (t.Name, t.Dtype, t.ShapeText, t.ByteLength, Invariant($"  @ {t.Offset}"))).ToList());
             if (info.ChecksumValid)
             {
                 o.WriteLine(Invariant($"checksum: ok (XxHash3 {info.StoredChecksum:x16})"));
@@ -43,16 +36,18 @@ internal static class Inspector
             var (config, _, _) = WeightsLoader.Load(path, chunkSize ?? WeightsLoader.DefaultChunkSize);
             o.WriteLine($"config:   {config}{(chunkSize is null ? " (chunk size not stored in safetensors: Edifice's default 64 assumed; pass --chunk-size)" : "")}");
             WriteKernels(o);
-            long total = 0;
-            o.WriteLine($"tensors:  {info.Entries.Count}");
-            foreach (var t in info.Entries)
-            {
-                o.WriteLine(Invariant($"  {t.Name,-64} {t.Dtype,-4} {t.ShapeText,-12} {t.ByteLength,12:N0} B"));
-                total += t.ByteLength;
-            }
-            o.WriteLine(Invariant($"total:    {total:N0} bytes of tensor data"));
+            WriteTensors(o, info.Entries.Select(t => (t.Name, t.Dtype, t.ShapeText, t.ByteLength, "")).ToList());
             o.WriteLine("checksum: none (safetensors has no checksum)");
         }
+    }
+
+    /// <summary>The tensor table of either format: one line per tensor, then the total.</summary>
+    private static void WriteTensors(TextWriter o, List<(string Name, string Dtype, string Shape, long Bytes, string Where)> tensors)
+    {
+        o.WriteLine($"tensors:  {tensors.Count}");
+        foreach (var t in tensors)
+            o.WriteLine(Invariant($"  {t.Name,-64} {t.Dtype,-4} {t.Shape,-12} {t.Bytes,12:N0} B{t.Where}"));
+        o.WriteLine(Invariant($"total:    {tensors.Sum(t => t.Bytes):N0} bytes of tensor data"));
     }
 
     private static void WriteKernels(TextWriter o)
