@@ -63,7 +63,7 @@ public class BreakdownBenchmarks
 
     private int H => M.HiddenSize;
     private int Full => M.NumLayers - 1;   // blocks run over all positions; the last one is reduced
-    private bool SplitQkv => _n > M.ChunkSize && H % PackedMatrix.PanelWidth == 0;
+    private bool SplitQkv => H % PackedMatrix.PanelWidth == 0;
 
     /// <summary>The whole pass (DualChunkModel.Run with a caller-owned workspace).</summary>
     [Benchmark]
@@ -73,7 +73,7 @@ public class BreakdownBenchmarks
     [Benchmark]
     public void InputProjection() => _inputProjection.Apply(_input, _rows, M.EmbedDim, _ws.X, H);
 
-    /// <summary>LN before attention: all rows in every block (the last block needs keys/values everywhere).</summary>
+    /// <summary>LN before attention: all rows in every block (the last block needs every chunk's mean).</summary>
     [Benchmark]
     public void AttnNorm()
     {
@@ -81,82 +81,100 @@ public class BreakdownBenchmarks
             block.AttnNorm.Apply(_ws.X, _rows, _ws.Normed);
     }
 
-    /// <summary>qkv = h · W_qkv + b: [B·N, H]·[H, 3H] in full blocks; in the last, K and V everywhere and Q for the last chunk.</summary>
+    /// <summary>qkv = h · W_qkv + b: [G, H]·[H, 3H] per row group in full blocks; in the last, K and V of each last chunk and Q of its last row.</summary>
     [Benchmark]
     public void Qkv()
     {
-        Span<float> qkv = _ws.Qkv[..(_rows * 3 * H)];
-        Span<float> normed = _ws.Normed[..(_rows * H)];
+        Span<float> normed = _ws.Normed[..(_rows * H)], qkv = _ws.GroupQkv(0);
+        int g = _ws.GroupRows, c = M.ChunkSize;
         for (int l = 0; l < Full; l++)
-            _blocks[l].Qkv.Apply(normed, _rows, H, qkv, 3 * H);
+            for (int r0 = 0; r0 < _rows; r0 += g)
+                _blocks[l].Qkv.Apply(normed[(r0 * H)..], Math.Min(g, _rows - r0), H, qkv, 3 * H);
         ref readonly var last = ref _blocks[^1];
-        if (SplitQkv)
+        for (int b = 0; b < _b; b++)
         {
-            last.Qkv.ApplyColumns(normed, _rows, H, qkv, 3 * H, H, 2 * H);
-            for (int b = 0; b < _b; b++)
+            var hChunk = normed[((b * _n + _n - c) * H)..];
+            if (SplitQkv)
             {
-                int chunkRow = b * _n + _n - M.ChunkSize;
-                last.Qkv.ApplyColumns(normed[(chunkRow * H)..], M.ChunkSize, H, qkv[(chunkRow * 3 * H)..], 3 * H, 0, H);
+                last.Qkv.ApplyColumns(hChunk, c, H, qkv, 3 * H, H, 2 * H);
+                last.Qkv.ApplyColumns(hChunk[((c - 1) * H)..], 1, H, qkv[((c - 1) * 3 * H)..], 3 * H, 0, H);
+                for (int r = 0; r < c - 1; r++)
+                    qkv.Slice(r * 3 * H, H).Clear();
             }
-        }
-        else
-        {
-            last.Qkv.Apply(normed, _rows, H, qkv, 3 * H);
+            else
+            {
+                last.Qkv.Apply(hChunk, c, H, qkv, 3 * H);
+            }
         }
     }
 
-    /// <summary>Chunk summaries (RowMean of qkv) and causal attention over them; the last block: the last chunk's row.</summary>
+    /// <summary>Chunk means of h, summaries q̄|k̄|v̄ = h̄ · W_qkv + b, causal attention over them; the last block: the last chunk's row.</summary>
     [Benchmark]
     public void InterChunk()
     {
         int chunks = _n / M.ChunkSize;
         for (int l = 0; l < M.NumLayers; l++)
         {
-            ref readonly var inter = ref _blocks[l].Inter;
-            inter.Summarize(_ws.Qkv, 0, _b * chunks, _ws.Summaries);
+            ref readonly var block = ref _blocks[l];
+            block.Inter.ChunkMeans(_ws.Normed, 0, _b * chunks, _ws.ChunkMeans);
+            block.Qkv.Apply(_ws.ChunkMeans, _b * chunks, H, _ws.Summaries, 3 * H);
             for (int b = 0; b < _b; b++)
-                for (int head = 0; head < inter.Heads; head++)
-                    inter.ApplyHead(_ws.Summaries, _n, _ws.Inter, _ws.Scratch(0), lastChunkOnly: l == Full, b, head);
+                for (int head = 0; head < block.Inter.Heads; head++)
+                    block.Inter.ApplyHead(_ws.Summaries, _n, _ws.Inter, _ws.Scratch(0), lastChunkOnly: l == Full, b, head);
         }
     }
 
-    /// <summary>The summaries alone (part of <see cref="InterChunk"/>, not counted separately in the share).</summary>
+    /// <summary>The chunk means and summary GEMM alone (part of <see cref="InterChunk"/>, not counted separately in the share).</summary>
     [Benchmark]
     public void InterSummariesOnly()
     {
-        int h3 = 3 * H;
-        for (int l = 0; l < M.NumLayers; l++)
-            RowMean.Run(_ws.Qkv, _rows, h3, h3, M.ChunkSize, _ws.Summaries, h3);
-    }
-
-    /// <summary>Causal attention inside every chunk with the gate blend fused; the last block: position N−1 only.</summary>
-    [Benchmark]
-    public void IntraChunk()
-    {
+        int chunks = _n / M.ChunkSize;
         for (int l = 0; l < M.NumLayers; l++)
         {
-            ref readonly var block = ref _blocks[l];
-            int chunks = _n / M.ChunkSize;
-            for (int b = 0; b < _b; b++)
-                for (int chunk = l == Full ? chunks - 1 : 0; chunk < chunks; chunk++)
-                    for (int head = 0; head < block.Intra.Heads; head++)
-                        block.Intra.ApplyHead(_ws.Qkv, _n, _ws.Inter, block.Gate, _ws.Attn, _ws.Scratch(0), lastRowOnly: l == Full, b, chunk, head);
+            _blocks[l].Inter.ChunkMeans(_ws.Normed, 0, _b * chunks, _ws.ChunkMeans);
+            _blocks[l].Qkv.Apply(_ws.ChunkMeans, _b * chunks, H, _ws.Summaries, 3 * H);
         }
     }
 
-    /// <summary>x += attn · W_out + b_out: [B·N, H]·[H, H]; the last block: B rows (with the copy of the residual rows).</summary>
+    /// <summary>Causal attention inside every chunk (row group by row group) with the gate blend fused; the last block: position N−1 only.</summary>
+    [Benchmark]
+    public void IntraChunk()
+    {
+        int c = M.ChunkSize, g = _ws.GroupRows, chunks = _n / c;
+        Span<float> qkv = _ws.GroupQkv(0), attn = _ws.GroupAttn(0), inter = _ws.Inter;
+        for (int l = 0; l < M.NumLayers; l++)
+        {
+            ref readonly var block = ref _blocks[l];
+            if (l < Full)
+            {
+                for (int r0 = 0; r0 < _rows; r0 += g)
+                    for (int chunk = 0; chunk < Math.Min(g, _rows - r0) / c; chunk++)
+                        for (int head = 0; head < block.Intra.Heads; head++)
+                            block.Intra.ApplyHead(qkv[(chunk * c * 3 * H)..], inter.Slice((r0 / c + chunk) * H, H), block.Gate, attn[(chunk * c * H)..], _ws.Scratch(0), false, head);
+                continue;
+            }
+            for (int b = 0; b < _b; b++)
+                for (int head = 0; head < block.Intra.Heads; head++)
+                    block.Intra.ApplyHead(qkv, inter.Slice((b * chunks + chunks - 1) * H, H), block.Gate, attn, _ws.Scratch(0), true, head);
+        }
+    }
+
+    /// <summary>x += attn · W_out + b_out: [G, H]·[H, H] per row group; the last block: B rows (with the copies of the rows).</summary>
     [Benchmark]
     public void AttnOut()
     {
-        Span<float> x = _ws.X[..(_rows * H)];
-        Span<float> attn = _ws.Attn[..(_rows * H)];
+        Span<float> x = _ws.X[..(_rows * H)], attn = _ws.GroupAttn(0);
+        int g = _ws.GroupRows, c = M.ChunkSize;
         for (int l = 0; l < Full; l++)
-            _blocks[l].AttnOut.Apply(attn, _rows, H, x, H);
-        int stride = _n * H, lastRow = _n - 1;
-        Span<float> lastX = _ws.Last[..(_b * H)];
+            for (int r0 = 0; r0 < _rows; r0 += g)
+                _blocks[l].AttnOut.Apply(attn, Math.Min(g, _rows - r0), H, x[(r0 * H)..], H);
+        Span<float> lastX = _ws.Last[..(_b * H)], lastAttn = _ws.LastAttn[..(_b * H)];
         for (int b = 0; b < _b; b++)
-            x.Slice(b * stride + lastRow * H, H).CopyTo(lastX.Slice(b * H, H));
-        _blocks[^1].AttnOut.Apply(attn[(lastRow * H)..], _b, stride, lastX, H);
+        {
+            attn.Slice((c - 1) * H, H).CopyTo(lastAttn.Slice(b * H, H));
+            x.Slice((b * _n + _n - 1) * H, H).CopyTo(lastX.Slice(b * H, H));
+        }
+        _blocks[^1].AttnOut.Apply(lastAttn, _b, H, lastX, H);
     }
 
     /// <summary>LN before the FFN, per row block; the last block: B rows.</summary>
@@ -209,13 +227,13 @@ public class BreakdownBenchmarks
         if (config is null) return 0;
         double b = Nominal.Batch(config), n = Nominal.SeqLen(config), rows = b * n, h = M.HiddenSize, f = M.FfnSize, e = M.EmbedDim,
             c = M.ChunkSize, nc = n / c, full = M.NumLayers - 1;
-        bool split = n > c && M.HiddenSize % PackedMatrix.PanelWidth == 0;
+        bool split = M.HiddenSize % PackedMatrix.PanelWidth == 0;
         return Cases.Method(benchmarkCase) switch
         {
             nameof(Forward) => Nominal.ForwardFlops(M, (int)b, (int)n),
             nameof(InputProjection) => 2 * rows * e * h,
-            nameof(Qkv) => full * 2 * rows * h * 3 * h + (split ? 2 * rows * h * 2 * h + 2 * b * c * h * h : 2 * rows * h * 3 * h),
-            nameof(InterChunk) => full * 4 * b * nc * nc * h + 4 * b * nc * h,
+            nameof(Qkv) => full * 2 * rows * h * 3 * h + (split ? 2 * b * c * h * 2 * h + 2 * b * h * h : 2 * b * c * h * 3 * h),
+            nameof(InterChunk) => (full + 1) * 2 * b * nc * h * 3 * h + full * 4 * b * nc * nc * h + 4 * b * nc * h,
             nameof(IntraChunk) => full * 4 * rows * c * h + 4 * b * c * h,
             nameof(AttnOut) => full * 2 * rows * h * h + 2 * b * h * h,
             nameof(FfnUp) or nameof(FfnDown) => full * 2 * rows * h * f + 2 * b * h * f,

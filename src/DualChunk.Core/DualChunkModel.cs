@@ -452,11 +452,12 @@ public sealed unsafe class DualChunkModel : IDisposable
     private void Forward(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, CancellationToken ct)
     {
         var run = ws.Phases;
-        int h = Config.HiddenSize, c = Config.ChunkSize, rows = batch * seqLen;
-        Span<float> x = ws.X[..(rows * h)];                  // [B·N, H]   residual stream
-        Span<float> normed = ws.Normed[..(rows * h)];        // [B·N, H]
-        Span<float> qkv = ws.Qkv[..(rows * 3 * h)];          // [B·N, 3H]
-        Span<float> attn = ws.Attn[..(rows * h)];            // [B·N, H]
+        int h = Config.HiddenSize, c = Config.ChunkSize, rows = batch * seqLen, chunkRows = rows / c;
+        Span<float> x = ws.X[..(rows * h)];                        // [B·N, H]   residual stream
+        Span<float> normed = ws.Normed[..(rows * h)];              // [B·N, H]
+        Span<float> chunkMeans = ws.ChunkMeans[..(chunkRows * h)]; // [B·NC, H]
+        Span<float> summaries = ws.Summaries[..(chunkRows * 3 * h)]; // [B·NC, 3H] q̄ | k̄ | v̄
+        Span<float> inter = ws.Inter[..(chunkRows * h)];           // [B·NC, H]
 
         // input_projection: x = input · W_in + b_in, or the input itself when E == H.
         if (_hasInputProjection)
@@ -464,27 +465,22 @@ public sealed unsafe class DualChunkModel : IDisposable
         else
             input.CopyTo(x);
 
-        // For last_timestep only position N-1 of the last block's output is read. That block still
-        // needs keys and values at every position (and queries of the last chunk, for its mean),
-        // but its attention, output projection and FFN run for one row per batch element.
+        // For last_timestep only position N-1 of the last block's output is read: that block needs the summaries of
+        // every chunk, but queries, keys and values of the last chunk only, and runs the rest for one row per batch element.
         int fullBlocks = mode == OutputMode.LastTimestep ? _blocks.Length - 1 : _blocks.Length;
         for (int l = 0; l < fullBlocks; l++)
         {
             ct.ThrowIfCancellationRequested();
             ref readonly var block = ref _blocks[l];
-            // h = LN(x); qkv = h · W_qkv + b_qkv
+            // h = LN(x); q̄|k̄|v̄ = mean over each chunk of (h · W_qkv + b) = h̄ · W_qkv + b (InterChunkAttention remarks)
             run.LayerNorm(block.AttnNorm, x, rows, normed);
-            run.Dense(block.Qkv, normed, rows, h, qkv, 3 * h);
+            run.ChunkMeans(block.Inter, normed, rows, chunkMeans);
+            run.Dense(block.Qkv, chunkMeans, chunkRows, h, summaries, 3 * h);
+            run.InterAttention(block.Inter, summaries, batch, seqLen, inter, lastChunkOnly: false);
 
-            // Inter-chunk first: the intra-chunk store blends with it.
-            run.InterAttention(block.Inter, qkv, batch, seqLen, ws.Summaries, ws.Inter, lastChunkOnly: false);
-            run.IntraAttention(block, qkv, batch, seqLen, ws.Inter, attn, lastRowOnly: false);
-
-            // x += attn · W_out + b_out
-            run.Dense(block.AttnOut, attn, rows, h, x, h);
-
-            // x += GELU(LN(x) · W_up + b_up) · W_down + b_down, a block of rows at a time.
-            run.Ffn(block, x, normed, rows);
+            // Per group of whole chunks: qkv = h · W_qkv + b; intra-chunk attention blended with inter;
+            // x += attn · W_out + b_out; x += GELU(LN(x) · W_up + b_up) · W_down + b_down.
+            run.GroupRows(block, x, normed, inter, rows);
         }
         ct.ThrowIfCancellationRequested();
 
@@ -500,30 +496,38 @@ public sealed unsafe class DualChunkModel : IDisposable
             default:                                             // [B, H]: position N-1 of each batch element
             {
                 ref readonly var block = ref _blocks[^1];
-                int lastRow = seqLen - 1, stride = seqLen * h;   // row N-1 of batch b is at b·stride + lastRow·h
                 run.LayerNorm(block.AttnNorm, x, rows, normed);
-                if (seqLen > c && h % PackedMatrix.PanelWidth == 0)
-                {
-                    // Keys and values everywhere; queries only in each batch element's last chunk.
-                    run.Dense(block.Qkv, normed, rows, h, qkv, 3 * h, h, 2 * h);
-                    for (int b = 0; b < batch; b++)
-                    {
-                        int chunkRow = b * seqLen + seqLen - c;
-                        run.Dense(block.Qkv, normed[(chunkRow * h)..], c, h, qkv[(chunkRow * 3 * h)..], 3 * h, 0, h);
-                    }
-                }
-                else
-                {
-                    run.Dense(block.Qkv, normed, rows, h, qkv, 3 * h);
-                }
-                // The summaries of earlier chunks see stale queries here; only their keys and values are used.
-                run.InterAttention(block.Inter, qkv, batch, seqLen, ws.Summaries, ws.Inter, lastChunkOnly: true);
-                run.IntraAttention(block, qkv, batch, seqLen, ws.Inter, attn, lastRowOnly: true);
+                run.ChunkMeans(block.Inter, normed, rows, chunkMeans);
+                run.Dense(block.Qkv, chunkMeans, chunkRows, h, summaries, 3 * h);
+                run.InterAttention(block.Inter, summaries, batch, seqLen, inter, lastChunkOnly: true);
 
-                Span<float> last = ws.Last[..(batch * h)];       // [B, H] residual at position N-1
+                Span<float> qkv = ws.GroupQkv(0)[..(c * 3 * h)];        // [C, 3H] the last chunk of one batch element
+                Span<float> attn = ws.GroupAttn(0)[..(c * h)];          // [C, H]  its attention (row C-1 written)
+                Span<float> lastAttn = ws.LastAttn[..(batch * h)];      // [B, H]  attention at position N-1
+                Span<float> last = ws.Last[..(batch * h)];              // [B, H]  residual at position N-1
+                int chunks = seqLen / c;
                 for (int b = 0; b < batch; b++)
-                    x.Slice(b * stride + lastRow * h, h).CopyTo(last.Slice(b * h, h));
-                run.Dense(block.AttnOut, attn[(lastRow * h)..], batch, stride, last, h);
+                {
+                    int chunkRow = b * seqLen + seqLen - c;              // first row of b's last chunk
+                    var hChunk = normed.Slice(chunkRow * h, c * h);
+                    if (h % PackedMatrix.PanelWidth == 0)
+                    {
+                        // Keys and values of the chunk, the query of its last row only. The kernel may also run the
+                        // rows next to that one (they are not stored); zeroed, their queries are defined values.
+                        run.Dense(block.Qkv, hChunk, c, h, qkv, 3 * h, h, 2 * h);
+                        run.Dense(block.Qkv, hChunk[((c - 1) * h)..], 1, h, qkv[((c - 1) * 3 * h)..], 3 * h, 0, h);
+                        for (int r = 0; r < c - 1; r++)
+                            qkv.Slice(r * 3 * h, h).Clear();
+                    }
+                    else
+                    {
+                        run.Dense(block.Qkv, hChunk, c, h, qkv, 3 * h);  // column ranges start on panel boundaries only
+                    }
+                    run.IntraAttention(block, qkv, 1, inter.Slice((b * chunks + chunks - 1) * h, h), attn, lastRowOnly: true);
+                    attn.Slice((c - 1) * h, h).CopyTo(lastAttn.Slice(b * h, h));
+                    x.Slice((chunkRow + c - 1) * h, h).CopyTo(last.Slice(b * h, h));
+                }
+                run.Dense(block.AttnOut, lastAttn, batch, h, last, h);  // x += attn · W_out + b_out
                 run.Ffn(block, last, ws.LastNormed, batch);
                 run.LayerNorm(_finalNorm, last, batch, output);
                 break;

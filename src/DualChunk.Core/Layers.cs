@@ -68,10 +68,15 @@ internal readonly struct GateBlend
 }
 
 /// <summary>
-/// Causal attention over mean-pooled chunk summaries. The summary of chunk i averages all C
-/// positions of chunk i (Edifice's quirk: early positions see their own chunk's later positions
-/// through this branch).
+/// Causal attention over mean-pooled chunk summaries q̄, k̄, v̄. The summary of chunk i averages all C positions of
+/// chunk i (Edifice's quirk: early positions see their own chunk's later positions through this branch).
 /// </summary>
+/// <remarks>
+/// Edifice takes the means of the projected rows, mean(h·W + b). The mean commutes with the affine map, so the
+/// forward pass projects the chunk means of h instead: h̄·W + b costs a [B·NC, H]·[H, 3H] GEMM in place of
+/// reading [B·N, 3H], and it lets every group of chunks be computed on its own. The two differ only in rounding
+/// (the means are summed in double); the golden and float64 reference tests hold the result to the same bounds.
+/// </remarks>
 internal readonly struct InterChunkAttention(ModelConfig config)
 {
     private readonly int _h = config.HiddenSize, _d = config.HeadDim, _heads = config.NumHeads, _c = config.ChunkSize;
@@ -79,14 +84,11 @@ internal readonly struct InterChunkAttention(ModelConfig config)
 
     public int Heads => _heads;
 
-    /// <summary>summaries rows [first, first + count) (of B·NC) = means of the C qkv rows of each chunk.</summary>
-    public void Summarize(ReadOnlySpan<float> qkv, int first, int count, Span<float> summaries)
-    {
-        int h3 = 3 * _h;
-        RowMean.Run(qkv[(first * _c * h3)..], count * _c, h3, h3, _c, summaries[(first * h3)..], h3);
-    }
+    /// <summary>chunkMeans rows [first, first + count) (of B·NC) = means of the C rows of each chunk of h [B·N, H].</summary>
+    public void ChunkMeans(ReadOnlySpan<float> h, int first, int count, Span<float> chunkMeans)
+        => RowMean.Run(h[(first * _c * _h)..], count * _c, _h, _h, _c, chunkMeans[(first * _h)..], _h);
 
-    /// <summary>One (batch element, head) item: causal attention over that element's chunk summaries.</summary>
+    /// <summary>One (batch element, head) item: causal attention over that element's chunk summaries [NC, 3H].</summary>
     public void ApplyHead(ReadOnlySpan<float> summaries, int seqLen, Span<float> inter, Span<float> scratch, bool lastChunkOnly, int b, int head)
     {
         int h3 = 3 * _h, chunks = seqLen / _c, col = head * _d;
@@ -98,7 +100,7 @@ internal readonly struct InterChunkAttention(ModelConfig config)
 }
 
 /// <summary>
-/// Causal softmax attention inside each chunk of C positions, per (batch, head, chunk), with the
+/// Causal softmax attention inside each chunk of C positions, per (chunk, head), with the
 /// gate blend against the chunk's inter-chunk row fused into the store.
 /// </summary>
 internal readonly struct IntraChunkAttention(ModelConfig config)
@@ -110,14 +112,15 @@ internal readonly struct IntraChunkAttention(ModelConfig config)
 
     public int ChunkSize => _c;
 
-    /// <summary>One (batch element, chunk, head) item.</summary>
-    public void ApplyHead(ReadOnlySpan<float> qkv, int seqLen, ReadOnlySpan<float> inter, in GateBlend gate, Span<float> output, Span<float> scratch, bool lastRowOnly, int b, int chunk, int head)
+    /// <summary>
+    /// One (chunk, head) item: <paramref name="qkv"/> is the chunk's [C, 3H] rows, <paramref name="interRow"/> its
+    /// [H] inter-chunk row, <paramref name="output"/> its [C, H] rows (only row C−1 when <paramref name="lastRowOnly"/>).
+    /// </summary>
+    public void ApplyHead(ReadOnlySpan<float> qkv, ReadOnlySpan<float> interRow, in GateBlend gate, Span<float> output, Span<float> scratch, bool lastRowOnly, int head)
     {
-        int h3 = 3 * _h, chunks = seqLen / _c, col = head * _d;
-        int row0 = b * seqLen + chunk * _c;
-        var rows = qkv.Slice(row0 * h3, _c * h3);                  // [C, 3H]
-        var interRow = inter.Slice((b * chunks + chunk) * _h, _h); // [H]
-        var o = output.Slice(row0 * _h, _c * _h);                  // [C, H]
+        int h3 = 3 * _h, col = head * _d;
+        var rows = qkv[..(_c * h3)];                                // [C, 3H]
+        var o = output[..(_c * _h)];                                // [C, H]
         CausalAttention.Run(rows[col..], h3, rows[(_h + col)..], h3, rows[(2 * _h + col)..], h3,
             _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d), lastRowOnly ? _c - 1 : 0);
     }

@@ -7,8 +7,8 @@ namespace DualChunk.Core;
 /// <summary>
 /// The forward pass's operations cut into independent items by data partition (GEMM row × column blocks whose
 /// columns start at multiples of <see cref="PackedMatrix.PanelWidth"/>, layer-norm row ranges, chunk ranges of the
-/// summaries, (batch, head) and (batch, chunk, head) attention items, FFN row blocks), run on the calling thread or,
-/// when the call holds its model's <see cref="WorkerGroup"/>, on the group's threads too.
+/// chunk means, (batch, head) and (chunk, head) attention items, FFN row blocks, row groups of a block), run on the
+/// calling thread or, when the call holds its model's <see cref="WorkerGroup"/>, on the group's threads too.
 /// </summary>
 /// <remarks>
 /// Every output element is computed by the same kernel call arithmetic whatever the partition (the GEMM guarantees
@@ -29,7 +29,7 @@ internal sealed unsafe class PhaseRunner : IParallelWork
     /// <summary>Row-split granularity of a GEMM: the kernel's M block (GemmRowBlock), so A rows stay blocked as in one call.</summary>
     private const int GemmRowBlock = 96;
 
-    private enum Kind { Dense, LayerNorm, Summaries, Inter, Intra, FfnRows }
+    private enum Kind { Dense, LayerNorm, ChunkMeans, Inter, Intra, FfnRows, GroupRows }
 
     private readonly Workspace _ws;
     private WorkerGroup? _group;
@@ -45,7 +45,7 @@ internal sealed unsafe class PhaseRunner : IParallelWork
     private InterChunkAttention _inter;
     private DualChunkBlock _block;
     private float* _x, _y, _z;
-    private int _rows, _perItem, _batch, _seqLen, _firstChunk, _chunksPerBatch;
+    private int _rows, _perItem, _batch, _seqLen, _chunks;
     private bool _lastOnly;
 
     public PhaseRunner(Workspace ws) => _ws = ws;
@@ -129,61 +129,103 @@ internal sealed unsafe class PhaseRunner : IParallelWork
         Run((rows + _perItem - 1) / _perItem);
     }
 
-    /// <summary>
-    /// Inter-chunk attention: chunk summaries of qkv [B·N, 3H] into <paramref name="summaries"/> [B·NC, 3H], then
-    /// causal attention over them per (batch, head) into <paramref name="inter"/> [B·NC, H].
-    /// </summary>
-    public void InterAttention(in InterChunkAttention attention, ReadOnlySpan<float> qkv, int batch, int seqLen, Span<float> summaries, Span<float> inter, bool lastChunkOnly)
+    /// <summary>Chunk means of <paramref name="h"/> [B·N, H] into <paramref name="chunkMeans"/> [B·N/C, H].</summary>
+    public void ChunkMeans(in InterChunkAttention attention, ReadOnlySpan<float> h, int rows, Span<float> chunkMeans)
     {
-        int chunkSize = _ws.Config.ChunkSize, h = _ws.Config.HiddenSize, chunkRows = batch * seqLen / chunkSize;
-        if (qkv.Length < (long)batch * seqLen * 3 * h || summaries.Length < (long)chunkRows * 3 * h || inter.Length < (long)chunkRows * h)
-            throw new ArgumentException("Attention operand shorter than its shape.");
+        int chunkSize = _ws.Config.ChunkSize, width = _ws.Config.HiddenSize, chunkRows = rows / chunkSize;
+        if (h.Length < (long)rows * width || chunkMeans.Length < (long)chunkRows * width)
+            throw new ArgumentException("Chunk-mean operand shorter than its shape.");
+        _kind = Kind.ChunkMeans;
         _inter = attention;
-        _x = P(qkv);
+        _x = P(h);
+        _y = P(chunkMeans);
+        _rows = chunkRows;
+        _seqLen = rows;
+        if (Workers == 1 || (long)rows * width < MinParallelFloats)
+        {
+            _perItem = chunkRows;
+            Execute(0, 0);
+            return;
+        }
+        int items = Math.Min(chunkRows, 4 * Workers);
+        _perItem = (chunkRows + items - 1) / items;
+        Run((chunkRows + _perItem - 1) / _perItem);
+    }
+
+    /// <summary>
+    /// Inter-chunk attention per (batch, head): causal attention over the chunk summaries
+    /// <paramref name="summaries"/> [B·NC, 3H] into <paramref name="inter"/> [B·NC, H].
+    /// </summary>
+    public void InterAttention(in InterChunkAttention attention, ReadOnlySpan<float> summaries, int batch, int seqLen, Span<float> inter, bool lastChunkOnly)
+    {
+        int h = _ws.Config.HiddenSize, chunkRows = batch * (seqLen / _ws.Config.ChunkSize);
+        if (summaries.Length < (long)chunkRows * 3 * h || inter.Length < (long)chunkRows * h)
+            throw new ArgumentException("Attention operand shorter than its shape.");
+        _kind = Kind.Inter;
+        _inter = attention;
         _y = P(summaries);
         _z = P(inter);
         _batch = batch;
         _seqLen = seqLen;
         _lastOnly = lastChunkOnly;
-
-        _kind = Kind.Summaries;
-        _rows = chunkRows;
-        if (Workers == 1 || (long)batch * seqLen * 3 * h < MinParallelFloats)
-        {
-            _perItem = chunkRows;
-            Execute(0, 0);
-        }
-        else
-        {
-            int items = Math.Min(chunkRows, 4 * Workers);
-            _perItem = (chunkRows + items - 1) / items;
-            Run((chunkRows + _perItem - 1) / _perItem);
-        }
-
-        _kind = Kind.Inter;
         Run(batch * attention.Heads);
     }
 
     /// <summary>
-    /// Intra-chunk attention per (batch, chunk, head), blended with the inter-chunk rows, into
-    /// <paramref name="output"/> [B·N, H]; <paramref name="lastRowOnly"/>: only position N-1 of each batch element.
+    /// Intra-chunk attention per (chunk, head) over <paramref name="chunks"/> consecutive chunks: <paramref name="qkv"/>
+    /// [chunks·C, 3H], blended with their inter-chunk rows <paramref name="inter"/> [chunks, H], into
+    /// <paramref name="output"/> [chunks·C, H]; <paramref name="lastRowOnly"/>: only the last row of each chunk.
     /// </summary>
-    public void IntraAttention(in DualChunkBlock block, ReadOnlySpan<float> qkv, int batch, int seqLen, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly)
+    public void IntraAttention(in DualChunkBlock block, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly)
     {
-        int chunkSize = _ws.Config.ChunkSize, h = _ws.Config.HiddenSize, chunks = seqLen / chunkSize;
-        if (qkv.Length < (long)batch * seqLen * 3 * h || inter.Length < (long)batch * chunks * h || output.Length < (long)batch * seqLen * h)
+        int chunkSize = _ws.Config.ChunkSize, h = _ws.Config.HiddenSize;
+        if (qkv.Length < (long)chunks * chunkSize * 3 * h || inter.Length < (long)chunks * h || output.Length < (long)chunks * chunkSize * h)
             throw new ArgumentException("Attention operand shorter than its shape.");
         _kind = Kind.Intra;
         _block = block;
         _x = P(qkv);
         _y = P(inter);
         _z = P(output);
-        _batch = batch;
-        _seqLen = seqLen;
+        _chunks = chunks;
         _lastOnly = lastRowOnly;
-        _firstChunk = lastRowOnly ? chunks - 1 : 0;
-        _chunksPerBatch = chunks - _firstChunk;
-        Run(batch * _chunksPerBatch * block.Intra.Heads);
+        Run(chunks * block.Intra.Heads);
+    }
+
+    /// <summary>
+    /// The rest of a block after the inter-chunk attention, over <paramref name="rows"/> rows of x [rows, H] in row
+    /// groups of whole chunks: qkv = LN(x)·W_qkv + b (from <paramref name="normed"/>), intra-chunk attention blended with
+    /// <paramref name="inter"/> [rows/C, H], x += attn·W_out + b_out, then the FFN. Each group is one item on one
+    /// thread (its own [G, 3H] and [G, H] buffers) when there are enough groups; otherwise the groups run in turn,
+    /// each operation split over the workers.
+    /// </summary>
+    public void GroupRows(in DualChunkBlock block, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int rows)
+    {
+        int h = _ws.Config.HiddenSize, c = _ws.Config.ChunkSize, g = _ws.GroupRows, groups = (rows + g - 1) / g;
+        if (x.Length < (long)rows * h || normed.Length < (long)rows * h || inter.Length < (long)rows / c * h)
+            throw new ArgumentException("Block operand shorter than its shape.");
+        if (Workers == 1 || groups >= Workers)
+        {
+            _kind = Kind.GroupRows;
+            _block = block;
+            _x = P(x);
+            _y = P(normed);
+            _z = P(inter);
+            _rows = rows;
+            Run(groups);
+            return;
+        }
+        var qkv = _ws.GroupQkv(0);                                 // [G, 3H]
+        var attn = _ws.GroupAttn(0);                               // [G, H]
+        for (int r0 = 0; r0 < rows; r0 += g)
+        {
+            int n = Math.Min(g, rows - r0);
+            var xGroup = x.Slice(r0 * h, n * h);                   // [n, H]
+            var hGroup = normed.Slice(r0 * h, n * h);              // [n, H]
+            Dense(block.Qkv, hGroup, n, h, qkv, 3 * h);
+            IntraAttention(block, qkv, n / c, inter.Slice(r0 / c * h, n / c * h), attn, lastRowOnly: false);
+            Dense(block.AttnOut, attn, n, h, xGroup, h);           // x += attn · W_out + b_out
+            Ffn(block, xGroup, hGroup, n);
+        }
     }
 
     /// <summary>
@@ -250,10 +292,10 @@ internal sealed unsafe class PhaseRunner : IParallelWork
                 _norm.Apply(new ReadOnlySpan<float>(_x + (long)r0 * width, rows * width), rows, new Span<float>(_y + (long)r0 * width, rows * width));
                 break;
             }
-            case Kind.Summaries:
+            case Kind.ChunkMeans:
             {
                 int first = item * _perItem, count = Math.Min(_perItem, _rows - first);
-                _inter.Summarize(Qkv(), first, count, new Span<float>(_y, _rows * 3 * h));
+                _inter.ChunkMeans(new ReadOnlySpan<float>(_x, _seqLen * h), first, count, new Span<float>(_y, _rows * h));
                 break;
             }
             case Kind.Inter:
@@ -265,28 +307,54 @@ internal sealed unsafe class PhaseRunner : IParallelWork
             }
             case Kind.Intra:
             {
-                int heads = _block.Intra.Heads, chunkRows = _batch * _seqLen / config.ChunkSize;
-                int head = item % heads, rest = item / heads;
-                int chunk = _firstChunk + rest % _chunksPerBatch, b = rest / _chunksPerBatch;
-                _block.Intra.ApplyHead(Qkv(), _seqLen, new ReadOnlySpan<float>(_y, chunkRows * h), _block.Gate,
-                    new Span<float>(_z, _batch * _seqLen * h), _ws.Scratch(worker), _lastOnly, b, chunk, head);
+                int heads = _block.Intra.Heads, chunk = item / heads, head = item % heads, c = config.ChunkSize;
+                _block.Intra.ApplyHead(new ReadOnlySpan<float>(_x + (long)chunk * c * 3 * h, c * 3 * h), new ReadOnlySpan<float>(_y + (long)chunk * h, h),
+                    _block.Gate, new Span<float>(_z + (long)chunk * c * h, c * h), _ws.Scratch(worker), _lastOnly, head);
+                break;
+            }
+            case Kind.GroupRows:
+            {
+                int g = _ws.GroupRows, c = config.ChunkSize, r0 = item * g, n = Math.Min(g, _rows - r0), heads = _block.Intra.Heads;
+                var xGroup = new Span<float>(_x + (long)r0 * h, n * h);             // [n, H]
+                var hGroup = new Span<float>(_y + (long)r0 * h, n * h);             // [n, H]
+                var qkv = _ws.GroupQkv(worker);                                      // [G, 3H]
+                var attn = _ws.GroupAttn(worker);                                    // [G, H]
+                var scratch = _ws.Scratch(worker);
+                _block.Qkv.Apply(hGroup, n, h, qkv, 3 * h);
+                for (int chunk = 0; chunk < n / c; chunk++)
+                {
+                    var interRow = new ReadOnlySpan<float>(_z + (long)(r0 / c + chunk) * h, h);
+                    for (int head = 0; head < heads; head++)
+                        _block.Intra.ApplyHead(qkv[(chunk * c * 3 * h)..], interRow, _block.Gate, attn[(chunk * c * h)..], scratch, false, head);
+                }
+                _block.AttnOut.Apply(attn, n, h, xGroup, h);                          // x += attn · W_out + b_out
+                FfnRows(xGroup, hGroup, n, worker);
                 break;
             }
             case Kind.FfnRows:
             {
-                int f = config.FfnSize, r0 = item * Workspace.FfnRowBlock, n = Math.Min(Workspace.FfnRowBlock, _rows - r0);
-                var xBlock = new Span<float>(_x + (long)r0 * h, n * h);       // [n, H]
-                var hBlock = new Span<float>(_y + (long)r0 * h, n * h);       // [n, H]
-                var ffn = _ws.Ffn(worker);                                     // [n, F] this worker's slice
-                _block.FfnNorm.Apply(xBlock, n, hBlock);
-                _block.FfnUp.Apply(hBlock, n, h, ffn, f);                      // GELU fused
-                _block.FfnDown.Apply(ffn, n, f, xBlock, h);                    // x += ...
+                int r0 = item * Workspace.FfnRowBlock, n = Math.Min(Workspace.FfnRowBlock, _rows - r0);
+                FfnRows(new Span<float>(_x + (long)r0 * h, n * h), new Span<float>(_y + (long)r0 * h, n * h), n, worker);
                 break;
             }
         }
     }
 
-    private ReadOnlySpan<float> Qkv() => new(_x, _batch * _seqLen * 3 * _ws.Config.HiddenSize);
+    /// <summary>x += GELU(LN(x) · W_up + b_up) · W_down + b_down on <paramref name="rows"/> rows, one FFN row block at a time, on this thread.</summary>
+    private void FfnRows(Span<float> x, Span<float> normed, int rows, int worker)
+    {
+        int h = _ws.Config.HiddenSize, f = _ws.Config.FfnSize;
+        var ffn = _ws.Ffn(worker);                                                   // [FfnRowBlock, F] this worker's slice
+        for (int r0 = 0; r0 < rows; r0 += Workspace.FfnRowBlock)
+        {
+            int n = Math.Min(Workspace.FfnRowBlock, rows - r0);
+            var xBlock = x.Slice(r0 * h, n * h);                                     // [n, H]
+            var hBlock = normed.Slice(r0 * h, n * h);                                // [n, H]
+            _block.FfnNorm.Apply(xBlock, n, hBlock);
+            _block.FfnUp.Apply(hBlock, n, h, ffn, f);                                // GELU fused
+            _block.FfnDown.Apply(ffn, n, f, xBlock, h);                              // x += ...
+        }
+    }
 
     /// <summary>Address of a span's first element; only for pinned memory (the workspace, or the pinned caller buffers).</summary>
     private static float* P(ReadOnlySpan<float> s) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(s));
