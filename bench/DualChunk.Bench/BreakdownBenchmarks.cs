@@ -17,15 +17,16 @@ namespace DualChunk.Bench;
 /// "Share" column gives each part's percentage of the sum of the parts, and on the Forward row the sum itself.
 /// </summary>
 /// <remarks>
-/// Mirrors DualChunkModel.Forward's last_timestep path (keep in step with it). The FFN is row-blocked there
-/// (norm, up, down per block of Workspace.FfnRowBlock rows); here each of the three runs over all blocks in turn,
-/// so the [rows, F] hidden block is as L2-hot as in the pass, but the residual rows are re-read per part.
+/// Mirrors DualChunkModel.Forward's last_timestep path (keep in step with it). A block runs row group by row group
+/// there (QKV, intra-chunk attention, out-proj, FFN per group of Workspace.GroupRows rows, the FFN in blocks of
+/// Workspace.FfnRowBlock rows); here each part runs over all groups in turn on the same group buffers, so they are
+/// as cache-hot as in the pass, but the residual rows are re-read per part.
 /// </remarks>
 [Config(typeof(BreakdownConfig))]
 public class BreakdownBenchmarks
 {
     /// <summary>"name:BxN" (default dims, C = 64).</summary>
-    [Params("a:1x64", "d:1x4096")]
+    [Params("a:1x64", "b:1x128", "d:1x4096")]
     public string Config { get; set; } = "a:1x64";
 
     private static readonly ModelConfig M = Nominal.Default;
