@@ -56,6 +56,34 @@ public sealed class ParallelismTests
         }
     }
 
+    /// <summary>
+    /// A sequence's result does not depend on what it is batched with or on how the rows fall into row groups:
+    /// B = 3 sequences of N = 320 (C = 16: 20 chunks, several 256-row groups, groups straddling batch elements)
+    /// give, per element, the bits of running that sequence alone — on 1 and 2 threads, every output mode.
+    /// </summary>
+    [Test]
+    public void BatchedSequencesEqualTheirSingleRunsBitwise()
+    {
+        var config = new ModelConfig(96, 128, 4, 2, 16, 512);
+        const int batch = 3, n = 320;
+        var tensors = RandomWeights.Create(config, seed: 77);
+        var input = RandomWeights.Input(batch * n * config.EmbedDim, seed: 78);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var model = DualChunkModel.FromTensors(tensors, config, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
+            foreach (var mode in Modes)
+            {
+                var batched = Run(model, input, batch, n, mode);
+                int per = batched.Length / batch;
+                for (int b = 0; b < batch; b++)
+                {
+                    var single = Run(model, input.AsSpan(b * n * config.EmbedDim, n * config.EmbedDim).ToArray(), 1, n, mode);
+                    AssertBitwise(single, batched.AsSpan(b * per, per).ToArray(), $"threads {threads}, {mode}, batch element {b}");
+                }
+            }
+        }
+    }
+
     [Test]
     public void SixteenThreadsShareOneModel()
     {
