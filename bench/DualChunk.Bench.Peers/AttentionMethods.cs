@@ -268,11 +268,12 @@ public sealed class EdificeDca : AttentionMethod
 }
 
 /// <summary>
-/// (d) DualChunk.NET's fused DCA: the engine's own kernels, called as its forward pass calls them
-/// (RowMean for the chunk means, CausalAttention per head over the chunk means, then per chunk
-/// and head with the gate blend fused into the store). Planned: exactly the attention part of the
-/// engine's workspace: summaries [NC, 3H], inter [NC, H] and the kernel scratch for max(C, NC)
-/// positions. No score tensor outlives one row.
+/// (d) DualChunk.NET's fused DCA: the engine's own kernels (RowMean for the chunk means, CausalAttention
+/// per head over the chunk means, then per chunk and head with the gate blend fused into the store).
+/// Given Q, K, V as every method here, the means are taken of qkv; the forward pass itself takes them of
+/// LN(x) and projects them ([NC, H] more, same order). Planned: the attention part of the engine's
+/// workspace: summaries [NC, 3H], inter [NC, H] and the kernel scratch for max(C, NC) positions.
+/// No score tensor outlives one row.
 /// </summary>
 public sealed class FusedDca : AttentionMethod
 {
