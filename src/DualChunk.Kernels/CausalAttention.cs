@@ -350,24 +350,27 @@ public static class CausalAttention
                 TV b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
                 for (; e + 2 <= d; e += 2)
                 {
+                    // k rows advance by pointer (no index register: the loads stay fused into the FMAs).
                     TV x = TOps.Load(ref qe, 0), y = TOps.Load(ref qe, (nuint)tp);
                     qe = ref Unsafe.Add(ref qe, 2 * tp);
-                    a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k0, e)), x, a0);
-                    a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k1, e)), x, a1);
-                    a2 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k2, e)), x, a2);
-                    a3 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k3, e)), x, a3);
-                    a4 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k4, e)), x, a4);
-                    a5 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k5, e)), x, a5);
-                    a6 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k6, e)), x, a6);
-                    a7 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k7, e)), x, a7);
-                    b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k0, e + 1)), y, b0);
-                    b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k1, e + 1)), y, b1);
-                    b2 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k2, e + 1)), y, b2);
-                    b3 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k3, e + 1)), y, b3);
-                    b4 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k4, e + 1)), y, b4);
-                    b5 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k5, e + 1)), y, b5);
-                    b6 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k6, e + 1)), y, b6);
-                    b7 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k7, e + 1)), y, b7);
+                    a0 = TOps.MultiplyAddEstimate(TOps.Create(k0), x, a0);
+                    a1 = TOps.MultiplyAddEstimate(TOps.Create(k1), x, a1);
+                    a2 = TOps.MultiplyAddEstimate(TOps.Create(k2), x, a2);
+                    a3 = TOps.MultiplyAddEstimate(TOps.Create(k3), x, a3);
+                    a4 = TOps.MultiplyAddEstimate(TOps.Create(k4), x, a4);
+                    a5 = TOps.MultiplyAddEstimate(TOps.Create(k5), x, a5);
+                    a6 = TOps.MultiplyAddEstimate(TOps.Create(k6), x, a6);
+                    a7 = TOps.MultiplyAddEstimate(TOps.Create(k7), x, a7);
+                    b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k0, 1)), y, b0);
+                    b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k1, 1)), y, b1);
+                    b2 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k2, 1)), y, b2);
+                    b3 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k3, 1)), y, b3);
+                    b4 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k4, 1)), y, b4);
+                    b5 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k5, 1)), y, b5);
+                    b6 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k6, 1)), y, b6);
+                    b7 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k7, 1)), y, b7);
+                    k0 = ref Unsafe.Add(ref k0, 2); k1 = ref Unsafe.Add(ref k1, 2); k2 = ref Unsafe.Add(ref k2, 2); k3 = ref Unsafe.Add(ref k3, 2);
+                    k4 = ref Unsafe.Add(ref k4, 2); k5 = ref Unsafe.Add(ref k5, 2); k6 = ref Unsafe.Add(ref k6, 2); k7 = ref Unsafe.Add(ref k7, 2);
                 }
                 a0 = TOps.Add(a0, b0); a1 = TOps.Add(a1, b1); a2 = TOps.Add(a2, b2); a3 = TOps.Add(a3, b3);
                 a4 = TOps.Add(a4, b4); a5 = TOps.Add(a5, b5); a6 = TOps.Add(a6, b6); a7 = TOps.Add(a7, b7);
@@ -376,14 +379,16 @@ public static class CausalAttention
             {
                 TV x = TOps.Load(ref qe, 0);
                 qe = ref Unsafe.Add(ref qe, tp);
-                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k0, e)), x, a0);
-                a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k1, e)), x, a1);
-                a2 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k2, e)), x, a2);
-                a3 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k3, e)), x, a3);
-                a4 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k4, e)), x, a4);
-                a5 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k5, e)), x, a5);
-                a6 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k6, e)), x, a6);
-                a7 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k7, e)), x, a7);
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(k0), x, a0);
+                a1 = TOps.MultiplyAddEstimate(TOps.Create(k1), x, a1);
+                a2 = TOps.MultiplyAddEstimate(TOps.Create(k2), x, a2);
+                a3 = TOps.MultiplyAddEstimate(TOps.Create(k3), x, a3);
+                a4 = TOps.MultiplyAddEstimate(TOps.Create(k4), x, a4);
+                a5 = TOps.MultiplyAddEstimate(TOps.Create(k5), x, a5);
+                a6 = TOps.MultiplyAddEstimate(TOps.Create(k6), x, a6);
+                a7 = TOps.MultiplyAddEstimate(TOps.Create(k7), x, a7);
+                k0 = ref Unsafe.Add(ref k0, 1); k1 = ref Unsafe.Add(ref k1, 1); k2 = ref Unsafe.Add(ref k2, 1); k3 = ref Unsafe.Add(ref k3, 1);
+                k4 = ref Unsafe.Add(ref k4, 1); k5 = ref Unsafe.Add(ref k5, 1); k6 = ref Unsafe.Add(ref k6, 1); k7 = ref Unsafe.Add(ref k7, 1);
             }
             max = Put<TOps, TV>(a0, j, i0, ninf, max, ref pt);
             max = Put<TOps, TV>(a1, j + 1, i0, ninf, max, ref pt);
