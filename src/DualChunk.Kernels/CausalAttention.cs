@@ -375,20 +375,21 @@ public static class CausalAttention
                 a0 = TOps.Add(a0, b0); a1 = TOps.Add(a1, b1); a2 = TOps.Add(a2, b2); a3 = TOps.Add(a3, b3);
                 a4 = TOps.Add(a4, b4); a5 = TOps.Add(a5, b5); a6 = TOps.Add(a6, b6); a7 = TOps.Add(a7, b7);
             }
-            for (; e < d; e++) // every e on the narrower paths; an odd d's last e on AVX-512
+            // Every e on the narrower paths (indexed: their broadcasts are separate loads, and eight pointer increments
+            // would crowd the front end); an odd d's last e on AVX-512, whose k pointers have advanced by e already.
+            for (int e0 = e; e < d; e++)
             {
                 TV x = TOps.Load(ref qe, 0);
                 qe = ref Unsafe.Add(ref qe, tp);
-                a0 = TOps.MultiplyAddEstimate(TOps.Create(k0), x, a0);
-                a1 = TOps.MultiplyAddEstimate(TOps.Create(k1), x, a1);
-                a2 = TOps.MultiplyAddEstimate(TOps.Create(k2), x, a2);
-                a3 = TOps.MultiplyAddEstimate(TOps.Create(k3), x, a3);
-                a4 = TOps.MultiplyAddEstimate(TOps.Create(k4), x, a4);
-                a5 = TOps.MultiplyAddEstimate(TOps.Create(k5), x, a5);
-                a6 = TOps.MultiplyAddEstimate(TOps.Create(k6), x, a6);
-                a7 = TOps.MultiplyAddEstimate(TOps.Create(k7), x, a7);
-                k0 = ref Unsafe.Add(ref k0, 1); k1 = ref Unsafe.Add(ref k1, 1); k2 = ref Unsafe.Add(ref k2, 1); k3 = ref Unsafe.Add(ref k3, 1);
-                k4 = ref Unsafe.Add(ref k4, 1); k5 = ref Unsafe.Add(ref k5, 1); k6 = ref Unsafe.Add(ref k6, 1); k7 = ref Unsafe.Add(ref k7, 1);
+                int o = e - e0;
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k0, o)), x, a0);
+                a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k1, o)), x, a1);
+                a2 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k2, o)), x, a2);
+                a3 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k3, o)), x, a3);
+                a4 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k4, o)), x, a4);
+                a5 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k5, o)), x, a5);
+                a6 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k6, o)), x, a6);
+                a7 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k7, o)), x, a7);
             }
             max = Put<TOps, TV>(a0, j, i0, ninf, max, ref pt);
             max = Put<TOps, TV>(a1, j + 1, i0, ninf, max, ref pt);
