@@ -8,7 +8,7 @@ namespace DualChunk.Kernels;
 /// <summary>
 /// Edifice's masked causal softmax attention over T positions of one head:
 /// <c>S = q·kᵀ·scale</c>; <c>S[i][j] = -1e9</c> for j &gt; i; <c>P = exp(S - rowmax) / (rowsum + 1e-8)</c>; <c>o = P·v</c>.
-/// Masked entries contribute exp(-1e9 - max) = 0 exactly in float32, so they are skipped, not computed.
+/// Masked entries contribute exp(-1e9 - max) = 0 exactly in float32, so they are skipped or given exactly 0.
 /// Optionally blends with one shared row: <c>out = g ⊙ blendRow + (1 - g) ⊙ o</c>.
 /// </summary>
 /// <remarks>
@@ -20,10 +20,11 @@ namespace DualChunk.Kernels;
 /// division; no horizontal reductions. A block uses keys 0..min(i0 + W, T) − 1.</para>
 /// <para>P·V goes in groups of R rows (8 on Vector512, else 4) over one or two vectors of output columns: each V vector
 /// load feeds R rows, each p broadcast (from the block's Pᵀ) one or two columns. A group uses keys 0..row0 + R − 1 only
-/// (a row's Pᵀ lanes past its own key are exactly 0, so 0·v adds nothing). V's whole column vectors are read in place;
-/// the columns of a partial last vector (d not a multiple of W) are copied into scratch [T, W] with zero lanes above, so
-/// no load reads past a row. The 1/(sum + 1e-8) factor and the optional blend are applied to the register tile, fused
-/// into the store.</para>
+/// (a row's Pᵀ lanes past its own key are exactly 0, so 0·v adds nothing). V is copied into scratch as contiguous rows
+/// [T, d↑W] with zero lanes past d (a firstRow call reads its whole column vectors in place and copies only a partial
+/// last one), so no load reads past a row. The 1/(sum + 1e-8) factor and the optional blend are applied to the register
+/// tile, fused into the store. The scratch regions start on a 64-byte boundary, so no vector access splits a cache
+/// line.</para>
 /// <para>A row's arithmetic depends only on its block and group, which depend only on its index and T: a
 /// <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are not stored), so its rows
 /// equal a full call's bitwise. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
@@ -47,15 +48,15 @@ public static class CausalAttention
 
     /// <summary>
     /// Floats of scratch one call needs for <paramref name="t"/> positions of head width <paramref name="d"/>:
-    /// Qᵀ [d, T↑16] + one block's scores [T↑16, 16] + 16 row factors + V's partial last column vector [T, 16] + one
-    /// spilled output vector [16], i.e. O(T·(d + 32)), never O(T²).
+    /// up to 15 floats to reach a 64-byte boundary + Qᵀ [d, T↑16] + one block's scores [T↑16, 16] + 16 row factors +
+    /// V [T, d↑16] + one spilled output vector [16], i.e. O(T·(d + 16)), never O(T²).
     /// </summary>
     public static int ScratchFloats(int t, int d)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(t);
         ArgumentOutOfRangeException.ThrowIfNegative(d);
         long tp = RoundUp(t, Pad);
-        long n = d * tp + tp * Pad + Pad + (long)t * Pad + Pad;
+        long n = (Pad - 1) + d * tp + tp * Pad + Pad + (long)t * RoundUp(d, Pad) + Pad;
         if (n > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(t), "Attention scratch would exceed the largest array.");
         return (int)n;
     }
@@ -252,11 +253,13 @@ public static class CausalAttention
         int w = TOps.Count;
         int rows = w == 16 ? 8 : 4; // P·V rows per group: 8 × 2 vectors = 16 accumulators need AVX-512's 32 registers
         int tp = RoundUp(t, Pad);
+        // Regions start on a 64-byte boundary (the scratch array's may not): no vector load or store splits a cache line.
+        unsafe { scratch = ref Unsafe.Add(ref scratch, (int)(-(nint)Unsafe.AsPointer(ref scratch) & 63) / sizeof(float)); }
         ref float qt = ref scratch;                       // Qᵀ·scale [d, Tp]: row e holds q[i, e]·scale in lane i
         ref float pt = ref Unsafe.Add(ref qt, d * tp);    // one block's Sᵀ, then Pᵀ [n, W]: key j's vector at j·W
         ref float inv = ref Unsafe.Add(ref pt, tp * Pad); // the block's W factors 1/(sum + 1e-8)
-        ref float vt = ref Unsafe.Add(ref inv, Pad);      // V columns dFull..d-1 [T, W], lanes past d zero
-        var sink = new Sink(outStride, d, blend, ref blendRow, ref gate, ref Unsafe.Add(ref vt, t * Pad));
+        ref float vt = ref Unsafe.Add(ref inv, Pad);      // V [T, d↑W], or its columns dFull..d-1 [T, W]; lanes past d zero
+        var sink = new Sink(outStride, d, blend, ref blendRow, ref gate, ref Unsafe.Add(ref vt, t * RoundUp(d, Pad)));
 
         // A firstRow call starts at the block containing firstRow; Qᵀ lanes of earlier rows are not needed.
         int first = firstRow / w * w;
@@ -264,9 +267,27 @@ public static class CausalAttention
         if (tp > t)
             for (int e = 0; e < d; e++) MemoryMarshal.CreateSpan(ref Unsafe.Add(ref qt, (nint)e * tp + t), tp - t).Clear();
 
-        // V's whole column vectors (0..dFull-1) are read in place; the partial last one would read past the row.
+        // V goes into scratch as contiguous rows [T, d↑W] with zero lanes past d. A firstRow call (one block) reads V's
+        // whole column vectors in place instead and copies only the partial last one (d not a multiple of W), which
+        // would read past the row, into [T, W]; the values and their order are the same either way.
         int dFull = d / w * w, dTail = d - dFull;
-        if (dTail > 0)
+        if (firstRow == 0)
+        {
+            int dpw = RoundUp(d, w);
+            for (int j = 0; j < t; j++)
+            {
+                ref float src = ref Unsafe.Add(ref v, (nint)j * vStride);
+                ref float dst = ref Unsafe.Add(ref vt, (nint)j * dpw);
+                int e = 0;
+                for (; e < dFull; e += w) TOps.Store(TOps.Load(ref src, (nuint)e), ref dst, (nuint)e);
+                for (; e < d; e++) Unsafe.Add(ref dst, e) = Unsafe.Add(ref src, e);
+                for (; e < dpw; e++) Unsafe.Add(ref dst, e) = 0;
+            }
+            v = ref vt;
+            vStride = dpw;
+            dFull = dpw;
+        }
+        else if (dTail > 0)
         {
             for (int j = 0; j < t; j++)
             {
