@@ -450,10 +450,11 @@ public static class CausalAttention
         return TOps.MaxNative(max, s);
     }
 
-    // exp(x) for x = score − rowmax ≤ 0 (−∞ in masked lanes): VectorMath's algorithm and constants, the same bits for
-    // x ≥ ExpMin, without the overflow and NaN fix-ups general x needs. x < ExpMin (masked lanes included) gives +0.
-    // MaxNative(ExpMin, x) keeps a NaN x (maxps returns its second operand when either is NaN; NEON's fmax propagates
-    // it), so a NaN score still makes its row NaN.
+    // exp(x) for x = score − rowmax ≤ 0 (−∞ in masked lanes): VectorMath's clamp, reduction and polynomial without the
+    // overflow and NaN fix-ups general x needs, and 2^n·(1 + q) as one FMA, 2^n·q + 2^n (q = e^r − 1: one rounding
+    // instead of two). x < ExpMin (masked lanes included) gives +0; the clamp keeps 2^n a normal float for those lanes
+    // too (no denormal slow paths). MaxNative(ExpMin, x) keeps a NaN x (maxps returns its second operand when either is
+    // NaN; NEON's fmax propagates it), so a NaN score still makes its row NaN.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TV ExpNonPositive<TOps, TV>(TV x)
         where TOps : struct, ISimd<TV>
@@ -469,8 +470,9 @@ public static class CausalAttention
         p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E2));
         p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E1));
         p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E0));
-        p = TOps.Add(TOps.MultiplyAddEstimate(p, TOps.Multiply(r, r), r), TOps.One);
-        TV res = TOps.Multiply(p, TOps.ShiftLeftAddInt32(kf, 23, 127 << 23)); // 2^n from the low mantissa bits of kf
+        p = TOps.MultiplyAddEstimate(p, TOps.Multiply(r, r), r);
+        TV scale = TOps.ShiftLeftAddInt32(kf, 23, 127 << 23); // 2^n from the low mantissa bits of kf
+        TV res = TOps.MultiplyAddEstimate(p, scale, scale);
         return TOps.ConditionalSelect(TOps.LessThan(x, TOps.Create(VectorMath.ExpMin)), TOps.Zero, res);
     }
 
