@@ -127,10 +127,11 @@ public static class CausalAttention
         }
     }
 
-    // kt[e, j] = k[j, e]·scale (here Qᵀ·scale from q). Its own method: inside Run, scale was spilled and reloaded every element. With AVX,
-    // 8×8 tiles go through registers (unpack pairs of rows, shuffle pairs of pairs, swap 128-bit halves: 24 shuffles
-    // per 64 floats instead of 64 scalar strided stores); the rest (j past the last whole 8 rows, e past the last
-    // whole 8 columns) is scalar. Both multiply each element once by scale, so the result is the same.
+    // kt[e, j] = k[j, e]·scale (here Qᵀ·scale from the q rows). Its own method: inside Run, scale was spilled and
+    // reloaded every element. With AVX, 8×8 tiles go through registers (unpack pairs of rows, shuffle pairs of pairs,
+    // swap 128-bit halves: 24 shuffles per 64 floats instead of 64 scalar strided stores); the rest (j past the last
+    // whole 8 rows, e past the last whole 8 columns) is scalar. Both multiply each element once by scale, so the result
+    // is the same.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void TransposeScaled(ref float k, int kStride, ref float kt, int tp, int t, int d, float scale)
     {
