@@ -8,26 +8,30 @@ namespace DualChunk.Kernels;
 /// <summary>
 /// Edifice's masked causal softmax attention over T positions of one head:
 /// <c>S = q·kᵀ·scale</c>; <c>S[i][j] = -1e9</c> for j &gt; i; <c>P = exp(S - rowmax) / (rowsum + 1e-8)</c>; <c>o = P·v</c>.
-/// Masked entries contribute exp(-1e9 - max) = 0 exactly in float32, so they are skipped, not computed.
+/// Masked entries contribute exp(-1e9 - max) = 0 exactly in float32, so they are skipped or given exactly 0.
 /// Optionally blends with one shared row: <c>out = g ⊙ blendRow + (1 - g) ⊙ o</c>.
 /// </summary>
 /// <remarks>
-/// <para>Fused, per call: K is transposed into scratch as Kᵀ·scale [d, Tp] (Tp = T rounded up to 16, padding keys
-/// zero) so scores vectorize over keys; V is copied into scratch as [T↑4, Dp] (Dp = d rounded up to the vector
-/// width; the padding rows T..T↑4 are zero, the padding lanes d..Dp are never read back) so P·V vectorizes over d.</para>
-/// <para>Query rows go in blocks of four starting at multiples of four, a register-blocked tile: each Kᵀ vector load
-/// (scores) and each V vector load (P·V) feeds four rows. A block never straddles a key vector (widths are multiples
-/// of four), so its rows share the number of key vectors. Row i uses keys 0..i: lanes of its last key vector past i are
-/// masked out of the max and the sum and its numerators there are stored as 0, so P·V can run every row of the block
-/// over the block's keys 0..i0+3 (0·v adds nothing). A row's arithmetic depends only on its block, which depends only
-/// on its index: a <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are not
-/// stored), so its rows equal a full call's bitwise. Rows past T-1 in the last block repeat q row T-1 and are dropped.
-/// The 1/(sum + 1e-8) factor and the optional blend are applied once to the d-vector of the result, fused into the
-/// store.</para>
+/// <para>Query rows go in blocks of W (the vector width: 16, 8 or 4 lanes) starting at multiples of W, one row per lane:
+/// per call, Q is transposed into scratch as Qᵀ·scale [d, Tp] (Tp = T rounded up to 16, lanes past T zero), so a block's
+/// scores against key j are one vector Sᵀ[j] = Σ_e k[j, e]·Qᵀ[e] (k broadcast, read in place). The causal mask is the
+/// lanes r &lt; j − i0 of the block's keys j ≥ i0; they are stored as −∞. The softmax then runs down the keys, lane-wise:
+/// the row maxima are a running vector max, exp and the row sums are vertical, and 1/(sum + 1e-8) is one vector
+/// division; no horizontal reductions. A block uses keys 0..min(i0 + W, T) − 1.</para>
+/// <para>P·V goes in groups of R rows (8 on Vector512, else 4) over one or two vectors of output columns: each V vector
+/// load feeds R rows, each p broadcast (from the block's Pᵀ) one or two columns. A group uses keys 0..row0 + R − 1 only
+/// (a row's Pᵀ lanes past its own key are exactly 0, so 0·v adds nothing). V is copied into scratch as contiguous rows
+/// [T, d↑W] with zero lanes past d (a firstRow call reads its whole column vectors in place and copies only a partial
+/// last one), so no load reads past a row. The 1/(sum + 1e-8) factor and the optional blend are applied to the register
+/// tile, fused into the store. The scratch regions start on a 64-byte boundary, so no vector access splits a cache
+/// line.</para>
+/// <para>A row's arithmetic depends only on its block and group, which depend only on its index and T: a
+/// <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are not stored), so its rows
+/// equal a full call's bitwise. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
 /// <para>Assumes real scores (rowmax &gt; −1e9 + 104): then every masked exp is exactly 0 in float32, as in Edifice.</para>
-/// <para>Accuracy: exp is <see cref="VectorMath"/>'s (≈1.4 ulp); the tests hold the result to
+/// <para>Accuracy: exp is <see cref="VectorMath"/>'s algorithm (≈1.4 ulp); the tests hold the result to
 /// 2e-6·max|reference| + 2e-6·|reference| against the float64 twin.</para>
-/// The algorithm is written once (<see cref="Block{TOps, TV}"/>), generic over a vector-ops struct per width;
+/// The algorithm is written once (<see cref="Attend{TOps, TV}"/>), generic over a vector-ops struct per width;
 /// the JIT specializes it for Vector128, Vector256 and Vector512.
 /// </remarks>
 public static class CausalAttention
@@ -39,20 +43,20 @@ public static class CausalAttention
     public const float DenominatorEpsilon = 1e-8f;
 
     private const int Pad = 16; // widest vector: the scratch layout fits every path
-    private const int Rows = 4; // query rows per block
 
     private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
 
     /// <summary>
     /// Floats of scratch one call needs for <paramref name="t"/> positions of head width <paramref name="d"/>:
-    /// Kᵀ [d, T↑16] + V [T↑4, d↑16] + four score rows [T↑16] + four output rows [d↑16] + four row factors, i.e. O(T·d), never O(T²).
+    /// up to 15 floats to reach a 64-byte boundary + Qᵀ [d, T↑16] + one block's scores [T↑16, 16] + 16 row factors +
+    /// V [T, d↑16] + one spilled output vector [16], i.e. O(T·(d + 16)), never O(T²).
     /// </summary>
     public static int ScratchFloats(int t, int d)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(t);
         ArgumentOutOfRangeException.ThrowIfNegative(d);
-        long tp = RoundUp(t, Pad), dp = RoundUp(d, Pad);
-        long n = d * tp + RoundUp(t, Rows) * dp + Rows * tp + Rows * dp + Rows;
+        long tp = RoundUp(t, Pad);
+        long n = (Pad - 1) + d * tp + tp * Pad + Pad + (long)t * RoundUp(d, Pad) + Pad;
         if (n > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(t), "Attention scratch would exceed the largest array.");
         return (int)n;
     }
@@ -107,61 +111,27 @@ public static class CausalAttention
             if (blendRow.Length < d) throw new ArgumentException($"blendRow has {blendRow.Length} floats, d = {d} needed.", nameof(blendRow));
         }
 
-        int w = isa switch
-        {
-            KernelIsa.Vector512 => Vector512<float>.Count,
-            KernelIsa.Vector256 => Vector256<float>.Count,
-            _ => Vector128<float>.Count,
-        };
-        int tp = RoundUp(t, Pad), dp = RoundUp(d, Pad), t4 = RoundUp(t, Rows), dpw = RoundUp(d, w);
-        Span<float> kt = scratch[..(d * tp)];
-        Span<float> vs = scratch.Slice(d * tp, t4 * dpw);
-        Span<float> s = scratch.Slice(d * tp + t4 * dp, Rows * tp);
-        Span<float> ob = scratch.Slice(d * tp + t4 * dp + Rows * tp, Rows * dp);
-
-        // Kᵀ·scale: kt[e, j] = k[j, e]·scale; padding keys are zero (their scores are computed, then masked). The
-        // bounds were checked above (CheckRows, ScratchFloats), so the copies run on refs.
-        TransposeScaled(ref MemoryMarshal.GetReference(k), kStride, ref MemoryMarshal.GetReference(kt), tp, t, d, scale);
-        if (tp > t)
-            for (int e = 0; e < d; e++) kt.Slice(e * tp + t, tp - t).Clear();
-        // V rows at stride Dp; lanes d..Dp only ever reach output lanes past d (not stored), so they are not cleared.
-        // Rows t..t↑4 are zero: the last block's P·V reads them with p = 0.
-        ref float v0 = ref MemoryMarshal.GetReference(v);
-        ref float vs0 = ref MemoryMarshal.GetReference(vs);
-        for (int j = 0; j < t; j++)
-            Unsafe.CopyBlockUnaligned(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref vs0, (nint)j * dpw)),
-                ref Unsafe.As<float, byte>(ref Unsafe.Add(ref v0, (nint)j * vStride)), (uint)(d * sizeof(float)));
-        if (t4 > t) vs[(t * dpw)..].Clear();
-
         ref float q0 = ref MemoryMarshal.GetReference(q);
-        ref float ktr = ref MemoryMarshal.GetReference(kt);
-        ref float vsr = ref MemoryMarshal.GetReference(vs);
-        ref float sr = ref MemoryMarshal.GetReference(s);
-        ref float obr = ref MemoryMarshal.GetReference(ob);
-        Span<float> inv = scratch.Slice(d * tp + t4 * dp + Rows * tp + Rows * dp, Rows); // 1/(sum + 1e-8) per row of the block
-        ref float invr = ref MemoryMarshal.GetReference(inv);
-        for (int i0 = firstRow / Rows * Rows; i0 < t; i0 += Rows)
+        ref float k0 = ref MemoryMarshal.GetReference(k);
+        ref float v0 = ref MemoryMarshal.GetReference(v);
+        ref float o0 = ref MemoryMarshal.GetReference(output);
+        ref float s0 = ref MemoryMarshal.GetReference(scratch);
+        ref float b0 = ref MemoryMarshal.GetReference(blendRow);
+        ref float g0 = ref MemoryMarshal.GetReference(gate);
+        bool blend = !gate.IsEmpty;
+        switch (isa)
         {
-            // Rows past t-1 (last block only) repeat q row t-1; their results are dropped.
-            ref float qa = ref Unsafe.Add(ref q0, (nint)i0 * qStride);
-            ref float qb = ref Unsafe.Add(ref q0, (nint)Math.Min(i0 + 1, t - 1) * qStride);
-            ref float qc = ref Unsafe.Add(ref q0, (nint)Math.Min(i0 + 2, t - 1) * qStride);
-            ref float qd = ref Unsafe.Add(ref q0, (nint)Math.Min(i0 + 3, t - 1) * qStride);
-            switch (isa)
-            {
-                case KernelIsa.Vector512: Block<V512, Vector512<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
-                case KernelIsa.Vector256: Block<V256, Vector256<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
-                default: Block<V128, Vector128<float>>(ref qa, ref qb, ref qc, ref qd, d, ref ktr, tp, ref vsr, dpw, i0, ref sr, ref obr, dp, ref invr); break;
-            }
-            for (int r = Math.Max(0, firstRow - i0); r < Rows && i0 + r < t; r++)
-                Store(ob.Slice(r * dp, d), inv[r], output.Slice((i0 + r) * outStride, d), blendRow, gate);
+            case KernelIsa.Vector512: Attend<V512, Vector512<float>>(ref q0, qStride, ref k0, kStride, ref v0, vStride, t, d, scale, ref o0, outStride, ref s0, ref b0, ref g0, blend, firstRow); break;
+            case KernelIsa.Vector256: Attend<V256, Vector256<float>>(ref q0, qStride, ref k0, kStride, ref v0, vStride, t, d, scale, ref o0, outStride, ref s0, ref b0, ref g0, blend, firstRow); break;
+            default: Attend<V128, Vector128<float>>(ref q0, qStride, ref k0, kStride, ref v0, vStride, t, d, scale, ref o0, outStride, ref s0, ref b0, ref g0, blend, firstRow); break;
         }
     }
 
-    // kt[e, j] = k[j, e]·scale. Its own method: inside Run, scale was spilled and reloaded every element. With AVX,
-    // 8×8 tiles go through registers (unpack pairs of rows, shuffle pairs of pairs, swap 128-bit halves: 24 shuffles
-    // per 64 floats instead of 64 scalar strided stores); the rest (j past the last whole 8 rows, e past the last
-    // whole 8 columns) is scalar. Both multiply each element once by scale, so the result is the same.
+    // kt[e, j] = k[j, e]·scale (here Qᵀ·scale from the q rows). Its own method: inside Run, scale was spilled and
+    // reloaded every element. With AVX, 8×8 tiles go through registers (unpack pairs of rows, shuffle pairs of pairs,
+    // swap 128-bit halves: 24 shuffles per 64 floats instead of 64 scalar strided stores); the rest (j past the last
+    // whole 8 rows, e past the last whole 8 columns) is scalar. Both multiply each element once by scale, so the result
+    // is the same.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void TransposeScaled(ref float k, int kStride, ref float kt, int tp, int t, int d, float scale)
     {
@@ -229,37 +199,6 @@ public static class CausalAttention
             throw new ArgumentException($"{name} has {length} floats; {t} rows of {d} at stride {stride} need {need}.", name);
     }
 
-    // x = o·inv; out = x, or x + g·(blend − x) = g·blend + (1 − g)·x. Vector128 chunks with an overlapping last chunk
-    // (d ≥ 4; the overlap recomputes the same values from o), scalar only for d &lt; 4.
-    private static void Store(ReadOnlySpan<float> o, float inv, Span<float> dst, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate)
-    {
-        int d = o.Length;
-        bool blend = !gate.IsEmpty;
-        if (d < Vector128<float>.Count || !Vector128.IsHardwareAccelerated)
-        {
-            for (int e = 0; e < d; e++)
-            {
-                float x = o[e] * inv;
-                dst[e] = blend ? x + gate[e] * (blendRow[e] - x) : x;
-            }
-            return;
-        }
-        ref float or = ref MemoryMarshal.GetReference(o);
-        ref float dr = ref MemoryMarshal.GetReference(dst);
-        ref float gr = ref MemoryMarshal.GetReference(gate);
-        ref float br = ref MemoryMarshal.GetReference(blendRow);
-        Vector128<float> iv = Vector128.Create(inv);
-        int w = Vector128<float>.Count;
-        for (int e = 0; ; e += w)
-        {
-            nuint at = (nuint)Math.Min(e, d - w);
-            Vector128<float> x = Vector128.LoadUnsafe(ref or, at) * iv;
-            if (blend)
-                x = Vector128.MultiplyAddEstimate(Vector128.LoadUnsafe(ref gr, at), Vector128.LoadUnsafe(ref br, at) - x, x);
-            x.StoreUnsafe(ref dr, at);
-            if (e + w >= d) break;
-        }
-    }
 
     /// <summary>Scalar twin in double, the tests' reference (it evaluates the mask literally).</summary>
     public static void Scalar(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
@@ -290,162 +229,478 @@ public static class CausalAttention
         }
     }
 
+    // Where P·V results go: the output row stride, d, and the optional blend (blendRow, gate); tmp holds one spilled
+    // vector for a partial last column vector.
+    private readonly ref struct Sink(int stride, int d, bool blend, ref float blendRow, ref float gate, ref float tmp)
+    {
+        public readonly int Stride = stride, D = d;
+        public readonly bool Blend = blend;
+        public readonly ref float BlendRow = ref blendRow;
+        public readonly ref float Gate = ref gate;
+        public readonly ref float Tmp = ref tmp;
+    }
+
     /// <summary>
-    /// Query rows i0..i0+3 (q rows qa..qd): scores into the four score rows s + r·Tp, numerators in place, raw
-    /// P·V sums into the four output rows ob + r·Dp and 1/(sum + 1e-8) into inv[r].
+    /// The algorithm on one vector width (see the class remarks): Qᵀ·scale into scratch, then per query block of W rows
+    /// the scores against keys 0..n-1 with the running max, exp and the row sums down the keys, then P·V in groups of
+    /// R rows fused with the 1/(sum + 1e-8) scaling, the blend and the store.
     /// </summary>
-    private static void Block<TOps, TV>(ref float qa, ref float qb, ref float qc, ref float qd, int d, ref float kt, int tp,
-        ref float vs, int dpw, int i0, ref float s, ref float ob, int dp, ref float inv)
+    private static void Attend<TOps, TV>(ref float q, int qStride, ref float k, int kStride, ref float v, int vStride,
+        int t, int d, float scale, ref float output, int outStride, ref float scratch, ref float blendRow, ref float gate,
+        bool blend, int firstRow)
         where TOps : struct, ISimd<TV>
         where TV : struct
     {
         int w = TOps.Count;
-        int nb = (i0 + Rows - 1) / w + 1; // key vectors covering keys 0..i0+3: the same for each row of the block
-        ref float sa = ref s;
-        ref float sb = ref Unsafe.Add(ref s, tp);
-        ref float sc = ref Unsafe.Add(ref s, 2 * tp);
-        ref float sd = ref Unsafe.Add(ref s, 3 * tp);
+        int rows = w == 16 ? 8 : 4; // P·V rows per group: 8 × 2 vectors = 16 accumulators need AVX-512's 32 registers
+        int tp = RoundUp(t, Pad);
+        // Regions start on a 64-byte boundary (the scratch array's may not): no vector load or store splits a cache line.
+        unsafe { scratch = ref Unsafe.Add(ref scratch, (int)(-(nint)Unsafe.AsPointer(ref scratch) & 63) / sizeof(float)); }
+        ref float qt = ref scratch;                       // Qᵀ·scale [d, Tp]: row e holds q[i, e]·scale in lane i
+        ref float pt = ref Unsafe.Add(ref qt, d * tp);    // one block's Sᵀ, then Pᵀ [n, W]: key j's vector at j·W
+        ref float inv = ref Unsafe.Add(ref pt, tp * Pad); // the block's W factors 1/(sum + 1e-8)
+        ref float vt = ref Unsafe.Add(ref inv, Pad);      // V [T, d↑W], or its columns dFull..d-1 [T, W]; lanes past d zero
+        var sink = new Sink(outStride, d, blend, ref blendRow, ref gate, ref Unsafe.Add(ref vt, t * RoundUp(d, Pad)));
 
-        // Scores, two key vectors × four rows per step over e: two Kᵀ loads and four q broadcasts feed eight FMAs,
-        // eight independent chains (one per row and key vector) keep both FMA ports busy.
-        int b = 0;
-        for (; b + 2 <= nb; b += 2)
+        // A firstRow call starts at the block containing firstRow; Qᵀ lanes of earlier rows are not needed.
+        int first = firstRow / w * w;
+        TransposeScaled(ref Unsafe.Add(ref q, (nint)first * qStride), qStride, ref Unsafe.Add(ref qt, first), tp, t - first, d, scale);
+        if (tp > t)
+            for (int e = 0; e < d; e++) MemoryMarshal.CreateSpan(ref Unsafe.Add(ref qt, (nint)e * tp + t), tp - t).Clear();
+
+        // V goes into scratch as contiguous rows [T, d↑W] with zero lanes past d. A firstRow call (one block) reads V's
+        // whole column vectors in place instead and copies only the partial last one (d not a multiple of W), which
+        // would read past the row, into [T, W]; the values and their order are the same either way.
+        int dFull = d / w * w, dTail = d - dFull;
+        if (firstRow == 0)
         {
-            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-            ref float col = ref Unsafe.Add(ref kt, b * w);
-            for (int e = 0; e < d; e++)
+            int dpw = RoundUp(d, w);
+            for (int j = 0; j < t; j++)
             {
-                ref float row = ref Unsafe.Add(ref col, (nint)e * tp);
-                TV k0 = TOps.Load(ref row, 0), k1 = TOps.Load(ref row, (nuint)w);
-                TV x = TOps.Create(Unsafe.Add(ref qa, e));
-                a0 = TOps.MultiplyAddEstimate(x, k0, a0); a1 = TOps.MultiplyAddEstimate(x, k1, a1);
-                x = TOps.Create(Unsafe.Add(ref qb, e));
-                b0 = TOps.MultiplyAddEstimate(x, k0, b0); b1 = TOps.MultiplyAddEstimate(x, k1, b1);
-                x = TOps.Create(Unsafe.Add(ref qc, e));
-                c0 = TOps.MultiplyAddEstimate(x, k0, c0); c1 = TOps.MultiplyAddEstimate(x, k1, c1);
-                x = TOps.Create(Unsafe.Add(ref qd, e));
-                d0 = TOps.MultiplyAddEstimate(x, k0, d0); d1 = TOps.MultiplyAddEstimate(x, k1, d1);
+                ref float src = ref Unsafe.Add(ref v, (nint)j * vStride);
+                ref float dst = ref Unsafe.Add(ref vt, (nint)j * dpw);
+                int e = 0;
+                for (; e < dFull; e += w) TOps.Store(TOps.Load(ref src, (nuint)e), ref dst, (nuint)e);
+                for (; e < d; e++) Unsafe.Add(ref dst, e) = Unsafe.Add(ref src, e);
+                for (; e < dpw; e++) Unsafe.Add(ref dst, e) = 0;
             }
-            nuint at = (nuint)(b * w), at1 = at + (nuint)w;
-            TOps.Store(a0, ref sa, at); TOps.Store(a1, ref sa, at1);
-            TOps.Store(b0, ref sb, at); TOps.Store(b1, ref sb, at1);
-            TOps.Store(c0, ref sc, at); TOps.Store(c1, ref sc, at1);
-            TOps.Store(d0, ref sd, at); TOps.Store(d1, ref sd, at1);
+            v = ref vt;
+            vStride = dpw;
+            dFull = dpw;
         }
-        // One key vector left: two chains over e (even, odd) per row, eight chains again.
-        if (b < nb)
+        else if (dTail > 0)
         {
-            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-            ref float col = ref Unsafe.Add(ref kt, b * w);
-            int e = 0;
-            for (; e + 2 <= d; e += 2)
+            for (int j = 0; j < t; j++)
             {
-                ref float row = ref Unsafe.Add(ref col, (nint)e * tp);
-                TV k0 = TOps.Load(ref row, 0), k1 = TOps.Load(ref row, (nuint)tp);
-                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qa, e)), k0, a0); a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qa, e + 1)), k1, a1);
-                b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qb, e)), k0, b0); b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qb, e + 1)), k1, b1);
-                c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qc, e)), k0, c0); c1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qc, e + 1)), k1, c1);
-                d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qd, e)), k0, d0); d1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qd, e + 1)), k1, d1);
+                ref float src = ref Unsafe.Add(ref v, (nint)j * vStride + dFull);
+                ref float dst = ref Unsafe.Add(ref vt, (nint)j * w);
+                int e = 0;
+                for (; e < dTail; e++) Unsafe.Add(ref dst, e) = Unsafe.Add(ref src, e);
+                for (; e < w; e++) Unsafe.Add(ref dst, e) = 0;
             }
-            if (e < d)
-            {
-                TV k0 = TOps.Load(ref Unsafe.Add(ref col, (nint)e * tp), 0);
-                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qa, e)), k0, a0);
-                b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qb, e)), k0, b0);
-                c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qc, e)), k0, c0);
-                d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qd, e)), k0, d0);
-            }
-            nuint at = (nuint)(b * w);
-            TOps.Store(TOps.Add(a0, a1), ref sa, at);
-            TOps.Store(TOps.Add(b0, b1), ref sb, at);
-            TOps.Store(TOps.Add(c0, c1), ref sc, at);
-            TOps.Store(TOps.Add(d0, d1), ref sd, at);
         }
 
-        inv = Softmax<TOps, TV>(ref sa, i0, nb);
-        Unsafe.Add(ref inv, 1) = Softmax<TOps, TV>(ref sb, i0 + 1, nb);
-        Unsafe.Add(ref inv, 2) = Softmax<TOps, TV>(ref sc, i0 + 2, nb);
-        Unsafe.Add(ref inv, 3) = Softmax<TOps, TV>(ref sd, i0 + 3, nb);
-
-        // P·V over d for keys 0..i0+3 (a row's numerators past its own key are 0), two vectors of Dp × four rows
-        // per key: two V loads and four p broadcasts feed eight FMAs, eight chains.
-        ref float oa = ref ob;
-        ref float obb = ref Unsafe.Add(ref ob, dp);
-        ref float oc = ref Unsafe.Add(ref ob, 2 * dp);
-        ref float od = ref Unsafe.Add(ref ob, 3 * dp);
-        int n = i0 + Rows;
-        int c = 0;
-        for (; c + 2 * w <= dpw; c += 2 * w)
+        for (int i0 = first; i0 < t; i0 += w)
         {
-            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-            ref float vc = ref Unsafe.Add(ref vs, c);
+            int n = Math.Min(i0 + w, t); // keys 0..n-1: the block's last row (or row t-1) sees all of them
+            TV max = Scores<TOps, TV>(ref Unsafe.Add(ref qt, i0), tp, i0, ref k, kStride, d, n, ref pt);
+            TV sum = TOps.Zero;
             for (int j = 0; j < n; j++)
             {
-                ref float vr = ref Unsafe.Add(ref vc, (nint)j * dpw);
-                TV v0 = TOps.Load(ref vr, 0), v1 = TOps.Load(ref vr, (nuint)w);
-                TV p = TOps.Create(Unsafe.Add(ref sa, j));
-                a0 = TOps.MultiplyAddEstimate(p, v0, a0); a1 = TOps.MultiplyAddEstimate(p, v1, a1);
-                p = TOps.Create(Unsafe.Add(ref sb, j));
-                b0 = TOps.MultiplyAddEstimate(p, v0, b0); b1 = TOps.MultiplyAddEstimate(p, v1, b1);
-                p = TOps.Create(Unsafe.Add(ref sc, j));
-                c0 = TOps.MultiplyAddEstimate(p, v0, c0); c1 = TOps.MultiplyAddEstimate(p, v1, c1);
-                p = TOps.Create(Unsafe.Add(ref sd, j));
-                d0 = TOps.MultiplyAddEstimate(p, v0, d0); d1 = TOps.MultiplyAddEstimate(p, v1, d1);
+                TV p = ExpNonPositive<TOps, TV>(TOps.Subtract(TOps.Load(ref pt, (nuint)(j * w)), max)); // −∞ lanes: 0
+                TOps.Store(p, ref pt, (nuint)(j * w));
+                sum = TOps.Add(sum, p);
             }
-            nuint at = (nuint)c, at1 = at + (nuint)w;
-            TOps.Store(a0, ref oa, at); TOps.Store(a1, ref oa, at1);
-            TOps.Store(b0, ref obb, at); TOps.Store(b1, ref obb, at1);
-            TOps.Store(c0, ref oc, at); TOps.Store(c1, ref oc, at1);
-            TOps.Store(d0, ref od, at); TOps.Store(d1, ref od, at1);
-        }
-        // One vector of Dp left: two chains over keys (even, odd) per row; n is a multiple of four, no key tail.
-        if (c < dpw)
-        {
-            TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-            ref float vc = ref Unsafe.Add(ref vs, c);
-            for (int j = 0; j < n; j += 2)
+            TOps.Store(Reciprocal<TOps, TV>(TOps.Add(sum, TOps.Create(DenominatorEpsilon))), ref inv, 0);
+
+            for (int r0 = 0; r0 < w && i0 + r0 < t; r0 += rows)
             {
-                ref float vr = ref Unsafe.Add(ref vc, (nint)j * dpw);
-                TV v0 = TOps.Load(ref vr, 0), v1 = TOps.Load(ref vr, (nuint)dpw);
-                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sa, j)), v0, a0); a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sa, j + 1)), v1, a1);
-                b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sb, j)), v0, b0); b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sb, j + 1)), v1, b1);
-                c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sc, j)), v0, c0); c1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sc, j + 1)), v1, c1);
-                d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sd, j)), v0, d0); d1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sd, j + 1)), v1, d1);
+                int row0 = i0 + r0;
+                if (row0 + rows <= firstRow) continue;
+                int nk = Math.Min(row0 + rows, t);
+                int live = Math.Min(rows, t - row0), skip = Math.Max(0, firstRow - row0);
+                ref float orow = ref Unsafe.Add(ref output, (nint)row0 * sink.Stride);
+                ref float pr = ref Unsafe.Add(ref pt, r0);
+                ref float ir = ref Unsafe.Add(ref inv, r0);
+                for (int c = 0; c < d; c += 2 * w)
+                {
+                    ref float va = ref c < dFull ? ref Unsafe.Add(ref v, c) : ref vt;
+                    int sa = c < dFull ? vStride : w;
+                    if (c + w < d)
+                    {
+                        ref float vb = ref c + w < dFull ? ref Unsafe.Add(ref v, c + w) : ref vt;
+                        int sb = c + w < dFull ? vStride : w;
+                        if (w == 16) PairPV8<TOps, TV>(ref pr, nk, ref va, sa, ref vb, sb, ref orow, c, ref ir, live, skip, in sink);
+                        else PairPV4<TOps, TV>(ref pr, nk, ref va, sa, ref vb, sb, ref orow, c, ref ir, live, skip, in sink);
+                    }
+                    else if (w == 16) SinglePV8<TOps, TV>(ref pr, nk, ref va, sa, ref orow, c, ref ir, live, skip, in sink);
+                    else SinglePV4<TOps, TV>(ref pr, nk, ref va, sa, ref orow, c, ref ir, live, skip, in sink);
+                }
             }
-            nuint at = (nuint)c;
-            TOps.Store(TOps.Add(a0, a1), ref oa, at);
-            TOps.Store(TOps.Add(b0, b1), ref obb, at);
-            TOps.Store(TOps.Add(c0, c1), ref oc, at);
-            TOps.Store(TOps.Add(d0, d1), ref od, at);
         }
     }
 
-    // Row i's masked softmax numerators in place over its nb key vectors (lanes of the last one past key i: −∞ for
-    // the max, stored as 0); returns 1/(Σ numerators + 1e-8).
-    private static float Softmax<TOps, TV>(ref float s, int i, int nb)
+    /// <summary>
+    /// Sᵀ of the block's query lanes (qc = Qᵀ at lane i0) against keys 0..n-1 into pt (key j at j·W), lanes of key
+    /// j past their row set to −∞; returns the lane-wise max, i.e. the row maxima.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static TV Scores<TOps, TV>(ref float qc, int tp, int i0, ref float k, int kStride, int d, int n, ref float pt)
         where TOps : struct, ISimd<TV>
         where TV : struct
     {
-        int w = TOps.Count;
-        int lastAt = (nb - 1) * w;
-        TV live = TOps.LanesUpTo(i - lastAt);
-        TV lastS = TOps.ConditionalSelect(live, TOps.Load(ref s, (nuint)lastAt), TOps.Create(float.NegativeInfinity));
-        TV mx = lastS;
-        for (int j = 0; j < lastAt; j += w) mx = TOps.Max(mx, TOps.Load(ref s, (nuint)j));
-        TV max = TOps.Create(TOps.MaxAcross(mx));
+        TV ninf = TOps.Create(float.NegativeInfinity);
+        TV max = ninf;
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+        {
+            // Eight keys per step: one Qᵀ load and eight k broadcasts (in place, eight rows) feed eight FMAs. With
+            // AVX-512's 32 registers e goes in pairs (even, odd) into separate accumulators: sixteen chains.
+            TV a0 = TOps.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            ref float k0 = ref Unsafe.Add(ref k, (nint)j * kStride);
+            ref float k1 = ref Unsafe.Add(ref k0, kStride);
+            ref float k2 = ref Unsafe.Add(ref k1, kStride);
+            ref float k3 = ref Unsafe.Add(ref k2, kStride);
+            ref float k4 = ref Unsafe.Add(ref k3, kStride);
+            ref float k5 = ref Unsafe.Add(ref k4, kStride);
+            ref float k6 = ref Unsafe.Add(ref k5, kStride);
+            ref float k7 = ref Unsafe.Add(ref k6, kStride);
+            ref float qe = ref qc;
+            int e = 0;
+            if (TOps.Count == 16)
+            {
+                TV b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
+                for (; e + 2 <= d; e += 2)
+                {
+                    // k rows advance by pointer (no index register: the loads stay fused into the FMAs).
+                    TV x = TOps.Load(ref qe, 0), y = TOps.Load(ref qe, (nuint)tp);
+                    qe = ref Unsafe.Add(ref qe, 2 * tp);
+                    a0 = TOps.MultiplyAddEstimate(TOps.Create(k0), x, a0);
+                    a1 = TOps.MultiplyAddEstimate(TOps.Create(k1), x, a1);
+                    a2 = TOps.MultiplyAddEstimate(TOps.Create(k2), x, a2);
+                    a3 = TOps.MultiplyAddEstimate(TOps.Create(k3), x, a3);
+                    a4 = TOps.MultiplyAddEstimate(TOps.Create(k4), x, a4);
+                    a5 = TOps.MultiplyAddEstimate(TOps.Create(k5), x, a5);
+                    a6 = TOps.MultiplyAddEstimate(TOps.Create(k6), x, a6);
+                    a7 = TOps.MultiplyAddEstimate(TOps.Create(k7), x, a7);
+                    b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k0, 1)), y, b0);
+                    b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k1, 1)), y, b1);
+                    b2 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k2, 1)), y, b2);
+                    b3 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k3, 1)), y, b3);
+                    b4 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k4, 1)), y, b4);
+                    b5 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k5, 1)), y, b5);
+                    b6 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k6, 1)), y, b6);
+                    b7 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k7, 1)), y, b7);
+                    k0 = ref Unsafe.Add(ref k0, 2); k1 = ref Unsafe.Add(ref k1, 2); k2 = ref Unsafe.Add(ref k2, 2); k3 = ref Unsafe.Add(ref k3, 2);
+                    k4 = ref Unsafe.Add(ref k4, 2); k5 = ref Unsafe.Add(ref k5, 2); k6 = ref Unsafe.Add(ref k6, 2); k7 = ref Unsafe.Add(ref k7, 2);
+                }
+                a0 = TOps.Add(a0, b0); a1 = TOps.Add(a1, b1); a2 = TOps.Add(a2, b2); a3 = TOps.Add(a3, b3);
+                a4 = TOps.Add(a4, b4); a5 = TOps.Add(a5, b5); a6 = TOps.Add(a6, b6); a7 = TOps.Add(a7, b7);
+            }
+            // Every e on the narrower paths (indexed: their broadcasts are separate loads, and eight pointer increments
+            // would crowd the front end); an odd d's last e on AVX-512, whose k pointers have advanced by e already.
+            for (int e0 = e; e < d; e++)
+            {
+                TV x = TOps.Load(ref qe, 0);
+                qe = ref Unsafe.Add(ref qe, tp);
+                int o = e - e0;
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k0, o)), x, a0);
+                a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k1, o)), x, a1);
+                a2 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k2, o)), x, a2);
+                a3 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k3, o)), x, a3);
+                a4 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k4, o)), x, a4);
+                a5 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k5, o)), x, a5);
+                a6 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k6, o)), x, a6);
+                a7 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref k7, o)), x, a7);
+            }
+            max = Put<TOps, TV>(a0, j, i0, ninf, max, ref pt);
+            max = Put<TOps, TV>(a1, j + 1, i0, ninf, max, ref pt);
+            max = Put<TOps, TV>(a2, j + 2, i0, ninf, max, ref pt);
+            max = Put<TOps, TV>(a3, j + 3, i0, ninf, max, ref pt);
+            max = Put<TOps, TV>(a4, j + 4, i0, ninf, max, ref pt);
+            max = Put<TOps, TV>(a5, j + 5, i0, ninf, max, ref pt);
+            max = Put<TOps, TV>(a6, j + 6, i0, ninf, max, ref pt);
+            max = Put<TOps, TV>(a7, j + 7, i0, ninf, max, ref pt);
+        }
+        // Fewer than eight keys left (the last block, or W = 4): one key at a time, two chains over e (even, odd).
+        for (; j < n; j++)
+        {
+            TV a0 = TOps.Zero, a1 = a0;
+            ref float kr = ref Unsafe.Add(ref k, (nint)j * kStride);
+            int e = 0;
+            for (; e + 2 <= d; e += 2)
+            {
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
+                a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e + 1)), TOps.Load(ref qc, (nuint)((nint)(e + 1) * tp)), a1);
+            }
+            if (e < d) a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
+            max = Put<TOps, TV>(TOps.Add(a0, a1), j, i0, ninf, max, ref pt);
+        }
+        return max;
+    }
 
-        TV sum = TOps.Zero;
-        for (int j = 0; j < lastAt; j += w)
+    // Key j's scores for the lanes r (rows i0 + r): lanes with j > i0 + r, i.e. r < j − i0, are masked to −∞. Stores
+    // them at j·W and returns the updated max.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV Put<TOps, TV>(TV s, int j, int i0, TV ninf, TV max, ref float pt)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        if (j > i0) s = TOps.ConditionalSelect(TOps.LanesFrom(j - i0), s, ninf);
+        TOps.Store(s, ref pt, (nuint)(j * TOps.Count));
+        return TOps.MaxNative(max, s);
+    }
+
+    // exp(x) for x = score − rowmax ≤ 0 (−∞ in masked lanes): VectorMath's clamp, reduction and polynomial without the
+    // overflow and NaN fix-ups general x needs, and 2^n·(1 + q) as one FMA, 2^n·q + 2^n (q = e^r − 1: one rounding
+    // instead of two). x < ExpMin (masked lanes included) gives +0; the clamp keeps 2^n a normal float for those lanes
+    // too (no denormal slow paths). MaxNative(ExpMin, x) keeps a NaN x (maxps returns its second operand when either is
+    // NaN; NEON's fmax propagates it), so a NaN score still makes its row NaN.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV ExpNonPositive<TOps, TV>(TV x)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        TV xc = TOps.MaxNative(TOps.Create(VectorMath.ExpMin), x);
+        TV kf = TOps.MultiplyAddEstimate(xc, TOps.Create(VectorMath.Log2E), TOps.Create(VectorMath.RoundMagic));
+        TV n = TOps.Subtract(kf, TOps.Create(VectorMath.RoundMagic));
+        TV r = TOps.MultiplyAddEstimate(n, TOps.Create(-VectorMath.Ln2Hi), xc);
+        r = TOps.MultiplyAddEstimate(n, TOps.Create(-VectorMath.Ln2Lo), r);
+        TV p = TOps.MultiplyAddEstimate(TOps.Create(VectorMath.E5), r, TOps.Create(VectorMath.E4));
+        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E3));
+        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E2));
+        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E1));
+        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E0));
+        p = TOps.MultiplyAddEstimate(p, TOps.Multiply(r, r), r);
+        TV scale = TOps.ShiftLeftAddInt32(kf, 23, 127 << 23); // 2^n from the low mantissa bits of kf
+        TV res = TOps.MultiplyAddEstimate(p, scale, scale);
+        return TOps.ConditionalSelect(TOps.LessThan(x, TOps.Create(VectorMath.ExpMin)), TOps.Zero, res);
+    }
+
+    // 1/x lane-wise: one correctly rounded division, the same bits as the scalar 1f / x per lane. ISimd has no division,
+    // so the three vector types are matched here (the JIT keeps only the branch of the instantiation).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV Reciprocal<TOps, TV>(TV x)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        if (typeof(TV) == typeof(Vector512<float>))
         {
-            TV p = VectorMath.Exp<TOps, TV>(TOps.Subtract(TOps.Load(ref s, (nuint)j), max));
-            TOps.Store(p, ref s, (nuint)j);
-            sum = TOps.Add(sum, p);
+            Vector512<float> r = Vector512<float>.One / Unsafe.As<TV, Vector512<float>>(ref x);
+            return Unsafe.As<Vector512<float>, TV>(ref r);
         }
+        if (typeof(TV) == typeof(Vector256<float>))
         {
-            TV p = TOps.And(VectorMath.Exp<TOps, TV>(TOps.Subtract(lastS, max)), live); // exp(−∞) is 0 already; the AND also clears NaN garbage
-            TOps.Store(p, ref s, (nuint)lastAt);
-            sum = TOps.Add(sum, p);
+            Vector256<float> r = Vector256<float>.One / Unsafe.As<TV, Vector256<float>>(ref x);
+            return Unsafe.As<Vector256<float>, TV>(ref r);
         }
-        return 1f / (TOps.Sum(sum) + DenominatorEpsilon);
+        Vector128<float> s = Vector128<float>.One / Unsafe.As<TV, Vector128<float>>(ref x);
+        return Unsafe.As<Vector128<float>, TV>(ref s);
+    }
+
+    /// <summary>
+    /// Output columns c..c+2W-1 of the eight rows whose Pᵀ lanes start at p (keys 0..nk-1, key j's lanes at p + j·W):
+    /// per key two V vectors (va, vb at strides sa, sb) and eight p broadcasts feed sixteen FMAs, sixteen chains.
+    /// </summary>
+    private static void PairPV8<TOps, TV>(ref float p, int nk, ref float va, int sa, ref float vb, int sb,
+        ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        TV e0 = a0, e1 = a0, f0 = a0, f1 = a0, g0 = a0, g1 = a0, h0 = a0, h1 = a0;
+        int w = TOps.Count;
+        for (int j = 0; j < nk; j++)
+        {
+            TV x = TOps.Load(ref va, 0), y = TOps.Load(ref vb, 0);
+            va = ref Unsafe.Add(ref va, sa);
+            vb = ref Unsafe.Add(ref vb, sb);
+            TV s = TOps.Create(p);
+            a0 = TOps.MultiplyAddEstimate(s, x, a0); a1 = TOps.MultiplyAddEstimate(s, y, a1);
+            s = TOps.Create(Unsafe.Add(ref p, 1));
+            b0 = TOps.MultiplyAddEstimate(s, x, b0); b1 = TOps.MultiplyAddEstimate(s, y, b1);
+            s = TOps.Create(Unsafe.Add(ref p, 2));
+            c0 = TOps.MultiplyAddEstimate(s, x, c0); c1 = TOps.MultiplyAddEstimate(s, y, c1);
+            s = TOps.Create(Unsafe.Add(ref p, 3));
+            d0 = TOps.MultiplyAddEstimate(s, x, d0); d1 = TOps.MultiplyAddEstimate(s, y, d1);
+            s = TOps.Create(Unsafe.Add(ref p, 4));
+            e0 = TOps.MultiplyAddEstimate(s, x, e0); e1 = TOps.MultiplyAddEstimate(s, y, e1);
+            s = TOps.Create(Unsafe.Add(ref p, 5));
+            f0 = TOps.MultiplyAddEstimate(s, x, f0); f1 = TOps.MultiplyAddEstimate(s, y, f1);
+            s = TOps.Create(Unsafe.Add(ref p, 6));
+            g0 = TOps.MultiplyAddEstimate(s, x, g0); g1 = TOps.MultiplyAddEstimate(s, y, g1);
+            s = TOps.Create(Unsafe.Add(ref p, 7));
+            h0 = TOps.MultiplyAddEstimate(s, x, h0); h1 = TOps.MultiplyAddEstimate(s, y, h1);
+            p = ref Unsafe.Add(ref p, w);
+        }
+        Emit2<TOps, TV>(a0, a1, 0, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(b0, b1, 1, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(c0, c1, 2, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(d0, d1, 3, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(e0, e1, 4, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(f0, f1, 5, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(g0, g1, 6, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(h0, h1, 7, ref orow, c, ref inv, live, skip, in sink);
+    }
+
+    /// <summary>
+    /// One vector of output columns c..c+W-1 of eight rows: per key pair one V vector each and eight p broadcasts
+    /// each feed eight FMAs into separate accumulators for even and odd keys, sixteen chains.
+    /// </summary>
+    private static void SinglePV8<TOps, TV>(ref float p, int nk, ref float va, int sa,
+        ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        TV e0 = a0, e1 = a0, f0 = a0, f1 = a0, g0 = a0, g1 = a0, h0 = a0, h1 = a0;
+        int w = TOps.Count;
+        int j = 0;
+        for (; j + 2 <= nk; j += 2)
+        {
+            TV x = TOps.Load(ref va, 0), y = TOps.Load(ref va, (nuint)sa);
+            va = ref Unsafe.Add(ref va, 2 * sa);
+            ref float p1 = ref Unsafe.Add(ref p, w);
+            a0 = TOps.MultiplyAddEstimate(TOps.Create(p), x, a0); a1 = TOps.MultiplyAddEstimate(TOps.Create(p1), y, a1);
+            b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 1)), x, b0); b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 1)), y, b1);
+            c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 2)), x, c0); c1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 2)), y, c1);
+            d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 3)), x, d0); d1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 3)), y, d1);
+            e0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 4)), x, e0); e1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 4)), y, e1);
+            f0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 5)), x, f0); f1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 5)), y, f1);
+            g0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 6)), x, g0); g1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 6)), y, g1);
+            h0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 7)), x, h0); h1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 7)), y, h1);
+            p = ref Unsafe.Add(ref p, 2 * w);
+        }
+        if (j < nk)
+        {
+            TV x = TOps.Load(ref va, 0);
+            a0 = TOps.MultiplyAddEstimate(TOps.Create(p), x, a0);
+            b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 1)), x, b0);
+            c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 2)), x, c0);
+            d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 3)), x, d0);
+            e0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 4)), x, e0);
+            f0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 5)), x, f0);
+            g0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 6)), x, g0);
+            h0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 7)), x, h0);
+        }
+        Emit1<TOps, TV>(TOps.Add(a0, a1), 0, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(b0, b1), 1, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(c0, c1), 2, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(d0, d1), 3, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(e0, e1), 4, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(f0, f1), 5, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(g0, g1), 6, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(h0, h1), 7, ref orow, c, ref inv, live, skip, in sink);
+    }
+
+    /// <summary>
+    /// Output columns c..c+2W-1 of four rows: per key two V vectors and four p broadcasts feed eight FMAs, eight chains
+    /// (the narrower paths have 16 registers).
+    /// </summary>
+    private static void PairPV4<TOps, TV>(ref float p, int nk, ref float va, int sa, ref float vb, int sb,
+        ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        int w = TOps.Count;
+        for (int j = 0; j < nk; j++)
+        {
+            TV x = TOps.Load(ref va, 0), y = TOps.Load(ref vb, 0);
+            va = ref Unsafe.Add(ref va, sa);
+            vb = ref Unsafe.Add(ref vb, sb);
+            TV s = TOps.Create(p);
+            a0 = TOps.MultiplyAddEstimate(s, x, a0); a1 = TOps.MultiplyAddEstimate(s, y, a1);
+            s = TOps.Create(Unsafe.Add(ref p, 1));
+            b0 = TOps.MultiplyAddEstimate(s, x, b0); b1 = TOps.MultiplyAddEstimate(s, y, b1);
+            s = TOps.Create(Unsafe.Add(ref p, 2));
+            c0 = TOps.MultiplyAddEstimate(s, x, c0); c1 = TOps.MultiplyAddEstimate(s, y, c1);
+            s = TOps.Create(Unsafe.Add(ref p, 3));
+            d0 = TOps.MultiplyAddEstimate(s, x, d0); d1 = TOps.MultiplyAddEstimate(s, y, d1);
+            p = ref Unsafe.Add(ref p, w);
+        }
+        Emit2<TOps, TV>(a0, a1, 0, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(b0, b1, 1, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(c0, c1, 2, ref orow, c, ref inv, live, skip, in sink);
+        Emit2<TOps, TV>(d0, d1, 3, ref orow, c, ref inv, live, skip, in sink);
+    }
+
+    /// <summary>One vector of output columns c..c+W-1 of four rows: two chains over keys (even, odd) per row.</summary>
+    private static void SinglePV4<TOps, TV>(ref float p, int nk, ref float va, int sa,
+        ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        TV a0 = TOps.Zero, a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        int w = TOps.Count;
+        int j = 0;
+        for (; j + 2 <= nk; j += 2)
+        {
+            TV x = TOps.Load(ref va, 0), y = TOps.Load(ref va, (nuint)sa);
+            va = ref Unsafe.Add(ref va, 2 * sa);
+            ref float p1 = ref Unsafe.Add(ref p, w);
+            a0 = TOps.MultiplyAddEstimate(TOps.Create(p), x, a0); a1 = TOps.MultiplyAddEstimate(TOps.Create(p1), y, a1);
+            b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 1)), x, b0); b1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 1)), y, b1);
+            c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 2)), x, c0); c1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 2)), y, c1);
+            d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 3)), x, d0); d1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p1, 3)), y, d1);
+            p = ref Unsafe.Add(ref p, 2 * w);
+        }
+        if (j < nk)
+        {
+            TV x = TOps.Load(ref va, 0);
+            a0 = TOps.MultiplyAddEstimate(TOps.Create(p), x, a0);
+            b0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 1)), x, b0);
+            c0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 2)), x, c0);
+            d0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref p, 3)), x, d0);
+        }
+        Emit1<TOps, TV>(TOps.Add(a0, a1), 0, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(b0, b1), 1, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(c0, c1), 2, ref orow, c, ref inv, live, skip, in sink);
+        Emit1<TOps, TV>(TOps.Add(d0, d1), 3, ref orow, c, ref inv, live, skip, in sink);
+    }
+
+    // Row r of a group (output row orow + r·stride, factor inv[r]): stored only if it is a real row (r < live) at or
+    // after firstRow (r ≥ skip). Emit2 stores columns c.. and c+W.., Emit1 columns c...
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Emit2<TOps, TV>(TV x0, TV x1, int r, ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        if (r >= live || r < skip) return;
+        ref float o = ref Unsafe.Add(ref orow, (nint)r * sink.Stride);
+        TV f = TOps.Create(Unsafe.Add(ref inv, r));
+        Emit<TOps, TV>(TOps.Multiply(x0, f), ref o, c, in sink);
+        Emit<TOps, TV>(TOps.Multiply(x1, f), ref o, c + TOps.Count, in sink);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Emit1<TOps, TV>(TV x, int r, ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        if (r >= live || r < skip) return;
+        Emit<TOps, TV>(TOps.Multiply(x, TOps.Create(Unsafe.Add(ref inv, r))), ref Unsafe.Add(ref orow, (nint)r * sink.Stride), c, in sink);
+    }
+
+    // Columns c..min(c + W, d)-1 of one output row from x = o·inv: x, or x + g·(blend − x) = g·blend + (1 − g)·x.
+    // A partial last vector (c + W > d) goes through Tmp and is stored lane by lane with the same arithmetic.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Emit<TOps, TV>(TV x, ref float dst, int c, in Sink sink)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        if (c + TOps.Count <= sink.D)
+        {
+            if (sink.Blend)
+                x = TOps.MultiplyAddEstimate(TOps.Load(ref sink.Gate, (nuint)c), TOps.Subtract(TOps.Load(ref sink.BlendRow, (nuint)c), x), x);
+            TOps.Store(x, ref dst, (nuint)c);
+            return;
+        }
+        TOps.Store(x, ref sink.Tmp, 0);
+        for (int e = c; e < sink.D; e++)
+        {
+            float xe = Unsafe.Add(ref sink.Tmp, e - c);
+            Unsafe.Add(ref dst, e) = sink.Blend ? float.MultiplyAddEstimate(Unsafe.Add(ref sink.Gate, e), Unsafe.Add(ref sink.BlendRow, e) - xe, xe) : xe;
+        }
     }
 }

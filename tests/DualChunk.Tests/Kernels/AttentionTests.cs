@@ -104,7 +104,7 @@ public class AttentionTests
     {
         var rng = new Random(100);
         foreach (int t in new[] { 128, 200 })
-            foreach (int d in new[] { 1, 3, 8, 12, 16, 17, 32, 40, 64 })
+            foreach (int d in new[] { 1, 3, 8, 12, 16, 17, 32, 40, 48, 64 })
                 Check(rng, isa, t, d, d + 3, blend: d % 2 == 0, magnitude: 4f);
         foreach (int d in new[] { 8, 13, 64 })
             Check(rng, isa, 1000, d, d + 2, blend: d == 8, magnitude: 4f);
@@ -139,7 +139,7 @@ public class AttentionTests
         // The last-timestep readout asks for rows firstRow..t-1 only: those must be bitwise the rows of a
         // full call (same keys, same arithmetic), and rows before firstRow must be left untouched.
         var rng = new Random(77);
-        foreach (var (t, d) in new[] { (1, 8), (5, 3), (64, 32), (33, 12), (130, 16) })
+        foreach (var (t, d) in new[] { (1, 8), (5, 3), (64, 32), (33, 12), (130, 16), (96, 48), (71, 17) })
         {
             int ld = 3 * d + 1;
             float[] qkv = KernelTestSupport.RandomNonZero(rng, t * ld);
@@ -147,7 +147,7 @@ public class AttentionTests
             var scratch = new float[CausalAttention.ScratchFloats(t, d)];
             var full = new float[t * d];
             CausalAttention.Run(qkv, ld, qkv.AsSpan(d), ld, qkv.AsSpan(2 * d), ld, t, d, 0.3f, full, d, scratch, blend, gate, isa);
-            foreach (int first in new[] { 0, t / 2, t - 1 })
+            foreach (int first in new[] { 0, t / 2, Math.Min(t / 2 + 5, t - 1), t - 1 })
             {
                 var part = new float[t * d];
                 Array.Fill(part, 42f);
