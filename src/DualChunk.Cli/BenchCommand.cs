@@ -57,8 +57,7 @@ internal static class BenchCommand
 
         // Sized before the timed loop so that nothing in it allocates but the model itself.
         var timed = new double[iterationCalls ?? MaxTimedCalls];
-        using var process = System.Diagnostics.Process.GetCurrentProcess();
-        var cpuBefore = process.TotalProcessorTime;
+        var schedBefore = ThreadSchedStat.Read();
         int iterations = 0;
         // The model's own allocations: this thread's and its helper threads' (the runtime's background threads, e.g. the
         // tiering JIT finishing a method mid-run, allocate too; process_allocated_bytes_per_call shows that figure).
@@ -74,15 +73,16 @@ internal static class BenchCommand
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - threadBefore + (model.HelperAllocatedBytes - helpersBefore);
         long processAllocated = GC.GetTotalAllocatedBytes(precise: true) - processBefore;
-        process.Refresh();
-        double cpuMsPerCall = (process.TotalProcessorTime - cpuBefore).TotalMilliseconds / iterations;
+        var schedAfter = ThreadSchedStat.Read();
+        double cpuMsPerCall = (schedAfter.RunNs - schedBefore.RunNs) / 1e6 / iterations;
+        double waitMsPerCall = (schedAfter.WaitNs - schedBefore.WaitNs) / 1e6 / iterations;
         var samples = timed[..iterations];
         var rssAfterRun = ResidentMemory.Read();
         Array.Sort(samples);
         double median = Percentile(samples, 0.5), p90 = Percentile(samples, 0.9);
         double gflop = NominalGflop(model.Config, batch, seqLen);
         o.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{{\"median_ms\":{median:F4},\"p90_ms\":{p90:F4},\"min_ms\":{samples[0]:F4},\"cpu_ms_per_call\":{cpuMsPerCall:F4},\"gflop\":{gflop:F6},\"gflops_at_median\":{gflop / (median / 1000):F2},\"allocated_bytes_per_call\":{allocated / iterations},\"process_allocated_bytes_per_call\":{processAllocated / iterations},\"threads\":{model.MaxDegreeOfParallelism},\"kernel_isa\":\"{KernelSelection.Isa}\",\"gemm_micro_kernel\":\"{Gemm.MicroKernel}\",\"batch\":{batch},\"seq_len\":{seqLen},\"chunk_size\":{model.Config.ChunkSize},\"output_mode\":\"{ModeName(mode)}\",\"iterations\":{iterations},\"warmup\":{warmup},\"config\":\"{model.Config}\",\"load_ms\":{loadMs:F2},\"memory_mapped\":{(model.IsMemoryMapped ? "true" : "false")},\"models_loaded\":{models},\"warm_up_api\":{(warmUpApi ? "true" : "false")},\"warm_up_api_ms\":{warmUpMs:F2},\"first_call_ms\":{firstCallMs:F3},{rssAfterLoad.Json("rss_after_load")},{rssAfterRun.Json("rss_after_run")}}}"));
+            $"{{\"median_ms\":{median:F4},\"p90_ms\":{p90:F4},\"min_ms\":{samples[0]:F4},\"cpu_ms_per_call\":{cpuMsPerCall:F4},\"runqueue_wait_ms_per_call\":{waitMsPerCall:F4},\"gflop\":{gflop:F6},\"gflops_at_median\":{gflop / (median / 1000):F2},\"allocated_bytes_per_call\":{allocated / iterations},\"process_allocated_bytes_per_call\":{processAllocated / iterations},\"threads\":{model.MaxDegreeOfParallelism},\"kernel_isa\":\"{KernelSelection.Isa}\",\"gemm_micro_kernel\":\"{Gemm.MicroKernel}\",\"batch\":{batch},\"seq_len\":{seqLen},\"chunk_size\":{model.Config.ChunkSize},\"output_mode\":\"{ModeName(mode)}\",\"iterations\":{iterations},\"warmup\":{warmup},\"config\":\"{model.Config}\",\"load_ms\":{loadMs:F2},\"memory_mapped\":{(model.IsMemoryMapped ? "true" : "false")},\"models_loaded\":{models},\"warm_up_api\":{(warmUpApi ? "true" : "false")},\"warm_up_api_ms\":{warmUpMs:F2},\"first_call_ms\":{firstCallMs:F3},{rssAfterLoad.Json("rss_after_load")},{rssAfterRun.Json("rss_after_run")}}}"));
     }
 
     public static string ModeName(OutputMode mode) => mode switch
@@ -98,6 +98,31 @@ internal static class BenchCommand
         double pos = q * (sorted.Length - 1);
         int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, sorted.Length - 1);
         return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+    }
+}
+
+/// <summary>
+/// The calling thread's scheduler counters from /proc/thread-self/schedstat (Linux; −1 elsewhere): nanoseconds on a
+/// CPU and nanoseconds runnable but waiting for one — the second is how much other processes delayed the thread.
+/// </summary>
+internal readonly record struct ThreadSchedStat(long RunNs, long WaitNs)
+{
+    public static ThreadSchedStat Read()
+    {
+        try
+        {
+            var parts = System.IO.File.ReadAllText("/proc/thread-self/schedstat").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length >= 2 && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out long run)
+                && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out long wait))
+                return new ThreadSchedStat(run, wait);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return new ThreadSchedStat(-1, -1);
     }
 }
 
