@@ -50,10 +50,48 @@ public class GemmBenchmarks
         return 2.0 * m * n * k;
     }
 
-    private sealed class GemmConfig : ManualConfig
+    internal sealed class GemmConfig : ManualConfig
     {
         public GemmConfig() => AddColumn(
             new GflopsColumn(Flops, RateBasis.Median), new GflopsColumn(Flops, RateBasis.Min),
             new PercentOfPeakColumn(Flops, RateBasis.Median), new PercentOfPeakColumn(Flops, RateBasis.Min));
     }
+}
+
+/// <summary>
+/// The FFN-up GEMM [M,256]·[256,1024] with its GELU epilogue against the plain bias epilogue on the same shape:
+/// the difference is what the epilogue costs. GFLOP/s count only the GEMM's 2·M·N·K.
+/// </summary>
+[Config(typeof(GemmBenchmarks.GemmConfig))]
+public class GemmEpilogueBenchmarks
+{
+    /// <summary>M×K·K×N as "MxKxN".</summary>
+    [Params("64x256x1024")]
+    public string Shape { get; set; } = "64x256x1024";
+
+    /// <summary>The epilogue applied to each finished tile.</summary>
+    [Params(GemmEpilogue.Bias, GemmEpilogue.BiasGelu)]
+    public GemmEpilogue Epilogue { get; set; } = GemmEpilogue.Bias;
+
+    private int _m, _n;
+    private float[] _a = [], _bias = [], _c = [];
+    private PackedMatrix _w = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        int k;
+        (_m, k, _n) = GemmBenchmarks.ParseShape(Shape);
+        var random = new Random(42);
+        // Unit-variance A (LayerNorm output) and W of variance 1/K, as RandomWeights: the pre-activations the GELU
+        // sees have standard deviation ≈ 1, as in the model.
+        _a = Enumerable.Range(0, _m * k).Select(_ => 3.4641f * (random.NextSingle() - 0.5f)).ToArray();
+        var w = Enumerable.Range(0, k * _n).Select(_ => 3.4641f / MathF.Sqrt(k) * (random.NextSingle() - 0.5f)).ToArray();
+        _bias = Enumerable.Range(0, _n).Select(_ => 0.2f * (random.NextSingle() - 0.5f)).ToArray();
+        _c = new float[_m * _n];
+        _w = PackedMatrix.Pack(w, k, _n);
+    }
+
+    [Benchmark]
+    public void Run() => Gemm.Run(_a, _m, _a.Length / _m, _w, _bias, _c, _n, Epilogue);
 }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace DualChunk.Kernels;
 
@@ -229,21 +230,21 @@ public static class Gemm
                         }
 
                         // GELU runs on each finished NR-wide row segment while it is still in L1: on C for a full
-                        // panel, on the scratch tile (before the copy) for an edge panel. Either way Gelu.Run sees
-                        // the same panel-aligned NR floats, so its results cannot depend on N or on the column split.
+                        // panel, on the scratch tile (before the copy) for an edge panel. It is a branch-free
+                        // per-lane formula, so its results cannot depend on N, on the column split or on the tile.
                         bool gelu = p.Epilogue == GemmEpilogue.BiasGelu;
                         float* cTile = p.C + r0 * ldc + j0;
                         if (!edgePanel)
                         {
                             TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, cTile, ldc, bias, accumulate);
                             if (gelu)
-                                GeluRows(cTile, ldc, rows, nr);
+                                GeluRows<TKernel>(cTile, ldc, rows, nr);
                         }
                         else
                         {
                             TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, p.EdgeTile, nr, bias, false);
                             if (gelu)
-                                GeluRows(p.EdgeTile, nr, rows, nr);
+                                GeluRows<TKernel>(p.EdgeTile, nr, rows, nr);
                             StoreEdgeTile(p.EdgeTile, nr, rows, liveColumns, cTile, ldc, accumulate);
                         }
                     }
@@ -252,13 +253,32 @@ public static class Gemm
         }
     }
 
-    /// <summary>In-place GELU on <paramref name="rows"/> row segments of <paramref name="width"/> floats.</summary>
-    private static unsafe void GeluRows(float* tile, nint stride, int rows, int width)
+    /// <summary>
+    /// In-place GELU on <paramref name="rows"/> row segments of <paramref name="width"/> floats (NR, a multiple of the
+    /// vector width of <typeparamref name="TKernel"/>'s path): whole vectors, no span or driver call per segment.
+    /// </summary>
+    private static unsafe void GeluRows<TKernel>(float* tile, nint stride, int rows, int width)
+        where TKernel : struct, IGemmMicroKernel
     {
+        // typeof tests on a struct type argument are JIT-time constants: each instantiation keeps one call.
+        if (typeof(TKernel) == typeof(GemmKernel512))
+            GeluRows<V512, Vector512<float>>(tile, stride, rows, width);
+        else if (typeof(TKernel) == typeof(GemmKernel256))
+            GeluRows<V256, Vector256<float>>(tile, stride, rows, width);
+        else
+            GeluRows<V128, Vector128<float>>(tile, stride, rows, width);
+    }
+
+    private static unsafe void GeluRows<TSimd, TVec>(float* tile, nint stride, int rows, int width)
+        where TSimd : struct, ISimd<TVec>
+        where TVec : struct
+    {
+        nuint w = (nuint)TSimd.Count;
         for (int r = 0; r < rows; r++)
         {
-            var segment = new Span<float>(tile + r * stride, width);
-            Gelu.Run(segment, segment);
+            ref float row = ref *(tile + r * stride);
+            for (nuint j = 0; j < (nuint)width; j += w)
+                TSimd.Store(VectorMath.Gelu<TSimd, TVec>(TSimd.Load(ref row, j)), ref row, j);
         }
     }
 

@@ -101,7 +101,8 @@ public class ErfGeluTests
         for (int i = 0; i < x.Length; i++)
         {
             double e = y[i] == reference[i] ? 0 : Math.Abs(y[i] - reference[i]);
-            if (!(e <= max)) { max = e; at = x[i]; }
+            if (double.IsNaN(e)) e = double.PositiveInfinity; // NaN is an unbounded error, never overwritten
+            if (e > max) { max = e; at = x[i]; }
         }
         return (max, at);
     }
@@ -124,11 +125,54 @@ public class ErfGeluTests
                 // relative error where the output is a normal float well above the absolute floor
                 if (Math.Abs(r) >= 1e-6) maxRel = Math.Max(maxRel, e / Math.Abs(r));
                 double budget = e / (Gelu.MaxAbsError + Gelu.MaxRelError * Math.Abs(r));
-                if (!(budget <= worst)) { worst = budget; worstAt = x[i]; }
+                // A NaN (output or reference) is an unbounded error; `!(budget <= worst)` would let the next input
+                // overwrite it.
+                if (double.IsNaN(budget)) budget = double.PositiveInfinity;
+                if (budget > worst) { worst = budget; worstAt = x[i]; }
             }
             TestContext.Out.WriteLine($"gelu {isa}: max abs error (|GELU| < 1) {maxAbs:E3}, max rel error (|GELU| ≥ 1e-6) {maxRel:E3}, " +
                 $"worst use of the bound {worst:F3} at x = {worstAt:R}");
             Assert.That(worst, Is.LessThanOrEqualTo(1.0), $"{isa} at x = {worstAt:R}");
+        }
+        double worstScalar = 0; float worstScalarAt = 0;
+        for (int i = 0; i < x.Length; i += 97)
+        {
+            double r = reference[i];
+            float s = Gelu.Scalar(x[i]);
+            double budget = s == r ? 0 : Math.Abs(s - r) / (Gelu.MaxAbsError + Gelu.MaxRelError * Math.Abs(r));
+            if (double.IsNaN(budget)) budget = double.PositiveInfinity;
+            if (budget > worstScalar) { worstScalar = budget; worstScalarAt = x[i]; }
+        }
+        TestContext.Out.WriteLine($"gelu scalar float twin: worst use of the bound {worstScalar:F3} at x = {worstScalarAt:R} (every 97th input)");
+        Assert.That(worstScalar, Is.LessThanOrEqualTo(1.0), $"scalar at x = {worstScalarAt:R}");
+    }
+
+    [Test]
+    public void Gelu_special_values_on_every_path()
+    {
+        // NaN in, NaN out (whatever the other lanes hold); +∞ → +∞; far negative inputs (and −∞) within the absolute
+        // part of the bound of GELU(−∞) = −0; far positive inputs exactly x.
+        float[] x = [float.NaN, 1f, -float.NaN, -2f, 0.3f, float.PositiveInfinity, float.NegativeInfinity, float.MaxValue,
+            -float.MaxValue, -1e6f, 1e6f, -6f, 6f, -0f, 0f, float.NaN];
+        var y = new float[x.Length];
+        foreach (KernelIsa isa in KernelTestSupport.Isas())
+        {
+            Gelu.Run(x, y, isa);
+            Check(y, isa.ToString());
+        }
+        Check(x.Select(Gelu.Scalar).ToArray(), "scalar");
+
+        static void Check(float[] y, string path)
+        {
+            Assert.That(float.IsNaN(y[0]) && float.IsNaN(y[2]) && float.IsNaN(y[15]), Is.True, $"{path}: NaN in, NaN out");
+            Assert.That(y.Where((_, i) => i is not (0 or 2 or 15)).Any(float.IsNaN), Is.False, $"{path}: no NaN from numbers");
+            Assert.That(y[5], Is.EqualTo(float.PositiveInfinity), $"{path}: +∞");
+            Assert.That(y[7], Is.EqualTo(float.MaxValue), $"{path}: MaxValue");
+            Assert.That(y[10], Is.EqualTo(1e6f), $"{path}: 1e6");
+            foreach (int i in new[] { 6, 8, 9 })
+                Assert.That(Math.Abs(y[i]), Is.LessThanOrEqualTo(Gelu.MaxAbsError), $"{path}: x = {i}");
+            Assert.That(y[13], Is.EqualTo(0f), $"{path}: −0");
+            Assert.That(y[14], Is.EqualTo(0f), $"{path}: +0");
         }
     }
 
