@@ -10,7 +10,9 @@ public static class Explain
         "initialisation, first-touch page faults). Then a custom loop (not BenchmarkDotNet: one process has to check, time and " +
         "report all peers): warm-up, then single calls timed with Stopwatch until the time budget and minimum sample count are " +
         "reached; _median_ and _p90_ come from the sorted sample. _Managed B/call_ is GC.GetTotalAllocatedBytes over the sample " +
-        "divided by the calls: native allocations inside ONNX Runtime or libtorch are not counted. _median vs DualChunk.NET_ is " +
+        "divided by the calls (process-wide, so it includes the runtime's own background allocations, e.g. the tiering JIT " +
+        "recompiling a hot method during a short warm-up: a few to ~200 B/call; DualChunk.NET itself allocates 0 B per call, " +
+        "see the zero-allocation tests and `dualchunk bench`): native allocations inside ONNX Runtime or libtorch are not counted. _median vs DualChunk.NET_ is " +
         "peer median / DualChunk.NET median on the same thread count: above 1× the peer is slower. Every engine runs on the same thread count " +
         "(ORT IntraOpNumThreads, torch.set_num_threads). " +
         "Short-mode numbers come from a shared, busy 2-core machine: treat them as rough.\n\n";
