@@ -124,15 +124,18 @@ internal sealed unsafe class PhaseRunner : IParallelWork
         _x = P(x);
         _y = P(y);
         _rows = rows;
-        int items = Math.Min(rows, 4 * Workers);
-        _perItem = (rows + items - 1) / items;
-        Run((rows + _perItem - 1) / _perItem);
+        RunRanges(rows);
     }
 
     /// <summary>Chunk means of <paramref name="h"/> [B·N, H] into <paramref name="chunkMeans"/> [B·N/C, H].</summary>
     public void ChunkMeans(in InterChunkAttention attention, ReadOnlySpan<float> h, int rows, Span<float> chunkMeans)
     {
-        int chunkSize = _ws.Config.ChunkSize, width = _ws.Config.HiddenSize, chunkRows = rows / chunkSize;
+        int width = _ws.Config.HiddenSize, chunkRows = rows / _ws.Config.ChunkSize;
+        if (Workers == 1 || (long)rows * width < MinParallelFloats)
+        {
+            attention.ChunkMeans(h, 0, chunkRows, chunkMeans);
+            return;
+        }
         if (h.Length < (long)rows * width || chunkMeans.Length < (long)chunkRows * width)
             throw new ArgumentException("Chunk-mean operand shorter than its shape.");
         _kind = Kind.ChunkMeans;
@@ -141,15 +144,15 @@ internal sealed unsafe class PhaseRunner : IParallelWork
         _y = P(chunkMeans);
         _rows = chunkRows;
         _seqLen = rows;
-        if (Workers == 1 || (long)rows * width < MinParallelFloats)
-        {
-            _perItem = chunkRows;
-            Execute(0, 0);
-            return;
-        }
-        int items = Math.Min(chunkRows, 4 * Workers);
-        _perItem = (chunkRows + items - 1) / items;
-        Run((chunkRows + _perItem - 1) / _perItem);
+        RunRanges(chunkRows);
+    }
+
+    /// <summary>Runs the current row-wise phase as up to 4 items per worker of <see cref="_perItem"/> consecutive rows each.</summary>
+    private void RunRanges(int rows)
+    {
+        int items = Math.Min(rows, 4 * Workers);
+        _perItem = (rows + items - 1) / items;
+        Run((rows + _perItem - 1) / _perItem);
     }
 
     /// <summary>
