@@ -99,8 +99,6 @@ public class BreakdownBenchmarks
             {
                 last.Qkv.ApplyColumns(hChunk, c, H, qkv, 3 * H, H, 2 * H);
                 last.Qkv.ApplyColumns(hChunk[((c - 1) * H)..], 1, H, qkv[((c - 1) * 3 * H)..], 3 * H, 0, H);
-                for (int r = 0; r < c - 1; r++)
-                    qkv.Slice(r * 3 * H, H).Clear();
             }
             else
             {

@@ -512,12 +512,10 @@ public sealed unsafe class DualChunkModel : IDisposable
                     var hChunk = normed.Slice(chunkRow * h, c * h);
                     if (h % PackedMatrix.PanelWidth == 0)
                     {
-                        // Keys and values of the chunk, the query of its last row only. The kernel may also run the
-                        // rows next to that one (they are not stored); zeroed, their queries are defined values.
+                        // Keys and values of the chunk, the query of its last row only (a last-row attention call
+                        // reads no other query).
                         run.Dense(block.Qkv, hChunk, c, h, qkv, 3 * h, h, 2 * h);
                         run.Dense(block.Qkv, hChunk[((c - 1) * h)..], 1, h, qkv[((c - 1) * 3 * h)..], 3 * h, 0, h);
-                        for (int r = 0; r < c - 1; r++)
-                            qkv.Slice(r * 3 * h, h).Clear();
                     }
                     else
                     {

@@ -26,8 +26,8 @@ namespace DualChunk.Kernels;
 /// tile, fused into the store. The scratch regions start on a 64-byte boundary, so no vector access splits a cache
 /// line.</para>
 /// <para>A row's arithmetic depends only on its block and group, which depend only on its index and T: a
-/// <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are not stored), so its rows
-/// equal a full call's bitwise. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
+/// <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are neither read from q nor
+/// stored: their lanes are zero), so its rows equal a full call's bitwise. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
 /// <para>Assumes real scores (rowmax &gt; −1e9 + 104): then every masked exp is exactly 0 in float32, as in Edifice.</para>
 /// <para>Accuracy: exp is <see cref="VectorMath"/>'s algorithm (≈1.4 ulp); the tests hold the result to
 /// 2e-6·max|reference| + 2e-6·|reference| against the float64 twin.</para>
@@ -75,7 +75,8 @@ public static class CausalAttention
 
     /// <summary>
     /// Computes only query rows <paramref name="firstRow"/>..t-1 (keys and values 0..t-1 as always): the
-    /// last-timestep readout needs one row of the last chunk. Row indexing of q and output is unchanged.
+    /// last-timestep readout needs one row of the last chunk. Row indexing of q and output is unchanged; q rows
+    /// before firstRow are not read, so the caller need not compute them.
     /// </summary>
     public static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
@@ -262,11 +263,15 @@ public static class CausalAttention
         ref float vt = ref Unsafe.Add(ref inv, Pad);      // V [T, d↑W], or its columns dFull..d-1 [T, W]; lanes past d zero
         var sink = new Sink(outStride, d, blend, ref blendRow, ref gate, ref Unsafe.Add(ref vt, t * RoundUp(d, Pad)));
 
-        // A firstRow call starts at the block containing firstRow; Qᵀ lanes of earlier rows are not needed.
+        // A firstRow call starts at the block containing firstRow. The q rows before firstRow are not read: their Qᵀ
+        // lanes are zeroed like the lanes past T (lanes are independent, so no stored row depends on them).
         int first = firstRow / w * w;
-        TransposeScaled(ref Unsafe.Add(ref q, (nint)first * qStride), qStride, ref Unsafe.Add(ref qt, first), tp, t - first, d, scale);
-        if (tp > t)
-            for (int e = 0; e < d; e++) MemoryMarshal.CreateSpan(ref Unsafe.Add(ref qt, (nint)e * tp + t), tp - t).Clear();
+        TransposeScaled(ref Unsafe.Add(ref q, (nint)firstRow * qStride), qStride, ref Unsafe.Add(ref qt, firstRow), tp, t - firstRow, d, scale);
+        for (int e = 0; e < d; e++)
+        {
+            MemoryMarshal.CreateSpan(ref Unsafe.Add(ref qt, (nint)e * tp + first), firstRow - first).Clear();
+            MemoryMarshal.CreateSpan(ref Unsafe.Add(ref qt, (nint)e * tp + t), tp - t).Clear();
+        }
 
         // V goes into scratch as contiguous rows [T, d↑W] with zero lanes past d. A firstRow call (one block) reads V's
         // whole column vectors in place instead and copies only the partial last one (d not a multiple of W), which

@@ -154,6 +154,13 @@ public class AttentionTests
                 CausalAttention.Run(qkv, ld, qkv.AsSpan(d), ld, qkv.AsSpan(2 * d), ld, t, d, 0.3f, part, d, scratch, blend, gate, first, isa);
                 Assert.That(part.AsSpan(first * d).ToArray(), Is.EqualTo(full.AsSpan(first * d).ToArray()), $"t {t} d {d} first {first}");
                 Assert.That(part.Take(first * d), Is.All.EqualTo(42f), "rows before firstRow untouched");
+
+                // The q rows before firstRow are not read: NaN there changes nothing.
+                var poisoned = (float[])qkv.Clone();
+                for (int i = 0; i < first; i++) poisoned.AsSpan(i * ld, d).Fill(float.NaN);
+                var again = new float[t * d];
+                CausalAttention.Run(poisoned, ld, poisoned.AsSpan(d), ld, poisoned.AsSpan(2 * d), ld, t, d, 0.3f, again, d, scratch, blend, gate, first, isa);
+                Assert.That(again.AsSpan(first * d).ToArray(), Is.EqualTo(full.AsSpan(first * d).ToArray()), $"t {t} d {d} first {first}, NaN queries before it");
             }
         }
         Assert.That(() => CausalAttention.Run(new float[24], 8, new float[24], 8, new float[24], 8, 3, 8, 1f, new float[24], 8,
