@@ -454,10 +454,8 @@ public sealed unsafe class DualChunkModel : IDisposable
         var run = ws.Phases;
         int h = Config.HiddenSize, c = Config.ChunkSize, rows = batch * seqLen, chunkRows = rows / c;
         Span<float> x = ws.X[..(rows * h)];                        // [B·N, H]   residual stream
-        Span<float> normed = ws.Normed[..(rows * h)];              // [B·N, H]
-        Span<float> chunkMeans = ws.ChunkMeans[..(chunkRows * h)]; // [B·NC, H]
-        Span<float> summaries = ws.Summaries[..(chunkRows * 3 * h)]; // [B·NC, 3H] q̄ | k̄ | v̄
-        Span<float> inter = ws.Inter[..(chunkRows * h)];           // [B·NC, H]
+        Span<float> normed = ws.Normed[..(rows * h)];              // [B·N, H]   layer-norm output
+        Span<float> inter = ws.Inter[..(chunkRows * h)];           // [B·NC, H]  inter-chunk attention
 
         // input_projection: x = input · W_in + b_in, or the input itself when E == H.
         if (_hasInputProjection)
@@ -472,11 +470,8 @@ public sealed unsafe class DualChunkModel : IDisposable
         {
             ct.ThrowIfCancellationRequested();
             ref readonly var block = ref _blocks[l];
-            // h = LN(x); q̄|k̄|v̄ = mean over each chunk of (h · W_qkv + b) = h̄ · W_qkv + b (InterChunkAttention remarks)
-            run.LayerNorm(block.AttnNorm, x, rows, normed);
-            run.ChunkMeans(block.Inter, normed, rows, chunkMeans);
-            run.Dense(block.Qkv, chunkMeans, chunkRows, h, summaries, 3 * h);
-            run.InterAttention(block.Inter, summaries, batch, seqLen, inter, lastChunkOnly: false);
+            // h = LN(x); inter = causal attention over the chunk summaries.
+            Summaries(run, block, x, normed, batch, seqLen, ws, lastChunkOnly: false);
 
             // Per group of whole chunks: qkv = h · W_qkv + b; intra-chunk attention blended with inter;
             // x += attn · W_out + b_out; x += GELU(LN(x) · W_up + b_up) · W_down + b_down.
@@ -496,10 +491,7 @@ public sealed unsafe class DualChunkModel : IDisposable
             default:                                             // [B, H]: position N-1 of each batch element
             {
                 ref readonly var block = ref _blocks[^1];
-                run.LayerNorm(block.AttnNorm, x, rows, normed);
-                run.ChunkMeans(block.Inter, normed, rows, chunkMeans);
-                run.Dense(block.Qkv, chunkMeans, chunkRows, h, summaries, 3 * h);
-                run.InterAttention(block.Inter, summaries, batch, seqLen, inter, lastChunkOnly: true);
+                Summaries(run, block, x, normed, batch, seqLen, ws, lastChunkOnly: true);
 
                 Span<float> qkv = ws.GroupQkv(0)[..(c * 3 * h)];        // [C, 3H] the last chunk of one batch element
                 Span<float> attn = ws.GroupAttn(0)[..(c * h)];          // [C, H]  its attention (row C-1 written)
@@ -531,5 +523,22 @@ public sealed unsafe class DualChunkModel : IDisposable
                 break;
             }
         }
+    }
+
+    /// <summary>
+    /// The first half of a block's attention: <paramref name="normed"/> = LN(x) [B·N, H]; the chunk summaries
+    /// q̄|k̄|v̄ = mean over each chunk of (h · W_qkv + b) = h̄ · W_qkv + b [B·NC, 3H] (InterChunkAttention remarks);
+    /// then causal attention over them into <c>ws.Inter</c> [B·NC, H] (only each element's last chunk when
+    /// <paramref name="lastChunkOnly"/>).
+    /// </summary>
+    private static void Summaries(PhaseRunner run, in DualChunkBlock block, Span<float> x, Span<float> normed, int batch, int seqLen, Workspace ws, bool lastChunkOnly)
+    {
+        int h = ws.Config.HiddenSize, rows = batch * seqLen, chunkRows = rows / ws.Config.ChunkSize;
+        Span<float> chunkMeans = ws.ChunkMeans[..(chunkRows * h)];     // [B·NC, H]
+        Span<float> summaries = ws.Summaries[..(chunkRows * 3 * h)];   // [B·NC, 3H] q̄ | k̄ | v̄
+        run.LayerNorm(block.AttnNorm, x, rows, normed);
+        run.ChunkMeans(block.Inter, normed, rows, chunkMeans);
+        run.Dense(block.Qkv, chunkMeans, chunkRows, h, summaries, 3 * h);
+        run.InterAttention(block.Inter, summaries, batch, seqLen, ws.Inter[..(chunkRows * h)], lastChunkOnly);
     }
 }
