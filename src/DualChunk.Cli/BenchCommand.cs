@@ -31,7 +31,11 @@ internal static class BenchCommand
     public static void Run(DualChunkModel model, int batch, int seqLen, OutputMode mode, int? warmupCalls, int? iterationCalls,
         bool warmUpApi, double loadMs, int models, TextWriter o)
     {
-        var input = RandomWeights.Input(batch * seqLen * model.Config.EmbedDim, seed: 12345);
+        long inputFloats = (long)batch * seqLen * model.Config.EmbedDim;
+        if (inputFloats > Array.MaxLength)
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"--batch {batch} × --seq {seqLen} × embed_dim {model.Config.EmbedDim} is {inputFloats} input floats, more than one array can hold ({Array.MaxLength}); use a smaller --batch or --seq."));
+        var input = RandomWeights.Input((int)inputFloats, seed: 12345);
         var output = new float[model.OutputLength(batch, seqLen, mode)];
         var rssAfterLoad = ResidentMemory.Read();
 

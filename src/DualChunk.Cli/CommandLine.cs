@@ -93,8 +93,10 @@ internal static class CommandLine
         string input = o.Positional(0, "the safetensors file to convert");
         string output = o.Get("-o") ?? o.Get("--output") ?? throw new UsageException("convert needs -o <out.dcw>.");
         o.RejectUnknown();
-        int chunkSize = o.ChunkSize ?? DefaultChunkSize;
-        if (o.ChunkSize is null)
+        // A .dcw input carries its chunk size: only a safetensors input falls back to Edifice's default.
+        bool dcwInput = WeightsFiles.IsDcw(input);
+        int? chunkSize = o.ChunkSize ?? (dcwInput ? null : DefaultChunkSize);
+        if (o.ChunkSize is null && !dcwInput)
             notices.Add($"--chunk-size not given: using Edifice's default {DefaultChunkSize}, stored in {output}");
         var (config, tensors, format) = WeightsLoader.Load(input, chunkSize);
         DcwFile.Write(output, config, tensors);
@@ -154,7 +156,10 @@ internal static class CommandLine
             if (dims.Length != 4 || !dims.All(d => int.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0))
                 throw new UsageException($"--random-model '{random}' must be E,H,NH,L (e.g. 287,256,8,4).");
             int[] v = Array.ConvertAll(dims, d => int.Parse(d, CultureInfo.InvariantCulture));
-            var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? DefaultChunkSize, 4 * v[1]);
+            long ffn = 4L * v[1]; // Edifice's FFN width
+            if (ffn > int.MaxValue)
+                throw new ArgumentException($"--random-model '{random}': hidden size {v[1]} gives an FFN width 4·H = {ffn}, above {int.MaxValue}; use a smaller hidden size.");
+            var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? DefaultChunkSize, (int)ffn);
             model = DualChunkModel.FromTensors(RandomWeights.Create(config, seed: 1), config, options);
         }
         else

@@ -26,6 +26,10 @@ internal static class Inspector
                 o.WriteLine(Invariant($"checksum: MISMATCH (stored {info.StoredChecksum:x16}, computed {info.ComputedChecksum:x16})"));
                 throw new ModelFormatException(Invariant($"{path}: checksum MISMATCH (stored {info.StoredChecksum:x16}, computed {info.ComputedChecksum:x16}): the file is corrupted; convert it again from the checkpoint."));
             }
+            if (info.PaddingProblem is not null)
+                o.WriteLine($"padding:  NOT ZERO ({info.PaddingProblem})");
+            // Everything run checks (padding, tensor set, finite values, chunk size), so inspect never passes a file run rejects.
+            _ = WeightsLoader.Load(path, chunkSize);
         }
         else
         {
@@ -64,7 +68,7 @@ internal static class WeightsFiles
     {
         if (!File.Exists(path)) return false;
         Span<byte> prefix = stackalloc byte[8];
-        using var s = File.OpenRead(path);
+        using var s = RegularFile.OpenRead(path); // refuses a FIFO or device instead of blocking on it
         int n = s.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false);
         return DcwFile.HasMagic(prefix[..n]);
     }

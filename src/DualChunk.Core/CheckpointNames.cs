@@ -27,31 +27,38 @@ public static class CheckpointNames
     public static IReadOnlyList<(string Name, int[] Shape)> Expected(ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
+        return [.. Enumerate(config)];
+    }
+
+    /// <summary>
+    /// <see cref="Expected"/> one key at a time: a validator that stops at the first missing tensor then costs what the
+    /// file holds, not what a (possibly corrupt) layer count claims.
+    /// </summary>
+    internal static IEnumerable<(string Name, int[] Shape)> Enumerate(ModelConfig config)
+    {
         int e = config.EmbedDim, h = config.HiddenSize, f = config.FfnSize;
-        var list = new List<(string, int[])>();
         if (config.HasInputProjection)
         {
-            list.Add((InputKernel, [e, h]));
-            list.Add((InputBias, [h]));
+            yield return (InputKernel, [e, h]);
+            yield return (InputBias, [h]);
         }
         for (int l = 1; l <= config.NumLayers; l++)
         {
-            list.Add((AttnNormGamma(l), [h]));
-            list.Add((AttnNormBeta(l), [h]));
-            list.Add((QkvKernel(l), [h, 3 * h]));
-            list.Add((QkvBias(l), [3 * h]));
-            list.Add((Gate(l), [config.NumHeads, config.HeadDim]));
-            list.Add((OutKernel(l), [h, h]));
-            list.Add((OutBias(l), [h]));
-            list.Add((FfnNormGamma(l), [h]));
-            list.Add((FfnNormBeta(l), [h]));
-            list.Add((UpKernel(l), [h, f]));
-            list.Add((UpBias(l), [f]));
-            list.Add((DownKernel(l), [f, h]));
-            list.Add((DownBias(l), [h]));
+            yield return (AttnNormGamma(l), [h]);
+            yield return (AttnNormBeta(l), [h]);
+            yield return (QkvKernel(l), [h, 3 * h]);
+            yield return (QkvBias(l), [3 * h]);
+            yield return (Gate(l), [config.NumHeads, config.HeadDim]);
+            yield return (OutKernel(l), [h, h]);
+            yield return (OutBias(l), [h]);
+            yield return (FfnNormGamma(l), [h]);
+            yield return (FfnNormBeta(l), [h]);
+            yield return (UpKernel(l), [h, f]);
+            yield return (UpBias(l), [f]);
+            yield return (DownKernel(l), [f, h]);
+            yield return (DownBias(l), [h]);
         }
-        list.Add((FinalGamma, [h]));
-        list.Add((FinalBeta, [h]));
-        return list;
+        yield return (FinalGamma, [h]);
+        yield return (FinalBeta, [h]);
     }
 }

@@ -41,8 +41,10 @@ public static class DcwFile
     /// <summary>
     /// Writes <paramref name="tensors"/> (validated against <paramref name="config"/>) to <paramref name="path"/>, as
     /// float32 in the canonical order of <see cref="CheckpointNames.Expected(ModelConfig)"/>. The file is written to a
-    /// temporary file in the same directory and renamed into place, so a crash never leaves a partial file.
+    /// temporary file in the same directory and renamed into place, so a crash never leaves a partial file. A symbolic
+    /// link at <paramref name="path"/> is written through (its final target is replaced, the link kept).
     /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is a directory, a FIFO, a device or a socket.</exception>
     /// <exception cref="ModelFormatException">The tensors do not match <paramref name="config"/> or are not finite.</exception>
     public static void Write(string path, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors)
     {
@@ -94,7 +96,7 @@ public static class DcwFile
         BinaryPrimitives.WriteUInt64LittleEndian(p[48..], (ulong)dataOffset);
         // p[56..64] (checksum) is zero while hashing, then filled in.
 
-        string full = Path.GetFullPath(path);
+        string full = OutputTarget(path);
         string dir = Path.GetDirectoryName(full) ?? ".";
         string temp = Path.Combine(dir, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N") + ".tmp");
         try
@@ -146,6 +148,26 @@ public static class DcwFile
             TryDelete(temp);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Where <see cref="Write"/> puts the file: through symbolic links to their final target (so the link stays a link and
+    /// the temporary file is in the target's folder, where the rename is atomic). Refuses anything but a regular file.
+    /// </summary>
+    private static string OutputTarget(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (new FileInfo(full).LinkTarget is not null)
+        {
+            var target = File.ResolveLinkTarget(full, returnFinalTarget: true)
+                ?? throw new IOException($"'{path}' is a symbolic link whose target cannot be resolved; pass the real output path.");
+            full = Path.GetFullPath(target.FullName);
+        }
+        if (Directory.Exists(full))
+            throw new ArgumentException($"'{path}' is a directory; pass a file path for the .dcw output (e.g. '{Path.Combine(path, "model.dcw")}').", nameof(path));
+        if (RegularFile.NonRegularKind(full) is { } kind)
+            throw new ArgumentException($"'{path}' is {kind}, not a regular file; the .dcw output must be a regular file, so pass another output path.", nameof(path));
+        return full;
     }
 
     /// <summary>
@@ -288,6 +310,9 @@ public static class DcwFile
         ulong storedChecksum = BinaryPrimitives.ReadUInt64LittleEndian(p[56..]);
         if (count == 0 || count > MaxTensorCount)
             throw Err(src, $"tensor count is {count}; expected 1..{MaxTensorCount}. The file is corrupted.");
+        // Checked before anything is sized from the configuration: a corrupt layer count must not cost memory or time.
+        if (count != config.TensorCount)
+            throw Err(src, $"tensor count is {count}, but the stored configuration ({config}) has {config.TensorCount} tensors. The file is corrupted.");
         const int minEntry = 4 + 1 + 4 + 4 + 8 + 8;
         if (tableLength < (long)count * minEntry || tableLength > MaxTableBytes || tableLength > fileLength - PreambleSize)
             throw Err(src, $"tensor table length {tableLength} is impossible: {count} entries need at least {(long)count * minEntry} bytes, and the table must fit in the {fileLength - PreambleSize} bytes after the preamble (limit {MaxTableBytes}). The file is truncated or corrupted.");
@@ -318,13 +343,18 @@ public static class DcwFile
             if (load)
             {
                 var data = new float[e.ByteLength / 4];
-                var bytes = MemoryMarshal.AsBytes(data.AsSpan());
-                ReadExactly(s, bytes, src, $"tensor '{e.Name}'");
-                hash.Append(bytes);
-                if (!BitConverter.IsLittleEndian)
+                // In slices: a span of bytes over more than 2 GiB of floats would overflow its int length.
+                for (int done = 0; done < data.Length; done += 1 << 28)
                 {
-                    for (int i = 0; i < data.Length; i++)
-                        data[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes[(4 * i)..]);
+                    var slice = data.AsSpan(done, Math.Min(1 << 28, data.Length - done));
+                    var bytes = MemoryMarshal.AsBytes(slice);
+                    ReadExactly(s, bytes, src, $"tensor '{e.Name}'");
+                    hash.Append(bytes);
+                    if (!BitConverter.IsLittleEndian)
+                    {
+                        for (int i = 0; i < slice.Length; i++)
+                            slice[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes[(4 * i)..]);
+                    }
                 }
                 tensors!.Add(e.Name, new Tensor(e.Name, [.. e.Shape], data));
             }
@@ -381,21 +411,22 @@ public static class DcwFile
             if (rank > MaxRank)
                 throw Err(src, $"{where}: rank {rank} exceeds the maximum {MaxRank}. The file is corrupted.");
             var shape = new int[rank];
-            Int128 elements = 1;
             for (int d = 0; d < rank; d++)
             {
                 uint dim = TableU32(table, ref pos, src, where, "shape");
                 if (dim > int.MaxValue)
                     throw Err(src, $"{where}: shape dimension {d} is {dim}, above the maximum {int.MaxValue}. The file is corrupted.");
                 shape[d] = (int)dim;
-                elements *= dim;
             }
             ulong offset = TableU64(table, ref pos, src, where, "offset");
             ulong byteLength = TableU64(table, ref pos, src, where, "byte length");
-            if (elements * 4 != byteLength)
+            long elements = ElementCount(shape, fileLength / 4);
+            if (elements < 0)
+                throw Err(src, $"{where}: F32 shape [{string.Join(", ", shape)}] needs more bytes than the whole {fileLength}-byte file holds. The file is corrupted.");
+            if ((ulong)elements * 4 != byteLength)
                 throw Err(src, $"{where}: byte length {byteLength} does not match F32 shape [{string.Join(", ", shape)}], which needs {elements * 4} bytes. The file is corrupted.");
             if (elements > Array.MaxLength)
-                throw Err(src, $"{where}: {elements} elements exceed the largest array ({Array.MaxLength}).");
+                throw Err(src, $"{where}: {elements} elements are more than this reader can hold in one tensor ({Array.MaxLength}).");
             long expectedOffset = AlignUp(nextFree);
             if (offset != (ulong)expectedOffset)
                 throw Err(src, $"{where}: data offset {offset}; expected {expectedOffset} (the previous tensor's end rounded up to {Alignment}, tensors packed in table order without overlap). The file is corrupted.");
@@ -409,6 +440,22 @@ public static class DcwFile
         if (nextFree != fileLength)
             throw Err(src, $"the last tensor ends at byte {nextFree} but the file is {fileLength} bytes; {(nextFree < fileLength ? "extra bytes were appended" : "it is truncated")}.");
         return entries;
+    }
+
+    /// <summary>
+    /// product(shape), or −1 when it exceeds <paramref name="limit"/>: weights-format.md rule 8's overflow-free product
+    /// (a zero dimension makes it 0; otherwise each step checks <c>product ≤ limit / dim</c> before multiplying).
+    /// </summary>
+    internal static long ElementCount(ReadOnlySpan<int> shape, long limit)
+    {
+        if (shape.Contains(0)) return 0;
+        long product = 1;
+        foreach (int dim in shape)
+        {
+            if (product > limit / dim) return -1;
+            product *= dim;
+        }
+        return product;
     }
 
     private static uint TableU32(byte[] table, ref int pos, string src, string where, string field)

@@ -61,8 +61,7 @@ public sealed unsafe class DualChunkModel : IDisposable
     public bool IsMemoryMapped => _mapping is not null;
 
     /// <summary>
-    /// Loads an Edifice safetensors checkpoint or a .dcw file (detected by content), single-threaded calls,
-    /// a .dcw memory-mapped. For safetensors <paramref name="chunkSize"/> defaults to Edifice's 64; a .dcw file
+    /// Loads an Edifice safetensors checkpoint or a .dcw file (detected by content) into memory, single-threaded calls. For safetensors <paramref name="chunkSize"/> defaults to Edifice's 64; a .dcw file
     /// carries its own, and a different <paramref name="chunkSize"/> is an error.
     /// </summary>
     /// <exception cref="ModelFormatException">The file is malformed or is not a DualChunk model.</exception>
@@ -89,6 +88,32 @@ public sealed unsafe class DualChunkModel : IDisposable
             mapping?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Loads a safetensors or .dcw file from <paramref name="stream"/> (read to its end, at most
+    /// <paramref name="maxLength"/> bytes; see <see cref="WeightsLoader.Load(Stream, int?, string, long)"/>).
+    /// <see cref="DualChunkModelOptions.MemoryMap"/> is ignored.
+    /// </summary>
+    /// <exception cref="ModelFormatException">The content is malformed, not a DualChunk model, or longer than <paramref name="maxLength"/>.</exception>
+    /// <exception cref="ArgumentException">The stream is not readable, an option is out of range, or the chunk size disagrees with a .dcw file's.</exception>
+    public static DualChunkModel Load(Stream stream, DualChunkModelOptions options, long maxLength = WeightsLoader.DefaultMaxStreamLength)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var (config, tensors, _) = WeightsLoader.Load(stream, options.ChunkSize, "stream", maxLength);
+        return new DualChunkModel(config, tensors, copy: false, options, null);
+    }
+
+    /// <summary>Loads a safetensors or .dcw file held in memory; the model does not refer to <paramref name="file"/> afterwards.</summary>
+    /// <exception cref="ModelFormatException">The bytes are malformed or not a DualChunk model.</exception>
+    /// <exception cref="ArgumentException">An option is out of range, or the chunk size disagrees with a .dcw file's.</exception>
+    public static DualChunkModel Load(ReadOnlyMemory<byte> file, DualChunkModelOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var (config, tensors, _) = WeightsLoader.Load(file, options.ChunkSize);
+        return new DualChunkModel(config, tensors, copy: false, options, null);
     }
 
     /// <summary>Builds a model from named tensors, validating them against <paramref name="config"/>.</summary>

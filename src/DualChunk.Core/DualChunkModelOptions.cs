@@ -21,10 +21,20 @@ public sealed class DualChunkModelOptions
     public int MaxDegreeOfParallelism { get; init; } = 1;
 
     /// <summary>
-    /// Memory-map a .dcw file and use its layer-norm parameters and biases in place (default true). False reads the
-    /// file into arrays. Ignored for safetensors files, which are always read.
+    /// Memory-map a .dcw file and use its layer-norm parameters and biases in place (default false: the file is read
+    /// into memory and the model does not depend on it once <c>Load</c> returns). Ignored for safetensors files and
+    /// streams, which are always read.
     /// </summary>
-    public bool MemoryMap { get; init; } = true;
+    /// <remarks>
+    /// <b>Hazard, as with llama.cpp's <c>use_mmap</c>:</b> a mapped model reads the file for as long as it lives. If the
+    /// file is truncated or deleted-and-shrunk while the model is loaded, the next call touches a page that no longer
+    /// exists and the OS kills the process with SIGBUS (an <see cref="AccessViolationException"/> that cannot be
+    /// caught); if it is overwritten in place, calls silently use the new bytes, which load-time validation never saw
+    /// (NaN or wrong outputs). Enable it only for files nothing rewrites while the process runs (e.g. a read-only
+    /// image), and replace a model file by writing a new file and renaming it over the old one (the mapping keeps the
+    /// old file). The saving is small: the GEMM weights are packed into managed memory at load either way.
+    /// </remarks>
+    public bool MemoryMap { get; init; }
 
     internal void Validate()
     {

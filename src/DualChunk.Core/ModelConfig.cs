@@ -18,6 +18,13 @@ public sealed record ModelConfig
         Require(numLayers > 0, $"num_layers must be positive, got {numLayers}.");
         Require(chunkSize > 0, $"chunk size must be positive, got {chunkSize}. Pass the chunk size the model was built with (Edifice's default is 64).");
         Require(ffnSize > 0, $"ffn size must be positive, got {ffnSize}.");
+        // Every parameter tensor must fit one array, and 3·H (the QKV width) an int: checked here, so that no size
+        // derived from a configuration can overflow later.
+        RequireFits("attention QKV kernel [H, 3H]", (long)hiddenSize * 3 * hiddenSize,
+            Inv($"hidden_size (at most {(int)Math.Sqrt(MaxTensorElements / 3.0)})"));
+        RequireFits("FFN kernels [H, F]", (long)hiddenSize * ffnSize, "hidden_size or ffn size");
+        if (embedDim != hiddenSize)
+            RequireFits("input projection kernel [E, H]", (long)embedDim * hiddenSize, "embed_dim or hidden_size");
         EmbedDim = embedDim;
         HiddenSize = hiddenSize;
         NumHeads = numHeads;
@@ -25,6 +32,9 @@ public sealed record ModelConfig
         ChunkSize = chunkSize;
         FfnSize = ffnSize;
     }
+
+    /// <summary>The most elements one parameter tensor may hold (the largest .NET array).</summary>
+    public static long MaxTensorElements => Array.MaxLength;
 
     /// <summary>E: width of each input frame.</summary>
     public int EmbedDim { get; }
@@ -50,15 +60,36 @@ public sealed record ModelConfig
     /// <summary>Edifice adds the input projection only when E != H.</summary>
     public bool HasInputProjection => EmbedDim != HiddenSize;
 
+    /// <summary>The number of parameter tensors: 13 per layer, 2 for the final norm, 2 for the input projection if any.</summary>
+    public long TensorCount => 13L * NumLayers + 2 + (HasInputProjection ? 2 : 0);
+
+    /// <summary>The number of float parameters over all tensors (its weights take 4 bytes each as float32).</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long h = HiddenSize, f = FfnSize;
+            long attention = 2 * h + (3 * h * h + 3 * h) + h + (h * h + h); // norm, QKV, gate, out
+            long ffn = 2 * h + (h * f + f) + (f * h + h);                       // norm, up, down
+            long perLayer = attention + ffn;
+            return NumLayers * perLayer + 2 * h + (HasInputProjection ? (long)EmbedDim * h + h : 0);
+        }
+    }
+
     /// <summary>Throws unless a sequence of <paramref name="seqLen"/> positions can be chunked.</summary>
     public void ValidateSequenceLength(int seqLen)
     {
         if (seqLen <= 0)
             throw new ArgumentOutOfRangeException(nameof(seqLen), seqLen, "Sequence length must be positive.");
         if (seqLen % ChunkSize != 0)
-            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"Sequence length {seqLen} is not a multiple of the chunk size {ChunkSize}. Pad or trim the input to a multiple of {ChunkSize} (e.g. {Math.Max(ChunkSize, seqLen / ChunkSize * ChunkSize)} or {(seqLen / ChunkSize + 1) * ChunkSize} positions), or load the model with the chunk size it was trained with."),
+        {
+            long below = (long)seqLen / ChunkSize * ChunkSize, above = below + ChunkSize;
+            string fix = below == 0 ? Inv($"Pad the input to {ChunkSize} positions (or a multiple of {ChunkSize})")
+                : above > int.MaxValue ? Inv($"Trim the input to {below} positions (a multiple of {ChunkSize})")
+                : Inv($"Pad or trim the input to a multiple of {ChunkSize} (e.g. {below} or {above} positions)");
+            throw new ArgumentException(Inv($"Sequence length {seqLen} is not a multiple of the chunk size {ChunkSize}. {fix}, or load the model with the chunk size it was trained with."),
                 nameof(seqLen));
+        }
     }
 
     /// <inheritdoc />
@@ -69,4 +100,12 @@ public sealed record ModelConfig
     {
         if (!ok) throw new ModelFormatException(message);
     }
+
+    private static void RequireFits(string tensor, long elements, string fix)
+    {
+        if (elements > MaxTensorElements)
+            throw new ModelFormatException(Inv($"the {tensor} would hold {elements} floats, more than one array can hold ({MaxTensorElements}); use a smaller {fix}."));
+    }
+
+    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace DualChunk.Core;
 
 /// <summary>
@@ -8,8 +10,16 @@ namespace DualChunk.Core;
 public static class RandomWeights
 {
     /// <summary>Every tensor <paramref name="config"/> needs, deterministic in <paramref name="seed"/>.</summary>
+    /// <exception cref="ArgumentException">The weights would not fit in the memory this process may use.</exception>
     public static Dictionary<string, Tensor> Create(ModelConfig config, int seed)
     {
+        ArgumentNullException.ThrowIfNull(config);
+        // Checked before allocating: a configuration too large for this machine is a message, not an OutOfMemoryException.
+        long bytes = 4 * config.ParameterCount, available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > available)
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"Random weights for {config} need {bytes / 1e9:F1} GB, more than the {available / 1e9:F1} GB this process may use; use smaller dimensions."),
+                nameof(config));
         var rng = new Random(seed);
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, shape) in CheckpointNames.Expected(config))

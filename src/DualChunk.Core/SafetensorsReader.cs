@@ -63,46 +63,12 @@ public static class SafetensorsReader
 
     /// <summary>Reads every tensor of the file at <paramref name="path"/>.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
+    /// <exception cref="ArgumentException">The path is empty or names a directory, a FIFO, a device or a socket.</exception>
     /// <exception cref="ModelFormatException">The file is not a valid safetensors file or holds an unsupported dtype.</exception>
     public static Dictionary<string, Tensor> Read(string path)
     {
         using var stream = OpenFile(path);
-        string source = path;
-        var (info, dataStart) = ReadStructure(stream, source);
-        RequireSupported(info, source);
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var buffer = new byte[1 << 20];
-        try
-        {
-            foreach (var e in info.Entries.OrderBy(e => e.DataBegin))
-            {
-                var data = new float[checked((int)e.ElementCount)];
-                stream.Position = dataStart + e.DataBegin;
-                if (e.Dtype == "F32" && BitConverter.IsLittleEndian)
-                {
-                    stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
-                }
-                else
-                {
-                    int size = DtypeSizes[e.Dtype];
-                    int perChunk = buffer.Length / size;
-                    for (int done = 0; done < data.Length; done += perChunk)
-                    {
-                        int n = Math.Min(perChunk, data.Length - done);
-                        var raw = buffer.AsSpan(0, n * size);
-                        stream.ReadExactly(raw);
-                        Convert(e.Dtype, raw, data.AsSpan(done, n));
-                    }
-                }
-                result.Add(e.Name, new Tensor(e.Name, ToIntShape(e.Shape), data));
-            }
-        }
-        catch (EndOfStreamException ex)
-        {
-            throw new ModelFormatException($"{source}: the file ended while reading tensor data (was it truncated or modified while being read?).", ex);
-        }
-        return result;
+        return Read(stream, path, beforeData: null);
     }
 
     /// <summary>Reads every tensor of an in-memory file; <paramref name="sourceName"/> names it in errors.</summary>
@@ -115,9 +81,60 @@ public static class SafetensorsReader
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var e in info.Entries)
         {
-            var data = new float[checked((int)e.ElementCount)];
-            Convert(e.Dtype, file.Slice(checked((int)(dataStart + e.DataBegin)), checked((int)e.ByteLength)), data);
+            var data = new float[e.ElementCount];
+            // Every entry lies inside the span (checked by the header's validation), so these offsets fit an int.
+            Convert(e.Dtype, file.Slice((int)(dataStart + e.DataBegin), (int)e.ByteLength), data, e.Name, 0, sourceName);
             result.Add(e.Name, new Tensor(e.Name, ToIntShape(e.Shape), data));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Reads every tensor from a readable, seekable stream positioned anywhere (the file is read from position 0 to
+    /// <see cref="Stream.Length"/>). <paramref name="beforeData"/> sees the validated header before any data is read,
+    /// so a caller can reject a file by its names and shapes without converting gigabytes of it.
+    /// </summary>
+    internal static Dictionary<string, Tensor> Read(Stream stream, string source, Action<SafetensorsInfo>? beforeData)
+    {
+        var (info, dataStart) = ReadStructure(stream, source);
+        RequireSupported(info, source);
+        beforeData?.Invoke(info);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var buffer = new byte[1 << 20];
+        try
+        {
+            // The tensors tile the data section, so in offset order this reads the stream front to back.
+            foreach (var e in info.Entries.OrderBy(e => e.DataBegin))
+            {
+                var data = new float[e.ElementCount];
+                stream.Position = dataStart + e.DataBegin;
+                int size = DtypeSizes[e.Dtype];
+                if (e.Dtype == "F32" && BitConverter.IsLittleEndian)
+                {
+                    // In slices: a span of bytes over more than 2 GiB of floats would overflow its int length.
+                    for (long done = 0; done < data.Length; done += 1 << 28)
+                    {
+                        int n = (int)Math.Min(1 << 28, data.Length - done);
+                        stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan((int)done, n)));
+                    }
+                }
+                else
+                {
+                    int perChunk = buffer.Length / size;
+                    for (int done = 0; done < data.Length; done += perChunk)
+                    {
+                        int n = Math.Min(perChunk, data.Length - done);
+                        var raw = buffer.AsSpan(0, n * size);
+                        stream.ReadExactly(raw);
+                        Convert(e.Dtype, raw, data.AsSpan(done, n), e.Name, done, source);
+                    }
+                }
+                result.Add(e.Name, new Tensor(e.Name, ToIntShape(e.Shape), data));
+            }
+        }
+        catch (EndOfStreamException ex)
+        {
+            throw new ModelFormatException($"{source}: the file ended while reading tensor data (was it truncated or modified while being read?).", ex);
         }
         return result;
     }
@@ -143,24 +160,18 @@ public static class SafetensorsReader
         return ParseStructure(file, sourceName, out _);
     }
 
-    internal static FileStream OpenFile(string path)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        if (Directory.Exists(path))
-            throw new ArgumentException($"'{path}' is a directory; pass the weights file inside it (e.g. '{Path.Combine(path, "model.safetensors")}').", nameof(path));
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"Weights file '{path}' does not exist. Check the path (relative paths are resolved against '{Environment.CurrentDirectory}').", path);
-        return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-    }
+    internal static FileStream OpenFile(string path) => RegularFile.OpenRead(path);
 
-    private static (SafetensorsInfo Info, long DataStart) ReadStructure(FileStream stream, string source)
+    private static (SafetensorsInfo Info, long DataStart) ReadStructure(Stream stream, string source)
     {
         long fileLength = stream.Length;
         if (fileLength < 8)
             throw new ModelFormatException(Inv($"{source}: file is {fileLength} bytes, too short for a safetensors file (at least 8 bytes of header length, then the JSON header)."));
-        Span<byte> lenBytes = stackalloc byte[8];
-        stream.ReadExactly(lenBytes);
-        long headerLength = CheckHeaderLength(BinaryPrimitives.ReadUInt64LittleEndian(lenBytes), fileLength, source);
+        Span<byte> prefix = stackalloc byte[16];
+        stream.Position = 0;
+        int got = stream.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false);
+        stream.Position = 8;
+        long headerLength = CheckHeaderLength(prefix[..got], fileLength, source);
         var header = new byte[headerLength];
         try
         {
@@ -179,13 +190,17 @@ public static class SafetensorsReader
         long fileLength = file.Length;
         if (fileLength < 8)
             throw new ModelFormatException(Inv($"{source}: file is {fileLength} bytes, too short for a safetensors file (at least 8 bytes of header length, then the JSON header)."));
-        long headerLength = CheckHeaderLength(BinaryPrimitives.ReadUInt64LittleEndian(file), fileLength, source);
+        long headerLength = CheckHeaderLength(file[..Math.Min(16, file.Length)], fileLength, source);
         dataStart = 8 + headerLength;
         return ParseHeader(file.Slice(8, (int)headerLength).ToArray(), fileLength, headerLength, source);
     }
 
-    private static long CheckHeaderLength(ulong raw, long fileLength, string source)
+    /// <summary>Checks the header length in the first 8 of <paramref name="prefix"/> (the first up to 16 bytes of the file).</summary>
+    private static long CheckHeaderLength(ReadOnlySpan<byte> prefix, long fileLength, string source)
     {
+        ulong raw = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+        if (raw > MaxHeaderLength && LooksLikeDamagedDcw(prefix))
+            throw new ModelFormatException(Inv($"{source}: the file starts like a .dcw file whose magic is damaged ({System.Convert.ToHexString(prefix[..8])}, expected \"DCWEIGHT\"), and is neither a valid .dcw nor a safetensors file. Re-convert it from the checkpoint or re-download it."));
         if (raw < 2)
             throw new ModelFormatException(Inv($"{source}: header length is {raw}; a safetensors header is a JSON object of at least 2 bytes. The file is not a safetensors file or is corrupted."));
         if (raw > MaxHeaderLength)
@@ -193,6 +208,18 @@ public static class SafetensorsReader
         if (raw > (ulong)(fileLength - 8))
             throw new ModelFormatException(Inv($"{source}: header length {raw} exceeds the {fileLength - 8} bytes after the length field. The file is truncated or not a safetensors file."));
         return (long)raw;
+    }
+
+    /// <summary>
+    /// True when the first 8 bytes differ from <c>DCWEIGHT</c> in at most 2 places, or the bytes after them are a .dcw's
+    /// version 1 and flags 0 — a .dcw with a damaged magic rather than a safetensors file.
+    /// </summary>
+    private static bool LooksLikeDamagedDcw(ReadOnlySpan<byte> prefix)
+    {
+        int same = 0;
+        for (int i = 0; i < 8; i++)
+            if (prefix[i] == DcwFile.Magic[i]) same++;
+        return same >= 6 || (prefix.Length >= 16 && BinaryPrimitives.ReadUInt64LittleEndian(prefix[8..]) == DcwFile.CurrentVersion);
     }
 
     private static SafetensorsInfo ParseHeader(byte[] header, long fileLength, long headerLength, string source)
@@ -212,33 +239,42 @@ public static class SafetensorsReader
         }
         using (doc)
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new ModelFormatException($"{source}: the header is a JSON {root.ValueKind}, expected an object mapping tensor names to {{dtype, shape, data_offsets}}.");
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            var entries = new List<SafetensorsEntry>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var prop in root.EnumerateObject())
+            try
             {
-                string name = prop.Name;
-                if (!seen.Add(name))
-                    throw new ModelFormatException($"{source}: the header lists '{name}' more than once; every key must be unique.");
-                if (name == "__metadata__")
+                var root = doc.RootElement;
+                if (root.ValueKind != JsonValueKind.Object)
+                    throw new ModelFormatException($"{source}: the header is a JSON {root.ValueKind}, expected an object mapping tensor names to {{dtype, shape, data_offsets}}.");
+                var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+                var entries = new List<SafetensorsEntry>();
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var prop in root.EnumerateObject())
                 {
-                    if (prop.Value.ValueKind != JsonValueKind.Object)
-                        throw new ModelFormatException($"{source}: '__metadata__' is a JSON {prop.Value.ValueKind}, expected an object of string values.");
-                    foreach (var m in prop.Value.EnumerateObject())
+                    string name = prop.Name;
+                    if (!seen.Add(name))
+                        throw new ModelFormatException($"{source}: the header lists '{name}' more than once; every key must be unique.");
+                    if (name == "__metadata__")
                     {
-                        if (m.Value.ValueKind != JsonValueKind.String)
-                            throw new ModelFormatException($"{source}: '__metadata__' entry '{m.Name}' is a JSON {m.Value.ValueKind}, expected a string.");
-                        metadata[m.Name] = m.Value.GetString()!;
+                        if (prop.Value.ValueKind != JsonValueKind.Object)
+                            throw new ModelFormatException($"{source}: '__metadata__' is a JSON {prop.Value.ValueKind}, expected an object of string values.");
+                        foreach (var m in prop.Value.EnumerateObject())
+                        {
+                            if (m.Value.ValueKind != JsonValueKind.String)
+                                throw new ModelFormatException($"{source}: '__metadata__' entry '{m.Name}' is a JSON {m.Value.ValueKind}, expected a string.");
+                            metadata[m.Name] = m.Value.GetString()!;
+                        }
+                        continue;
                     }
-                    continue;
+                    entries.Add(ParseEntry(name, prop.Value, dataLength, source));
                 }
-                entries.Add(ParseEntry(name, prop.Value, dataLength, source));
+                CheckTiling(entries, dataLength, source);
+                return new SafetensorsInfo(fileLength, headerLength, metadata, entries);
             }
-            CheckTiling(entries, dataLength, source);
-            return new SafetensorsInfo(fileLength, headerLength, metadata, entries);
+            catch (InvalidOperationException ex)
+            {
+                // System.Text.Json accepts a lone UTF-16 surrogate escape (e.g. "\ud800") while parsing but cannot
+                // turn it into a string: the header is not valid Unicode text.
+                throw new ModelFormatException($"{source}: the header holds a string that is not valid Unicode (a lone UTF-16 surrogate escape such as \\ud800). The file is corrupted or not a safetensors file.", ex);
+            }
         }
     }
 
@@ -328,8 +364,12 @@ public static class SafetensorsReader
         return s;
     }
 
-    /// <summary>Converts little-endian <paramref name="dtype"/> elements to float32.</summary>
-    internal static void Convert(string dtype, ReadOnlySpan<byte> raw, Span<float> dest)
+    /// <summary>
+    /// Converts little-endian <paramref name="dtype"/> elements to float32; <paramref name="name"/>,
+    /// <paramref name="firstIndex"/> (the flat index of <c>dest[0]</c>) and <paramref name="source"/> name an F64 value
+    /// too large for float32 in the error.
+    /// </summary>
+    internal static void Convert(string dtype, ReadOnlySpan<byte> raw, Span<float> dest, string name, long firstIndex, string source)
     {
         switch (dtype)
         {
@@ -351,7 +391,13 @@ public static class SafetensorsReader
                     dest[i] = BitConverter.UInt32BitsToSingle((uint)BinaryPrimitives.ReadUInt16LittleEndian(raw[(2 * i)..]) << 16);
                 break;
             case "F64":
-                for (int i = 0; i < dest.Length; i++) dest[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(raw[(8 * i)..]);
+                for (int i = 0; i < dest.Length; i++)
+                {
+                    double v = BinaryPrimitives.ReadDoubleLittleEndian(raw[(8 * i)..]);
+                    dest[i] = (float)v;
+                    if (float.IsInfinity(dest[i]) && double.IsFinite(v))
+                        throw new ModelFormatException(Inv($"{source}: tensor '{name}' holds the F64 value {v:R} at flat index {firstIndex + i}, which overflows float32 (largest {float.MaxValue:R}). This engine computes in float32: rescale the weights or re-save them in a range float32 can hold."));
+                }
                 break;
             default:
                 throw new ModelFormatException($"dtype {dtype} cannot be converted to float32. Supported dtypes: {string.Join(", ", SupportedDtypes)}.");

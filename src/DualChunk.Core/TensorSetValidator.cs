@@ -19,49 +19,65 @@ public static partial class TensorSetValidator
     public static ModelConfig Infer(IReadOnlyDictionary<string, Tensor> tensors, int chunkSize)
     {
         ArgumentNullException.ThrowIfNull(tensors);
+        var config = InferFromShapes(ShapesOf(tensors), chunkSize);
+        CheckFinite(tensors);
+        return config;
+    }
+
+    /// <summary>
+    /// As <see cref="Infer"/>, from names and shapes only (e.g. a safetensors header), so that a file that is not this
+    /// model is rejected before any of its data is read.
+    /// </summary>
+    internal static ModelConfig InferFromShapes(IReadOnlyDictionary<string, int[]> shapes, int chunkSize)
+    {
         if (chunkSize <= 0)
             throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
                 "Chunk size must be positive; pass the chunk size the model was built with (Edifice's default is 64).");
 
         int h, e;
-        if (tensors.TryGetValue(CheckpointNames.InputKernel, out var proj))
+        if (shapes.TryGetValue(CheckpointNames.InputKernel, out var proj))
         {
-            RequireRank(proj, 2);
-            e = proj.Shape[0];
-            h = proj.Shape[1];
+            RequireRank(CheckpointNames.InputKernel, proj, 2);
+            e = proj[0];
+            h = proj[1];
             if (e == h)
-                throw new ModelFormatException(Invariant($"Tensor '{CheckpointNames.InputKernel}' has shape {proj.ShapeText}: Edifice adds an input projection only when embed_dim != hidden_size, so this file is not an Edifice DualChunk checkpoint."));
+                throw new ModelFormatException(Invariant($"Tensor '{CheckpointNames.InputKernel}' has shape {Text(proj)}: Edifice adds an input projection only when embed_dim != hidden_size, so this file is not an Edifice DualChunk checkpoint."));
         }
         else
         {
-            var gamma = Get(tensors, CheckpointNames.FinalGamma, "(needed to infer hidden_size when there is no input_projection.kernel)");
-            RequireRank(gamma, 1);
-            h = gamma.Shape[0];
+            var gamma = Get(shapes, CheckpointNames.FinalGamma, "(needed to infer hidden_size when there is no input_projection.kernel)");
+            RequireRank(CheckpointNames.FinalGamma, gamma, 1);
+            h = gamma[0];
             e = h;
         }
 
+        // Bounded by the tensor count: a model with L layers has 13·L tensors, so a larger block number is an error below.
         int layers = 0;
-        foreach (var name in tensors.Keys)
+        foreach (var name in shapes.Keys)
         {
             var m = BlockNumber().Match(name);
-            if (m.Success && int.TryParse(m.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int l) && l > layers && l < 100_000)
+            if (m.Success && int.TryParse(m.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int l) && l > layers)
                 layers = l;
         }
         if (layers == 0)
             throw new ModelFormatException("No 'dual_chunk_block_<l>_*' tensors found: the file holds no DualChunk blocks. Is it an Edifice DualChunk checkpoint?");
+        if (13L * layers > shapes.Count)
+            throw new ModelFormatException(Invariant($"A tensor of block {layers} is present, but a model with {layers} blocks has {13L * layers + 2} or more tensors and the file holds {shapes.Count}: blocks are missing, or a block number is corrupt. Is it a complete Edifice DualChunk checkpoint?"));
 
-        var gate = Get(tensors, CheckpointNames.Gate(1), "(the gate's shape [num_heads, head_dim] gives the head count)");
-        RequireRank(gate, 2);
-        int nh = gate.Shape[0];
-        if (nh <= 0 || gate.Shape[1] <= 0 || nh * gate.Shape[1] != h)
-            throw new ModelFormatException(Invariant($"Tensor '{gate.Name}' has shape {gate.ShapeText}, expected [num_heads, head_dim] with num_heads * head_dim = hidden_size = {h}."));
+        string gateName = CheckpointNames.Gate(1);
+        var gate = Get(shapes, gateName, "(the gate's shape [num_heads, head_dim] gives the head count)");
+        RequireRank(gateName, gate, 2);
+        int nh = gate[0];
+        if (nh <= 0 || gate[1] <= 0 || (long)nh * gate[1] != h)
+            throw new ModelFormatException(Invariant($"Tensor '{gateName}' has shape {Text(gate)}, expected [num_heads, head_dim] with num_heads * head_dim = hidden_size = {h}."));
 
-        var up = Get(tensors, CheckpointNames.UpKernel(1), "(its shape [hidden_size, ffn_size] gives the FFN width)");
-        RequireRank(up, 2);
-        int f = up.Shape[1];
+        string upName = CheckpointNames.UpKernel(1);
+        var up = Get(shapes, upName, "(its shape [hidden_size, ffn_size] gives the FFN width)");
+        RequireRank(upName, up, 2);
+        int f = up[1];
 
         var config = new ModelConfig(e, h, nh, layers, chunkSize, f);
-        Validate(tensors, config);
+        ValidateShapes(shapes, config);
         return config;
     }
 
@@ -70,14 +86,37 @@ public static partial class TensorSetValidator
     {
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(config);
-        var expected = CheckpointNames.Expected(config);
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, shape) in expected)
+        ValidateShapes(ShapesOf(tensors), config);
+        CheckFinite(tensors);
+    }
+
+    /// <summary>Checks names and shapes only: exactly the set <paramref name="config"/> needs.</summary>
+    internal static void ValidateShapes(IReadOnlyDictionary<string, int[]> shapes, ModelConfig config)
+    {
+        // One expected name at a time and stopping at the first missing one: the work is bounded by what the file
+        // holds, however many layers its configuration claims.
+        foreach (var (name, shape) in CheckpointNames.Enumerate(config))
         {
-            names.Add(name);
-            var t = Get(tensors, name, Invariant($"(expected shape [{string.Join(", ", shape)}] for {config})"));
-            if (!t.Shape.SequenceEqual(shape))
-                throw new ModelFormatException(Invariant($"Tensor '{name}' has shape {t.ShapeText}, expected [{string.Join(", ", shape)}] for {config}."));
+            var s = Get(shapes, name, Invariant($"(expected shape {Text(shape)} for {config})"));
+            if (!s.AsSpan().SequenceEqual(shape))
+                throw new ModelFormatException(Invariant($"Tensor '{name}' has shape {Text(s)}, expected {Text(shape)} for {config}."));
+        }
+        if (shapes.Count != config.TensorCount)
+        {
+            // Every expected tensor is present, so there are more than expected: this set is bounded by the file.
+            var expected = CheckpointNames.Enumerate(config).Select(x => x.Name).ToHashSet(StringComparer.Ordinal);
+            foreach (var name in shapes.Keys)
+            {
+                if (!expected.Contains(name))
+                    throw new ModelFormatException(Invariant($"Unexpected tensor '{name}': a DualChunk model with {config} has no such parameter. Remove it, or check that the file is an Edifice DualChunk checkpoint."));
+            }
+        }
+    }
+
+    private static void CheckFinite(IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        foreach (var (name, t) in tensors)
+        {
             var span = t.Data.Span;
             for (int i = 0; i < span.Length; i++)
             {
@@ -85,22 +124,26 @@ public static partial class TensorSetValidator
                     throw new ModelFormatException(Invariant($"Tensor '{name}' holds a non-finite value ({span[i]}) at flat index {i}; the weights are corrupt or the training diverged."));
             }
         }
-        foreach (var name in tensors.Keys)
-        {
-            if (!names.Contains(name))
-                throw new ModelFormatException(Invariant($"Unexpected tensor '{name}': a DualChunk model with {config} has no such parameter. Remove it, or check that the file is an Edifice DualChunk checkpoint."));
-        }
     }
 
-    private static Tensor Get(IReadOnlyDictionary<string, Tensor> tensors, string name, string why)
-        => tensors.TryGetValue(name, out var t) ? t
+    private static Dictionary<string, int[]> ShapesOf(IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        var shapes = new Dictionary<string, int[]>(tensors.Count, StringComparer.Ordinal);
+        foreach (var (name, t) in tensors) shapes[name] = [.. t.Shape];
+        return shapes;
+    }
+
+    private static int[] Get(IReadOnlyDictionary<string, int[]> shapes, string name, string why)
+        => shapes.TryGetValue(name, out var s) ? s
             : throw new ModelFormatException($"Missing tensor '{name}' {why}.");
 
-    private static void RequireRank(Tensor t, int rank)
+    private static void RequireRank(string name, int[] shape, int rank)
     {
-        if (t.Shape.Count != rank)
-            throw new ModelFormatException(Invariant($"Tensor '{t.Name}' has shape {t.ShapeText}, expected a rank-{rank} tensor."));
+        if (shape.Length != rank)
+            throw new ModelFormatException(Invariant($"Tensor '{name}' has shape {Text(shape)}, expected a rank-{rank} tensor."));
     }
+
+    private static string Text(int[] shape) => "[" + string.Join(", ", shape) + "]";
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

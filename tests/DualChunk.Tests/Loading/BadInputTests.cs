@@ -506,7 +506,7 @@ public class BadInputTests
         var t = SafetensorsReader.Read(GoldenModel("tiny"));
         DcwFile.Write(path, TensorSetValidator.Infer(t, 4), t);
         Assert.That(() => WeightsLoader.Load(path, 8), Throws.TypeOf<ArgumentException>()
-            .With.Message.Contains("converted with chunk size 4; --chunk-size 8 disagrees"));
+            .With.Message.Contains("converted with chunk size 4; the requested chunk size 8 disagrees"));
         Assert.That(WeightsLoader.Load(path, 4).Config.ChunkSize, Is.EqualTo(4));
     }
 

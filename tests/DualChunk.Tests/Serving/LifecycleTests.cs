@@ -79,7 +79,7 @@ public sealed class LifecycleTests
         var input = RandomWeights.Input(2 * 32 * config.EmbedDim, 3);
         for (int round = 0; round < 5; round++)
         {
-            var model = DualChunkModel.Load(path, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
+            var model = DualChunkModel.Load(path, new DualChunkModelOptions { MaxDegreeOfParallelism = threads, MemoryMap = true });
             Assert.That(model.IsMemoryMapped, Is.True);
             var expected = Run(model, input, 2, 32, OutputMode.All);
             int completed = 0, disposedSeen = 0;
@@ -137,9 +137,9 @@ public sealed class LifecycleTests
         File.WriteAllBytes(st, LoadingTestData.SafetensorsOf(tensors, config));
         DcwFile.Write(dcw, config, tensors);
         using var fromSt = DualChunkModel.Load(st, chunkSize: 8);
-        using var mapped1 = DualChunkModel.Load(dcw);
-        using var mapped2 = DualChunkModel.Load(dcw, new DualChunkModelOptions { MaxDegreeOfParallelism = 2 }); // same file, mapped again
-        using var copied = DualChunkModel.Load(dcw, new DualChunkModelOptions { MemoryMap = false });
+        using var mapped1 = DualChunkModel.Load(dcw, new DualChunkModelOptions { MemoryMap = true });
+        using var mapped2 = DualChunkModel.Load(dcw, new DualChunkModelOptions { MaxDegreeOfParallelism = 2, MemoryMap = true }); // same file, mapped again
+        using var copied = DualChunkModel.Load(dcw);
         Assert.Multiple(() =>
         {
             Assert.That(fromSt.IsMemoryMapped, Is.False);
