@@ -137,11 +137,29 @@ public class DcwFileTests
     }
 
     [Test]
-    public void ChecksumIsXxHash3Seed0()
+    public void ChecksumIsXxHash3Seed0OfTheFileWithAZeroChecksumField()
     {
-        // Published XXH3_64bits test vector for empty input, quoted in weights-format.md.
-        Assert.That(System.IO.Hashing.XxHash3.HashToUInt64([]), Is.EqualTo(0x2D06800538D394C2UL));
-        Assert.That(System.IO.Hashing.XxHash3.HashToUInt64("abc"u8), Is.EqualTo(0x78AF5F94892F3950UL));
+        // weights-format.md §5, checked on what our writer and reader do (not on the hashing library): the stored value
+        // is XXH3_64(seed 0) of file[0..56) ‖ 00×8 ‖ file[64..end), and Inspect computes the same value.
+        foreach (var config in new[] { SmallConfig, new ModelConfig(4, 4, 2, 1, 2, 16) })
+        {
+            var bytes = Dcw(config, MakeTensors(config));
+            var zeroed = (byte[])bytes.Clone();
+            zeroed.AsSpan(56, 8).Clear();
+            ulong expected = System.IO.Hashing.XxHash3.HashToUInt64(zeroed, seed: 0);
+            Assert.That(BitConverter.ToUInt64(bytes, 56), Is.EqualTo(expected), "stored by DcwFile.Write");
+            var info = InspectDcw(bytes);
+            Assert.That(info.StoredChecksum, Is.EqualTo(expected));
+            Assert.That(info.ComputedChecksum, Is.EqualTo(expected), "computed by DcwFile.Inspect");
+
+            // The preamble is covered: a changed chunk size is detected, and accepted only once re-signed per §5.
+            bytes[32] ^= 0x01;
+            Assert.That(InspectDcw(bytes).ChecksumValid, Is.False);
+            Assert.Throws<ModelFormatException>(() => ReadDcw(bytes));
+            Resign(bytes);
+            Assert.That(InspectDcw(bytes).Config.ChunkSize, Is.EqualTo(config.ChunkSize ^ 1));
+            Assert.That(InspectDcw(bytes).ChecksumValid, Is.True);
+        }
     }
 
     internal const string ExamplePreambleHex = "444357454947485401000000000000000400000004000000020000000100000002000000100000000F000000D70300004004000000000000BFC78BCEA68DF1B4";
