@@ -20,25 +20,21 @@ public class LoadSourceTests
     private static void AssertBitwise(float[] expected, float[] actual, string because)
         => Assert.That(actual.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(expected.Select(BitConverter.SingleToInt32Bits)), because);
 
+    /// <summary>A weights file of <see cref="Config"/> with random weights, as bytes.</summary>
+    private static byte[] FileOf(string format, int seed)
+    {
+        var tensors = RandomWeights.Create(Config, seed);
+        return format == "dcw" ? Dcw(Config, tensors) : SafetensorsOf(tensors, Config);
+    }
+
     [TestCase("dcw")]
     [TestCase("safetensors")]
     public void LoadedModelDoesNotDependOnItsFile(string format)
     {
         using var dir = new TempDir();
         string path = dir.File("m." + format);
-        var tensors = RandomWeights.Create(Config, 9);
-        var other = RandomWeights.Create(Config, 10);
-        byte[] otherBytes;
-        if (format == "dcw")
-        {
-            DcwFile.Write(path, Config, tensors);
-            otherBytes = Dcw(Config, other);
-        }
-        else
-        {
-            File.WriteAllBytes(path, SafetensorsOf(tensors, Config));
-            otherBytes = SafetensorsOf(other, Config);
-        }
+        File.WriteAllBytes(path, FileOf(format, seed: 9));
+        byte[] otherBytes = FileOf(format, seed: 10);
         using var model = DualChunkModel.Load(path, format == "dcw" ? null : Config.ChunkSize);
         Assert.That(model.IsMemoryMapped, Is.False, "the default reads the file into memory");
         var expected = RunOnce(model);
@@ -86,9 +82,7 @@ public class LoadSourceTests
     {
         using var dir = new TempDir();
         string path = dir.File("m." + format);
-        var tensors = RandomWeights.Create(Config, 9);
-        if (format == "dcw") DcwFile.Write(path, Config, tensors);
-        else File.WriteAllBytes(path, SafetensorsOf(tensors, Config));
+        File.WriteAllBytes(path, FileOf(format, seed: 9));
         int? chunk = format == "dcw" ? null : Config.ChunkSize;
         byte[] bytes = File.ReadAllBytes(path);
 
