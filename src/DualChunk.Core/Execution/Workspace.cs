@@ -1,117 +1,72 @@
 using System.Runtime.CompilerServices;
-using DualChunk.Kernels;
 
 namespace DualChunk.Core;
 
 /// <summary>
-/// Everything a forward pass mutates, planned once for a maximum batch and sequence length and
-/// reused across calls. One workspace serves one call at a time; the model pools them.
-/// All buffers are slices of one pinned array, each starting on a 64-byte boundary; the buffers a worker
-/// thread writes privately (attention scratch, FFN hidden rows) have one slice per worker.
+/// Everything a forward pass mutates, planned once for calls up to a size and reused across calls. One workspace
+/// serves one call at a time; the model pools them. All buffers are slices of one pinned array, each starting on a
+/// 64-byte boundary; the buffers a worker thread writes privately (row-group rows, FFN hidden rows, attention
+/// scratch) have one slice per worker.
 /// </summary>
-/// <remarks>Not thread-safe: one call at a time per workspace. Create one with <see cref="DualChunkModel.CreateWorkspace"/>.</remarks>
+/// <remarks>
+/// A call of batch B and sequence length N fits when B ≤ <see cref="MaxBatch"/>, N ≤ <see cref="MaxSeqLen"/> and
+/// B·N ≤ <see cref="MaxRows"/>. Not thread-safe: one call at a time per workspace. Create one with
+/// <see cref="DualChunkModel.CreateWorkspace"/>.
+/// </remarks>
 public sealed class Workspace
 {
-    /// <summary>Rows of the FFN processed together: [FfnRowBlock, F] stays in L2.</summary>
-    internal const int FfnRowBlock = 128;
-
-    /// <summary>
-    /// Target rows of a row group: the block after the summaries runs group by group (whole chunks), so a group's
-    /// [G, 3H] queries/keys/values and [G, H] attention stay in L2 instead of streaming [B·N, 3H] through memory.
-    /// </summary>
-    internal const int TargetGroupRows = 256;
-
-    private const int AlignFloats = 16; // 64 bytes
     private readonly float[] _memory;
-    private readonly (int Offset, int Length) _x, _normed, _chunkMeans, _summaries, _inter, _last, _lastNormed, _lastAttn;
-    private readonly (int Offset, int Length)[] _groupQkv, _groupAttn, _ffn, _scratch; // one per worker
+    private readonly WorkspacePlan _plan;
+    private readonly int _base;
 
-    internal Workspace(ModelConfig config, int maxBatch, int maxSeqLen, int workers)
+    internal Workspace(ModelConfig config, in WorkspacePlan plan)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(workers);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBatch);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSeqLen);
-        config.ValidateSequenceLength(maxSeqLen);
         Config = config;
-        MaxBatch = maxBatch;
-        MaxSeqLen = maxSeqLen;
-        int h = config.HiddenSize, c = config.ChunkSize, d = config.HeadDim;
-        long rows = (long)maxBatch * maxSeqLen, chunkRows = rows / c;
-        long offset = 0;
-        (int, int) Plan(long floats)
-        {
-            long start = offset;
-            offset = (offset + floats + AlignFloats - 1) / AlignFloats * AlignFloats;
-            return ((int)start, (int)floats);
-        }
-        GroupRows = (int)Math.Min(rows, Math.Max(1, TargetGroupRows / c) * (long)c);
-        _x = Plan(rows * h);                                   // [B·N, H]   residual stream
-        _normed = Plan(rows * h);                              // [B·N, H]   layer-norm output
-        _chunkMeans = Plan(chunkRows * h);                     // [B·NC, H]  chunk means of the layer-norm output
-        _summaries = Plan(chunkRows * 3 * h);                  // [B·NC, 3H] q̄ | k̄ | v̄
-        _inter = Plan(chunkRows * h);                          // [B·NC, H]  inter-chunk attention
-        _last = Plan((long)maxBatch * h);                      // [B, H]     residual at position N-1 (readout)
-        _lastNormed = Plan((long)maxBatch * h);                // [B, H]
-        _lastAttn = Plan((long)maxBatch * h);                  // [B, H]     blended attention at position N-1
-        _groupQkv = new (int, int)[workers];
-        _groupAttn = new (int, int)[workers];
-        _ffn = new (int, int)[workers];
-        _scratch = new (int, int)[workers];
-        for (int w = 0; w < workers; w++)
-        {
-            _groupQkv[w] = Plan((long)GroupRows * 3 * h);      // [G, 3H] queries | keys | values of a row group, per worker
-            _groupAttn[w] = Plan((long)GroupRows * h);         // [G, H]  its blended attention, per worker
-            _ffn[w] = Plan((long)Math.Min(rows, FfnRowBlock) * config.FfnSize); // [rowBlock, F] FFN hidden, per worker
-            _scratch[w] = Plan(Math.Max(CausalAttention.ScratchFloats(c, d), CausalAttention.ScratchFloats(maxSeqLen / c, d))); // per worker
-        }
-        if (offset + AlignFloats > Array.MaxLength)
-            throw new ArgumentOutOfRangeException(nameof(maxSeqLen),
-                $"A workspace for batch {maxBatch} × {maxSeqLen} positions needs {offset * 4L:N0} bytes, more than one .NET array holds; run smaller batches.");
-        _memory = GC.AllocateUninitializedArray<float>((int)offset + AlignFloats, pinned: true);
-        Base = AlignmentShift(_memory);
-        Workers = workers;
-        Phases = new PhaseRunner(this);
+        _plan = plan;
+        _memory = GC.AllocateUninitializedArray<float>(checked((int)plan.Floats), pinned: true);
+        _base = AlignmentShift(_memory);
+        Workers = new WorkerBuffers(_memory, _base, plan);
+        Scheduler = new Scheduler(Workers, config);
     }
 
     /// <summary>The configuration this workspace was planned for.</summary>
     public ModelConfig Config { get; }
 
     /// <summary>Largest batch a call may use with this workspace.</summary>
-    public int MaxBatch { get; }
+    public int MaxBatch => (int)Math.Min(_plan.Batch, int.MaxValue);
 
     /// <summary>Largest sequence length a call may use with this workspace.</summary>
-    public int MaxSeqLen { get; }
+    public int MaxSeqLen => _plan.SeqLen;
 
-    /// <summary>Worker slices (attention scratch, FFN rows) planned: calls use at most this many threads.</summary>
-    public int Workers { get; }
-
-    /// <summary>Rows G of a row group (whole chunks, at most B·N): the unit of the block's per-group work.</summary>
-    internal int GroupRows { get; }
+    /// <summary>Largest number of rows, batch × sequence length, a call may use with this workspace.</summary>
+    public long MaxRows => _plan.Rows;
 
     /// <summary>Bytes held by this workspace.</summary>
     public long Bytes => _memory.LongLength * sizeof(float);
 
-    private int Base { get; }
+    internal WorkspacePlan Plan => _plan;
 
-    internal bool Fits(int batch, int seqLen) => batch <= MaxBatch && seqLen <= MaxSeqLen && (long)batch * seqLen <= (long)MaxBatch * MaxSeqLen;
+    /// <summary>Worker slices planned: calls use at most this many threads.</summary>
+    internal int WorkerCount => _plan.Workers;
 
-    internal Span<float> X => Slice(_x);
-    internal Span<float> Normed => Slice(_normed);
-    internal Span<float> ChunkMeans => Slice(_chunkMeans);
-    internal Span<float> Summaries => Slice(_summaries);
-    internal Span<float> Inter => Slice(_inter);
-    internal Span<float> Last => Slice(_last);
-    internal Span<float> LastNormed => Slice(_lastNormed);
-    internal Span<float> LastAttn => Slice(_lastAttn);
-    internal Span<float> GroupQkv(int worker) => Slice(_groupQkv[worker]);
-    internal Span<float> GroupAttn(int worker) => Slice(_groupAttn[worker]);
-    internal Span<float> Ffn(int worker) => Slice(_ffn[worker]);
-    internal Span<float> Scratch(int worker) => Slice(_scratch[worker]);
+    internal bool Fits(int batch, int seqLen) => _plan.Fits(batch, seqLen);
 
-    /// <summary>The parallel-phase descriptor of the call running on this workspace (allocated once, here).</summary>
-    internal PhaseRunner Phases { get; }
+    internal Span<float> X => Slice(_plan.X);
+    internal Span<float> Normed => Slice(_plan.Normed);
+    internal Span<float> ChunkMeans => Slice(_plan.ChunkMeans);
+    internal Span<float> Summaries => Slice(_plan.Summaries);
+    internal Span<float> Inter => Slice(_plan.Inter);
+    internal Span<float> Last => Slice(_plan.Last);
+    internal Span<float> LastNormed => Slice(_plan.LastNormed);
+    internal Span<float> LastAttn => Slice(_plan.LastAttn);
 
-    private Span<float> Slice((int Offset, int Length) s) => _memory.AsSpan(Base + s.Offset, s.Length);
+    /// <summary>The per-worker buffers (row group, FFN hidden rows, attention scratch).</summary>
+    internal WorkerBuffers Workers { get; }
+
+    /// <summary>Partitions and dispatches this workspace's calls (its work items are allocated once, here).</summary>
+    internal Scheduler Scheduler { get; }
+
+    private Span<float> Slice((long Offset, long Length) s) => _memory.AsSpan(_base + (int)s.Offset, (int)s.Length);
 
     private static unsafe int AlignmentShift(float[] pinned)
     {
@@ -119,4 +74,19 @@ public sealed class Workspace
         nuint address = (nuint)Unsafe.AsPointer(ref pinned[0]);
         return (int)((64 - (address & 63)) & 63) / sizeof(float);
     }
+}
+
+/// <summary>The buffers one worker thread writes privately, one slice per worker slot, inside a workspace's array.</summary>
+internal sealed class WorkerBuffers(float[] memory, int baseIndex, WorkspacePlan plan)
+{
+    /// <summary>Rows G of a row group (whole chunks, at most B·N).</summary>
+    public int GroupRows { get; } = plan.GroupRows;
+
+    public Span<float> GroupQkv(int worker) => Slice(plan.GroupQkv, worker);    // [G, 3H]
+    public Span<float> GroupAttn(int worker) => Slice(plan.GroupAttn, worker);  // [G, H]
+    public Span<float> FfnHidden(int worker) => Slice(plan.FfnHidden, worker);  // [FfnRowBlock, F]
+    public Span<float> Scratch(int worker) => Slice(plan.Scratch, worker);      // attention scratch
+
+    private Span<float> Slice((long Offset, long Length) s, int worker)
+        => memory.AsSpan(baseIndex + (int)(s.Offset + worker * plan.WorkerFloats), (int)s.Length);
 }
