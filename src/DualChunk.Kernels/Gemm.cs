@@ -309,7 +309,7 @@ public static class Gemm
     /// <summary>
     /// Scalar twin, the tests' reference: plain loops over row-major W [k, n], accumulated in double.
     /// </summary>
-    public static void Scalar(ReadOnlySpan<float> a, int m, int lda, ReadOnlySpan<float> w, int k, int n,
+    internal static void Scalar(ReadOnlySpan<float> a, int m, int lda, ReadOnlySpan<float> w, int k, int n,
         ReadOnlySpan<float> bias, Span<float> c, int ldc, GemmEpilogue epilogue)
     {
         for (int r = 0; r < m; r++)

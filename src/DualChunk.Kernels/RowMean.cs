@@ -60,7 +60,7 @@ public static class RowMean
     }
 
     /// <summary>Scalar twin in double, the tests' reference.</summary>
-    public static void Scalar(ReadOnlySpan<float> x, int rows, int ldx, int width, int group, Span<float> means, int ldm)
+    internal static void Scalar(ReadOnlySpan<float> x, int rows, int ldx, int width, int group, Span<float> means, int ldm)
     {
         for (int g = 0; g < rows / group; g++)
         {

@@ -32,53 +32,75 @@ internal sealed unsafe class DenseItems : IParallelWork
     }
 }
 
+/// <summary>A row-wise operation cut into ranges of consecutive rows; <see cref="Run"/> computes one range.</summary>
+internal abstract unsafe class RowRangeItems : IParallelWork
+{
+    protected float* Source { get; private set; }
+    protected float* Target { get; private set; }
+    private int _rows, _perItem;
+
+    protected void SetRange(float* source, float* target, int rows, int perItem)
+    {
+        Source = source;
+        Target = target;
+        _rows = rows;
+        _perItem = perItem;
+    }
+
+    public virtual void Clear()
+    {
+        Source = null;
+        Target = null;
+    }
+
+    public void Execute(int item, int worker)
+    {
+        int first = item * _perItem;
+        Run(first, Math.Min(_perItem, _rows - first), _rows);
+    }
+
+    /// <summary>Rows [first, first + count) of <paramref name="rows"/>.</summary>
+    protected abstract void Run(int first, int count, int rows);
+}
+
 /// <summary>A range of rows of y = LN(x).</summary>
-internal sealed unsafe class LayerNormItems : IParallelWork
+internal sealed unsafe class LayerNormItems : RowRangeItems
 {
     private LayerNormLayer _norm;
-    private float* _x, _y;
-    private int _rows, _perItem;
 
     public void Set(in LayerNormLayer norm, float* x, float* y, int rows, int perItem)
     {
-        _norm = norm; _x = x; _y = y; _rows = rows; _perItem = perItem;
+        _norm = norm;
+        SetRange(x, y, rows, perItem);
     }
 
-    public void Clear()
+    public override void Clear()
     {
-        _norm = default; _x = null; _y = null;
+        _norm = default;
+        base.Clear();
     }
 
-    public void Execute(int item, int worker)
+    protected override void Run(int first, int count, int rows)
     {
-        int r0 = item * _perItem, rows = Math.Min(_perItem, _rows - r0), width = _norm.Width;
-        _norm.Apply(new ReadOnlySpan<float>(_x + (long)r0 * width, rows * width), rows, new Span<float>(_y + (long)r0 * width, rows * width));
+        int width = _norm.Width;
+        _norm.Apply(new ReadOnlySpan<float>(Source + (long)first * width, count * width), count, new Span<float>(Target + (long)first * width, count * width));
     }
 }
 
-/// <summary>A range of chunks of the chunk means.</summary>
-internal sealed unsafe class ChunkMeanItems(ModelConfig config) : IParallelWork
+/// <summary>A range of chunks of the chunk means (a "row" is one chunk).</summary>
+internal sealed unsafe class ChunkMeanItems(ModelConfig config) : RowRangeItems
 {
     private readonly int _h = config.HiddenSize, _c = config.ChunkSize;
     private InterChunkAttention _attention;
-    private float* _rows, _means;
-    private int _chunkRows, _perItem;
 
-    public void Set(in InterChunkAttention attention, float* rows, float* means, int chunkRows, int perItem)
+    public void Set(in InterChunkAttention attention, float* h, float* means, int chunkRows, int perItem)
     {
-        _attention = attention; _rows = rows; _means = means; _chunkRows = chunkRows; _perItem = perItem;
+        _attention = attention;
+        SetRange(h, means, chunkRows, perItem);
     }
 
-    public void Clear()
-    {
-        _rows = null; _means = null;
-    }
-
-    public void Execute(int item, int worker)
-    {
-        int first = item * _perItem, count = Math.Min(_perItem, _chunkRows - first);
-        _attention.ChunkMeans(new ReadOnlySpan<float>(_rows, _chunkRows * _c * _h), first, count, new Span<float>(_means, _chunkRows * _h));
-    }
+    protected override void Run(int first, int count, int rows)
+        => _attention.ChunkMeans(new ReadOnlySpan<float>(Source, rows * _c * _h), first, count, new Span<float>(Target, rows * _h));
 }
 
 /// <summary>One (batch element, head) of the inter-chunk attention.</summary>

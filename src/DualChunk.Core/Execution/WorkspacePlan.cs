@@ -53,20 +53,12 @@ internal readonly struct WorkspacePlan
     public int Workers { get; }
     public int GroupRows { get; }
 
-    public (long Offset, long Length) X { get; }
-    public (long Offset, long Length) Normed { get; }
-    public (long Offset, long Length) ChunkMeans { get; }
-    public (long Offset, long Length) Summaries { get; }
-    public (long Offset, long Length) Inter { get; }
-    public (long Offset, long Length) Last { get; }
-    public (long Offset, long Length) LastNormed { get; }
-    public (long Offset, long Length) LastAttn { get; }
+    // Each buffer's (offset, length) in floats; shapes where they are planned, in the constructor.
+    public readonly (long Offset, long Length) X, Normed, ChunkMeans, Summaries, Inter, Last, LastNormed, LastAttn;
 
     /// <summary>Worker w's buffers are these, shifted by <see cref="WorkerStart"/> + w · <see cref="WorkerFloats"/>.</summary>
-    public (long Offset, long Length) GroupQkv { get; }
-    public (long Offset, long Length) GroupAttn { get; }
-    public (long Offset, long Length) FfnHidden { get; }
-    public (long Offset, long Length) Scratch { get; }
+    public readonly (long Offset, long Length) GroupQkv, GroupAttn, FfnHidden, Scratch;
+
     public long WorkerStart { get; }
     public long WorkerFloats { get; }
 
