@@ -22,14 +22,13 @@ namespace DualChunk.Tests.Model;
 [TestFixture]
 public sealed class BitwisePinTests
 {
-    // E, H, NH, L, C, N, B
-    private static readonly int[][] Shapes =
+    private static readonly (ModelConfig Config, int N, int B)[] Shapes =
     [
-        [20, 24, 3, 2, 5, 15, 2],
-        [64, 64, 4, 2, 8, 32, 3],
-        [33, 200, 5, 2, 8, 64, 3],
-        [96, 128, 4, 1, 16, 320, 2],
-        [128, 128, 2, 2, 32, 96, 1],
+        (new(20, 24, 3, 2, 5, 96), 15, 2),
+        (new(64, 64, 4, 2, 8, 256), 32, 3),
+        (new(33, 200, 5, 2, 8, 800), 64, 3),
+        (new(96, 128, 4, 1, 16, 512), 320, 2),
+        (new(128, 128, 2, 2, 32, 512), 96, 1),
     ];
 
     // [shape][mode: last, all, mean] for each ISA path.
@@ -53,14 +52,8 @@ public sealed class BitwisePinTests
         ],
     };
 
-    private static IEnumerable<TestCaseData> Cases()
-    {
-        for (int i = 0; i < Shapes.Length; i++)
-        {
-            var s = Shapes[i];
-            yield return new TestCaseData(i).SetName($"OutputBitsArePinned_E{s[0]}_H{s[1]}_NH{s[2]}_L{s[3]}_C{s[4]}_N{s[5]}_B{s[6]}");
-        }
-    }
+    private static IEnumerable<TestCaseData> Cases() => Shapes.Select((s, i) => new TestCaseData(i).SetName(
+        $"OutputBitsArePinned_E{s.Config.EmbedDim}_H{s.Config.HiddenSize}_NH{s.Config.NumHeads}_L{s.Config.NumLayers}_C{s.Config.ChunkSize}_N{s.N}_B{s.B}"));
 
     [TestCaseSource(nameof(Cases))]
     public void OutputBitsArePinned(int shapeIndex)
@@ -68,9 +61,7 @@ public sealed class BitwisePinTests
         bool print = Environment.GetEnvironmentVariable("DUALCHUNK_PRINT_PINS") == "1";
         if (!print && !Pins.ContainsKey(KernelSelection.Isa))
             Assert.Ignore($"No pinned bits for the {KernelSelection.Isa} path (pinned on an AVX2 machine).");
-        var s = Shapes[shapeIndex];
-        var config = new ModelConfig(s[0], s[1], s[2], s[3], s[4], 4 * s[1]);
-        int n = s[5], batch = s[6];
+        var (config, n, batch) = Shapes[shapeIndex];
         var tensors = RandomWeights.Create(config, seed: 900 + shapeIndex);
         var input = RandomWeights.Input(batch * n * config.EmbedDim, seed: 950 + shapeIndex);
         foreach (int threads in new[] { 1, 2 })
