@@ -11,16 +11,16 @@ using DualChunk.Kernels;
 namespace DualChunk.Bench;
 
 /// <summary>
-/// Where one last_timestep forward pass spends its time, per layer type: each benchmark runs one layer type at every
-/// place DualChunkModel.Forward runs it (L−1 full blocks, then the last block's reduced work), on the real shapes and
-/// the same layer structs and workspace buffers. <see cref="Forward"/> is the whole pass for comparison; the
-/// "Share" column gives each part's percentage of the sum of the parts, and on the Forward row the sum itself.
+/// Where one last_timestep forward pass spends its time, per box of the model: each benchmark runs one box
+/// (DualChunkBlock's Summaries, Attention, OutputProjection, FeedForward, and the input projection and final norm)
+/// at every place ForwardPass.Run runs it (L−1 full blocks row group by row group, then the last block's reduced
+/// work), through the same box methods on the same workspace buffers, on one thread. <see cref="Forward"/> is the
+/// whole pass for comparison; the "Share" column gives each part's percentage of the sum of the parts, and on the
+/// Forward row the sum itself.
 /// </summary>
 /// <remarks>
-/// Mirrors DualChunkModel.Forward's last_timestep path (keep in step with it). A block runs row group by row group
-/// there (QKV, intra-chunk attention, out-proj, FFN per group of Workspace.GroupRows rows, the FFN in blocks of
-/// Workspace.FfnRowBlock rows); here each part runs over all groups in turn on the same group buffers, so they are
-/// as cache-hot as in the pass, but the residual rows are re-read per part.
+/// Each part runs over all row groups in turn on the same group buffers, so they are as cache-hot as in the pass,
+/// but the residual rows are re-read per part.
 /// </remarks>
 [Config(typeof(BreakdownConfig))]
 public class BreakdownBenchmarks
@@ -31,9 +31,7 @@ public class BreakdownBenchmarks
 
     private static readonly ModelConfig M = Nominal.Default;
     private int _b, _n, _rows;
-    private DenseLayer _inputProjection;
-    private DualChunkBlock[] _blocks = [];
-    private LayerNormLayer _finalNorm;
+    private ForwardPass _pass = null!;
     private Workspace _ws = null!;
     private float[] _input = [], _output = [];
     private DualChunkModel _model = null!;
@@ -46,25 +44,23 @@ public class BreakdownBenchmarks
         _n = Nominal.SeqLen(Config);
         _rows = _b * _n;
         var tensors = RandomWeights.Create(M, 1);
-        _inputProjection = new DenseLayer(tensors[CheckpointNames.InputKernel], tensors[CheckpointNames.InputBias], GemmEpilogue.Bias, copy: true);
-        _blocks = Enumerable.Range(1, M.NumLayers).Select(l => new DualChunkBlock(M, tensors, l, copy: true)).ToArray();
-        _finalNorm = new LayerNormLayer(tensors[CheckpointNames.FinalGamma], tensors[CheckpointNames.FinalBeta], copy: true);
-        _ws = new Workspace(M, _b, _n, workers: 1);
+        _pass = new ForwardPass(M, tensors, copy: true);
         _input = RandomWeights.Input(_rows * M.EmbedDim, 2);
         _output = new float[_b * M.HiddenSize];
         _model = DualChunkModel.FromTensors(tensors, M);
+        _ws = _model.CreateWorkspace(_b, _n);
         _modelWs = _model.CreateWorkspace(_b, _n);
         // Fill every buffer with real activations (one pass of the parts in order), then warm to tier 1.
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < 300 && (i < 3 || clock.Elapsed.TotalSeconds < 1.5); i++)
         {
-            InputProjection(); AttnNorm(); Qkv(); InterChunk(); IntraChunk(); AttnOut(); FfnNorm(); FfnUp(); FfnDown(); FinalNorm(); Forward();
+            InputProjection(); Summaries(); Attention(); OutputProjection(); FeedForward(); FinalNorm(); Forward();
         }
     }
 
     private int H => M.HiddenSize;
     private int Full => M.NumLayers - 1;   // blocks run over all positions; the last one is reduced
-    private bool SplitQkv => H % PackedMatrix.PanelWidth == 0;
+    private OnThisThread Ex => new(_ws.Workers, 0);
 
     /// <summary>The whole pass (DualChunkModel.Run with a caller-owned workspace).</summary>
     [Benchmark]
@@ -72,152 +68,75 @@ public class BreakdownBenchmarks
 
     /// <summary>x = input · W_in + b_in: [B·N, E]·[E, H].</summary>
     [Benchmark]
-    public void InputProjection() => _inputProjection.Apply(_input, _rows, M.EmbedDim, _ws.X, H);
+    public void InputProjection() => Ex.Dense(_pass.InputProjection!.Value, _input, _rows, M.EmbedDim, _ws.X, H, 0, H);
 
-    /// <summary>LN before attention: all rows in every block (the last block needs every chunk's mean).</summary>
+    /// <summary>LN, chunk means, summaries q̄|k̄|v̄ = h̄ · W_qkv + b, causal attention over them; every block (the last: its last chunk).</summary>
     [Benchmark]
-    public void AttnNorm()
+    public void Summaries()
     {
-        foreach (ref readonly var block in _blocks.AsSpan())
-            block.AttnNorm.Apply(_ws.X, _rows, _ws.Normed);
+        for (int l = 0; l < M.NumLayers; l++)
+            _pass.Block(l).Summaries(Ex, _ws.X, _ws.Normed, _ws.ChunkMeans, _ws.Summaries, _ws.Inter, _b, _n, lastChunkOnly: l == Full);
     }
 
-    /// <summary>qkv = h · W_qkv + b: [G, H]·[H, 3H] per row group in full blocks; in the last, K and V of each last chunk and Q of its last row.</summary>
+    /// <summary>qkv = h · W_qkv + b and intra-chunk attention with the blend, per row group; the last block: each last chunk, row C−1.</summary>
     [Benchmark]
-    public void Qkv()
+    public void Attention()
     {
-        Span<float> normed = _ws.Normed[..(_rows * H)], qkv = _ws.GroupQkv(0);
-        int g = _ws.GroupRows, c = M.ChunkSize;
+        int g = _ws.Workers.GroupRows, c = M.ChunkSize, chunks = _n / c;
+        Span<float> normed = _ws.Normed[..(_rows * H)], qkv = _ws.Workers.GroupQkv(0), attn = _ws.Workers.GroupAttn(0), inter = _ws.Inter;
         for (int l = 0; l < Full; l++)
             for (int r0 = 0; r0 < _rows; r0 += g)
-                _blocks[l].Qkv.Apply(normed[(r0 * H)..], Math.Min(g, _rows - r0), H, qkv, 3 * H);
-        ref readonly var last = ref _blocks[^1];
+            {
+                int n = Math.Min(g, _rows - r0);
+                _pass.Block(l).Attention(Ex, normed.Slice(r0 * H, n * H), n, qkv, inter.Slice(r0 / c * H, n / c * H), attn, lastRowOnly: false);
+            }
         for (int b = 0; b < _b; b++)
-        {
-            var hChunk = normed[((b * _n + _n - c) * H)..];
-            if (SplitQkv)
-            {
-                last.Qkv.ApplyColumns(hChunk, c, H, qkv, 3 * H, H, 2 * H);
-                last.Qkv.ApplyColumns(hChunk[((c - 1) * H)..], 1, H, qkv[((c - 1) * 3 * H)..], 3 * H, 0, H);
-            }
-            else
-            {
-                last.Qkv.Apply(hChunk, c, H, qkv, 3 * H);
-            }
-        }
+            _pass.Block(Full).Attention(Ex, normed.Slice((b * _n + _n - c) * H, c * H), c, qkv, inter.Slice((b * chunks + chunks - 1) * H, H), attn, lastRowOnly: true);
     }
 
-    /// <summary>Chunk means of h, summaries q̄|k̄|v̄ = h̄ · W_qkv + b, causal attention over them; the last block: the last chunk's row.</summary>
+    /// <summary>x += attn · W_out + b_out per row group; the last block: B rows (with the copies of the rows).</summary>
     [Benchmark]
-    public void InterChunk()
+    public void OutputProjection()
     {
-        int chunks = _n / M.ChunkSize;
-        for (int l = 0; l < M.NumLayers; l++)
-        {
-            ref readonly var block = ref _blocks[l];
-            block.Inter.ChunkMeans(_ws.Normed, 0, _b * chunks, _ws.ChunkMeans);
-            block.Qkv.Apply(_ws.ChunkMeans, _b * chunks, H, _ws.Summaries, 3 * H);
-            for (int b = 0; b < _b; b++)
-                for (int head = 0; head < block.Inter.Heads; head++)
-                    block.Inter.ApplyHead(_ws.Summaries, _n, _ws.Inter, _ws.Scratch(0), lastChunkOnly: l == Full, b, head);
-        }
-    }
-
-    /// <summary>The chunk means and summary GEMM alone (part of <see cref="InterChunk"/>, not counted separately in the share).</summary>
-    [Benchmark]
-    public void InterSummariesOnly()
-    {
-        int chunks = _n / M.ChunkSize;
-        for (int l = 0; l < M.NumLayers; l++)
-        {
-            _blocks[l].Inter.ChunkMeans(_ws.Normed, 0, _b * chunks, _ws.ChunkMeans);
-            _blocks[l].Qkv.Apply(_ws.ChunkMeans, _b * chunks, H, _ws.Summaries, 3 * H);
-        }
-    }
-
-    /// <summary>Causal attention inside every chunk (row group by row group) with the gate blend fused; the last block: position N−1 only.</summary>
-    [Benchmark]
-    public void IntraChunk()
-    {
-        int c = M.ChunkSize, g = _ws.GroupRows, chunks = _n / c;
-        Span<float> qkv = _ws.GroupQkv(0), attn = _ws.GroupAttn(0), inter = _ws.Inter;
-        for (int l = 0; l < M.NumLayers; l++)
-        {
-            ref readonly var block = ref _blocks[l];
-            if (l < Full)
-            {
-                for (int r0 = 0; r0 < _rows; r0 += g)
-                    for (int chunk = 0; chunk < Math.Min(g, _rows - r0) / c; chunk++)
-                        for (int head = 0; head < block.Intra.Heads; head++)
-                            block.Intra.ApplyHead(qkv[(chunk * c * 3 * H)..], inter.Slice((r0 / c + chunk) * H, H), block.Gate, attn[(chunk * c * H)..], _ws.Scratch(0), false, head);
-                continue;
-            }
-            for (int b = 0; b < _b; b++)
-                for (int head = 0; head < block.Intra.Heads; head++)
-                    block.Intra.ApplyHead(qkv, inter.Slice((b * chunks + chunks - 1) * H, H), block.Gate, attn, _ws.Scratch(0), true, head);
-        }
-    }
-
-    /// <summary>x += attn · W_out + b_out: [G, H]·[H, H] per row group; the last block: B rows (with the copies of the rows).</summary>
-    [Benchmark]
-    public void AttnOut()
-    {
-        Span<float> x = _ws.X[..(_rows * H)], attn = _ws.GroupAttn(0);
-        int g = _ws.GroupRows, c = M.ChunkSize;
+        Span<float> x = _ws.X[..(_rows * H)], attn = _ws.Workers.GroupAttn(0);
+        int g = _ws.Workers.GroupRows, c = M.ChunkSize;
         for (int l = 0; l < Full; l++)
             for (int r0 = 0; r0 < _rows; r0 += g)
-                _blocks[l].AttnOut.Apply(attn, Math.Min(g, _rows - r0), H, x[(r0 * H)..], H);
+            {
+                int n = Math.Min(g, _rows - r0);
+                _pass.Block(l).OutputProjection(Ex, attn, n, x.Slice(r0 * H, n * H));
+            }
         Span<float> lastX = _ws.Last[..(_b * H)], lastAttn = _ws.LastAttn[..(_b * H)];
         for (int b = 0; b < _b; b++)
         {
             attn.Slice((c - 1) * H, H).CopyTo(lastAttn.Slice(b * H, H));
             x.Slice((b * _n + _n - 1) * H, H).CopyTo(lastX.Slice(b * H, H));
         }
-        _blocks[^1].AttnOut.Apply(lastAttn, _b, H, lastX, H);
+        _pass.Block(Full).OutputProjection(Ex, lastAttn, _b, lastX);
     }
 
-    /// <summary>LN before the FFN, per row block; the last block: B rows.</summary>
+    /// <summary>x += GELU(LN(x) · W_up + b_up) · W_down + b_down per row group; the last block: B rows.</summary>
     [Benchmark]
-    public void FfnNorm() => FfnPart(0);
-
-    /// <summary>GELU(h · W_up + b_up): [rows, H]·[H, F] with GELU fused.</summary>
-    [Benchmark]
-    public void FfnUp() => FfnPart(1);
-
-    /// <summary>x += ffn · W_down + b_down: [rows, F]·[F, H] with the residual add fused.</summary>
-    [Benchmark]
-    public void FfnDown() => FfnPart(2);
-
-    private void FfnPart(int part)
+    public void FeedForward()
     {
-        for (int l = 0; l < M.NumLayers; l++)
-        {
-            ref readonly var block = ref _blocks[l];
-            bool last = l == Full;
-            int rows = last ? _b : _rows;
-            Span<float> x = last ? _ws.Last : _ws.X, normed = last ? _ws.LastNormed : _ws.Normed, ffn = _ws.Ffn(0);
-            for (int r0 = 0; r0 < rows; r0 += Workspace.FfnRowBlock)
+        Span<float> x = _ws.X[..(_rows * H)], normed = _ws.Normed[..(_rows * H)];
+        int g = _ws.Workers.GroupRows;
+        for (int l = 0; l < Full; l++)
+            for (int r0 = 0; r0 < _rows; r0 += g)
             {
-                int n = Math.Min(Workspace.FfnRowBlock, rows - r0);
-                var xBlock = x.Slice(r0 * H, n * H);
-                var hBlock = normed.Slice(r0 * H, n * H);
-                switch (part)
-                {
-                    case 0: block.FfnNorm.Apply(xBlock, n, hBlock); break;
-                    case 1: block.FfnUp.Apply(hBlock, n, H, ffn, M.FfnSize); break;
-                    default: block.FfnDown.Apply(ffn, n, M.FfnSize, xBlock, H); break;
-                }
+                int n = Math.Min(g, _rows - r0);
+                _pass.Block(l).FeedForward(Ex, x.Slice(r0 * H, n * H), normed.Slice(r0 * H, n * H), n);
             }
-        }
+        _pass.Block(Full).FeedForward(Ex, _ws.Last[..(_b * H)], _ws.LastNormed[..(_b * H)], _b);
     }
 
     /// <summary>Final LN of the B readout rows.</summary>
     [Benchmark]
-    public void FinalNorm() => _finalNorm.Apply(_ws.Last[..(_b * H)], _b, _output);
+    public void FinalNorm() => Ex.LayerNorm(_pass.FinalNorm, _ws.Last[..(_b * H)], _b, _output);
 
     /// <summary>The parts whose times add up to a forward pass.</summary>
     internal static readonly string[] Parts =
-        [nameof(InputProjection), nameof(AttnNorm), nameof(Qkv), nameof(InterChunk), nameof(IntraChunk), nameof(AttnOut), nameof(FfnNorm), nameof(FfnUp), nameof(FfnDown), nameof(FinalNorm)];
+        [nameof(InputProjection), nameof(Summaries), nameof(Attention), nameof(OutputProjection), nameof(FeedForward), nameof(FinalNorm)];
 
     /// <summary>FLOP of one call of a part: dense layers exactly, attention by the nominal formula (full squares).</summary>
     internal static double Flops(BenchmarkCase benchmarkCase)
@@ -226,16 +145,16 @@ public class BreakdownBenchmarks
         if (config is null) return 0;
         double b = Nominal.Batch(config), n = Nominal.SeqLen(config), rows = b * n, h = M.HiddenSize, f = M.FfnSize, e = M.EmbedDim,
             c = M.ChunkSize, nc = n / c, full = M.NumLayers - 1;
-        bool split = M.HiddenSize % PackedMatrix.PanelWidth == 0;
+        bool split = PackedMatrix.CanStartColumnRange(M.HiddenSize);
         return Cases.Method(benchmarkCase) switch
         {
             nameof(Forward) => Nominal.ForwardFlops(M, (int)b, (int)n),
             nameof(InputProjection) => 2 * rows * e * h,
-            nameof(Qkv) => full * 2 * rows * h * 3 * h + (split ? 2 * b * c * h * 2 * h + 2 * b * h * h : 2 * b * c * h * 3 * h),
-            nameof(InterChunk) => (full + 1) * 2 * b * nc * h * 3 * h + full * 4 * b * nc * nc * h + 4 * b * nc * h,
-            nameof(IntraChunk) => full * 4 * rows * c * h + 4 * b * c * h,
-            nameof(AttnOut) => full * 2 * rows * h * h + 2 * b * h * h,
-            nameof(FfnUp) or nameof(FfnDown) => full * 2 * rows * h * f + 2 * b * h * f,
+            nameof(Attention) => full * 2 * rows * h * 3 * h + (split ? 2 * b * c * h * 2 * h + 2 * b * h * h : 2 * b * c * h * 3 * h)
+                + full * 4 * rows * c * h + 4 * b * c * h,
+            nameof(Summaries) => (full + 1) * 2 * b * nc * h * 3 * h + full * 4 * b * nc * nc * h + 4 * b * nc * h,
+            nameof(OutputProjection) => full * 2 * rows * h * h + 2 * b * h * h,
+            nameof(FeedForward) => 2 * (full * 2 * rows * h * f + 2 * b * h * f),
             _ => 0,
         };
     }

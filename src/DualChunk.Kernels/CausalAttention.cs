@@ -202,7 +202,7 @@ public static class CausalAttention
 
 
     /// <summary>Scalar twin in double, the tests' reference (it evaluates the mask literally).</summary>
-    public static void Scalar(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
+    internal static void Scalar(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
         ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate)
     {

@@ -15,14 +15,16 @@ namespace DualChunk.Kernels;
 /// a few float ulps of the float64 result. The ·(1/(sum + 1e-8)) pass rounds once more.
 /// The vector path is one algorithm text, generic over the width (<see cref="ISimd{TVec}"/>).
 /// </remarks>
-public static class CausalSoftmax
+// Used by the tests and benchmarks only (the model fuses GELU into the GEMM epilogue and softmax into
+// CausalAttention), so internal: not part of the shipped API.
+internal static class CausalSoftmax
 {
     /// <summary>
     /// probabilities[j] = softmax of row <paramref name="row"/>: scores[0..row] are the unmasked scores, entries past
     /// <paramref name="row"/> are masked (not read) and come out 0. Both spans have length T &gt; row;
     /// <paramref name="probabilities"/> may alias <paramref name="scores"/>.
     /// </summary>
-    public static void Run(ReadOnlySpan<float> scores, Span<float> probabilities, int row)
+    internal static void Run(ReadOnlySpan<float> scores, Span<float> probabilities, int row)
         => Run(scores, probabilities, row, KernelSelection.Isa);
 
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
@@ -56,7 +58,7 @@ public static class CausalSoftmax
     }
 
     /// <summary>Float64 twin, the tests' reference: evaluates the mask literally over all T entries.</summary>
-    public static void Scalar(ReadOnlySpan<float> scores, Span<double> probabilities, int row)
+    internal static void Scalar(ReadOnlySpan<float> scores, Span<double> probabilities, int row)
     {
         int t = scores.Length;
         double max = double.NegativeInfinity;

@@ -10,7 +10,9 @@ namespace DualChunk.Kernels;
 /// the erfc form avoids the cancellation of 1 + erf, so the negative tail keeps its relative accuracy. NaN gives NaN,
 /// +∞ gives +∞, x ≤ −6 (and −∞) gives −5.9e-9. See <see cref="VectorMath"/> for the algorithm.
 /// </remarks>
-public static class Gelu
+// Used by the tests and benchmarks only (the model fuses GELU into the GEMM epilogue and softmax into
+// CausalAttention), so internal: not part of the shipped API.
+internal static class Gelu
 {
     /// <summary>Stated absolute part of the bound: |err| ≤ MaxAbsError + MaxRelError·|GELU(x)|.</summary>
     public const double MaxAbsError = 3e-8;
@@ -19,20 +21,20 @@ public static class Gelu
     public const double MaxRelError = 2.4e-7;
 
     /// <summary>y = GELU(x), element-wise; <paramref name="y"/> may alias <paramref name="x"/>.</summary>
-    public static void Run(ReadOnlySpan<float> x, Span<float> y) => Run(x, y, KernelSelection.Isa);
+    internal static void Run(ReadOnlySpan<float> x, Span<float> y) => Run(x, y, KernelSelection.Isa);
 
     /// <summary>Same as <see cref="Run(ReadOnlySpan{float}, Span{float})"/> on an explicit path (tests).</summary>
     internal static void Run(ReadOnlySpan<float> x, Span<float> y, KernelIsa isa)
         => ElementwiseDriver.Run<GeluOperator>(x, y, isa);
 
     /// <summary>Scalar float GELU: the same algorithm as the vector paths.</summary>
-    public static float Scalar(float x) => VectorMath.Gelu(x);
+    internal static float Scalar(float x) => VectorMath.Gelu(x);
 
     /// <summary>
     /// Float64 GELU, the tests' reference. For x &lt; 0 it uses erfc, so the negative tail has no cancellation;
     /// GELU(−∞) is its limit −0 (not −∞·0 = NaN).
     /// </summary>
-    public static double ScalarReference(double x)
+    internal static double ScalarReference(double x)
         => double.IsNegativeInfinity(x) ? -0.0
             : x < 0 ? 0.5 * x * ErfcReference(-x / Math.Sqrt(2.0)) : 0.5 * x * (1.0 + ErfReference(x / Math.Sqrt(2.0)));
 
@@ -44,7 +46,7 @@ public static class Gelu
     /// e^(−x²) is taken with the rounding error of x² corrected (FMA residual). |x| ≥ 3: erf = 1 − erfc, with erfc from
     /// its continued fraction (where erfc ≤ 2.3e-5, so its own error is invisible in erf).
     /// </remarks>
-    public static double ErfReference(double x)
+    internal static double ErfReference(double x)
     {
         if (double.IsNaN(x)) return x;
         double a = Math.Abs(x);
@@ -68,7 +70,7 @@ public static class Gelu
     }
 
     /// <summary>Double-precision erfc (relative error around 1e-15) for the tests' references.</summary>
-    public static double ErfcReference(double x)
+    internal static double ErfcReference(double x)
     {
         if (double.IsNaN(x)) return x;
         if (x < 3.0) return 1.0 - ErfReference(x);

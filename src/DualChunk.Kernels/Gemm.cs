@@ -18,7 +18,7 @@ public enum GemmEpilogue
 
 /// <summary>C [M, N] = epilogue(A [M, K] · W [K, N] + b [N]), W pre-packed.</summary>
 /// <remarks>
-/// Blocking (per call, single thread): M blocks of <see cref="MBlock"/> rows (their A rows stay in L2 while every
+/// Blocking (per call, single thread): M blocks of <see cref="RowBlock"/> rows (their A rows stay in L2 while every
 /// panel of W streams past) → panels of NR columns (<see cref="PackedMatrix"/>) → K blocks of at most MaxKBlock
 /// (the panel block stays in L1 while the M block's tiles stream over it) → MR-row tiles computed by a
 /// register-blocked micro-kernel (<see cref="GemmKernel512"/>, <see cref="GemmKernel256"/>, <see cref="GemmKernel128"/>).
@@ -27,8 +27,11 @@ public enum GemmEpilogue
 /// </remarks>
 public static class Gemm
 {
-    /// <summary>Rows per M block: a multiple of every MR (6, 6, 4); 48 measured best for large M (A block stays near L1/L2).</summary>
-    internal const int MBlock = 48;
+    /// <summary>
+    /// Rows per M block (a multiple of every MR: 6, 6, 4): the A rows of one block stay in L1/L2 while W streams past.
+    /// A caller splitting rows across threads keeps A blocked as in one call by splitting at multiples of this.
+    /// </summary>
+    public const int RowBlock = 48;
 
     /// <summary>Widest NR of any path (floats per row of a scratch tile).</summary>
     private const int MaxPanelColumns = 64;
@@ -99,7 +102,7 @@ public static class Gemm
         // Bounded scratch, no heap: raw sums between K blocks for one M block, one tile for a partial last panel,
         // and the bias of that panel zero-padded to NR (so the kernel never reads past b).
         int kBlocks = w.K <= MaxKBlockOf(isa) ? 1 : (w.K + MaxKBlockOf(isa) - 1) / MaxKBlockOf(isa);
-        Span<float> partialSums = kBlocks > 1 ? stackalloc float[MBlock * MaxPanelColumns] : default;
+        Span<float> partialSums = kBlocks > 1 ? stackalloc float[RowBlock * MaxPanelColumns] : default;
         Span<float> edgeTile = stackalloc float[MaxTileRows * MaxPanelColumns];
         Span<float> edgeBias = stackalloc float[MaxPanelColumns];
 
@@ -193,9 +196,9 @@ public static class Gemm
         nint lda = p.Lda;
         nint ldc = p.Ldc;
 
-        for (int rowBlock = 0; rowBlock < p.M; rowBlock += MBlock)
+        for (int rowBlock = 0; rowBlock < p.M; rowBlock += RowBlock)
         {
-            int rowBlockEnd = Math.Min(p.M, rowBlock + MBlock);
+            int rowBlockEnd = Math.Min(p.M, rowBlock + RowBlock);
             for (int j0 = p.ColumnStart; j0 < p.ColumnEnd; j0 += nr)
             {
                 // N tail: a panel with fewer than NR live columns (end of W or of the requested range) is computed
@@ -306,7 +309,7 @@ public static class Gemm
     /// <summary>
     /// Scalar twin, the tests' reference: plain loops over row-major W [k, n], accumulated in double.
     /// </summary>
-    public static void Scalar(ReadOnlySpan<float> a, int m, int lda, ReadOnlySpan<float> w, int k, int n,
+    internal static void Scalar(ReadOnlySpan<float> a, int m, int lda, ReadOnlySpan<float> w, int k, int n,
         ReadOnlySpan<float> bias, Span<float> c, int ldc, GemmEpilogue epilogue)
     {
         for (int r = 0; r < m; r++)

@@ -69,7 +69,7 @@ public static class LayerNorm
     }
 
     /// <summary>Scalar twin in double, the tests' reference.</summary>
-    public static void Scalar(ReadOnlySpan<float> x, int rows, int width, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y)
+    internal static void Scalar(ReadOnlySpan<float> x, int rows, int width, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y)
     {
         for (int r = 0; r < rows; r++)
         {

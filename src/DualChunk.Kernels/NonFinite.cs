@@ -43,7 +43,7 @@ public static class NonFinite
     }
 
     /// <summary>Scalar twin, the tests' reference.</summary>
-    public static int Scalar(ReadOnlySpan<float> x)
+    internal static int Scalar(ReadOnlySpan<float> x)
     {
         for (int i = 0; i < x.Length; i++)
             if (!float.IsFinite(x[i])) return i;

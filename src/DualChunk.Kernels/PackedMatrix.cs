@@ -19,6 +19,12 @@ public sealed class PackedMatrix
     /// </summary>
     public const int PanelWidth = 64;
 
+    /// <summary>
+    /// True when a column-range GEMM call may start at <paramref name="column"/>: the columns from there on can be
+    /// computed alone, with the bits a whole-width call stores.
+    /// </summary>
+    public static bool CanStartColumnRange(int column) => column >= 0 && column % PanelWidth == 0;
+
     /// <summary>Rows of W: the input width.</summary>
     public int K { get; }
 

@@ -60,7 +60,7 @@ public static class RowMean
     }
 
     /// <summary>Scalar twin in double, the tests' reference.</summary>
-    public static void Scalar(ReadOnlySpan<float> x, int rows, int ldx, int width, int group, Span<float> means, int ldm)
+    internal static void Scalar(ReadOnlySpan<float> x, int rows, int ldx, int width, int group, Span<float> means, int ldm)
     {
         for (int g = 0; g < rows / group; g++)
         {
@@ -84,9 +84,8 @@ public static class RowMean
         TVecD invGroup = TSimd.CreateD(1.0 / group);
         TVecD zero = TSimd.CreateD(0);
         // Vectors per row visit in the blocked loop (a JIT-time constant per width; the unused slots below fold away).
-        // 256-bit: two vectors (one 64-byte line) per row visit: walking the group's rows for one 32-byte vector at
-        // a time fetched every line twice, and rows at a stride of 3H floats (3 KB) fall into few L1 sets, so the
-        // second fetch came from L2 (config d's summaries ran 6× slower than on the 512-bit path).
+        // 256-bit: two vectors (one 64-byte line) per row visit, so each line is fetched once (rows at a stride of
+        // 3H floats fall into few L1 sets; docs/performance-notes.md "Row means").
         // 512-bit: four vectors (four adjacent 64-byte lines) per row visit, so each row is read in runs the
         // prefetcher follows. 128-bit: no blocked loop. Even and odd rows go to separate accumulators as in the
         // one-vector loop below (same sums).

@@ -9,35 +9,12 @@ namespace DualChunk.Kernels;
 /// <see cref="KernelIsa"/> path has the same error bound (measured in ErfGeluTests).
 /// </summary>
 /// <remarks>
-/// <para><b>exp</b>: Cody–Waite reduction x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split into a 9-bit head, so n·head is
-/// exact, and a tail), e^r = 1 + r + r²·P(r) with a degree-5 minimax P (relative error 1.1e-9 in exact arithmetic),
-/// and 2^n applied by adding n to the exponent bits. Measured max relative error ≈ 1-2 ulp on [-87.3, 88.3];
-/// x &lt; -87.3365 (result below FLT_MIN) returns +0, x &gt; 88.376 returns +∞, NaN returns NaN.
-/// The kernels only call it with x ≤ 0.</para>
-/// <para><b>erf</b>: for |x| ≤ 0.9, erf(x) = x + x·Q(x²), Q a degree-6 minimax fit of erf(x)/x − 1 (abs error 1.4e-9);
-/// for |x| &gt; 0.9, erfc(t) = exp(P(t)) with t = min(|x|, 4) and P a degree-7 minimax fit of ln erfc(t) on [0.9, 4]
-/// weighted by erfc (abs error 7e-10), erf = sign(x)·(1 − erfc). Past 4, 1 − erfc(4) already rounds to 1.
-/// Coefficients were fitted for this project (Lawson iteration, float-rounded greedily from the top degree).</para>
-/// <para><b>GELU</b> is one branch-free formula over the whole range: with a = min(|x|, 6) (NaN stays NaN)
-/// and e = erfc(a/√2), GELU(x) = max(x, 0) − ½·a·e, i.e. x − ½·x·e for x &gt; 0 and ½·x·e for x &lt; 0, so 1 + erf is
-/// never formed and the negative tail keeps its relative accuracy. e = 2^Q(a) with Q a degree-9 polynomial in
-/// u = a − 0.8125 fitted to log2 erfc(a/√2) on a ∈ [0, 6] (smooth there: 0 at a = 0, −28.9 at a = 6). 2^Q is a lean
-/// exp2 for the bounded argument Q ∈ [−29, 0]: n = round(Q) by the 1.5·2^23 trick, r = Q − n (exact), −½·2^r by a
-/// degree-6 minimax polynomial on [−½, ½] (relative error 1.6e-8) whose coefficients carry the −½, and 2^n applied by
-/// adding n to the exponent bits of the result: no range clamps or NaN selects, Q cannot leave its range. One vector
-/// costs abs, min, sub, 9 + 6 FMAs, 3 adds for the reduction, shift + integer add, max and the final FMA: 25
-/// operations, no compares, selects or branches (the two-branch erf form it replaced took ~50).
-/// Past the clamp, x ≥ 6 returns x − 3·erfc(6/√2), which rounds to x, and x ≤ −6 returns −3·erfc(6/√2) ≈ −5.9e-9
-/// (|GELU(x)| is smaller still there, well inside the 3e-8 absolute part of the bound); +∞ gives +∞, −∞ −5.9e-9.
-/// The fit (for this project, in double): Lawson iteration on 6000 Chebyshev points of [0, 6] for the weighted
-/// minimax of Q − log2 erfc, weight = 1 / (the relative error of e that the GELU bound allows at a, capped at 1e-3),
-/// so accuracy goes where |GELU| is large; coefficients float-rounded greedily from the top degree (each rounding
-/// followed by a refit of the lower ones); the shift 0.8125 was chosen among multiples of 1/64 for the smallest
-/// weighted error after rounding (0.15 of the bound), and sits in the band |x| ≈ 0.8–2 where the bound is tightest,
-/// so Horner's rounding there stays small (unshifted, degree 10 was needed for the same accuracy). The float
-/// evaluation was then checked against the float64 reference on every float with 1e-12 ≤ |x| &lt; 1e5, with and
-/// without FMA: at most 57% (FMA) / 68% (no FMA) of the bound.</para>
-/// All multiply-adds are MultiplyAddEstimate: one FMA where the hardware has it, multiply + add otherwise.
+/// exp: Cody–Waite reduction and a degree-5 minimax polynomial (≈ 1–2 ulp; +0 below ln FLT_MIN, +∞ above 88.38).
+/// erf: an odd minimax polynomial for |x| ≤ 0.9, exp of a fitted polynomial for the erfc tail, clamped at 4.
+/// GELU: one branch-free formula max(x, 0) − ½·a·erfc(a/√2), a = min(|x|, 6), with erfc as 2^Q(a), so 1 + erf is
+/// never formed and the negative tail keeps its relative accuracy. How the polynomials were fitted and checked:
+/// docs/performance-notes.md, "Vector math". All multiply-adds are MultiplyAddEstimate: one FMA where the hardware
+/// has it, multiply + add otherwise.
 /// </remarks>
 internal static class VectorMath
 {

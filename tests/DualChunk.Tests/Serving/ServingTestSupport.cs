@@ -38,18 +38,18 @@ internal static class ServingTestSupport
 
     private sealed class Thresholds : IDisposable
     {
-        private readonly long _macs = PhaseRunner.MinParallelMacs, _floats = PhaseRunner.MinParallelFloats;
+        private readonly long _macs = Scheduler.MinParallelMacs, _floats = Scheduler.MinParallelFloats;
 
         public Thresholds()
         {
-            PhaseRunner.MinParallelMacs = 0;
-            PhaseRunner.MinParallelFloats = 0;
+            Scheduler.MinParallelMacs = 0;
+            Scheduler.MinParallelFloats = 0;
         }
 
         public void Dispose()
         {
-            PhaseRunner.MinParallelMacs = _macs;
-            PhaseRunner.MinParallelFloats = _floats;
+            Scheduler.MinParallelMacs = _macs;
+            Scheduler.MinParallelFloats = _floats;
         }
     }
 }

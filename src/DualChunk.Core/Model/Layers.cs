@@ -2,8 +2,8 @@ using DualChunk.Kernels;
 
 namespace DualChunk.Core;
 
-// The boxes of SPEC.md's diagram, one struct each. They hold immutable weights and know which
-// kernel computes them; the forward pass in DualChunkModel.Forward wires them together.
+// The model's layers, one struct each (docs/model.md). They hold immutable weights and know which kernel computes
+// them; DualChunkBlock composes them into the boxes of a block and ForwardPass wires the boxes together.
 // Letters: B batch, N positions, E embed, H hidden, NH heads, D head width, C chunk, NC = N / C, F FFN width.
 
 /// <summary>x · W + b with W packed for the GEMM micro-kernel, and a fused epilogue.</summary>
@@ -27,12 +27,11 @@ internal readonly struct DenseLayer
     public int In => Weight.K;
     public int Out => Weight.N;
 
-    /// <summary>output[r, 0:Out] (op)= input[r, 0:In] · W + b for r in [0, rows).</summary>
-    public void Apply(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride)
-        => Gemm.Run(input, rows, inputStride, Weight, Bias.Span, output, outputStride, Epilogue);
-
-    /// <summary>Only output columns [start, start + count); start is a multiple of PackedMatrix.PanelWidth.</summary>
-    public void ApplyColumns(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride, int start, int count)
+    /// <summary>
+    /// output[r, start:start+count] (op)= input[r, 0:In] · W + b for r in [0, rows); <paramref name="start"/> must be a
+    /// column the kernel can start a range at (<see cref="PackedMatrix.CanStartColumnRange"/>), 0 always is.
+    /// </summary>
+    public void Apply(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride, int start, int count)
         => Gemm.Run(input, rows, inputStride, Weight, Bias.Span, output, outputStride, Epilogue, start, count);
 }
 
@@ -84,6 +83,10 @@ internal readonly struct InterChunkAttention(ModelConfig config)
 
     public int Heads => _heads;
 
+    public int Hidden => _h;
+
+    public int ChunkSize => _c;
+
     /// <summary>chunkMeans rows [first, first + count) (of B·NC) = means of the C rows of each chunk of h [B·N, H].</summary>
     public void ChunkMeans(ReadOnlySpan<float> h, int first, int count, Span<float> chunkMeans)
         => RowMean.Run(h[(first * _c * _h)..], count * _c, _h, _h, _c, chunkMeans[(first * _h)..], _h);
@@ -110,45 +113,18 @@ internal readonly struct IntraChunkAttention(ModelConfig config)
 
     public int Heads => _heads;
 
-    public int ChunkSize => _c;
-
     /// <summary>
-    /// One (chunk, head) item: <paramref name="qkv"/> is the chunk's [C, 3H] rows, <paramref name="interRow"/> its
-    /// [H] inter-chunk row, <paramref name="output"/> its [C, H] rows (only row C−1 when <paramref name="lastRowOnly"/>).
+    /// One (chunk, head) item over consecutive chunks: <paramref name="qkv"/> [chunks·C, 3H], <paramref name="inter"/>
+    /// their [chunks, H] inter-chunk rows, <paramref name="output"/> [chunks·C, H] (only each chunk's row C−1 when
+    /// <paramref name="lastRowOnly"/>).
     /// </summary>
-    public void ApplyHead(ReadOnlySpan<float> qkv, ReadOnlySpan<float> interRow, in GateBlend gate, Span<float> output, Span<float> scratch, bool lastRowOnly, int head)
+    public void ApplyChunkHead(ReadOnlySpan<float> qkv, ReadOnlySpan<float> inter, in GateBlend gate, Span<float> output, Span<float> scratch, bool lastRowOnly, int chunk, int head)
     {
         int h3 = 3 * _h, col = head * _d;
-        var rows = qkv[..(_c * h3)];                                // [C, 3H]
-        var o = output[..(_c * _h)];                                // [C, H]
+        var rows = qkv.Slice(chunk * _c * h3, _c * h3);             // [C, 3H]
+        var o = output.Slice(chunk * _c * _h, _c * _h);             // [C, H]
+        var interRow = inter.Slice(chunk * _h, _h);                 // [H]
         CausalAttention.Run(rows[col..], h3, rows[(_h + col)..], h3, rows[(2 * _h + col)..], h3,
             _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d), lastRowOnly ? _c - 1 : 0);
-    }
-}
-
-/// <summary>One pre-norm block "dual_chunk_block_&lt;l&gt;".</summary>
-internal readonly struct DualChunkBlock
-{
-    public readonly LayerNormLayer AttnNorm;         // *_attn_norm
-    public readonly DenseLayer Qkv;                  // *_attn_qkv   [H, 3H]
-    public readonly InterChunkAttention Inter;       // summaries -> causal attention over chunks
-    public readonly IntraChunkAttention Intra;       // causal attention inside chunks, blend fused
-    public readonly GateBlend Gate;                  // *_attn_gate  [NH, D]
-    public readonly DenseLayer AttnOut;              // *_attn_out   [H, H], residual add fused
-    public readonly LayerNormLayer FfnNorm;          // *_ffn_norm
-    public readonly DenseLayer FfnUp;                // *_ffn_up     [H, F], GELU fused
-    public readonly DenseLayer FfnDown;              // *_ffn_down   [F, H], residual add fused
-
-    public DualChunkBlock(ModelConfig config, IReadOnlyDictionary<string, Tensor> t, int l, bool copy)
-    {
-        AttnNorm = new LayerNormLayer(t[CheckpointNames.AttnNormGamma(l)], t[CheckpointNames.AttnNormBeta(l)], copy);
-        Qkv = new DenseLayer(t[CheckpointNames.QkvKernel(l)], t[CheckpointNames.QkvBias(l)], GemmEpilogue.Bias, copy);
-        Inter = new InterChunkAttention(config);
-        Intra = new IntraChunkAttention(config);
-        Gate = new GateBlend(t[CheckpointNames.Gate(l)]);
-        AttnOut = new DenseLayer(t[CheckpointNames.OutKernel(l)], t[CheckpointNames.OutBias(l)], GemmEpilogue.BiasAccumulate, copy);
-        FfnNorm = new LayerNormLayer(t[CheckpointNames.FfnNormGamma(l)], t[CheckpointNames.FfnNormBeta(l)], copy);
-        FfnUp = new DenseLayer(t[CheckpointNames.UpKernel(l)], t[CheckpointNames.UpBias(l)], GemmEpilogue.BiasGelu, copy);
-        FfnDown = new DenseLayer(t[CheckpointNames.DownKernel(l)], t[CheckpointNames.DownBias(l)], GemmEpilogue.BiasAccumulate, copy);
     }
 }

@@ -13,7 +13,7 @@ public static partial class TensorSetValidator
     private static partial Regex BlockNumber();
 
     /// <summary>
-    /// Reads E, H, NH, D, L and F off the tensors (SPEC: "Everything but the chunk size can be inferred")
+    /// Reads E, H, NH, D, L and F off the tensors (docs/model.md "Checkpoint names")
     /// and validates the whole set. <paramref name="chunkSize"/> is the caller's.
     /// </summary>
     public static ModelConfig Infer(IReadOnlyDictionary<string, Tensor> tensors, int chunkSize)

@@ -1,6 +1,6 @@
 namespace DualChunk.Core;
 
-/// <summary>Edifice's parameter keys for <c>DualChunk.build</c> (SPEC: "Edifice checkpoints"). Layers count from 1.</summary>
+/// <summary>Edifice's parameter keys for <c>DualChunk.build</c> (docs/model.md "Checkpoint names"). Layers count from 1.</summary>
 public static class CheckpointNames
 {
 #pragma warning disable CS1591 // the names are their own documentation

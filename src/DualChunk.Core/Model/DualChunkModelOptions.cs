@@ -36,8 +36,33 @@ public sealed class DualChunkModelOptions
     /// </remarks>
     public bool MemoryMap { get; init; }
 
+    /// <summary>
+    /// Largest batch B a call may send (null, the default, means no limit). Checked before anything is allocated: a
+    /// larger call throws <see cref="ArgumentOutOfRangeException"/>.
+    /// </summary>
+    public int? MaxBatch { get; init; }
+
+    /// <summary>
+    /// Largest sequence length N a call may send (null, the default, means no limit). Checked before anything is
+    /// allocated: a longer call throws <see cref="ArgumentOutOfRangeException"/>.
+    /// </summary>
+    public int? MaxSeqLen { get; init; }
+
+    /// <summary>
+    /// Largest workspace, in bytes, one call may need (null, the default, means no limit). A workspace grows with
+    /// B·N·H (about 8·B·N·H bytes plus per-thread buffers); a call that would need more throws
+    /// <see cref="ArgumentOutOfRangeException"/> before anything is allocated.
+    /// </summary>
+    public long? MaxWorkspaceBytes { get; init; }
+
     internal void Validate()
     {
+        if (MaxBatch is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxBatch), MaxBatch, "MaxBatch must be positive, or null for no limit.");
+        if (MaxSeqLen is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxSeqLen), MaxSeqLen, "MaxSeqLen must be positive, or null for no limit.");
+        if (MaxWorkspaceBytes is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxWorkspaceBytes), MaxWorkspaceBytes, "MaxWorkspaceBytes must be positive, or null for no limit.");
         if (ChunkSize is <= 0)
             throw new ArgumentOutOfRangeException(nameof(ChunkSize), ChunkSize,
                 "Chunk size must be positive; pass the chunk size the model was built with (Edifice's default is 64).");

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace DualChunk.Core;
 
 /// <summary>
-/// The dimensions of an Edifice DualChunk model. Letters as in SPEC: E embed, H hidden, NH heads,
+/// The dimensions of an Edifice DualChunk model. Letters as in docs/model.md: E embed, H hidden, NH heads,
 /// D = H / NH head width, L layers, C chunk size, F = FFN inner width.
 /// </summary>
 public sealed record ModelConfig

@@ -1,0 +1,218 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using DualChunk.Kernels;
+
+namespace DualChunk.Core;
+
+/// <summary>
+/// Cuts each operation of a call into independent work items by data partition and dispatches them, on the calling
+/// thread alone or, when the call holds its model's <see cref="WorkerGroup"/>, on the group's threads too. It
+/// holds no model math: the items call the boxes (<see cref="DenseLayer"/>, <see cref="DualChunkBlock"/>, …).
+/// </summary>
+/// <remarks>
+/// Every output element gets the same kernel arithmetic whatever the partition (the GEMM guarantees it for any row
+/// range and for column ranges the kernel accepts; the other kernels work row by row or item by item), so results
+/// are bitwise identical for every thread count. One scheduler per workspace, with one instance of each work-item
+/// type, allocated with it: dispatching allocates nothing. Buffers travel to the items as pointers: the workspace
+/// array is pinned, and the model pins the caller's input and output for the call.
+/// </remarks>
+internal sealed unsafe class Scheduler
+{
+    /// <summary>Multiply-adds below which a GEMM runs on the calling thread alone (waking a helper costs more).</summary>
+    /// <remarks>Mutable only so tests can force every split on tiny models; results never depend on it.</remarks>
+    internal static long MinParallelMacs = 1 << 20;
+
+    /// <summary>Floats below which a row-wise op (layer norm, chunk means) runs on the calling thread alone.</summary>
+    internal static long MinParallelFloats = 1 << 17;
+
+    /// <summary>A GEMM row item spans this many of the kernel's M blocks, so A rows stay blocked as in one call.</summary>
+    private const int GemmRowBlocksPerItem = 2;
+
+    private readonly DenseItems _dense;
+    private readonly LayerNormItems _layerNorm;
+    private readonly ChunkMeanItems _chunkMeans;
+    private readonly InterHeadItems _inter;
+    private readonly IntraHeadItems _intra;
+    private readonly RowGroupItems _rowGroups;
+    private readonly FfnRowBlockItems _ffn;
+    private readonly int _hidden, _chunkSize;
+    private WorkerGroup? _group;
+
+    public Scheduler(WorkerBuffers buffers, ModelConfig config)
+    {
+        Buffers = buffers;
+        _hidden = config.HiddenSize;
+        _chunkSize = config.ChunkSize;
+        _dense = new DenseItems();
+        _layerNorm = new LayerNormItems();
+        _chunkMeans = new ChunkMeanItems(config);
+        _inter = new InterHeadItems(buffers);
+        _intra = new IntraHeadItems(buffers, config);
+        _rowGroups = new RowGroupItems(buffers, config);
+        _ffn = new FfnRowBlockItems(buffers, config);
+    }
+
+    /// <summary>The per-worker buffers the items write.</summary>
+    public WorkerBuffers Buffers { get; }
+
+    /// <summary>Threads this call may use (1 when it does not hold a worker group).</summary>
+    public int Workers { get; private set; } = 1;
+
+    /// <summary>Starts a call: <paramref name="group"/> is the acquired group, or null to run on the caller only.</summary>
+    public void Begin(WorkerGroup? group, int maxWorkers)
+    {
+        _group = group;
+        Workers = group is null ? 1 : Math.Min(group.Workers, maxWorkers);
+    }
+
+    /// <summary>Ends a call; the items forget every pointer of it.</summary>
+    public void End()
+    {
+        _group = null;
+        Workers = 1;
+        _dense.Clear();
+        _layerNorm.Clear();
+        _chunkMeans.Clear();
+        _inter.Clear();
+        _intra.Clear();
+        _rowGroups.Clear();
+        _ffn.Clear();
+    }
+
+    /// <summary>Columns [start, start + count) of C = A · W (+ epilogue), as row × column blocks.</summary>
+    public void Dense(in DenseLayer layer, ReadOnlySpan<float> a, int m, int lda, Span<float> c, int ldc, int start, int count)
+    {
+        int w = Workers;
+        if (w == 1 || (long)m * layer.In * count < MinParallelMacs)
+        {
+            layer.Apply(a, m, lda, c, ldc, start, count);
+            return;
+        }
+        // Bounds once here (the kernel re-checks each item against spans rebuilt from these pointers).
+        if (a.Length < (long)(m - 1) * lda + layer.In || c.Length < (long)(m - 1) * ldc + layer.Out)
+            throw new ArgumentException("GEMM operand shorter than its shape.");
+        const int split = PackedMatrix.PanelWidth;                  // column ranges the kernel computes alone
+        int panels = (count + split - 1) / split;
+        int colChunks = Math.Min(panels, 2 * w);
+        int colStep = (panels + colChunks - 1) / colChunks * split;
+        colChunks = (count + colStep - 1) / colStep;
+        const int rowBlock = GemmRowBlocksPerItem * Gemm.RowBlock;
+        int rowChunks = m >= 2 * rowBlock ? Math.Min((m + rowBlock - 1) / rowBlock, Math.Max(1, (4 * w + colChunks - 1) / colChunks)) : 1;
+        int rowStep = (m + rowChunks - 1) / rowChunks;
+        if (rowChunks > 1) rowStep = (rowStep + rowBlock - 1) / rowBlock * rowBlock;
+        rowChunks = (m + rowStep - 1) / rowStep;
+        _dense.Set(layer, P(a), m, lda, P(c), ldc, start, start + count, rowStep, colStep, colChunks);
+        Dispatch(_dense, rowChunks * colChunks);
+    }
+
+    /// <summary>y = LN(x) over <paramref name="rows"/> rows, as row ranges.</summary>
+    public void LayerNorm(in LayerNormLayer norm, ReadOnlySpan<float> x, int rows, Span<float> y)
+    {
+        int width = norm.Width;
+        if (Workers == 1 || (long)rows * width < MinParallelFloats)
+        {
+            norm.Apply(x, rows, y);
+            return;
+        }
+        if (x.Length < (long)rows * width || y.Length < (long)rows * width)
+            throw new ArgumentException("Layer-norm operand shorter than its shape.");
+        int perItem = PerItem(rows);
+        _layerNorm.Set(norm, P(x), P(y), rows, perItem);
+        Dispatch(_layerNorm, (rows + perItem - 1) / perItem);
+    }
+
+    /// <summary>The chunk means of <paramref name="h"/> [chunkRows·C, H] into <paramref name="means"/> [chunkRows, H], as chunk ranges.</summary>
+    public void ChunkMeans(in InterChunkAttention attention, ReadOnlySpan<float> h, int chunkRows, Span<float> means)
+    {
+        if (Workers == 1 || (long)chunkRows * _chunkSize * _hidden < MinParallelFloats)
+        {
+            attention.ChunkMeans(h, 0, chunkRows, means);
+            return;
+        }
+        if (h.Length < (long)chunkRows * _chunkSize * _hidden || means.Length < (long)chunkRows * _hidden)
+            throw new ArgumentException("Chunk-mean operand shorter than its shape.");
+        int perItem = PerItem(chunkRows);
+        _chunkMeans.Set(attention, P(h), P(means), chunkRows, perItem);
+        Dispatch(_chunkMeans, (chunkRows + perItem - 1) / perItem);
+    }
+
+    /// <summary>Inter-chunk attention, one item per (batch, head).</summary>
+    public void InterAttention(in InterChunkAttention attention, ReadOnlySpan<float> summaries, int batch, int seqLen, Span<float> inter, bool lastChunkOnly)
+    {
+        long chunkRows = (long)batch * (seqLen / _chunkSize);
+        if (summaries.Length < chunkRows * 3 * _hidden || inter.Length < chunkRows * _hidden)
+            throw new ArgumentException("Attention operand shorter than its shape.");
+        _inter.Set(attention, P(summaries), P(inter), batch, seqLen, lastChunkOnly);
+        Dispatch(_inter, batch * attention.Heads);
+    }
+
+    /// <summary>Intra-chunk attention blended with the inter rows, one item per (chunk, head).</summary>
+    public void IntraAttention(in IntraChunkAttention attention, in GateBlend gate, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly)
+    {
+        int c = _chunkSize, h = _hidden;
+        if (qkv.Length < (long)chunks * c * 3 * h || inter.Length < (long)chunks * h || output.Length < (long)chunks * c * h)
+            throw new ArgumentException("Attention operand shorter than its shape.");
+        _intra.Set(attention, gate, P(qkv), P(inter), P(output), chunks, lastRowOnly);
+        Dispatch(_intra, chunks * attention.Heads);
+    }
+
+    /// <summary>
+    /// A block after its summaries (<see cref="DualChunkBlock.RowGroup"/>) over <paramref name="rows"/> rows in row
+    /// groups of whole chunks: one group per item when there are enough groups, else group by group with each
+    /// operation split.
+    /// </summary>
+    public void RowGroups(in DualChunkBlock block, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int rows)
+    {
+        int h = _hidden, c = _chunkSize, g = Buffers.GroupRows, groups = (rows + g - 1) / g;
+        if (x.Length < (long)rows * h || normed.Length < (long)rows * h || inter.Length < (long)rows / c * h)
+            throw new ArgumentException("Block operand shorter than its shape.");
+        if (Workers == 1 || groups >= Workers)
+        {
+            _rowGroups.Set(block, P(x), P(normed), P(inter), rows);
+            Dispatch(_rowGroups, groups);
+            return;
+        }
+        var split = new Split(this);
+        for (int r0 = 0; r0 < rows; r0 += g)
+        {
+            int n = Math.Min(g, rows - r0);
+            block.RowGroup(split, x.Slice(r0 * h, n * h), normed.Slice(r0 * h, n * h), inter.Slice(r0 / c * h, n / c * h), n,
+                Buffers.GroupQkv(0), Buffers.GroupAttn(0));
+        }
+    }
+
+    /// <summary>The block's FFN: one FFN row block per item when there are enough of them, else each GEMM split.</summary>
+    public void FeedForward(in DualChunkBlock block, Span<float> x, Span<float> normed, int rows)
+    {
+        int rowBlocks = (rows + WorkspacePlan.FfnRowBlock - 1) / WorkspacePlan.FfnRowBlock;
+        if (x.Length < (long)rows * _hidden || normed.Length < (long)rows * _hidden)
+            throw new ArgumentException("FFN operand shorter than its shape.");
+        if (Workers == 1 || rowBlocks >= Workers)
+        {
+            _ffn.Set(block, P(x), P(normed), rows);
+            Dispatch(_ffn, rowBlocks);
+            return;
+        }
+        block.FeedForward(new Split(this), x, normed, rows);
+    }
+
+    /// <summary>Rows per item of a row-wise op: up to 4 items per worker.</summary>
+    private int PerItem(int rows)
+    {
+        int items = Math.Min(rows, 4 * Workers);
+        return (rows + items - 1) / items;
+    }
+
+    private void Dispatch(IParallelWork work, int items)
+    {
+        if (_group is null || items <= 1)
+        {
+            for (int i = 0; i < items; i++) work.Execute(i, 0);
+            return;
+        }
+        _group.Run(work, items, Workers);
+    }
+
+    /// <summary>Address of a span's first element; only for pinned memory (the workspace, or the pinned caller buffers).</summary>
+    private static float* P(ReadOnlySpan<float> s) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(s));
+}
