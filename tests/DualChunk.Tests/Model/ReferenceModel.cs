@@ -3,7 +3,7 @@ using DualChunk.Core;
 namespace DualChunk.Tests.Model;
 
 /// <summary>
-/// SPEC.md's forward pass in float64 with plain loops and the mask evaluated literally: the
+/// The forward pass of docs/model.md in float64 with plain loops and the mask evaluated literally: the
 /// reference the engine is checked against on random models of any shape. Test code only.
 /// </summary>
 internal static class ReferenceModel
