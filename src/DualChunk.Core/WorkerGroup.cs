@@ -23,6 +23,7 @@ internal sealed class WorkerGroup : IDisposable
     private readonly AutoResetEvent[] _wake;   // one per helper
     private readonly AutoResetEvent _finished = new(false);
     private readonly long[] _allocated;        // each helper's GC.GetAllocatedBytesForCurrentThread after its last phase
+    private readonly long[] _helperItems;      // items each helper has executed (tests: proof the helpers ran)
     private IParallelWork? _work;
     private int _items, _next, _pending, _busy;
     private volatile bool _stopping;
@@ -35,6 +36,7 @@ internal sealed class WorkerGroup : IDisposable
         _threads = new Thread[workers - 1];
         _wake = new AutoResetEvent[workers - 1];
         _allocated = new long[workers - 1];
+        _helperItems = new long[workers - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new AutoResetEvent(false);
@@ -54,6 +56,17 @@ internal sealed class WorkerGroup : IDisposable
         {
             long sum = 0;
             foreach (ref readonly long a in _allocated.AsSpan()) sum += Volatile.Read(in a);
+            return sum;
+        }
+    }
+
+    /// <summary>Items the helper threads have executed in their lifetime, as of their last phase (tests).</summary>
+    internal long HelperItems
+    {
+        get
+        {
+            long sum = 0;
+            foreach (ref readonly long n in _helperItems.AsSpan()) sum += Volatile.Read(in n);
             return sum;
         }
     }
@@ -95,11 +108,15 @@ internal sealed class WorkerGroup : IDisposable
             throw new AggregateException("A DualChunk worker thread failed.", error);
     }
 
-    private void Claim(IParallelWork work, int slot)
+    private int Claim(IParallelWork work, int slot)
     {
-        int item;
+        int item, claimed = 0;
         while ((item = Interlocked.Increment(ref _next) - 1) < _items)
+        {
             work.Execute(item, slot);
+            claimed++;
+        }
+        return claimed;
     }
 
     private void Loop(int slot)
@@ -111,7 +128,8 @@ internal sealed class WorkerGroup : IDisposable
             if (_stopping) return;
             try
             {
-                Claim(_work!, slot);
+                int claimed = Claim(_work!, slot);
+                Volatile.Write(ref _helperItems[slot - 1], _helperItems[slot - 1] + claimed); // only this thread writes its slot
             }
 #pragma warning disable CA1031 // reported to the caller, which rethrows
             catch (Exception ex)
