@@ -132,8 +132,8 @@ public sealed unsafe class DualChunkModel : IDisposable
     /// <summary>Bytes the model's intra-op helper threads have allocated so far (0 without helpers; tests).</summary>
     internal long HelperAllocatedBytes => _workers?.HelperAllocatedBytes ?? 0;
 
-    /// <summary>Work items the intra-op helper threads have executed (tests: proof that a call used them).</summary>
-    internal long HelperItemsExecuted => _workers?.HelperItems ?? 0;
+    /// <summary>Phases the intra-op helper threads have joined (tests: proof that a call used them).</summary>
+    internal long HelperPhasesJoined => _workers?.HelperPhases ?? 0;
 
     /// <summary>
     /// Tests only: called on the calling thread inside every Run, after the entry checks and before the call takes the

@@ -23,7 +23,7 @@ internal sealed class WorkerGroup : IDisposable
     private readonly AutoResetEvent[] _wake;   // one per helper
     private readonly AutoResetEvent _finished = new(false);
     private readonly long[] _allocated;        // each helper's GC.GetAllocatedBytesForCurrentThread after its last phase
-    private readonly long[] _helperItems;      // items each helper has executed (tests: proof the helpers ran)
+    private readonly long[] _helperPhases;     // phases each helper has joined (tests: proof the helpers ran)
     private IParallelWork? _work;
     private int _items, _next, _pending, _busy;
     private volatile bool _stopping;
@@ -36,7 +36,7 @@ internal sealed class WorkerGroup : IDisposable
         _threads = new Thread[workers - 1];
         _wake = new AutoResetEvent[workers - 1];
         _allocated = new long[workers - 1];
-        _helperItems = new long[workers - 1];
+        _helperPhases = new long[workers - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new AutoResetEvent(false);
@@ -60,13 +60,16 @@ internal sealed class WorkerGroup : IDisposable
         }
     }
 
-    /// <summary>Items the helper threads have executed in their lifetime, as of their last phase (tests).</summary>
-    internal long HelperItems
+    /// <summary>
+    /// Phases the helper threads have joined in their lifetime (tests). Counted per phase, not per item: the caller
+    /// may claim every item of a small phase before a helper wakes, but a helper joins every phase it is woken for.
+    /// </summary>
+    internal long HelperPhases
     {
         get
         {
             long sum = 0;
-            foreach (ref readonly long n in _helperItems.AsSpan()) sum += Volatile.Read(in n);
+            foreach (ref readonly long n in _helperPhases.AsSpan()) sum += Volatile.Read(in n);
             return sum;
         }
     }
@@ -108,15 +111,11 @@ internal sealed class WorkerGroup : IDisposable
             throw new AggregateException("A DualChunk worker thread failed.", error);
     }
 
-    private int Claim(IParallelWork work, int slot)
+    private void Claim(IParallelWork work, int slot)
     {
-        int item, claimed = 0;
+        int item;
         while ((item = Interlocked.Increment(ref _next) - 1) < _items)
-        {
             work.Execute(item, slot);
-            claimed++;
-        }
-        return claimed;
     }
 
     private void Loop(int slot)
@@ -128,8 +127,7 @@ internal sealed class WorkerGroup : IDisposable
             if (_stopping) return;
             try
             {
-                int claimed = Claim(_work!, slot);
-                Volatile.Write(ref _helperItems[slot - 1], _helperItems[slot - 1] + claimed); // only this thread writes its slot
+                Claim(_work!, slot);
             }
 #pragma warning disable CA1031 // reported to the caller, which rethrows
             catch (Exception ex)
@@ -139,6 +137,7 @@ internal sealed class WorkerGroup : IDisposable
                 Volatile.Write(ref _next, int.MaxValue / 2); // stop claiming
             }
             Volatile.Write(ref _allocated[slot - 1], GC.GetAllocatedBytesForCurrentThread());
+            Volatile.Write(ref _helperPhases[slot - 1], _helperPhases[slot - 1] + 1); // only this thread writes its slot
             if (Interlocked.Decrement(ref _pending) == 0)
                 _finished.Set();
         }

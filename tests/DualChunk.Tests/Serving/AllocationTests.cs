@@ -43,7 +43,7 @@ public sealed class AllocationTests
 
         const int calls = 1000;
         long thread0 = GC.GetAllocatedBytesForCurrentThread(), helpers0 = model.HelperAllocatedBytes;
-        long measured0 = Interlocked.Read(ref measurements.Value), items0 = model.HelperItemsExecuted;
+        long measured0 = Interlocked.Read(ref measurements.Value), phases0 = model.HelperPhasesJoined;
         for (int k = 0; k < calls; k++)
         {
             int i = k % shapes.Length;
@@ -53,14 +53,14 @@ public sealed class AllocationTests
                 model.Run(inputs[i], shapes[i].B, shapes[i].N, outputs[i], mode, workspace);
         }
         long thread = GC.GetAllocatedBytesForCurrentThread() - thread0, helpers = model.HelperAllocatedBytes - helpers0;
-        long measured = Interlocked.Read(ref measurements.Value) - measured0, items = model.HelperItemsExecuted - items0;
+        long measured = Interlocked.Read(ref measurements.Value) - measured0, phases = model.HelperPhasesJoined - phases0;
         Assert.Multiple(() =>
         {
             Assert.That(thread, Is.Zero, "bytes allocated on the calling thread over 1,000 calls");
             Assert.That(helpers, Is.Zero, "bytes allocated on the intra-op helper threads over 1,000 calls");
             // Each call records the call counter (and the duration histogram): the listener was on for all 1,000.
             Assert.That(measured, Is.GreaterThanOrEqualTo(calls), "measurements the listener saw during the 1,000 calls");
-            if (threads > 1) Assert.That(items, Is.GreaterThan(0), "work items the helper threads ran during the 1,000 calls");
+            if (threads > 1) Assert.That(phases, Is.GreaterThan(0), "phases the helper threads joined during the 1,000 calls");
         });
     }
 

@@ -59,11 +59,11 @@ public sealed class LifecycleTests
         }
         Assert.That(hooked, Is.EqualTo(1), "the call got past its entry checks before it was cancelled");
         Assert.That(model.PooledWorkspaceBytes, Is.EqualTo(pooled), "the workspace went back to the pool");
-        long helperItems = model.HelperItemsExecuted;
+        long helperPhases = model.HelperPhasesJoined;
         var after = Poisoned(expected.Length);
         model.Run(input, batch, n, after, OutputMode.LastTimestep);
         AssertBitwise(expected, after, "after cancellation");
-        if (threads > 1) Assert.That(model.HelperItemsExecuted, Is.GreaterThan(helperItems), "the worker group was released: the next call used it");
+        if (threads > 1) Assert.That(model.HelperPhasesJoined, Is.GreaterThan(helperPhases), "the worker group was released: the next call used it");
     }
 
     [TestCase(1)]
@@ -88,7 +88,7 @@ public sealed class LifecycleTests
             var expected = Run(model, input, 2, 32, OutputMode.All);
             int completed = 0, disposedSeen = 0, hold = 0, heldThread = -1;
             float[]? heldOutput = null;
-            long helperItemsBeforeRelease = 0;
+            long helperPhasesBeforeRelease = 0;
             var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
             using var warm = new ManualResetEventSlim();
             using var inside = new ManualResetEventSlim();
@@ -133,7 +133,7 @@ public sealed class LifecycleTests
                         Await(inside, "a call held inside Run");
                         model.Dispose();
                         if (!othersOut.Wait(WaitBound)) Assert.Fail("the other callers did not all see ObjectDisposedException");
-                        helperItemsBeforeRelease = model.HelperItemsExecuted;
+                        helperPhasesBeforeRelease = model.HelperPhasesJoined;
                     }
                     finally
                     {
@@ -152,7 +152,7 @@ public sealed class LifecycleTests
                 Assert.That(completed, Is.GreaterThanOrEqualTo(4 * callers));
                 Assert.That(heldOutput, Is.Not.Null, "the held call completed after Dispose");
                 if (threads > 1)
-                    Assert.That(model.HelperItemsExecuted, Is.GreaterThan(helperItemsBeforeRelease), "the held call ran on the worker threads after Dispose");
+                    Assert.That(model.HelperPhasesJoined, Is.GreaterThan(helperPhasesBeforeRelease), "the held call ran on the worker threads after Dispose");
             });
             Assert.Throws<ObjectDisposedException>(() => model.Run(input, 2, 32, new float[expected.Length], OutputMode.All));
             model.Dispose(); // idempotent
