@@ -29,8 +29,10 @@ namespace DualChunk.Kernels;
 /// <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are neither read from q nor
 /// stored: their lanes are zero), so its rows equal a full call's bitwise. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
 /// <para>Assumes real scores (rowmax &gt; −1e9 + 104): then every masked exp is exactly 0 in float32, as in Edifice.</para>
-/// <para>Accuracy: exp is <see cref="VectorMath"/>'s algorithm (≈1.4 ulp); the tests hold the result to
-/// 2e-6·max|reference| + 2e-6·|reference| against the float64 twin.</para>
+/// <para>Accuracy: exp is <see cref="VectorMath"/>'s algorithm (≈1.4 ulp); the tests hold each output element to
+/// 2e-6·max|reference| + 2e-6·|reference| against the float64 twin when the scores are exact in float32, plus, in
+/// general, the float32 rounding of the scores pushed through the softmax: (1 − g_e)·Σ_j p_ij·δ_ij·|v_je − o_ie| with
+/// δ_ij = (d + 2)·2^-24·scale·Σ_e|q_ie·k_je| (p, o the reference's probabilities and unblended output).</para>
 /// The algorithm is written once (<see cref="Attend{TOps, TV}"/>), generic over a vector-ops struct per width;
 /// the JIT specializes it for Vector128, Vector256 and Vector512.
 /// </remarks>

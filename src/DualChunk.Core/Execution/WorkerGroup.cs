@@ -23,6 +23,7 @@ internal sealed class WorkerGroup : IDisposable
     private readonly AutoResetEvent[] _wake;   // one per helper
     private readonly AutoResetEvent _finished = new(false);
     private readonly long[] _allocated;        // each helper's GC.GetAllocatedBytesForCurrentThread after its last phase
+    private readonly long[] _helperPhases;     // phases each helper has joined (tests: proof the helpers ran)
     private IParallelWork? _work;
     private int _items, _next, _pending, _busy;
     private volatile bool _stopping;
@@ -35,6 +36,7 @@ internal sealed class WorkerGroup : IDisposable
         _threads = new Thread[workers - 1];
         _wake = new AutoResetEvent[workers - 1];
         _allocated = new long[workers - 1];
+        _helperPhases = new long[workers - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new AutoResetEvent(false);
@@ -54,6 +56,20 @@ internal sealed class WorkerGroup : IDisposable
         {
             long sum = 0;
             foreach (ref readonly long a in _allocated.AsSpan()) sum += Volatile.Read(in a);
+            return sum;
+        }
+    }
+
+    /// <summary>
+    /// Phases the helper threads have joined in their lifetime (tests). Counted per phase, not per item: the caller
+    /// may claim every item of a small phase before a helper wakes, but a helper joins every phase it is woken for.
+    /// </summary>
+    internal long HelperPhases
+    {
+        get
+        {
+            long sum = 0;
+            foreach (ref readonly long n in _helperPhases.AsSpan()) sum += Volatile.Read(in n);
             return sum;
         }
     }
@@ -121,6 +137,7 @@ internal sealed class WorkerGroup : IDisposable
                 Volatile.Write(ref _next, int.MaxValue / 2); // stop claiming
             }
             Volatile.Write(ref _allocated[slot - 1], GC.GetAllocatedBytesForCurrentThread());
+            Volatile.Write(ref _helperPhases[slot - 1], _helperPhases[slot - 1] + 1); // only this thread writes its slot
             if (Interlocked.Decrement(ref _pending) == 0)
                 _finished.Set();
         }

@@ -156,6 +156,15 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     /// <summary>Bytes the model's intra-op helper threads have allocated so far (0 without helpers; tests).</summary>
     internal long HelperAllocatedBytes => _workers?.HelperAllocatedBytes ?? 0;
 
+    /// <summary>Phases the intra-op helper threads have joined (tests: proof that a call used them).</summary>
+    internal long HelperPhasesJoined => _workers?.HelperPhases ?? 0;
+
+    /// <summary>
+    /// Tests only: called on the calling thread inside every Run, after the entry checks and before the call takes the
+    /// worker group and starts the forward pass, so a test can block a call in flight or cancel its token from inside.
+    /// </summary>
+    internal static Action<DualChunkModel>? TestHookCallStarting;
+
     /// <summary>Bytes held by the idle workspaces in this model's pool.</summary>
     public long PooledWorkspaceBytes => _pool.Bytes;
 
@@ -341,6 +350,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
                 $"Input holds {input[bad]} at [batch {bad / e / seqLen}, position {bad / e % seqLen}, feature {bad % e}]; the model needs finite values (replace NaN/∞ before calling)."), nameof(input));
         }
         cancellationToken.ThrowIfCancellationRequested();
+        TestHookCallStarting?.Invoke(this);
         // Intra-op threads: this call uses the model's worker group if no other call holds it, else runs alone.
         var group = _workers is not null && workspace.WorkerCount > 1 && _workers.TryAcquire() ? _workers : null;
         workspace.Scheduler.Begin(group, workspace.WorkerCount);

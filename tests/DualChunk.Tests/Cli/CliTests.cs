@@ -49,11 +49,7 @@ public sealed class CliTests
             var run = Cli([.. args]);
             Assert.That(run.Code, Is.EqualTo(0), run.Err);
             var (y, shape) = Npy.Read(output);
-            var reference = golden.ReferenceF64(mode);
-            Assert.That(shape, Is.EqualTo(mode == "all" ? new[] { golden.Batch, golden.SeqLen, golden.HiddenSize } : new[] { golden.Batch, golden.HiddenSize }));
-            double maxRef = reference.Max(Math.Abs);
-            double maxErr = y.Select((v, i) => Math.Abs(v - reference[i])).Max();
-            Assert.That(maxErr / maxRef, Is.LessThanOrEqualTo(3e-6));
+            golden.AssertMatches(y, shape, mode, $"{name} {mode} from {Path.GetFileName(model)}");
         }
     }
 
@@ -79,9 +75,7 @@ public sealed class CliTests
         var run = Cli("run", "--model", golden.ModelPath, "--chunk-size", "16", "--input", input, "--output", output);
         Assert.That(run.Code, Is.EqualTo(0), run.Err);
         var (y, shape) = Npy.Read(output);
-        Assert.That(shape, Is.EqualTo(new[] { 1, golden.HiddenSize }));
-        var reference = golden.ReferenceF64("last");
-        Assert.That(y.Select((v, i) => Math.Abs(v - reference[i])).Max(), Is.LessThan(3e-6 * reference.Max(Math.Abs)));
+        golden.AssertMatches(y, shape, "last", "[N, E] input");
     }
 
     [Test]
@@ -92,9 +86,8 @@ public sealed class CliTests
         WriteF64Npy(input, golden.Input, [golden.Batch, golden.SeqLen, golden.EmbedDim]);
         var run = Cli("run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output);
         Assert.That(run.Code, Is.EqualTo(0), run.Err);
-        var reference = golden.ReferenceF64("last");
-        var (y, _) = Npy.Read(output);
-        Assert.That(y.Select((v, i) => Math.Abs(v - reference[i])).Max(), Is.LessThan(3e-6 * reference.Max(Math.Abs)));
+        var (y, shape) = Npy.Read(output);
+        golden.AssertMatches(y, shape, "last", "float64 input");
     }
 
     [Test]
@@ -116,24 +109,38 @@ public sealed class CliTests
         string notNpy = Path.Combine(_dir, "junk.npy");
         File.WriteAllText(notNpy, "hello");
 
-        var cases = new (string[] Args, string Expect)[]
+        // Exit code 2: the command line itself is wrong (README: "2 for a usage error"); 1: it is well formed but
+        // the run fails (a file, its contents, a value the model rejects).
+        const int usage = 2, failure = 1;
+        var cases = new (string[] Args, string Expect, int Code)[]
         {
-            (["run", "--model", dcw, "--chunk-size", "8", "--input", input, "--output", output], "chunk size"),
-            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", badShape, "--output", output], "embed_dim = 32"),
-            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", nonDiv, "--output", output], "not a multiple of the chunk size 4"),
-            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", nan, "--output", output], "NaN"),
-            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", notNpy, "--output", output], "not a .npy file"),
-            (["run", "--model", Path.Combine(_dir, "missing.safetensors"), "--input", input, "--output", output], "missing.safetensors"),
-            (["run", "--model", golden.ModelPath, "--chunk-size", "0", "--input", input, "--output", output], "--chunk-size 0"),
-            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output, "--output-mode", "first"], "last, all, mean"),
-            (["run", "--model", golden.ModelPath, "--input", input], "--output"),
-            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output, "--bogus", "1"], "--bogus"),
-            (["frobnicate"], "unknown command"),
+            (["run", "--model", dcw, "--chunk-size", "8", "--input", input, "--output", output], "chunk size", failure),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", badShape, "--output", output], "embed_dim = 32", failure),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", nonDiv, "--output", output], "not a multiple of the chunk size 4", failure),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", nan, "--output", output], "NaN", failure),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", notNpy, "--output", output], "not a .npy file", failure),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", Path.Combine(_dir, "none.npy"), "--output", output], "none.npy", failure),
+            (["run", "--model", Path.Combine(_dir, "missing.safetensors"), "--input", input, "--output", output], "missing.safetensors", failure),
+            (["convert", Path.Combine(_dir, "missing.safetensors"), "--chunk-size", "4", "-o", dcw + "2"], "missing.safetensors", failure),
+            (["inspect", notNpy], "junk.npy", failure),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "0", "--input", input, "--output", output], "--chunk-size 0", usage),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "four", "--input", input, "--output", output], "--chunk-size 'four'", usage),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output, "--output-mode", "first"], "last, all, mean", usage),
+            (["run", "--model", golden.ModelPath, "--input", input], "--output", usage),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output, "--bogus", "1"], "--bogus", usage),
+            (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output, "--threads", "0"], "--threads", usage),
+            (["convert", golden.ModelPath, "--chunk-size", "4"], "-o", usage),
+            (["inspect"], "missing argument", usage),
+            (["bench", "--random-model", "20,32,4,1", "--chunk-size", "8", "--seq", "16"], "--batch", usage),
+            (["bench", "--random-model", "20,32,4", "--chunk-size", "8", "--batch", "1", "--seq", "16"], "E,H,NH,L", usage),
+            (["frobnicate"], "unknown command", usage),
         };
-        foreach (var (args, expect) in cases)
+        foreach (var (args, expect, code) in cases)
         {
             var r = Cli(args);
-            Assert.That(r.Code, Is.Not.EqualTo(0), string.Join(' ', args));
+            Assert.That(r.Code, Is.EqualTo(code), string.Join(' ', args) + " => " + r.Err);
+            if (args[0] != "inspect") // inspect prints the file line before it reads the file
+                Assert.That(r.Out, Is.Empty, "nothing on stdout: " + string.Join(' ', args));
             var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.That(lines, Has.Length.EqualTo(1), string.Join(' ', args) + " => " + r.Err);
             Assert.That(lines[0], Does.Contain(expect), string.Join(' ', args));
@@ -172,12 +179,99 @@ public sealed class CliTests
             RedirectStandardError = true,
             RedirectStandardOutput = true,
         };
-        using var p = Process.Start(psi)!;
-        string err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.That(p.ExitCode, Is.Not.EqualTo(0));
+        var (code, _, err) = RunProcess(psi);
+        Assert.That(code, Is.EqualTo(1), err);
         Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1));
         Assert.That(err, Does.Contain("nope.safetensors"));
+
+        psi = new ProcessStartInfo("dotnet", [dll, "run", "--model", "nope.safetensors", "--input", "x.npy"])
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        (code, _, err) = RunProcess(psi);
+        Assert.That(code, Is.EqualTo(2), "usage error: " + err);
+        Assert.That(err, Does.Contain("--output"));
+    }
+
+    /// <summary>
+    /// README's quick-start, the first command as it is written there, run by the built CLI from the repository root;
+    /// its out.npy against samples/tiny/expected_last_f64.npy (Edifice's float64 result, the golden "tiny" case).
+    /// The second command (<c>dotnet test -c Release</c>) is what .ci/run runs first.
+    /// </summary>
+    [Test]
+    public void ReadmeQuickStartRunsAndMatchesTheExpectedOutput()
+    {
+        string root = RepositoryRoot();
+        string readme = File.ReadAllText(Path.Combine(root, "README.md"));
+        int fence = readme.IndexOf("```sh\n", StringComparison.Ordinal);
+        Assert.That(fence, Is.GreaterThanOrEqualTo(0), "README has a ```sh quick-start block");
+        string block = readme[(fence + 6)..readme.IndexOf("```", fence + 6, StringComparison.Ordinal)];
+        var commands = block.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToArray();
+        Assert.That(commands, Is.EqualTo(new[] { commands[0], "dotnet test -c Release" }), "two commands: run, then the tests");
+        const string prefix = "dotnet run -c Release --project src/DualChunk.Cli -- ";
+        Assert.That(commands[0], Does.StartWith(prefix));
+        var args = commands[0][prefix.Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToList();
+        Assert.That(args[0], Is.EqualTo("run"));
+        int o = args.IndexOf("--output");
+        Assert.That(args[o + 1], Is.EqualTo("out.npy"));
+        string output = Path.Combine(_dir, "out.npy");
+        args[o + 1] = output; // the README writes into the working directory; keep the repository clean
+
+        string dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "dualchunk.dll");
+        var psi = new ProcessStartInfo("dotnet", [dll, .. args]) { WorkingDirectory = root, RedirectStandardError = true, RedirectStandardOutput = true };
+        var (code, _, err) = RunProcess(psi);
+        Assert.That(code, Is.EqualTo(0), err);
+
+        var (y, shape) = Npy.Read(output);
+        var (expected, expectedShape) = ReadF64Npy(Path.Combine(root, "samples", "tiny", "expected_last_f64.npy"));
+        var tiny = GoldenCase.Load("tiny");
+        Assert.That(expected, Is.EqualTo(tiny.ReferenceF64("last")), "samples/tiny is the golden tiny case");
+        Assert.That(shape, Is.EqualTo(expectedShape), "out.npy shape");
+        tiny.AssertMatches(y, shape, "last", "README quick-start out.npy");
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "README.md")) && Directory.Exists(Path.Combine(dir.FullName, "samples", "tiny")))
+                return dir.FullName;
+        Assert.Fail("no repository root (README.md and samples/tiny) above " + TestContext.CurrentContext.TestDirectory);
+        return "";
+    }
+
+    /// <summary>A little-endian float64 C-order .npy (what numpy wrote for samples/tiny), kept at full precision.</summary>
+    private static (double[] Data, int[] Shape) ReadF64Npy(string path)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        Assert.That(bytes.AsSpan(0, 6).ToArray(), Is.EqualTo(new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y' }));
+        Assert.That(bytes[6], Is.EqualTo(1), "version 1.0");
+        int headerLength = bytes[8] | bytes[9] << 8;
+        string header = System.Text.Encoding.ASCII.GetString(bytes, 10, headerLength);
+        Assert.That(header, Does.Contain("'descr': '<f8'").And.Contain("'fortran_order': False"));
+        string dims = header[(header.IndexOf("'shape': (", StringComparison.Ordinal) + 10)..];
+        int[] shape = [.. dims[..dims.IndexOf(')')].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse)];
+        var data = new double[shape.Aggregate(1, (a, b) => a * b)];
+        Assert.That(bytes.Length - 10 - headerLength, Is.EqualTo(8 * data.Length), "data length");
+        Buffer.BlockCopy(bytes, 10 + headerLength, data, 0, 8 * data.Length);
+        return (data, shape);
+    }
+
+    /// <summary>Runs a process with a bound: reads both streams concurrently; kills it (and fails) after 3 minutes.</summary>
+    private static (int Code, string Out, string Err) RunProcess(ProcessStartInfo psi)
+    {
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException("dotnet did not start");
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(3)))
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit(TimeSpan.FromSeconds(30));
+            Assert.Fail($"{psi.FileName} {string.Join(' ', psi.ArgumentList)} did not exit within 3 minutes; killed");
+        }
+        if (!Task.WaitAll([stdout, stderr], TimeSpan.FromSeconds(30)))
+            Assert.Fail("the process exited but its output streams stayed open for 30 s");
+        return (p.ExitCode, stdout.GetAwaiter().GetResult(), stderr.GetAwaiter().GetResult());
     }
 
     [Test]

@@ -6,12 +6,23 @@ namespace DualChunk.Tests.Golden;
 /// <summary>One directory of tests/golden: what Edifice v0.2.0 itself computed.</summary>
 internal sealed class GoldenCase
 {
-    public static readonly string[] Names = ["tiny", "proj_multi", "no_proj", "single_chunk", "chunk1", "long", "odd_dims"];
+    /// <summary>The golden directory copied next to the test assembly (tests/golden).</summary>
+    public static string Root { get; } = Path.Combine(AppContext.BaseDirectory, "golden");
+
+    /// <summary>
+    /// Every case in tests/golden (a directory with a config.json), discovered so a new case is tested without being
+    /// listed anywhere; sorted for stable test names. Empty if the directory is missing (a test checks it is not).
+    /// </summary>
+    public static string[] Names { get; } = System.IO.Directory.Exists(Root)
+        ? [.. System.IO.Directory.GetDirectories(Root)
+            .Where(d => File.Exists(Path.Combine(d, "config.json")))
+            .Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal)]
+        : [];
 
     private GoldenCase(string name)
     {
         Name = name;
-        Directory = Path.Combine(TestContext.CurrentContext.TestDirectory, "golden", name);
+        Directory = Path.Combine(Root, name);
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(Directory, "config.json")));
         var root = json.RootElement;
         ChunkSize = root.GetProperty("chunk_size").GetInt32();
@@ -42,10 +53,33 @@ internal sealed class GoldenCase
     public string ModelPath => Path.Combine(Directory, "model.safetensors");
     public float[] Input => Io["input"].Data.ToArray();
 
-    /// <summary>Edifice's float64 output: the reference (stored as F64, read here as float32 — see ReferenceF64).</summary>
+    /// <summary>Edifice's float64 output: the reference (stored as F64 and kept as doubles, see <see cref="ReadF64"/>).</summary>
     public double[] ReferenceF64(string mode) => ReadF64(Path.Combine(Directory, "io.safetensors"), $"output_{mode}_f64");
 
     public static GoldenCase Load(string name) => new(name);
+
+    /// <summary>
+    /// The bound on max|ours − Edifice f64| / max|Edifice f64| for one output mode: 5 × Edifice's own float32 error for
+    /// this case and mode (config.json's f32_vs_f64 max_abs_diff_over_max_ref, 0.6–1.9e-7), but at least 1e-6. The
+    /// engine measures 0.8–4.3e-7 on every path, so a 3× accuracy regression fails.
+    /// </summary>
+    public double RelativeBound(string mode) => Math.Max(1e-6, 5 * EdificeF32VsF64[mode]);
+
+    /// <summary>Asserts <paramref name="actual"/> has <paramref name="shape"/> and every element is within <see cref="RelativeBound"/>.</summary>
+    public void AssertMatches(float[] actual, int[] actualShape, string mode, string what)
+    {
+        int[] shape = mode == "all" ? [Batch, SeqLen, HiddenSize] : [Batch, HiddenSize];
+        Assert.That(actualShape, Is.EqualTo(shape), $"{what}: shape");
+        var reference = ReferenceF64(mode);
+        Assert.That(actual, Has.Length.EqualTo(reference.Length), $"{what}: length");
+        double maxRef = reference.Max(Math.Abs), bound = RelativeBound(mode) * maxRef;
+        Assert.That(maxRef, Is.GreaterThan(0.1), "the reference is not trivial");
+        for (int i = 0; i < reference.Length; i++)
+        {
+            if (!(Math.Abs(actual[i] - reference[i]) <= bound))
+                Assert.Fail($"{what}: element {i} is {actual[i]:R}, Edifice f64 {reference[i]:R}: |error| > {RelativeBound(mode):E1} × max|ref| = {bound:E2}");
+        }
+    }
 
     public static string ModeKey(OutputMode mode) => mode switch
     {

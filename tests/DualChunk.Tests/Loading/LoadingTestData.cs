@@ -12,7 +12,7 @@ namespace DualChunk.Tests.Loading;
 /// <summary>Builders for synthetic safetensors / .dcw files and access to the golden checkpoints.</summary>
 internal static class LoadingTestData
 {
-    public static readonly string[] GoldenCases = ["chunk1", "long", "no_proj", "odd_dims", "proj_multi", "single_chunk", "tiny"];
+    public static readonly string[] GoldenCases = Golden.GoldenCase.Names; // discovered from tests/golden
 
     public static string GoldenDir(string goldenCase) => Path.Combine(TestContext.CurrentContext.TestDirectory, "golden", goldenCase);
 

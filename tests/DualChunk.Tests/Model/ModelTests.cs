@@ -6,12 +6,18 @@ namespace DualChunk.Tests.Model;
 /// <summary>
 /// The engine against the float64 <see cref="ReferenceModel"/> on random models of many shapes,
 /// including the documented default (E=287, H=256, NH=8, L=4, C=64) and dimensions that are no
-/// multiple of a vector. Bound: max|ours − ref| ≤ 3e-6 · max|ref|, as for the golden cases.
+/// multiple of a vector. Bound per shape: max|ours − ref| ≤ <see cref="RelativeBound"/> · max|ref|.
 /// </summary>
 [TestFixture]
 public sealed class ModelTests
 {
-    private const double RelativeBound = 3e-6;
+    /// <summary>
+    /// 1.5·√K·2^-24, K = max(E, H, F) the longest dot product: float32 rounding errors are independent enough that
+    /// the output error grows like √K (measured 0.3–0.55·√K·2^-24 on the Vector256 and portable paths, e.g. 9.0e-7 at
+    /// K = 1024), so this is ≥ 2.7× the worst measured and a 3× accuracy regression fails for most shapes.
+    /// </summary>
+    private static double RelativeBound(ModelConfig c)
+        => 1.5 * Math.Sqrt(Math.Max(c.EmbedDim, Math.Max(c.HiddenSize, c.FfnSize))) * Math.Pow(2, -24);
 
     // E, H, NH, L, C, N, B
     private static readonly int[][] Shapes =
@@ -46,7 +52,7 @@ public sealed class ModelTests
         int n = s[5], batch = s[6];
         var tensors = RandomWeights.Create(config, seed: 100 + shapeIndex);
         var input = RandomWeights.Input(batch * n * config.EmbedDim, seed: 200 + shapeIndex);
-        var model = DualChunkModel.FromTensors(tensors, config);
+        using var model = DualChunkModel.FromTensors(tensors, config);
 
         var ours = model.Run(input, batch, n, mode);
         var reference = ReferenceModel.Run(tensors, config, input, batch, n, mode);
@@ -57,16 +63,17 @@ public sealed class ModelTests
             maxRef = Math.Max(maxRef, Math.Abs(reference[i]));
             maxErr = Math.Max(maxErr, Math.Abs(ours[i] - reference[i]));
         }
-        TestContext.Out.WriteLine($"{config} N={n} B={batch} {mode} isa={KernelSelection.Isa}: max|ours-ref|/max|ref| = {maxErr / maxRef:E2}");
+        TestContext.Out.WriteLine($"{config} N={n} B={batch} {mode} isa={KernelSelection.Isa}: max|ours-ref|/max|ref| = {maxErr / maxRef:E2} (bound {RelativeBound(config):E2})");
         Assert.That(ours, Has.Length.EqualTo(reference.Length));
-        Assert.That(maxErr / maxRef, Is.LessThanOrEqualTo(RelativeBound));
+        Assert.That(maxRef, Is.GreaterThan(0.1), "the reference is not trivial");
+        Assert.That(maxErr / maxRef, Is.LessThanOrEqualTo(RelativeBound(config)));
     }
 
     [Test]
     public void RepeatedCallsAndOutputModesAgree()
     {
         var config = new ModelConfig(12, 16, 2, 2, 4, 64);
-        var model = DualChunkModel.FromTensors(RandomWeights.Create(config, 7), config);
+        using var model = DualChunkModel.FromTensors(RandomWeights.Create(config, 7), config);
         var input = RandomWeights.Input(2 * 8 * 12, 8);
         var all = model.Run(input, 2, 8, OutputMode.All);
         var last = model.Run(input, 2, 8, OutputMode.LastTimestep);
@@ -81,7 +88,7 @@ public sealed class ModelTests
     public void BadInputsAreRejectedWithMessagesThatNameTheProblem()
     {
         var config = new ModelConfig(12, 16, 2, 1, 4, 64);
-        var model = DualChunkModel.FromTensors(RandomWeights.Create(config, 1), config);
+        using var model = DualChunkModel.FromTensors(RandomWeights.Create(config, 1), config);
         var input = RandomWeights.Input(8 * 12, 2);
 
         Assert.That(() => model.Run(input.AsSpan(1).ToArray(), 1, 8),

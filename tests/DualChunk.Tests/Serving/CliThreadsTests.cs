@@ -1,6 +1,7 @@
 using System.Text.Json;
 using DualChunk.Cli;
 using DualChunk.Core;
+using DualChunk.Kernels;
 using DualChunk.Tests.Golden;
 using DualChunk.Tests.Loading;
 
@@ -46,12 +47,31 @@ public sealed class CliThreadsTests
         Assert.That(bench.Code, Is.EqualTo(0), bench.Err);
         using var json = JsonDocument.Parse(bench.Out);
         var root = json.RootElement;
+        double median = root.GetProperty("median_ms").GetDouble(), p90 = root.GetProperty("p90_ms").GetDouble(), min = root.GetProperty("min_ms").GetDouble();
+        double gflop = root.GetProperty("gflop").GetDouble(), gflops = root.GetProperty("gflops_at_median").GetDouble();
+        var config = new ModelConfig(20, 64, 4, 2, 8, 4 * 64);
         Assert.Multiple(() =>
         {
-            Assert.That(root.GetProperty("threads").GetInt32(), Is.EqualTo(2));
-            foreach (string field in new[] { "median_ms", "p90_ms", "min_ms", "gflop", "gflops_at_median", "allocated_bytes_per_call", "kernel_isa", "first_call_ms", "load_ms", "rss_after_load_bytes" })
-                Assert.That(root.TryGetProperty(field, out _), Is.True, field);
+            Assert.That(root.GetProperty("threads").GetInt32(), Is.EqualTo(2), "threads = --threads");
+            Assert.That(root.GetProperty("kernel_isa").GetString(), Is.EqualTo(KernelSelection.Isa.ToString()), "the path this process selected");
+            Assert.That(root.GetProperty("batch").GetInt32(), Is.EqualTo(2));
+            Assert.That(root.GetProperty("seq_len").GetInt32(), Is.EqualTo(16));
+            Assert.That(root.GetProperty("chunk_size").GetInt32(), Is.EqualTo(8));
+            Assert.That(root.GetProperty("output_mode").GetString(), Is.EqualTo("mean"));
+            Assert.That(root.GetProperty("iterations").GetInt32(), Is.EqualTo(3));
+            Assert.That(root.GetProperty("warmup").GetInt32(), Is.EqualTo(1));
+            Assert.That(min, Is.GreaterThan(0), "min_ms");
+            Assert.That(median, Is.GreaterThanOrEqualTo(min), "median_ms ≥ min_ms");
+            Assert.That(p90, Is.GreaterThanOrEqualTo(median), "p90_ms ≥ median_ms");
+            Assert.That(gflop, Is.EqualTo(BenchCommand.NominalGflop(config, 2, 16)).Within(1e-6), "gflop of E=20 H=64 NH=4 L=2, B=2, N=16");
+            double expectedGflops = gflop / (median / 1000); // both printed rounded: median to 1e-4 ms, GFLOP/s to 0.01
+            Assert.That(gflops, Is.EqualTo(expectedGflops).Within(0.006 + 1e-3 * expectedGflops), "gflops_at_median = gflop / median");
+            Assert.That(root.GetProperty("allocated_bytes_per_call").GetInt64(), Is.Zero, "steady state allocates nothing");
+            Assert.That(root.GetProperty("first_call_ms").GetDouble(), Is.GreaterThan(0));
+            Assert.That(root.GetProperty("load_ms").GetDouble(), Is.GreaterThanOrEqualTo(0));
+            Assert.That(root.GetProperty("rss_after_load_bytes").GetInt64(), Is.GreaterThan(1 << 20), "RSS of a running .NET process");
             Assert.That(root.GetProperty("warm_up_api").GetBoolean(), Is.True);
+            Assert.That(root.GetProperty("warm_up_api_ms").GetDouble(), Is.GreaterThan(0), "the WarmUp call was timed");
         });
         var bad = Cli("bench", "--random-model", "20,64,4,2", "--chunk-size", "8", "--batch", "1", "--seq", "8", "--threads", "0");
         Assert.That(bad.Code, Is.EqualTo(2));

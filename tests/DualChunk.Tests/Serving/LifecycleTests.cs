@@ -31,96 +31,128 @@ public sealed class LifecycleTests
     [TestCase(2)]
     public void CancelledDuringCallThrowsAndModelStaysUsable(int threads)
     {
-        // Deep enough that a call takes a few milliseconds: cancel while it runs, between two layers.
-        var config = new ModelConfig(32, 64, 4, 24, 16, 256);
+        // The token is cancelled from inside the call (the test hook runs after the entry checks, before the forward
+        // pass): no timing, the call is always mid-flight when it sees the cancellation.
+        var config = new ModelConfig(32, 64, 4, 3, 16, 256);
         using var model = Create(config, threads);
-        int batch = 2, n = 512;
+        using var splits = threads > 1 ? ForceSplits() : null;
+        int batch = 2, n = 64;
         var input = RandomWeights.Input(batch * n * config.EmbedDim, 2);
         var expected = Run(model, input, batch, n, OutputMode.LastTimestep);
         long pooled = model.PooledWorkspaceBytes;
-        var output = new float[expected.Length];
-        int cancelled = 0;
-        for (int attempt = 0; attempt < 20 && cancelled == 0; attempt++)
+        using var cts = new CancellationTokenSource();
+        int hooked = 0;
+        DualChunkModel.TestHookCallStarting = m =>
         {
-            using var cts = new CancellationTokenSource();
-            using var started = new ManualResetEventSlim();
-            var canceller = new Thread(() =>
-            {
-                started.Wait();
-                Thread.Sleep(1);
-                cts.Cancel();
-            });
-            canceller.Start();
-            try
-            {
-                started.Set();
-                model.Run(input, batch, n, output, OutputMode.LastTimestep, cts.Token);
-            }
-            catch (OperationCanceledException ex)
-            {
-                Assert.That(ex.CancellationToken, Is.EqualTo(cts.Token));
-                cancelled++;
-            }
-            canceller.Join();
-            Assert.That(model.PooledWorkspaceBytes, Is.EqualTo(pooled), "the workspace went back to the pool");
+            if (m != model) return;
+            Interlocked.Increment(ref hooked);
+            cts.Cancel();
+        };
+        try
+        {
+            var ex = Assert.Throws<OperationCanceledException>(() => model.Run(input, batch, n, new float[expected.Length], OutputMode.LastTimestep, cts.Token));
+            Assert.That(ex!.CancellationToken, Is.EqualTo(cts.Token));
         }
-        Assert.That(cancelled, Is.GreaterThan(0), "no attempt was cancelled mid-call");
-        AssertBitwise(expected, Run(model, input, batch, n, OutputMode.LastTimestep), "after cancellation");
+        finally
+        {
+            DualChunkModel.TestHookCallStarting = null;
+        }
+        Assert.That(hooked, Is.EqualTo(1), "the call got past its entry checks before it was cancelled");
+        Assert.That(model.PooledWorkspaceBytes, Is.EqualTo(pooled), "the workspace went back to the pool");
+        long helperPhases = model.HelperPhasesJoined;
+        var after = Poisoned(expected.Length);
+        model.Run(input, batch, n, after, OutputMode.LastTimestep);
+        AssertBitwise(expected, after, "after cancellation");
+        if (threads > 1) Assert.That(model.HelperPhasesJoined, Is.GreaterThan(helperPhases), "the worker group was released: the next call used it");
     }
 
     [TestCase(1)]
     [TestCase(2)]
     public void DisposeRacingWithCallsNeverCrashes(int threads)
     {
+        // Eight callers loop on a memory-mapped model. One call is held inside Run (test hook, before the forward pass)
+        // while the model is disposed: the other callers must end with ObjectDisposedException, and the held call,
+        // released after Dispose has returned, must still compute the right bits on the still-mapped weights (and, with
+        // 2 threads, on the still-running worker threads: splits forced, helper items counted).
         var config = Small;
         using var dir = new TempDir();
         string path = dir.File("m.dcw");
         DcwFile.Write(path, config, RandomWeights.Create(config, 5));
         var input = RandomWeights.Input(2 * 32 * config.EmbedDim, 3);
-        for (int round = 0; round < 5; round++)
+        using var splits = threads > 1 ? ForceSplits() : null;
+        const int callers = 8;
+        for (int round = 0; round < 3; round++)
         {
             var model = DualChunkModel.Load(path, new DualChunkModelOptions { MaxDegreeOfParallelism = threads, MemoryMap = true });
             Assert.That(model.IsMemoryMapped, Is.True);
             var expected = Run(model, input, 2, 32, OutputMode.All);
-            int completed = 0, disposedSeen = 0;
+            int completed = 0, disposedSeen = 0, hold = 0, heldThread = -1;
+            float[]? heldOutput = null;
+            long helperPhasesBeforeRelease = 0;
             var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
-            using var go = new ManualResetEventSlim();
-            var callers = Enumerable.Range(0, 8).Select(t => new Thread(() =>
+            using var warm = new ManualResetEventSlim();
+            using var inside = new ManualResetEventSlim();
+            using var release = new ManualResetEventSlim();
+            using var othersOut = new CountdownEvent(callers - 1);
+            DualChunkModel.TestHookCallStarting = m =>
             {
-                var output = new float[expected.Length];
-                go.Wait();
-                while (true)
+                if (m != model || Interlocked.CompareExchange(ref hold, 2, 1) != 1) return;
+                Volatile.Write(ref heldThread, Environment.CurrentManagedThreadId);
+                inside.Set();
+                if (!release.Wait(WaitBound)) failures.Enqueue("the held call was never released");
+            };
+            try
+            {
+                RunThreads(callers, t =>
+                {
+                    var output = Poisoned(expected.Length);
+                    while (true)
+                    {
+                        try
+                        {
+                            model.Run(input, 2, 32, output, OutputMode.All);
+                            if (!BitEqual(output, expected)) failures.Enqueue($"thread {t}: wrong result");
+                            if (Environment.CurrentManagedThreadId == Volatile.Read(ref heldThread) && heldOutput is null)
+                                heldOutput = (float[])output.Clone(); // the held call, finished after Dispose
+                            output.AsSpan().Fill(float.NaN);
+                            if (Interlocked.Increment(ref completed) == 4 * callers) warm.Set();
+                        }
+                        catch (ObjectDisposedException)
+                        {
+                            Interlocked.Increment(ref disposedSeen);
+                            if (Environment.CurrentManagedThreadId != Volatile.Read(ref heldThread)) othersOut.Signal();
+                            return;
+                        }
+                    }
+                }, whileRunning: () =>
                 {
                     try
                     {
-                        model.Run(input, 2, 32, output, OutputMode.All);
-                        if (!BitEqual(output, expected)) failures.Enqueue($"thread {t}: wrong result");
-                        Interlocked.Increment(ref completed);
+                        Await(warm, "the callers' first calls");
+                        Volatile.Write(ref hold, 1);                  // the next call to start is held
+                        Await(inside, "a call held inside Run");
+                        model.Dispose();
+                        if (!othersOut.Wait(WaitBound)) Assert.Fail("the other callers did not all see ObjectDisposedException");
+                        helperPhasesBeforeRelease = model.HelperPhasesJoined;
                     }
-                    catch (ObjectDisposedException)
+                    finally
                     {
-                        Interlocked.Increment(ref disposedSeen);
-                        return;
+                        release.Set();
                     }
-#pragma warning disable CA1031 // any other exception is the failure being tested for
-                    catch (Exception ex)
-#pragma warning restore CA1031
-                    {
-                        failures.Enqueue($"thread {t}: {ex}");
-                        return;
-                    }
-                }
-            })).ToList();
-            callers.ForEach(c => c.Start());
-            go.Set();
-            Thread.Sleep(20 + 10 * round);
-            model.Dispose();
-            callers.ForEach(c => c.Join());
+                });
+            }
+            finally
+            {
+                DualChunkModel.TestHookCallStarting = null;
+            }
             Assert.Multiple(() =>
             {
                 Assert.That(failures, Is.Empty);
-                Assert.That(disposedSeen, Is.EqualTo(8), "every caller ends with ObjectDisposedException");
-                Assert.That(completed, Is.GreaterThan(0));
+                Assert.That(disposedSeen, Is.EqualTo(callers), "every caller ends with ObjectDisposedException");
+                Assert.That(completed, Is.GreaterThanOrEqualTo(4 * callers));
+                Assert.That(heldOutput, Is.Not.Null, "the held call completed after Dispose");
+                if (threads > 1)
+                    Assert.That(model.HelperPhasesJoined, Is.GreaterThan(helperPhasesBeforeRelease), "the held call ran on the worker threads after Dispose");
             });
             Assert.Throws<ObjectDisposedException>(() => model.Run(input, 2, 32, new float[expected.Length], OutputMode.All));
             model.Dispose(); // idempotent
@@ -216,18 +248,22 @@ public sealed class LifecycleTests
             var result = model.Run(tensor, mode);
             nint[] shape = mode == OutputMode.All ? [batch, n, config.HiddenSize] : [batch, config.HiddenSize];
             Assert.That(result.Lengths.ToArray(), Is.EqualTo(shape));
-            var flat = new float[expected.Length];
+            var flat = Poisoned(expected.Length);
             result.FlattenTo(flat);
             AssertBitwise(expected, flat, $"Tensor<float> {mode}");
 
-            var output = new float[expected.Length];
+            var output = Poisoned(expected.Length);
             model.Run(new ReadOnlyTensorSpan<float>(input, [batch, n, config.EmbedDim]), new TensorSpan<float>(output, shape), mode);
             AssertBitwise(expected, output, $"TensorSpan {mode}");
         }
 
         // One sequence without a batch dimension: [N, E] -> [H].
-        var single = model.Run(NTensor.Create(input.AsSpan(0, n * config.EmbedDim).ToArray(), [n, config.EmbedDim]));
+        var first = input.AsSpan(0, n * config.EmbedDim).ToArray();
+        var single = model.Run(NTensor.Create(first, [n, config.EmbedDim]));
         Assert.That(single.Lengths.ToArray(), Is.EqualTo(new nint[] { config.HiddenSize }));
+        var singleFlat = Poisoned(config.HiddenSize);
+        single.FlattenTo(singleFlat);
+        AssertBitwise(Run(model, first, 1, n, OutputMode.LastTimestep), singleFlat, "Tensor<float> [N, E]");
 
         var wrongE = NTensor.Create(new float[n * (config.EmbedDim + 1)], [n, config.EmbedDim + 1]);
         Assert.Throws<ArgumentException>(() => model.Run(wrongE));

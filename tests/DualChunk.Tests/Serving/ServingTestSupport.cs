@@ -33,6 +33,62 @@ internal static class ServingTestSupport
     public static bool BitEqual(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
         => System.Runtime.InteropServices.MemoryMarshal.AsBytes(a).SequenceEqual(System.Runtime.InteropServices.MemoryMarshal.AsBytes(b));
 
+    /// <summary>The bound on every wait in these tests: generous for a loaded 2-core machine, but never unbounded.</summary>
+    public static readonly TimeSpan WaitBound = TimeSpan.FromMinutes(2);
+
+    /// <summary>A NaN-filled buffer: a call that writes nothing (or part) cannot pass for a correct one.</summary>
+    public static float[] Poisoned(int length)
+    {
+        var a = new float[length];
+        Array.Fill(a, float.NaN);
+        return a;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(i) on <paramref name="count"/> raw threads and joins them within
+    /// <see cref="WaitBound"/>. An exception on a thread is captured and fails the test here (on a raw thread it would
+    /// kill the test host); a thread still running at the bound fails it too.
+    /// </summary>
+    public static void RunThreads(int count, Action<int> body, Action? whileRunning = null)
+    {
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        var threads = Enumerable.Range(0, count).Select(i => new Thread(() =>
+        {
+            try
+            {
+                body(i);
+            }
+#pragma warning disable CA1031 // captured and reported by the test
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                errors.Enqueue(ex);
+            }
+        }) { IsBackground = true, Name = $"test caller {i}" }).ToList();
+        threads.ForEach(t => t.Start());
+        try
+        {
+            whileRunning?.Invoke();
+        }
+        finally
+        {
+            var deadline = DateTime.UtcNow + WaitBound;
+            foreach (var t in threads)
+            {
+                var left = deadline - DateTime.UtcNow;
+                if (!t.Join(left > TimeSpan.Zero ? left : TimeSpan.Zero))
+                    errors.Enqueue(new TimeoutException($"{t.Name} still running after {WaitBound}."));
+            }
+        }
+        if (!errors.IsEmpty) throw new AggregateException("test threads failed", errors);
+    }
+
+    /// <summary>Waits for <paramref name="signal"/> within <see cref="WaitBound"/>, else fails naming <paramref name="what"/>.</summary>
+    public static void Await(ManualResetEventSlim signal, string what)
+    {
+        if (!signal.Wait(WaitBound)) Assert.Fail($"timed out after {WaitBound} waiting for {what}");
+    }
+
     /// <summary>Makes every operation split over the workers, however small (restored on dispose).</summary>
     public static IDisposable ForceSplits() => new Thresholds();
 
