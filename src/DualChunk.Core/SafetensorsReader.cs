@@ -212,6 +212,7 @@ public static class SafetensorsReader
         }
         using (doc)
         {
+            RequireDecodableStrings(header, source);
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{source}: the header is a JSON {root.ValueKind}, expected an object mapping tensor names to {{dtype, shape, data_offsets}}.");
@@ -239,6 +240,27 @@ public static class SafetensorsReader
             }
             CheckTiling(entries, dataLength, source);
             return new SafetensorsInfo(fileLength, headerLength, metadata, entries);
+        }
+    }
+
+    /// <summary>
+    /// JsonDocument accepts a <c>\u</c> escape that decodes to a lone UTF-16 surrogate (e.g. <c>"\ud800"</c>) and only
+    /// throws InvalidOperationException when that string is read: read every escaped string once, up front.
+    /// </summary>
+    private static void RequireDecodableStrings(byte[] header, string source)
+    {
+        var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = 16 });
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType is JsonTokenType.PropertyName or JsonTokenType.String && reader.ValueIsEscaped)
+                    reader.GetString();
+            }
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ModelFormatException(Inv($"{source}: the header holds a string with an invalid \\u escape at byte {reader.TokenStartIndex} ({ex.Message}); a lone UTF-16 surrogate such as \\ud800 is not text. The file is corrupted or not a safetensors file."), ex);
         }
     }
 

@@ -41,14 +41,21 @@ public static partial class TensorSetValidator
         }
 
         int layers = 0;
+        string? deepest = null;
         foreach (var name in tensors.Keys)
         {
             var m = BlockNumber().Match(name);
             if (m.Success && int.TryParse(m.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int l) && l > layers && l < 100_000)
+            {
                 layers = l;
+                deepest = name;
+            }
         }
         if (layers == 0)
             throw new ModelFormatException("No 'dual_chunk_block_<l>_*' tensors found: the file holds no DualChunk blocks. Is it an Edifice DualChunk checkpoint?");
+        // Bound the layer count by the tensors at hand before building the expected-name list (13 per layer).
+        if (13L * layers > tensors.Count)
+            throw new ModelFormatException(Invariant($"Tensor '{deepest}' names block {layers}, but a {layers}-layer model has at least {13L * layers + 2} tensors and there are {tensors.Count}: blocks are missing or a tensor name is corrupted."));
 
         var gate = Get(tensors, CheckpointNames.Gate(1), "(the gate's shape [num_heads, head_dim] gives the head count)");
         RequireRank(gate, 2);
