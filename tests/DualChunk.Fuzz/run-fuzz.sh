@@ -18,9 +18,11 @@ fi
 (cd "$here" && dotnet tool restore >/dev/null)
 
 bin="$out/bin"
-rm -rf "$bin" "$out/findings"
+plain="$out/bin-plain" # uninstrumented: instrumented code only runs under afl-fuzz (it writes AFL's shared map)
+rm -rf "$bin" "$plain" "$out/findings"
 mkdir -p "$out"
-dotnet publish "$here/DualChunk.Fuzz.csproj" -c Release -o "$bin" -p:TreatWarningsAsErrors=true >/dev/null
+dotnet publish "$here/DualChunk.Fuzz.csproj" -c Release -o "$plain" -p:TreatWarningsAsErrors=true >/dev/null
+cp -r "$plain" "$bin"
 # Instrument only our own parsers' assemblies: Core (safetensors, .dcw, config inference) and the CLI (.npy).
 for dll in DualChunk.Core.dll dualchunk.dll; do
   (cd "$here" && dotnet tool run sharpfuzz "$bin/$dll")
@@ -50,5 +52,5 @@ crashes=$(find "$out/findings/default/crashes" -type f -name 'id:*' | wc -l)
 hangs=$(find "$out/findings/default/hangs" -type f -name 'id:*' | wc -l)
 echo "target $target: $crashes crashes, $hangs hangs (in $out/findings/default)"
 if [ "$crashes" -gt 0 ]; then
-  dotnet "$bin/DualChunk.Fuzz.dll" run "$target" "$out/findings/default/crashes" | grep ESCAPED | sort -u -t$'\t' -k3 | head -20 || true
+  dotnet "$plain/DualChunk.Fuzz.dll" run "$target" "$out/findings/default/crashes" | grep ESCAPED | sort -u -t$'\t' -k3 | head -20 || true
 fi
