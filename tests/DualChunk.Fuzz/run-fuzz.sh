@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of one parser with AFL++ and SharpFuzz, for a bounded time.
 #   tests/DualChunk.Fuzz/run-fuzz.sh TARGET MINUTES [OUT_DIR]
+#   RESUME=1 tests/DualChunk.Fuzz/run-fuzz.sh ...   continues a previous run in OUT_DIR (afl-fuzz -i -)
 # TARGET: safetensors-header | safetensors | dcw | npy | config (see FuzzTargets.cs).
 # Installs afl++ (apt-get) and the sharpfuzz tool (dotnet tool restore) when missing, publishes the fuzz project,
 # instruments the DualChunk assemblies, then runs afl-fuzz under nice -n 19 for MINUTES. Findings go to
@@ -19,7 +20,13 @@ fi
 
 bin="$out/bin"
 plain="$out/bin-plain" # uninstrumented: instrumented code only runs under afl-fuzz (it writes AFL's shared map)
-rm -rf "$bin" "$plain" "$out/findings"
+rm -rf "$bin" "$plain"
+input=(-i "$here/corpus/$target")
+if [ "${RESUME:-0}" = 1 ] && [ -d "$out/findings/default/queue" ]; then
+  input=(-i -)
+else
+  rm -rf "$out/findings"
+fi
 mkdir -p "$out"
 dotnet publish "$here/DualChunk.Fuzz.csproj" -c Release -o "$plain" -p:TreatWarningsAsErrors=true >/dev/null
 cp -r "$plain" "$bin"
@@ -40,7 +47,7 @@ export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL
 export DOTNET_TieredPGO=0 DOTNET_TC_QuickJitForLoops=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
 # -t: a slow input (> 5 s) is a hang; -m none: the CLR reserves far more address space than it uses.
 nice -n 19 timeout $((minutes * 60 + 120)) afl-fuzz -V $((minutes * 60)) -t 5000 -m none "${dict[@]}" \
-  -i "$here/corpus/$target" -o "$out/findings" -- dotnet "$bin/DualChunk.Fuzz.dll" fuzz "$target" || true
+  "${input[@]}" -o "$out/findings" -- dotnet "$bin/DualChunk.Fuzz.dll" fuzz "$target" || true
 
 stats="$out/findings/default/fuzzer_stats"
 [ -f "$stats" ] || { echo "afl-fuzz produced no stats (see above)" >&2; exit 1; }
