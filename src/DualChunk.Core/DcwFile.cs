@@ -288,6 +288,10 @@ public static class DcwFile
         ulong storedChecksum = BinaryPrimitives.ReadUInt64LittleEndian(p[56..]);
         if (count == 0 || count > MaxTensorCount)
             throw Err(src, $"tensor count is {count}; expected 1..{MaxTensorCount}. The file is corrupted.");
+        // The stored config fixes the tensor count: check it before anything is built from the layer count.
+        long needed = 13L * config.NumLayers + 2 + (config.HasInputProjection ? 2 : 0);
+        if (count != needed)
+            throw Err(src, $"tensor count is {count}, but the stored configuration {config} has {needed} tensors, one table entry each. The file is corrupted.");
         const int minEntry = 4 + 1 + 4 + 4 + 8 + 8;
         if (tableLength < (long)count * minEntry || tableLength > MaxTableBytes || tableLength > fileLength - PreambleSize)
             throw Err(src, $"tensor table length {tableLength} is impossible: {count} entries need at least {(long)count * minEntry} bytes, and the table must fit in the {fileLength - PreambleSize} bytes after the preamble (limit {MaxTableBytes}). The file is truncated or corrupted.");
