@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Globalization;
-using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -99,15 +98,7 @@ internal static class LoadingTestData
     public static byte[] SmallDcw() => Dcw(SmallConfig, MakeTensors(SmallConfig));
 
     /// <summary>Recomputes the checksum of a (possibly tampered) .dcw image, as a hostile writer could.</summary>
-    public static void Resign(byte[] dcw)
-    {
-        if (dcw.Length < 64) return;
-        var h = new XxHash3();
-        h.Append(dcw.AsSpan(0, 56));
-        h.Append(new byte[8]);
-        h.Append(dcw.AsSpan(64));
-        BinaryPrimitives.WriteUInt64LittleEndian(dcw.AsSpan(56), h.GetCurrentHashAsUInt64());
-    }
+    public static void Resign(byte[] dcw) => DualChunk.Fuzz.FuzzTargets.Resign(dcw);
 
     public static Dictionary<string, Tensor> ReadDcw(byte[] bytes)
     {
