@@ -58,6 +58,8 @@ public class ResourceBudgetTests
         long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
         long peakRise = ReadStatus("VmHWM:") - rssBefore;
 
+        TestContext.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{kind}: {elapsed.TotalMilliseconds:F1} ms, {allocated / 1e3:F0} kB allocated, peak RSS rise {(peakReset ? peakRise / 1e3 : double.NaN):F0} kB"));
         Assert.That(ex!.Message, Does.Contain(path), "the error names the file");
         Assert.That(elapsed, Is.LessThan(TimeBudget), $"{kind}: failed after {elapsed.TotalMilliseconds:F0} ms");
         Assert.That(allocated, Is.LessThan(MemoryBudget), $"{kind}: allocated {allocated / 1e6:F1} MB");
