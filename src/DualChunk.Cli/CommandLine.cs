@@ -241,6 +241,7 @@ internal static class CommandLine
         bool warmUpApi = o.Get("--warm-up-api") is not null;
         _ = o.Get("--json"); // the output is always one JSON line; the flag is accepted for the contract
         o.RejectUnknown();
+        if (BuildInfo.Shortfall is { } shortfall) notices.Add($"note: {shortfall}");
 
         var options = new DualChunkModelOptions { MaxDegreeOfParallelism = threads };
         var models = new List<DualChunkModel>();
