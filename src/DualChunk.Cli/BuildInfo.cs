@@ -12,7 +12,11 @@ namespace DualChunk.Cli;
 /// </summary>
 internal static class BuildInfo
 {
-    public static bool IsNativeAot => !RuntimeFeature.IsDynamicCodeSupported;
+    /// <summary>
+    /// True in a NativeAOT binary. Not RuntimeFeature.IsDynamicCodeSupported alone: a JIT build of a PublishAot project
+    /// turns that switch off too; only under NativeAOT has no method been JIT-compiled.
+    /// </summary>
+    public static bool IsNativeAot { get; } = !RuntimeFeature.IsDynamicCodeSupported && System.Runtime.JitInfo.GetCompiledMethodCount() == 0;
 
     /// <summary>The widest kernel path the CPU supports, read with CPUID (not through the compiler's view of the ISA).</summary>
     public static KernelIsa CpuIsa { get; } = DetectCpuIsa();
