@@ -1,5 +1,9 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using DualChunk.Core;
 using DualChunk.Kernels;
 
@@ -85,8 +89,41 @@ internal static class BenchCommand
         Array.Sort(samples);
         double median = Percentile(samples, 0.5), p90 = Percentile(samples, 0.9);
         double gflop = NominalGflop(model.Config, batch, seqLen);
-        o.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{{\"median_ms\":{median:F4},\"p90_ms\":{p90:F4},\"min_ms\":{samples[0]:F4},\"cpu_ms_per_call\":{cpuMsPerCall:F4},\"runqueue_wait_ms_per_call\":{waitMsPerCall:F4},\"gflop\":{gflop:F6},\"gflops_at_median\":{gflop / (median / 1000):F2},\"allocated_bytes_per_call\":{allocated / iterations},\"process_allocated_bytes_per_call\":{processAllocated / iterations},\"threads\":{model.MaxDegreeOfParallelism},\"kernel_isa\":\"{KernelSelection.Isa}\",\"gemm_micro_kernel\":\"{Gemm.MicroKernel}\",\"batch\":{batch},\"seq_len\":{seqLen},\"chunk_size\":{model.Config.ChunkSize},\"output_mode\":\"{ModeName(mode)}\",\"iterations\":{iterations},\"warmup\":{warmup},\"config\":\"{model.Config}\",\"load_ms\":{loadMs:F2},\"memory_mapped\":{(model.IsMemoryMapped ? "true" : "false")},\"models_loaded\":{models},\"warm_up_api\":{(warmUpApi ? "true" : "false")},\"warm_up_api_ms\":{warmUpMs:F2},\"first_call_ms\":{firstCallMs:F3},{rssAfterLoad.Json("rss_after_load")},{rssAfterRun.Json("rss_after_run")}}}"));
+        var buffer = new ArrayBufferWriter<byte>(2048);
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("median_ms", Math.Round(median, 4));
+            json.WriteNumber("p90_ms", Math.Round(p90, 4));
+            json.WriteNumber("min_ms", Math.Round(samples[0], 4));
+            json.WriteNumber("cpu_ms_per_call", Math.Round(cpuMsPerCall, 4));
+            json.WriteNumber("runqueue_wait_ms_per_call", Math.Round(waitMsPerCall, 4));
+            json.WriteNumber("gflop", Math.Round(gflop, 6));
+            json.WriteNumber("gflops_at_median", Math.Round(gflop / (median / 1000), 2));
+            json.WriteNumber("allocated_bytes_per_call", allocated / iterations);
+            json.WriteNumber("process_allocated_bytes_per_call", processAllocated / iterations);
+            json.WriteNumber("threads", model.MaxDegreeOfParallelism);
+            json.WriteString("kernel_isa", KernelSelection.Isa.ToString());
+            json.WriteString("gemm_micro_kernel", Gemm.MicroKernel);
+            BuildInfo.WriteJson(json);
+            json.WriteNumber("batch", batch);
+            json.WriteNumber("seq_len", seqLen);
+            json.WriteNumber("chunk_size", model.Config.ChunkSize);
+            json.WriteString("output_mode", ModeName(mode));
+            json.WriteNumber("iterations", iterations);
+            json.WriteNumber("warmup", warmup);
+            json.WriteString("config", model.Config.ToString());
+            json.WriteNumber("load_ms", Math.Round(loadMs, 2));
+            json.WriteBoolean("memory_mapped", model.IsMemoryMapped);
+            json.WriteNumber("models_loaded", models);
+            json.WriteBoolean("warm_up_api", warmUpApi);
+            json.WriteNumber("warm_up_api_ms", Math.Round(warmUpMs, 2));
+            json.WriteNumber("first_call_ms", Math.Round(firstCallMs, 3));
+            rssAfterLoad.WriteJson(json, "rss_after_load");
+            rssAfterRun.WriteJson(json, "rss_after_run");
+            json.WriteEndObject();
+        }
+        o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
     }
 
     public static string ModeName(OutputMode mode) => mode switch
@@ -154,8 +191,12 @@ internal readonly record struct ResidentMemory(long Total, long Anonymous, long 
         return new ResidentMemory(total, anon, file);
     }
 
-    public string Json(string prefix) => string.Create(CultureInfo.InvariantCulture,
-        $"\"{prefix}_bytes\":{Total},\"{prefix}_anon_bytes\":{Anonymous},\"{prefix}_file_bytes\":{File}");
+    public void WriteJson(Utf8JsonWriter json, string prefix)
+    {
+        json.WriteNumber(prefix + "_bytes", Total);
+        json.WriteNumber(prefix + "_anon_bytes", Anonymous);
+        json.WriteNumber(prefix + "_file_bytes", File);
+    }
 
     private static long Kb(string line)
     {

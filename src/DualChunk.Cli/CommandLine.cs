@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using DualChunk.Core;
 using DualChunk.Kernels;
@@ -9,41 +11,34 @@ internal sealed class UsageException(string message) : Exception(message);
 
 /// <summary>
 /// The <c>dualchunk</c> commands. Contract: exit 0 on success; otherwise non-zero and exactly one
-/// line on stderr that says what is wrong (2: usage, 1: anything else).
+/// line on stderr that says what is wrong (2: usage, 1: anything else). Parsing, --help and --version are
+/// System.CommandLine's; the command bodies read their options through <see cref="Options"/>.
 /// </summary>
 internal static class CommandLine
 {
     public const int DefaultChunkSize = 64;
 
-    private const string Usage = """
-        usage:
-          dualchunk run --model <file.safetensors|file.dcw> [--chunk-size C] --input <x.npy> --output <y.npy> [--output-mode last|all|mean] [--threads T]
-          dualchunk convert <in.safetensors> [--chunk-size C] -o <out.dcw>
-          dualchunk inspect <file.safetensors|file.dcw> [--chunk-size C]
-          dualchunk bench (--model <file> | --random-model E,H,NH,L) [--chunk-size C] --batch B --seq N [--output-mode last|all|mean] [--threads T] [--warmup W] [--iterations K] [--warm-up-api] [--models K] [--json]
-        """;
+    private static readonly string[] CommandNames = ["run", "convert", "inspect", "bench"];
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var notices = new List<string>();
         try
         {
-            if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+            var root = BuildCommands(stdout, notices);
+            if (args is ["help", .. var rest]) args = [.. rest, "--help"];
+            // No response files: every token is what it says (an input path may start with '@').
+            var result = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+            if (args.Length == 0)
             {
-                stdout.WriteLine(Usage);
-                return args.Length == 0 ? 2 : 0;
+                result = root.Parse(["--help"]);
+                result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+                return 2;
             }
-            var options = Options.Parse(args.AsSpan(1));
-            switch (args[0])
-            {
-                case "run": RunCommand(options, stdout, notices); break;
-                case "convert": ConvertCommand(options, stdout, notices); break;
-                case "inspect": InspectCommand(options, stdout); break;
-                case "bench": BenchCommandLine(options, stdout, notices); break;
-                default: throw new UsageException($"unknown command '{args[0]}'; the commands are run, convert and inspect (see --help).");
-            }
+            if (result.Errors.Count > 0) throw new UsageException(DescribeError(result));
+            int code = result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
             foreach (var n in notices) stderr.WriteLine(n);
-            return 0;
+            return code;
         }
         catch (Exception ex) when (ex is UsageException or ArgumentException or ModelFormatException or NpyFormatException
                                        or IOException or UnauthorizedAccessException or OverflowException)
@@ -56,6 +51,130 @@ internal static class CommandLine
             stderr.WriteLine($"dualchunk: error: {message}");
             return ex is UsageException ? 2 : 1;
         }
+    }
+
+    /// <summary>The commands and their options, as documented in README.md; the actions call the bodies below.</summary>
+    private static RootCommand BuildCommands(TextWriter stdout, List<string> notices)
+    {
+        static Option<string> Value(string name, string helpName, string description, bool required = false, params string[] aliases)
+            => new(name, aliases) { HelpName = helpName, Description = description, Required = required };
+        static Option<bool> Flag(string name, string description) => new(name) { Description = description, Arity = ArgumentArity.Zero };
+        var chunkSize = () => Value("--chunk-size", "C", "chunk size the model was built with (safetensors only; a .dcw stores it). Default: Edifice's 64");
+        var outputMode = () => Value("--output-mode", "last|all|mean", "last timestep [B, H] (default), every position [B, N, H], or the mean over positions [B, H]");
+        var threads = () => Value("--threads", "T", "threads per call (default 1); results are bitwise identical for any T");
+
+        var run = new Command("run", "Runs the model on a .npy input and writes a float32 .npy output.")
+        {
+            Value("--model", "file", "weights: Edifice .safetensors or .dcw", required: true),
+            chunkSize(),
+            Value("--input", "x.npy", "float32 or float64 .npy of shape [B, N, E], or [N, E] meaning B = 1", required: true),
+            Value("--output", "y.npy", "where to write the float32 output", required: true),
+            outputMode(),
+            threads(),
+        };
+        var convert = new Command("convert", "Converts an Edifice safetensors checkpoint to .dcw, which stores the chunk size.")
+        {
+            new Argument<string>("in.safetensors") { Description = "the checkpoint to convert" },
+            chunkSize(),
+            Value("--output", "out.dcw", "the .dcw file to write", required: true, "-o"),
+        };
+        var inspect = new Command("inspect", "Shows the config, tensors, sizes, checksum and the kernel path chosen on this machine.")
+        {
+            new Argument<string>("file") { Description = "a .safetensors or .dcw file" },
+            chunkSize(),
+        };
+        var bench = new Command("bench", "Times the forward pass on random input and prints one JSON line.")
+        {
+            Value("--model", "file", "weights to time (or --random-model)"),
+            Value("--random-model", "E,H,NH,L", "random weights of this shape, F = 4H (e.g. 287,256,8,4)"),
+            chunkSize(),
+            Value("--batch", "B", "batch size", required: true),
+            Value("--seq", "N", "sequence length (a multiple of C)", required: true),
+            outputMode(),
+            threads(),
+            Value("--warmup", "W", "untimed calls (default: by time, >= 1.5 s and 50 calls, so the JIT reaches tier 1)"),
+            Value("--iterations", "K", "timed calls (default: by time, >= 2 s and 30 calls)"),
+            Flag("--warm-up-api", "call DualChunkModel.WarmUp before the first call"),
+            Value("--models", "K", "load K copies of the model (memory of several loaded models)"),
+            Flag("--json", "accepted for scripts; the output is always one JSON line"),
+        };
+        Bind(run, o => RunCommand(o, stdout, notices));
+        Bind(convert, o => ConvertCommand(o, stdout, notices));
+        Bind(inspect, o => InspectCommand(o, stdout));
+        Bind(bench, o => BenchCommandLine(o, stdout, notices));
+        var root = new RootCommand("dualchunk: run, convert, inspect and benchmark Edifice Dual Chunk Attention models on the CPU.")
+        {
+            run, convert, inspect, bench,
+        };
+        root.Directives.Clear();
+        // System.CommandLine prints the entry assembly's version, which is the test host's under a test runner.
+        root.Options.OfType<VersionOption>().Single().Action = new PrintVersion();
+        return root;
+    }
+
+    private sealed class PrintVersion : System.CommandLine.Invocation.SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            var assembly = typeof(CommandLine).Assembly;
+            parseResult.InvocationConfiguration.Output.WriteLine(
+                assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+                    .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion
+                ?? assembly.GetName().Version?.ToString());
+            return 0;
+        }
+    }
+
+    private static void Bind(Command command, Action<Options> body) => command.SetAction(result =>
+    {
+        body(new Options(result));
+        return 0;
+    });
+
+    /// <summary>One line for the first parse error: unknown commands and options get the closest valid name.</summary>
+    private static string DescribeError(ParseResult result)
+    {
+        var command = result.CommandResult.Command;
+        string where = command is RootCommand ? "dualchunk" : $"dualchunk {command.Name}";
+        if (result.UnmatchedTokens.Count > 0)
+        {
+            string token = result.UnmatchedTokens[0];
+            if (command is RootCommand && !token.StartsWith('-'))
+                return $"unknown command '{token}'{Suggest(token, CommandNames)}: the commands are {string.Join(", ", CommandNames[..^1])} and {CommandNames[^1]} (see dualchunk --help).";
+            if (token.StartsWith('-') && token.Length > 1 && !double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+            {
+                var names = command.Options.SelectMany(o => o.Aliases.Prepend(o.Name)).ToArray();
+                return $"unknown option {token.Split('=', 2)[0]}{Suggest(token, names)}; see {where} --help.";
+            }
+            return $"unexpected argument '{token}'; see {where} --help.";
+        }
+        return $"{result.Errors[0].Message.TrimEnd('.')}; see {where} --help.";
+    }
+
+    /// <summary>" (did you mean X?)" for the name nearest by edit distance, when it is near enough to be a typo.</summary>
+    private static string Suggest(string token, IEnumerable<string> names)
+    {
+        string key = token.Split('=', 2)[0];
+        var best = names.Select(n => (Name: n, Distance: EditDistance(key, n))).MinBy(x => x.Distance);
+        return best.Name is not null && best.Distance <= Math.Max(2, key.Length / 3) ? $" (did you mean {best.Name}?)" : "";
+    }
+
+    private static int EditDistance(string a, string b)
+    {
+        var row = new int[b.Length + 1];
+        for (int j = 0; j <= b.Length; j++) row[j] = j;
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
     }
 
     private static void RunCommand(Options o, TextWriter stdout, List<string> notices)
@@ -124,6 +243,7 @@ internal static class CommandLine
         bool warmUpApi = o.Get("--warm-up-api") is not null;
         _ = o.Get("--json"); // the output is always one JSON line; the flag is accepted for the contract
         o.RejectUnknown();
+        if (BuildInfo.Shortfall is { } shortfall) notices.Add($"note: {shortfall}");
 
         var options = new DualChunkModelOptions { MaxDegreeOfParallelism = threads };
         var models = new List<DualChunkModel>();
@@ -199,52 +319,30 @@ internal static class CommandLine
         _ => throw new UsageException($"--output-mode '{text}' is not one of last, all, mean."),
     };
 
-    /// <summary>--name value pairs and positionals; every option must be consumed.</summary>
-    private sealed class Options
+
+    /// <summary>The parsed options of one command, read by name; numbers are checked with the CLI's own messages.</summary>
+    private sealed class Options(ParseResult result)
     {
-        /// <summary>Options that take no value.</summary>
-        private static readonly HashSet<string> Flags = new(StringComparer.Ordinal) { "--json", "--warm-up-api" };
-
-        private readonly Dictionary<string, string> _named = new(StringComparer.Ordinal);
-        private readonly List<string> _positional = [];
-        private readonly HashSet<string> _used = new(StringComparer.Ordinal);
-
-        public static Options Parse(ReadOnlySpan<string> args)
-        {
-            var o = new Options();
-            for (int i = 0; i < args.Length; i++)
-            {
-                string a = args[i];
-                if (a.StartsWith('-') && a.Length > 1 && !double.TryParse(a, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
-                {
-                    string key = a, value;
-                    int eq = a.IndexOf('=', StringComparison.Ordinal);
-                    if (eq > 0) { key = a[..eq]; value = a[(eq + 1)..]; }
-                    else if (Flags.Contains(a)) value = "true";
-                    else if (i + 1 < args.Length) value = args[++i];
-                    else throw new UsageException($"option {a} needs a value.");
-                    if (!o._named.TryAdd(key, value)) throw new UsageException($"option {key} is given twice.");
-                }
-                else
-                {
-                    o._positional.Add(a);
-                }
-            }
-            return o;
-        }
-
         public string? Get(string key)
         {
-            _used.Add(key);
-            return _named.TryGetValue(key, out var v) ? v : null;
+            var option = result.CommandResult.Command.Options.FirstOrDefault(o => o.Name == key || o.Aliases.Contains(key))
+                ?? throw new InvalidOperationException($"the command has no option {key}");
+            return option switch
+            {
+                Option<bool> flag => result.GetValue(flag) ? "true" : null,
+                Option<string> value => result.GetValue(value),
+                _ => throw new InvalidOperationException($"option {key} has an unexpected type"),
+            };
         }
 
+        /// <summary>Required options are enforced by the parser; this reads one.</summary>
         public string Required(string key) => Get(key) ?? throw new UsageException($"missing {key} <value>; see dualchunk --help.");
 
         public string Positional(int index, string what)
         {
-            if (index >= _positional.Count) throw new UsageException($"missing argument: {what}.");
-            return _positional[index];
+            var arguments = result.CommandResult.Command.Arguments;
+            string? value = index < arguments.Count ? result.GetValue((Argument<string>)arguments[index]) : null;
+            return value ?? throw new UsageException($"missing argument: {what}.");
         }
 
         public int? PositiveInt(string key) => Int(key, 1);
@@ -274,11 +372,7 @@ internal static class CommandLine
             }
         }
 
-        public void RejectUnknown()
-        {
-            _ = ChunkSize; // validated even where a command ignores it
-            foreach (var key in _named.Keys)
-                if (!_used.Contains(key)) throw new UsageException($"unknown option {key}; see dualchunk --help.");
-        }
+        /// <summary>The parser has refused unknown options and extra arguments; the chunk size is checked even where a command ignores it.</summary>
+        public void RejectUnknown() => _ = ChunkSize;
     }
 }

@@ -55,7 +55,10 @@ internal static class Inspector
     }
 
     private static void WriteKernels(TextWriter o)
-        => o.WriteLine($"kernels:  isa={KernelSelection.Isa}, gemm={Gemm.MicroKernel}");
+    {
+        o.WriteLine($"kernels:  isa={KernelSelection.Isa}, gemm={Gemm.MicroKernel}, cpu offers {BuildInfo.CpuIsa}{(BuildInfo.IsNativeAot ? " (NativeAOT)" : "")}");
+        if (BuildInfo.Shortfall is { } shortfall) o.WriteLine($"note:     {shortfall}");
+    }
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

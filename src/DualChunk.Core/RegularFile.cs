@@ -35,6 +35,17 @@ internal static partial class RegularFile
     }
 
     /// <summary>
+    /// Throws the exception made by <paramref name="error"/> when <paramref name="path"/> (symlinks followed) exists and
+    /// is not a regular file. A missing path passes, so that opening it gives the usual "not found" error.
+    /// </summary>
+    public static void Check(string path, string what, Func<string, Exception> error)
+    {
+        string? kind = Directory.Exists(path) ? "a directory" : NonRegularKind(path);
+        if (kind is not null)
+            throw error($"{path}: is {kind}, not a regular file; give {what} (e.g. save the data to a file first).");
+    }
+
+    /// <summary>
     /// What is at <paramref name="path"/> when it exists and is not a regular file or a directory ("a FIFO", "a character
     /// device", ...), following symbolic links; null for a regular file, a directory, nothing, or an unknown type.
     /// </summary>
