@@ -34,11 +34,13 @@ public sealed unsafe class DualChunkModel : IDisposable
     private int _poolCount;
     private long _pooledBytes;
     private int _state;                             // calls in flight, | DisposedBit once disposed
+    private readonly DualChunkInstruments _metrics; // the meter factory's instruments, or the process-wide ones
 
     private DualChunkModel(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, bool copy, DualChunkModelOptions options, MappedFile? mapping)
     {
         Config = config;
         MaxDegreeOfParallelism = options.MaxDegreeOfParallelism;
+        _metrics = DualChunkMetrics.For(options.MeterFactory);
         _hasInputProjection = config.HasInputProjection;
         if (_hasInputProjection)
             _inputProjection = new DenseLayer(tensors[CheckpointNames.InputKernel], tensors[CheckpointNames.InputBias], GemmEpilogue.Bias, copy);
@@ -165,25 +167,32 @@ public sealed unsafe class DualChunkModel : IDisposable
     public void Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode = OutputMode.LastTimestep, CancellationToken cancellationToken = default)
     {
         long start = Stopwatch.GetTimestamp();
-        Enter();
         try
         {
-            ValidateShape(input, batch, seqLen);
-            var workspace = Rent(batch, seqLen);
+            Enter();
             try
             {
-                RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+                ValidateShape(input, batch, seqLen);
+                var workspace = Rent(batch, seqLen);
+                try
+                {
+                    RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+                }
+                finally
+                {
+                    Return(workspace);
+                }
             }
             finally
             {
-                Return(workspace);
+                Exit();
             }
         }
-        finally
+        catch (Exception ex) when (_metrics.RecordFailure(mode, start, ex))
         {
-            Exit();
+            throw; // never reached: the filter records and declines
         }
-        DualChunkMetrics.RecordCall(mode, start);
+        _metrics.RecordCall(mode, start);
     }
 
     /// <summary>Runs the model with a caller-owned workspace (one call at a time per workspace).</summary>
@@ -194,22 +203,29 @@ public sealed unsafe class DualChunkModel : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         ArgumentNullException.ThrowIfNull(workspace);
-        Enter();
         try
         {
-            ValidateShape(input, batch, seqLen);
-            if (workspace.Config != Config)
-                throw new ArgumentException($"The workspace was planned for a model with {workspace.Config}, not {Config}.", nameof(workspace));
-            if (!workspace.Fits(batch, seqLen))
-                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"The workspace is planned for batch ≤ {workspace.MaxBatch} and seq_len ≤ {workspace.MaxSeqLen}; this call has batch {batch}, seq_len {seqLen}. Create a larger workspace."), nameof(workspace));
-            RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+            Enter();
+            try
+            {
+                ValidateShape(input, batch, seqLen);
+                if (workspace.Config != Config)
+                    throw new ArgumentException($"The workspace was planned for a model with {workspace.Config}, not {Config}.", nameof(workspace));
+                if (!workspace.Fits(batch, seqLen))
+                    throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                        $"The workspace is planned for batch ≤ {workspace.MaxBatch} and seq_len ≤ {workspace.MaxSeqLen}; this call has batch {batch}, seq_len {seqLen}. Create a larger workspace."), nameof(workspace));
+                RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+            }
+            finally
+            {
+                Exit();
+            }
         }
-        finally
+        catch (Exception ex) when (_metrics.RecordFailure(mode, start, ex))
         {
-            Exit();
+            throw; // never reached: the filter records and declines
         }
-        DualChunkMetrics.RecordCall(mode, start);
+        _metrics.RecordCall(mode, start);
     }
 
     /// <summary>
@@ -326,7 +342,7 @@ public sealed unsafe class DualChunkModel : IDisposable
         _mapping?.Dispose();
         lock (_poolLock)
         {
-            DualChunkMetrics.AddWorkspaceBytes(-_pooledBytes);
+            _metrics.AddWorkspaceBytes(-_pooledBytes);
             _pooledBytes = 0;
             Array.Clear(_pool);
             _poolCount = 0;
@@ -347,7 +363,7 @@ public sealed unsafe class DualChunkModel : IDisposable
                     _pool[i] = _pool[--_poolCount];
                     _pool[_poolCount] = null!;
                     _pooledBytes -= ws.Bytes;
-                    DualChunkMetrics.AddWorkspaceBytes(-ws.Bytes);
+                    _metrics.AddWorkspaceBytes(-ws.Bytes);
                     return ws;
                 }
             }
@@ -360,7 +376,7 @@ public sealed unsafe class DualChunkModel : IDisposable
                 _pool[largest] = _pool[--_poolCount];
                 _pool[_poolCount] = null!;
                 _pooledBytes -= dropped.Bytes;
-                DualChunkMetrics.AddWorkspaceBytes(-dropped.Bytes);
+                _metrics.AddWorkspaceBytes(-dropped.Bytes);
                 maxBatch = Math.Max(batch, dropped.MaxBatch);
                 maxSeqLen = Math.Max(seqLen, dropped.MaxSeqLen);
             }
@@ -376,7 +392,7 @@ public sealed unsafe class DualChunkModel : IDisposable
                 Array.Resize(ref _pool, _pool.Length * 2);
             _pool[_poolCount++] = ws;
             _pooledBytes += ws.Bytes;
-            DualChunkMetrics.AddWorkspaceBytes(ws.Bytes);
+            _metrics.AddWorkspaceBytes(ws.Bytes);
         }
     }
 
