@@ -6,6 +6,7 @@ using DualChunk.Extensions.Hosting;
 using DualChunk.Service;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
@@ -27,11 +28,9 @@ builder.Configuration.AddCommandLine(args, new Dictionary<string, string>
 
 builder.Services.AddOptions<ServiceOptions>().BindConfiguration("Service").Validate(o =>
 {
-    o.Validate();
+    o.Validate(); // throws naming the key and the fix
     return true;
 });
-var serviceOptions = builder.Configuration.GetSection("Service").Get<ServiceOptions>() ?? new ServiceOptions();
-serviceOptions.Validate();
 
 builder.Services.AddDualChunkModel(PredictEndpoint.ModelName, o =>
 {
@@ -39,24 +38,27 @@ builder.Services.AddDualChunkModel(PredictEndpoint.ModelName, o =>
     o.MaxSeqLen ??= ServiceOptions.DefaultMaxSeqLen;
 });
 builder.Services.AddProblemDetails();
-builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = serviceOptions.MaxRequestBodyBytes + 1);
+builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServiceOptions>>(
+    (k, s) => k.Limits.MaxRequestBodySize = s.Value.MaxRequestBodyBytes + 1);
 
 // Backpressure: MaxConcurrentCalls predict calls run, MaxQueuedCalls wait; the next one gets 503 + Retry-After at once.
-builder.Services.AddRateLimiter(r =>
+builder.Services.AddRateLimiter(_ => { });
+builder.Services.AddOptions<RateLimiterOptions>().Configure<IOptions<ServiceOptions>>((r, so) =>
 {
+    var s = so.Value;
     r.AddConcurrencyLimiter("predict", l =>
     {
-        l.PermitLimit = serviceOptions.MaxConcurrentCalls;
-        l.QueueLimit = serviceOptions.MaxQueuedCalls;
+        l.PermitLimit = s.MaxConcurrentCalls;
+        l.QueueLimit = s.MaxQueuedCalls;
         l.QueueProcessingOrder = QueueProcessingOrder.OldestFirst;
     });
     r.RejectionStatusCode = StatusCodes.Status503ServiceUnavailable;
     r.OnRejected = async (ctx, ct) =>
     {
         var http = ctx.HttpContext;
-        http.Response.Headers.RetryAfter = serviceOptions.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        http.Response.Headers.RetryAfter = s.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
         await PredictEndpoint.Problem(StatusCodes.Status503ServiceUnavailable, "Overloaded",
-            $"{serviceOptions.MaxConcurrentCalls} calls are running and {serviceOptions.MaxQueuedCalls} waiting; retry after {serviceOptions.RetryAfterSeconds} s.")
+            $"{s.MaxConcurrentCalls} calls are running and {s.MaxQueuedCalls} waiting; retry after {s.RetryAfterSeconds} s.")
             .ExecuteAsync(http);
     };
 });

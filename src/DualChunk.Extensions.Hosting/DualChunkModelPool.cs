@@ -362,7 +362,8 @@ public sealed partial class DualChunkModelPool : IDisposable
     /// <summary>Stops watching and waits (bounded by <paramref name="cancellationToken"/>) for a load in progress.</summary>
     internal async Task StopAsync(CancellationToken cancellationToken)
     {
-        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (Volatile.Read(ref _disposed) == 0)
+            await _stopping.CancelAsync().ConfigureAwait(false);
         foreach (var e in _entries.Values)
             e.Watcher?.Dispose();
         if (_loading is { } loading)
@@ -383,7 +384,7 @@ public sealed partial class DualChunkModelPool : IDisposable
             lock (e.Gate)
                 Interlocked.Exchange(ref e.Current, null)?.Release();
         }
-        _stopping.Dispose();
+        // _stopping is not disposed: it has no timer or registrations, and a late StopAsync may still read it.
     }
 
     private Entry Get(string name)
