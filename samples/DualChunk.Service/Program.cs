@@ -15,6 +15,8 @@ using OpenTelemetry.Metrics;
 //   dotnet run -c Release --project samples/DualChunk.Service -- --urls http://127.0.0.1:5080 --model <file> [--chunk-size C] [--threads T]
 // Every setting is also configuration (appsettings.json, DualChunk__Models__default__Path=... environment variables).
 var builder = WebApplication.CreateBuilder(args);
+// Per-request logs cost more than a small model's call; raise with Logging:LogLevel:Microsoft.AspNetCore=Information.
+builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 builder.Configuration.AddCommandLine(args, new Dictionary<string, string>
 {
     ["--model"] = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{PredictEndpoint.ModelName}:Path",
