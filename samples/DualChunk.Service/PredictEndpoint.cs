@@ -57,7 +57,10 @@ internal static class PredictEndpoint
 
                 int outLength = model.OutputLength(input.Batch, input.SeqLen, mode);
                 output = ArrayPool<float>.Shared.Rent(outLength);
+                long started = System.Diagnostics.Stopwatch.GetTimestamp();
                 model.Run(input.Data, input.Batch, input.SeqLen, output.AsSpan(0, outLength), mode, ct);
+                // Server-Timing: the model call's share of the request (the load test subtracts it to get the overhead).
+                context.Response.Headers["Server-Timing"] = Inv($"model;dur={System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0.###}");
                 int[] shape = mode == OutputMode.All
                     ? [input.Batch, input.SeqLen, model.Config.HiddenSize]
                     : [input.Batch, model.Config.HiddenSize];

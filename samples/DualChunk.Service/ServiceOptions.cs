@@ -6,8 +6,8 @@ public sealed class ServiceOptions
     /// <summary>Predict calls that run at once (default: the number of cores; each call is CPU-bound).</summary>
     public int MaxConcurrentCalls { get; set; } = Environment.ProcessorCount;
 
-    /// <summary>Predict calls that may wait for a slot (default 2 × cores); beyond it the service answers 503 at once.</summary>
-    public int MaxQueuedCalls { get; set; } = 2 * Environment.ProcessorCount;
+    /// <summary>Predict calls that may wait for a slot (default 8 × cores); beyond it the service answers 503 at once.</summary>
+    public int MaxQueuedCalls { get; set; } = 8 * Environment.ProcessorCount;
 
     /// <summary>Largest request body in bytes (default 32 MiB); a larger one gets 413.</summary>
     public long MaxRequestBodyBytes { get; set; } = 32L << 20;
