@@ -75,16 +75,13 @@ public sealed class ServiceTests
         }
     }
 
+    /// <summary>A float32 .npy; its header is the service's (itself checked byte for byte against the CLI's output).</summary>
     private static byte[] Npy(float[] data, params int[] shape)
     {
-        string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + string.Join(", ", shape) + (shape.Length == 1 ? "," : "") + "), }";
-        int pad = (64 - (10 + dict.Length + 1) % 64) % 64;
-        var header = Encoding.ASCII.GetBytes(dict + new string(' ', pad) + "\n");
-        var bytes = new byte[10 + header.Length + data.Length * 4];
-        new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0 }.CopyTo(bytes, 0);
-        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(8), (ushort)header.Length);
-        header.CopyTo(bytes, 10);
-        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(10 + header.Length + i * 4), data[i]);
+        var header = DualChunk.Service.NpyBody.Header(shape);
+        var bytes = new byte[header.Length + data.Length * 4];
+        header.CopyTo(bytes, 0);
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(header.Length + i * 4), data[i]);
         return bytes;
     }
 
