@@ -11,7 +11,7 @@ namespace DualChunk.Core;
 /// workspace that fits the traffic without ever costing more than the two shapes together; when that merge would not
 /// fit one array or the byte budget, the call's own shape is planned alone. Thread-safe.
 /// </remarks>
-internal sealed class WorkspacePool(ModelConfig config, int workers, long? maxBytes)
+internal sealed class WorkspacePool(ModelConfig config, int workers, long? maxBytes, DualChunkInstruments metrics)
 {
     private readonly Lock _lock = new();
     private Workspace[] _idle = new Workspace[4]; // a stack
@@ -65,7 +65,7 @@ internal sealed class WorkspacePool(ModelConfig config, int workers, long? maxBy
                 Array.Resize(ref _idle, _idle.Length * 2);
             _idle[_count++] = ws;
             _bytes += ws.Bytes;
-            DualChunkMetrics.AddWorkspaceBytes(ws.Bytes);
+            metrics.AddWorkspaceBytes(ws.Bytes);
         }
     }
 
@@ -73,7 +73,7 @@ internal sealed class WorkspacePool(ModelConfig config, int workers, long? maxBy
     {
         lock (_lock)
         {
-            DualChunkMetrics.AddWorkspaceBytes(-_bytes);
+            metrics.AddWorkspaceBytes(-_bytes);
             _bytes = 0;
             Array.Clear(_idle);
             _count = 0;
@@ -101,7 +101,7 @@ internal sealed class WorkspacePool(ModelConfig config, int workers, long? maxBy
         _idle[i] = _idle[--_count];
         _idle[_count] = null!;
         _bytes -= ws.Bytes;
-        DualChunkMetrics.AddWorkspaceBytes(-ws.Bytes);
+        metrics.AddWorkspaceBytes(-ws.Bytes);
         return ws;
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Runtime.CompilerServices;
 
 namespace DualChunk.Core;
 
@@ -7,51 +8,113 @@ namespace DualChunk.Core;
 /// The library's <see cref="System.Diagnostics.Metrics"/> instruments, on the meter <see cref="MeterName"/>.
 /// The library writes nothing to the console or to any log: observe it through these (e.g. with
 /// OpenTelemetry's <c>AddMeter("DualChunk")</c> or <c>dotnet-counters monitor --counters DualChunk</c>).
+/// A model built with <see cref="DualChunkModelOptions.MeterFactory"/> records on the meter that factory creates
+/// (the way ASP.NET Core and <c>IMeterFactory</c>-aware hosts expect); otherwise on one process-wide meter.
 /// </summary>
 public static class DualChunkMetrics
 {
     /// <summary>Name of the meter: <c>DualChunk</c>.</summary>
     public const string MeterName = "DualChunk";
 
-    /// <summary>Counter (<c>{call}</c>) of completed forward passes, tagged <c>dualchunk.output_mode</c> (last, all, mean).</summary>
+    /// <summary>
+    /// Counter (<c>{call}</c>) of forward passes, tagged <c>dualchunk.output_mode</c> (last, all, mean); a call that
+    /// threw (bad input, cancellation, a disposed model) also carries <see cref="ErrorTypeTag"/>.
+    /// </summary>
     public const string CallsInstrument = "dualchunk.calls";
 
-    /// <summary>Histogram (seconds) of completed forward passes' latency, validation included, tagged like the counter.</summary>
+    /// <summary>
+    /// Histogram (seconds) of forward passes' latency, validation included, tagged like the counter, with the bucket
+    /// advice <see cref="DurationBucketBoundaries"/>.
+    /// </summary>
     public const string DurationInstrument = "dualchunk.call.duration";
 
-    /// <summary>Observable gauge (bytes) of the workspaces held by the pools of all live models.</summary>
+    /// <summary>Observable gauge (bytes) of the workspaces held by the pools of all live models on the meter.</summary>
     public const string WorkspaceBytesInstrument = "dualchunk.workspace.bytes";
 
     /// <summary>Name of the output-mode tag.</summary>
     public const string OutputModeTag = "dualchunk.output_mode";
 
-    private static readonly Meter Meter = new(MeterName);
-    private static readonly Counter<long> Calls = Meter.CreateCounter<long>(CallsInstrument, "{call}", "Completed DualChunk forward passes.");
-    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>(DurationInstrument, "s", "Latency of DualChunk forward passes.");
-    private static long s_workspaceBytes;
+    /// <summary>
+    /// Name of the tag a failed or cancelled call carries (OpenTelemetry's <c>error.type</c>): the full name of the
+    /// exception type, e.g. <c>System.OperationCanceledException</c> or <c>System.ArgumentException</c>.
+    /// </summary>
+    public const string ErrorTypeTag = "error.type";
 
-#pragma warning disable CA1823 // kept alive by the meter; read through the callback
-    private static readonly ObservableGauge<long> WorkspaceBytes = Meter.CreateObservableGauge(WorkspaceBytesInstrument,
-        () => Interlocked.Read(ref s_workspaceBytes), "By", "Bytes of workspaces pooled by live DualChunk models.");
-#pragma warning restore CA1823
+    /// <summary>
+    /// Explicit bucket boundaries (seconds) advised for <see cref="DurationInstrument"/>: ASP.NET Core's
+    /// <c>http.server.request.duration</c> boundaries (0.005 … 10 s), preceded by finer ones from 50 µs, because
+    /// a forward pass of a small model takes well under 5 ms and would otherwise land in one bucket.
+    /// </summary>
+    public static IReadOnlyList<double> DurationBucketBoundaries { get; } = Array.AsReadOnly(
+    [
+        0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004,
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+    ]);
 
-    // Tag values are interned strings: recording allocates nothing.
-    private static readonly KeyValuePair<string, object?> LastTag = new(OutputModeTag, "last");
-    private static readonly KeyValuePair<string, object?> AllTag = new(OutputModeTag, "all");
-    private static readonly KeyValuePair<string, object?> MeanTag = new(OutputModeTag, "mean");
+    /// <summary>The instruments on the process-wide meter (models built without a meter factory).</summary>
+    internal static DualChunkInstruments Shared { get; } = new(new Meter(MeterName));
 
-    internal static void RecordCall(OutputMode mode, long startTimestamp)
+    // One instrument set per factory-created meter, so every model on one factory shares a counter, histogram and
+    // gauge (a factory returns the same Meter for the same name). Weak: a disposed factory's meter goes away.
+    private static readonly ConditionalWeakTable<Meter, DualChunkInstruments> s_byMeter = [];
+
+    /// <summary>The instruments for <paramref name="factory"/>'s <see cref="MeterName"/> meter, or <see cref="Shared"/> without one.</summary>
+    internal static DualChunkInstruments For(IMeterFactory? factory)
     {
-        var tag = mode switch
-        {
-            OutputMode.All => AllTag,
-            OutputMode.MeanPool => MeanTag,
-            _ => LastTag,
-        };
-        if (Duration.Enabled)
-            Duration.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, tag);
-        Calls.Add(1, tag);
+        if (factory is null) return Shared;
+        var meter = factory.Create(new MeterOptions(MeterName));
+        return s_byMeter.GetValue(meter, static m => new DualChunkInstruments(m));
+    }
+}
+
+/// <summary>One meter's DualChunk instruments and the workspace bytes its gauge reports.</summary>
+internal sealed class DualChunkInstruments
+{
+    // Tag values are interned strings: recording a successful call allocates nothing.
+    private static readonly KeyValuePair<string, object?> LastTag = new(DualChunkMetrics.OutputModeTag, "last");
+    private static readonly KeyValuePair<string, object?> AllTag = new(DualChunkMetrics.OutputModeTag, "all");
+    private static readonly KeyValuePair<string, object?> MeanTag = new(DualChunkMetrics.OutputModeTag, "mean");
+
+    private readonly Counter<long> _calls;
+    private readonly Histogram<double> _duration;
+    private long _workspaceBytes;
+
+    public DualChunkInstruments(Meter meter)
+    {
+        Meter = meter;
+        _calls = meter.CreateCounter<long>(DualChunkMetrics.CallsInstrument, "{call}", "DualChunk forward passes (failed ones tagged error.type).");
+        _duration = meter.CreateHistogram(DualChunkMetrics.DurationInstrument, "s", "Latency of DualChunk forward passes.",
+            tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DualChunkMetrics.DurationBucketBoundaries });
+        meter.CreateObservableGauge(DualChunkMetrics.WorkspaceBytesInstrument,
+            () => Interlocked.Read(ref _workspaceBytes), "By", "Bytes of workspaces pooled by live DualChunk models.");
     }
 
-    internal static void AddWorkspaceBytes(long bytes) => Interlocked.Add(ref s_workspaceBytes, bytes);
+    public Meter Meter { get; }
+
+    private static KeyValuePair<string, object?> ModeTag(OutputMode mode) => mode switch
+    {
+        OutputMode.All => AllTag,
+        OutputMode.MeanPool => MeanTag,
+        _ => LastTag,
+    };
+
+    public void RecordCall(OutputMode mode, long startTimestamp)
+    {
+        var tag = ModeTag(mode);
+        if (_duration.Enabled)
+            _duration.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, tag);
+        _calls.Add(1, tag);
+    }
+
+    /// <summary>Records a call that threw <paramref name="error"/>; false, so it can sit in an exception filter.</summary>
+    public bool RecordFailure(OutputMode mode, long startTimestamp, Exception error)
+    {
+        var tags = new TagList { ModeTag(mode), { DualChunkMetrics.ErrorTypeTag, error.GetType().FullName } };
+        if (_duration.Enabled)
+            _duration.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, tags);
+        _calls.Add(1, tags);
+        return false;
+    }
+
+    public void AddWorkspaceBytes(long bytes) => Interlocked.Add(ref _workspaceBytes, bytes);
 }

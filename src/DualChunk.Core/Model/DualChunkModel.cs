@@ -27,6 +27,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     private readonly WorkerGroup? _workers;         // intra-op helpers, when MaxDegreeOfParallelism > 1
     private readonly WorkspacePool _pool;
     private readonly int? _maxBatch, _maxSeqLen;
+    private readonly DualChunkInstruments _metrics; // the meter factory's instruments, or the process-wide ones
     private int _state;                             // calls in flight, | DisposedBit once disposed
 
     private DualChunkModel(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, bool copy, DualChunkModelOptions options, MappedFile? mapping)
@@ -34,7 +35,8 @@ public sealed unsafe partial class DualChunkModel : IDisposable
         Config = config;
         MaxDegreeOfParallelism = options.MaxDegreeOfParallelism;
         _forward = new ForwardPass(config, tensors, copy);
-        _pool = new WorkspacePool(config, MaxDegreeOfParallelism, options.MaxWorkspaceBytes);
+        _metrics = DualChunkMetrics.For(options.MeterFactory);
+        _pool = new WorkspacePool(config, MaxDegreeOfParallelism, options.MaxWorkspaceBytes, _metrics);
         _maxBatch = options.MaxBatch;
         _maxSeqLen = options.MaxSeqLen;
         _mapping = mapping;
@@ -192,25 +194,32 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     public void Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode = OutputMode.LastTimestep, CancellationToken cancellationToken = default)
     {
         long start = Stopwatch.GetTimestamp();
-        Enter();
         try
         {
-            ValidateShape(input, batch, seqLen);
-            var workspace = _pool.Rent(batch, seqLen);
+            Enter();
             try
             {
-                RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+                ValidateShape(input, batch, seqLen);
+                var workspace = _pool.Rent(batch, seqLen);
+                try
+                {
+                    RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+                }
+                finally
+                {
+                    _pool.Return(workspace);
+                }
             }
             finally
             {
-                _pool.Return(workspace);
+                Exit();
             }
         }
-        finally
+        catch (Exception ex) when (_metrics.RecordFailure(mode, start, ex))
         {
-            Exit();
+            throw; // never reached: the filter records and declines
         }
-        DualChunkMetrics.RecordCall(mode, start);
+        _metrics.RecordCall(mode, start);
     }
 
     /// <summary>Runs the model with a caller-owned workspace (one call at a time per workspace).</summary>
@@ -221,22 +230,29 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         ArgumentNullException.ThrowIfNull(workspace);
-        Enter();
         try
         {
-            ValidateShape(input, batch, seqLen);
-            if (workspace.Config != Config)
-                throw new ArgumentException($"The workspace was planned for a model with {workspace.Config}, not {Config}.", nameof(workspace));
-            if (!workspace.Fits(batch, seqLen))
-                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"The workspace is planned for batch ≤ {workspace.MaxBatch} and seq_len ≤ {workspace.MaxSeqLen}; this call has batch {batch}, seq_len {seqLen}. Create a larger workspace."), nameof(workspace));
-            RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+            Enter();
+            try
+            {
+                ValidateShape(input, batch, seqLen);
+                if (workspace.Config != Config)
+                    throw new ArgumentException($"The workspace was planned for a model with {workspace.Config}, not {Config}.", nameof(workspace));
+                if (!workspace.Fits(batch, seqLen))
+                    throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                        $"The workspace is planned for batch ≤ {workspace.MaxBatch} and seq_len ≤ {workspace.MaxSeqLen}; this call has batch {batch}, seq_len {seqLen}. Create a larger workspace."), nameof(workspace));
+                RunCore(input, batch, seqLen, output, mode, workspace, cancellationToken);
+            }
+            finally
+            {
+                Exit();
+            }
         }
-        finally
+        catch (Exception ex) when (_metrics.RecordFailure(mode, start, ex))
         {
-            Exit();
+            throw; // never reached: the filter records and declines
         }
-        DualChunkMetrics.RecordCall(mode, start);
+        _metrics.RecordCall(mode, start);
     }
 
     /// <summary>

@@ -1,3 +1,5 @@
+using System.Diagnostics.Metrics;
+
 namespace DualChunk.Core;
 
 /// <summary>How <see cref="DualChunkModel"/> loads weights and runs calls. Immutable once the model is built.</summary>
@@ -54,6 +56,13 @@ public sealed class DualChunkModelOptions
     /// <see cref="ArgumentOutOfRangeException"/> before anything is allocated.
     /// </summary>
     public long? MaxWorkspaceBytes { get; init; }
+
+    /// <summary>
+    /// Where the model's meter comes from: with a factory (e.g. the host's <c>IMeterFactory</c> from dependency
+    /// injection) the instruments of <see cref="DualChunkMetrics"/> are created on <c>factory.Create("DualChunk")</c>,
+    /// so they are scoped to that host and disposed with it; null (the default) records on one process-wide meter.
+    /// </summary>
+    public IMeterFactory? MeterFactory { get; init; }
 
     internal void Validate()
     {

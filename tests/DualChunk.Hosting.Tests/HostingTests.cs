@@ -1,0 +1,268 @@
+using System.Diagnostics.Metrics;
+using DualChunk.Core;
+using DualChunk.Extensions.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using static DualChunk.Hosting.Tests.TestModels;
+
+namespace DualChunk.Hosting.Tests;
+
+/// <summary>DualChunk.Extensions.Hosting on the generic host (no web server).</summary>
+[TestFixture]
+public sealed class HostingTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
+
+    private TestModels _files = null!;
+
+    [SetUp]
+    public void SetUp() => _files = new TestModels();
+
+    [TearDown]
+    public void TearDown() => _files.Dispose();
+
+    private static IHost Build(Dictionary<string, string?> config, Action<IServiceCollection> register)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(config);
+        builder.Services.AddMetrics();
+        register(builder.Services);
+        return builder.Build();
+    }
+
+    private static async Task<HealthReport> Health(IHost host)
+        => await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync(r => r.Tags.Contains(DualChunkServiceCollectionExtensions.ReadyTag));
+
+    [Test]
+    public async Task ConfigurationKeysBindAndTheModelIsLoadedAndWarmedBeforeItReportsReady()
+    {
+        string path = _files.Write("a.dcw", 1);
+        using var host = Build(new()
+        {
+            ["DualChunk:Models:a:Path"] = path,
+            ["DualChunk:Models:a:ChunkSize"] = "4",
+            ["DualChunk:Models:a:MaxDegreeOfParallelism"] = "2",
+            ["DualChunk:Models:a:MaxBatch"] = "3",
+            ["DualChunk:Models:a:MaxSeqLen"] = "18",
+            ["DualChunk:Models:a:WarmUp"] = "true",
+        }, s => s.AddDualChunkModel("a"));
+        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        // Before start: nothing loaded, not ready, Rent says why.
+        var before = await Health(host);
+        Assert.That(before.Status, Is.EqualTo(HealthStatus.Unhealthy));
+        Assert.That(before.Entries["dualchunk:a"].Description, Does.Contain("loading"));
+        Assert.That(() => pool.Rent("a"), Throws.TypeOf<DualChunkModelUnavailableException>().With.Message.Contains("loading"));
+
+        // What the pool shows at the moment it reports the model ready: warmed (a workspace for MaxBatch × 16 pooled).
+        long pooledAtReady = -1;
+        pool.StatusChanged += s =>
+        {
+            if (s.State == DualChunkModelState.Ready && pool.TryRent("a", out var l))
+                using (l) pooledAtReady = l.Model.PooledWorkspaceBytes;
+        };
+        await host.StartAsync();
+        await pool.Loaded.WaitAsync(Bound);
+
+        var o = pool.GetOptions("a");
+        using var lease = pool.Rent("a");
+        var expectedPlan = lease.Model.CreateWorkspace(3, 16).Bytes;
+        Assert.Multiple(async () =>
+        {
+            Assert.That((o.Path, o.ChunkSize, o.MaxDegreeOfParallelism, o.MaxBatch, o.MaxSeqLen, o.WarmUp), Is.EqualTo((path, (int?)4, 2, (int?)3, (int?)18, true)));
+            Assert.That(lease.Model.MaxDegreeOfParallelism, Is.EqualTo(2));
+            Assert.That(lease.Model.Config, Is.EqualTo(Small));
+            Assert.That(pooledAtReady, Is.GreaterThanOrEqualTo(expectedPlan), "warm-up planned the pool for MaxBatch x (MaxSeqLen rounded down to C) before ready");
+            Assert.That((await Health(host)).Status, Is.EqualTo(HealthStatus.Healthy));
+            Assert.That(pool.IsReady, Is.True);
+        });
+        await host.StopAsync();
+    }
+
+    [Test]
+    public async Task WithoutWarmUpNothingIsPooledAndOutputsEqualADirectLoad()
+    {
+        string path = _files.Write("m.dcw", 5);
+        using var host = Build(new() { ["DualChunk:Models:m:Path"] = path, ["DualChunk:Models:m:WarmUp"] = "false" }, s => s.AddDualChunkModel("m"));
+        await host.StartAsync();
+        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        await pool.Loaded.WaitAsync(Bound);
+        using var direct = DualChunkModel.Load(path);
+        var input = RandomWeights.Input(2 * 8 * Small.EmbedDim, 3);
+        using var lease = pool.Rent("m");
+        Assert.That(lease.Model.PooledWorkspaceBytes, Is.Zero, "WarmUp=false runs nothing before ready");
+        foreach (var mode in new[] { OutputMode.LastTimestep, OutputMode.All, OutputMode.MeanPool })
+            Assert.That(Run(lease.Model, input, 2, 8, mode), Is.EqualTo(Run(direct, input, 2, 8, mode)), mode.ToString());
+        await host.StopAsync();
+    }
+
+    [Test]
+    public async Task HealthCheckPerModelNamesTheReason()
+    {
+        string good = _files.Write("good.dcw", 1);
+        string missing = Path.Combine(_files.Dir, "missing.dcw");
+        using var host = Build(new()
+        {
+            ["DualChunk:Models:good:Path"] = good,
+            ["DualChunk:Models:gone:Path"] = missing,
+            ["DualChunk:Models:short:Path"] = good,
+            ["DualChunk:Models:short:MaxSeqLen"] = "3",
+        }, s => s.AddDualChunkModel("good").AddDualChunkModel("gone").AddDualChunkModel("short").AddDualChunkModel("nopath"));
+        await host.StartAsync();
+        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        await pool.Loaded.WaitAsync(Bound);
+        var report = await Health(host);
+        Assert.Multiple(() =>
+        {
+            Assert.That(report.Status, Is.EqualTo(HealthStatus.Unhealthy));
+            Assert.That(report.Entries["dualchunk:good"].Status, Is.EqualTo(HealthStatus.Healthy));
+            Assert.That(report.Entries["dualchunk:gone"].Status, Is.EqualTo(HealthStatus.Unhealthy));
+            Assert.That(report.Entries["dualchunk:gone"].Description, Does.Contain("missing.dcw").And.Contain("Path"));
+            Assert.That(report.Entries["dualchunk:short"].Description, Does.Contain("MaxSeqLen is 3").And.Contain("chunk size 4"));
+            Assert.That(report.Entries["dualchunk:nopath"].Description, Does.Contain("DualChunk:Models:nopath:Path"));
+            Assert.That(pool.GetStatus("gone").State, Is.EqualTo(DualChunkModelState.Failed));
+            Assert.That(() => pool.Rent("gone"), Throws.TypeOf<DualChunkModelUnavailableException>().With.Message.Contains("missing.dcw"));
+            Assert.That(() => pool.Rent("nosuch"), Throws.TypeOf<KeyNotFoundException>().With.Message.Contains("good"));
+        });
+        await host.StopAsync();
+    }
+
+    [Test]
+    public void DuplicateOrBadNamesAreRejected()
+    {
+        var services = new ServiceCollection().AddDualChunkModel("x");
+        Assert.That(() => services.AddDualChunkModel("X"), Throws.ArgumentException.With.Message.Contains("already registered"));
+        Assert.That(() => services.AddDualChunkModel("a:b"), Throws.ArgumentException.With.Message.Contains("':'"));
+    }
+
+    [Test]
+    public async Task ReloadSwapsAtomicallyInFlightCallsFinishOnTheOldModelAndABadFileKeepsTheOldOneServing()
+    {
+        string path = _files.Write("r.dcw", 1);
+        using var host = Build(new()
+        {
+            ["DualChunk:Models:r:Path"] = path,
+            ["DualChunk:Models:r:ReloadOnChange"] = "true",
+        }, s => s.AddDualChunkModel("r", o => o.ReloadDelay = TimeSpan.FromMilliseconds(50)));
+        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var changes = System.Threading.Channels.Channel.CreateUnbounded<DualChunkModelStatus>();
+        pool.StatusChanged += s => changes.Writer.TryWrite(s);
+        await host.StartAsync();
+        var first = await changes.Reader.ReadAsync().AsTask().WaitAsync(Bound);
+        Assert.That((first.State, first.Generation, first.Error), Is.EqualTo((DualChunkModelState.Ready, 1L, (string?)null)));
+
+        var input = RandomWeights.Input(8 * Small.EmbedDim, 9);
+        using var v1 = DualChunkModel.Load(path, new DualChunkModelOptions { MemoryMap = false });
+        var expected1 = Run(v1, input, 1, 8);
+        var held = pool.Rent("r"); // a call "in flight" on generation 1
+        var oldModel = held.Model;
+
+        _files.Write("r.dcw", 2);
+        var second = await changes.Reader.ReadAsync().AsTask().WaitAsync(Bound);
+        using var v2 = DualChunkModel.Load(path, new DualChunkModelOptions { MemoryMap = false });
+        var expected2 = Run(v2, input, 1, 8);
+        Assert.That(expected2, Is.Not.EqualTo(expected1), "the two files differ");
+        using (var now = pool.Rent("r"))
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That((second.State, second.Generation, second.Error), Is.EqualTo((DualChunkModelState.Ready, 2L, (string?)null)));
+                Assert.That(now.Generation, Is.EqualTo(2));
+                Assert.That(Run(now.Model, input, 1, 8), Is.EqualTo(expected2), "new calls run on the new file");
+                Assert.That(Run(oldModel, input, 1, 8), Is.EqualTo(expected1), "the held lease still runs on the old model");
+            });
+        }
+        held.Dispose();
+        Assert.That(() => Run(oldModel, input, 1, 8), Throws.TypeOf<ObjectDisposedException>(), "the old model is disposed after its last lease");
+
+        TestModels.WriteGarbage(path);
+        var third = await changes.Reader.ReadAsync().AsTask().WaitAsync(Bound);
+        var report = await Health(host);
+        Assert.Multiple(() =>
+        {
+            Assert.That(third.State, Is.EqualTo(DualChunkModelState.Ready));
+            Assert.That(third.Generation, Is.EqualTo(2));
+            Assert.That(third.Error, Is.Not.Null.And.Not.Empty);
+            Assert.That(report.Entries["dualchunk:r"].Status, Is.EqualTo(HealthStatus.Unhealthy));
+            Assert.That(report.Entries["dualchunk:r"].Description, Does.Contain("reloading").And.Contain(third.Error!).And.Contain("generation 2 still serves"));
+        });
+        using (var still = pool.Rent("r"))
+            Assert.That(Run(still.Model, input, 1, 8), Is.EqualTo(expected2), "the old model keeps serving after a failed reload");
+
+        _files.Write("r.dcw", 3); // fixed: healthy again
+        var fourth = await changes.Reader.ReadAsync().AsTask().WaitAsync(Bound);
+        Assert.That((fourth.Generation, fourth.Error), Is.EqualTo((3L, (string?)null)));
+        Assert.That((await Health(host)).Status, Is.EqualTo(HealthStatus.Healthy));
+        await host.StopAsync();
+    }
+
+    [Test]
+    public async Task ConcurrentCallsDuringReloadsNeverFail()
+    {
+        string path = _files.Write("c.dcw", 1);
+        using var host = Build(new() { ["DualChunk:Models:c:Path"] = path, ["DualChunk:Models:c:ReloadOnChange"] = "true" },
+            s => s.AddDualChunkModel("c", o => o.ReloadDelay = TimeSpan.Zero));
+        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var changes = System.Threading.Channels.Channel.CreateUnbounded<DualChunkModelStatus>();
+        pool.StatusChanged += s => changes.Writer.TryWrite(s);
+        await host.StartAsync();
+        await changes.Reader.ReadAsync().AsTask().WaitAsync(Bound);
+        var input = RandomWeights.Input(8 * Small.EmbedDim, 4);
+        using var stop = new CancellationTokenSource();
+        long calls = 0;
+        var callers = Enumerable.Range(0, 2).Select(_ => Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                using var lease = pool.Rent("c");
+                Run(lease.Model, input, 1, 8);
+                Interlocked.Increment(ref calls);
+            }
+        })).ToArray();
+        for (int seed = 2; seed <= 6; seed++)
+        {
+            _files.Write("c.dcw", seed);
+            DualChunkModelStatus s;
+            do s = await changes.Reader.ReadAsync().AsTask().WaitAsync(Bound);
+            while (s.Generation < seed);
+        }
+        await stop.CancelAsync();
+        await Task.WhenAll(callers).WaitAsync(Bound); // any ObjectDisposedException would surface here
+        Assert.That(Interlocked.Read(ref calls), Is.GreaterThan(0));
+        Assert.That(pool.GetStatus("c").Generation, Is.EqualTo(6));
+        await host.StopAsync();
+    }
+
+    [Test]
+    public async Task TheMeterComesFromTheHostsMeterFactory()
+    {
+        string path = _files.Write("meter.dcw", 1);
+        using var host = Build(new() { ["DualChunk:Models:m:Path"] = path, ["DualChunk:Models:m:WarmUp"] = "false" }, s => s.AddDualChunkModel("m"));
+        var factory = host.Services.GetRequiredService<IMeterFactory>();
+        long calls = 0;
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (i, l) =>
+            {
+                if (i.Meter.Name == DualChunkMetrics.MeterName && ReferenceEquals(i.Meter.Scope, factory)) l.EnableMeasurementEvents(i);
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, _, _) =>
+        {
+            if (i.Name == DualChunkMetrics.CallsInstrument) Interlocked.Add(ref calls, v);
+        });
+        listener.Start();
+        await host.StartAsync();
+        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        await pool.Loaded.WaitAsync(Bound);
+        using (var lease = pool.Rent("m"))
+        {
+            var input = RandomWeights.Input(4 * Small.EmbedDim, 1);
+            Run(lease.Model, input, 1, 4);
+            Run(lease.Model, input, 1, 4);
+        }
+        Assert.That(Interlocked.Read(ref calls), Is.EqualTo(2), "calls recorded on the host factory's meter");
+        await host.StopAsync();
+    }
+}
