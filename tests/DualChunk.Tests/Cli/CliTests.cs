@@ -130,7 +130,7 @@ public sealed class CliTests
             (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output, "--bogus", "1"], "--bogus", usage),
             (["run", "--model", golden.ModelPath, "--chunk-size", "4", "--input", input, "--output", output, "--threads", "0"], "--threads", usage),
             (["convert", golden.ModelPath, "--chunk-size", "4"], "-o", usage),
-            (["inspect"], "missing argument", usage),
+            (["inspect"], "Required argument missing", usage),
             (["bench", "--random-model", "20,32,4,1", "--chunk-size", "8", "--seq", "16"], "--batch", usage),
             (["bench", "--random-model", "20,32,4", "--chunk-size", "8", "--batch", "1", "--seq", "16"], "E,H,NH,L", usage),
             (["frobnicate"], "unknown command", usage),
