@@ -10,7 +10,9 @@ namespace DualChunk.Service;
 /// A thin, bounded .npy reader/writer for request and response bodies: little-endian float32, C order, format
 /// 1.0–3.0. The shape is checked against the limits and against the bytes the body actually holds before anything
 /// is allocated from it. The output is byte for byte what <c>dualchunk run --output</c> writes.
-/// MERGE(ship): switch to the public Npy type in DualChunk.Core once it lands (same header format).
+/// The service parses bodies here rather than with <c>DualChunk.Core.Npy</c> because it checks the claimed shape
+/// against the request limits (batch, length, E) before it allocates anything; the bytes it writes equal
+/// <c>Npy.Write</c>'s (the service tests compare them with <c>dualchunk run</c>'s output file).
 /// </summary>
 internal static class NpyBody
 {

@@ -77,11 +77,13 @@ public sealed class DualChunkHostedModelOptions
         ChunkSize = ChunkSize,
         MaxDegreeOfParallelism = MaxDegreeOfParallelism,
         MeterFactory = meterFactory,
-        // A reloadable .dcw is read into memory: a file rewritten in place must not change the model serving from it.
-        MemoryMap = !ReloadOnChange,
-        // MERGE(arch): DualChunkModelOptions gains MaxBatch/MaxSeqLen (int?, null = unlimited); pass them here:
-        //   MaxBatch = MaxBatch, MaxSeqLen = MaxSeqLen,
-        // Until then the limits are enforced by the callers (samples/DualChunk.Service checks them before allocating).
+        // Read into memory, never mapped: a file rewritten or truncated in place must not change or kill the model
+        // serving from it (a mapped file that shrinks raises SIGBUS in the process).
+        MemoryMap = false,
+        // The model checks the limits too, before it allocates (callers such as samples/DualChunk.Service check them
+        // earlier still, before sizing anything from a request).
+        MaxBatch = MaxBatch,
+        MaxSeqLen = MaxSeqLen,
     };
 
     internal DualChunkHostedModelOptions Clone() => (DualChunkHostedModelOptions)MemberwiseClone();
