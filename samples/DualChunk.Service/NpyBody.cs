@@ -7,12 +7,12 @@ using static DualChunk.Service.InputLimits;
 namespace DualChunk.Service;
 
 /// <summary>
-/// A thin, bounded .npy reader/writer for request and response bodies: little-endian float32, C order, format
+/// A thin, bounded .npy reader for request bodies: little-endian float32, C order, format
 /// 1.0–3.0. The shape is checked against the limits and against the bytes the body actually holds before anything
-/// is allocated from it. The output is byte for byte what <c>dualchunk run --output</c> writes.
+/// is allocated from it.
 /// The service parses bodies here rather than with <c>DualChunk.Core.Npy</c> because it checks the claimed shape
-/// against the request limits (batch, length, E) before it allocates anything; the bytes it writes equal
-/// <c>Npy.Write</c>'s (the service tests compare them with <c>dualchunk run</c>'s output file).
+/// against the request limits (batch, length, E) before it allocates anything; responses are written with
+/// <c>Npy.Write</c>, like the CLI's output files.
 /// </summary>
 internal static class NpyBody
 {
@@ -87,23 +87,6 @@ internal static class NpyBody
         {
             if (buffer is not null) ArrayPool<float>.Shared.Return(buffer);
         }
-    }
-
-    /// <summary>The .npy header (format 1.0, padded to 64 bytes) for a float32 array of <paramref name="shape"/>.</summary>
-    public static byte[] Header(ReadOnlySpan<int> shape)
-    {
-        string shapeText = shape.Length == 1 ? Inv($"({shape[0]},)") : "(" + string.Join(", ", shape.ToArray()) + ")";
-        string dict = $"{{'descr': '<f4', 'fortran_order': False, 'shape': {shapeText}, }}";
-        int total = 10 + dict.Length + 1;
-        int pad = (64 - total % 64) % 64;
-        string text = dict + new string(' ', pad) + "\n";
-        var header = new byte[10 + text.Length];
-        Magic.CopyTo(header);
-        header[6] = 1;
-        header[7] = 0;
-        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(8), (ushort)text.Length);
-        Encoding.ASCII.GetBytes(text, header.AsSpan(10));
-        return header;
     }
 
     private static string Value(string header, string key)

@@ -142,13 +142,12 @@ internal static class PredictEndpoint
     {
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = NpyBody.ContentType;
-        var header = NpyBody.Header(shape);
-        response.ContentLength = header.Length + output.Length * 4L;
-        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("The .npy writer assumes a little-endian machine.");
-        var pipe = response.BodyWriter;
-        pipe.Write(header);
-        pipe.Write(MemoryMarshal.AsBytes(output.Span));
-        await pipe.FlushAsync(ct);
+        // Npy.Write writes numpy.save's exact bytes (the CLI's writer too); the body is formed in memory because the
+        // response stream takes no synchronous writes.
+        using var body = new MemoryStream(128 + output.Length * 4);
+        Npy.Write(body, output.Span, shape);
+        response.ContentLength = body.Length;
+        await response.Body.WriteAsync(body.GetBuffer().AsMemory(0, (int)body.Length), ct);
     }
 
     private static async Task WriteJson(HttpResponse response, ReadOnlyMemory<float> output, int[] shape, CancellationToken ct)

@@ -75,13 +75,22 @@ public sealed class ServiceTests
         }
     }
 
-    /// <summary>A float32 .npy; its header is the service's (itself checked byte for byte against the CLI's output).</summary>
+    /// <summary>
+    /// A float32 .npy (format 1.0) whose header claims <paramref name="shape"/> whatever <paramref name="data"/> holds,
+    /// so a test can send a body that lies about its shape (Npy.Write refuses to).
+    /// </summary>
     private static byte[] Npy(float[] data, params int[] shape)
     {
-        var header = DualChunk.Service.NpyBody.Header(shape);
-        var bytes = new byte[header.Length + data.Length * 4];
-        header.CopyTo(bytes, 0);
-        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(header.Length + i * 4), data[i]);
+        string shapeText = shape.Length == 1 ? $"({shape[0]},)" : "(" + string.Join(", ", shape) + ")";
+        string dict = $"{{'descr': '<f4', 'fortran_order': False, 'shape': {shapeText}, }}";
+        string text = dict + new string(' ', 63 - (10 + dict.Length) % 64) + "\n";
+        var bytes = new byte[10 + text.Length + data.Length * 4];
+        ReadOnlySpan<byte> magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
+        magic.CopyTo(bytes);
+        bytes[6] = 1;
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(8), (ushort)text.Length);
+        Encoding.ASCII.GetBytes(text, bytes.AsSpan(10));
+        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(10 + text.Length + i * 4), data[i]);
         return bytes;
     }
 
