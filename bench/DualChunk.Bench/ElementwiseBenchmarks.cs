@@ -128,9 +128,7 @@ public class ElementwiseBenchmarks
 
     private readonly struct ExpOperator : IUnaryOperator
     {
-        public static float Invoke(float x) => VectorMath.Exp(x);
-        public static Vector128<float> Invoke(Vector128<float> x) => VectorMath.Exp(x);
-        public static Vector256<float> Invoke(Vector256<float> x) => VectorMath.Exp(x);
-        public static Vector512<float> Invoke(Vector512<float> x) => VectorMath.Exp(x);
+        public static float Invoke(float x) => ScalarMath.Exp(x);
+        public static TVec Invoke<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct => VectorMath.Exp<TSimd, TVec>(x);
     }
 }

@@ -96,7 +96,7 @@ public static class CausalAttention
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
         Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate, int firstRow, KernelIsa isa)
     {
-        ElementwiseDriver.CheckIsa(isa);
+        KernelSelection.CheckIsa(isa);
         if (t < 0) throw new ArgumentOutOfRangeException(nameof(t), t, "T must be non-negative.");
         if (d < 1) throw new ArgumentOutOfRangeException(nameof(d), d, "Head width must be at least 1.");
         if (firstRow < 0 || (firstRow >= t && t > 0))
@@ -200,36 +200,6 @@ public static class CausalAttention
         long need = (long)(t - 1) * stride + d;
         if (length < need)
             throw new ArgumentException($"{name} has {length} floats; {t} rows of {d} at stride {stride} need {need}.", name);
-    }
-
-
-    /// <summary>Scalar twin in double, the tests' reference (it evaluates the mask literally).</summary>
-    internal static void Scalar(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
-        ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
-        ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate)
-    {
-        var s = new double[t];
-        for (int i = 0; i < t; i++)
-        {
-            double max = double.NegativeInfinity;
-            for (int j = 0; j < t; j++)
-            {
-                double dot = 0;
-                for (int e = 0; e < d; e++) dot += (double)q[i * qStride + e] * k[j * kStride + e];
-                s[j] = j > i ? MaskValue : dot * scale;
-                max = Math.Max(max, s[j]);
-            }
-            double sum = 0;
-            for (int j = 0; j < t; j++) { s[j] = Math.Exp(s[j] - max); sum += s[j]; }
-            sum += DenominatorEpsilon;
-            for (int e = 0; e < d; e++)
-            {
-                double o = 0;
-                for (int j = 0; j < t; j++) o += s[j] / sum * v[j * vStride + e];
-                if (!gate.IsEmpty) o = gate[e] * (double)blendRow[e] + (1.0 - gate[e]) * o;
-                output[i * outStride + e] = (float)o;
-            }
-        }
     }
 
     // Where P·V results go: the output row stride, d, and the optional blend (blendRow, gate); tmp holds one spilled

@@ -306,26 +306,4 @@ public static class Gemm
         }
     }
 
-    /// <summary>
-    /// Scalar twin, the tests' reference: plain loops over row-major W [k, n], accumulated in double.
-    /// </summary>
-    internal static void Scalar(ReadOnlySpan<float> a, int m, int lda, ReadOnlySpan<float> w, int k, int n,
-        ReadOnlySpan<float> bias, Span<float> c, int ldc, GemmEpilogue epilogue)
-    {
-        for (int r = 0; r < m; r++)
-        {
-            for (int j = 0; j < n; j++)
-            {
-                double s = bias[j];
-                for (int p = 0; p < k; p++)
-                    s += (double)a[r * lda + p] * w[p * n + j];
-                c[r * ldc + j] = epilogue switch
-                {
-                    GemmEpilogue.BiasGelu => (float)Gelu.ScalarReference(s),
-                    GemmEpilogue.BiasAccumulate => (float)(c[r * ldc + j] + s),
-                    _ => (float)s,
-                };
-            }
-        }
-    }
 }

@@ -30,6 +30,13 @@ public static class KernelSelection
     /// <summary>The path every kernel dispatches to in this process.</summary>
     public static KernelIsa Isa { get; } = Choose();
 
+    /// <summary>Throws unless <paramref name="isa"/> is a path this process can run (the kernels' explicit-path overloads).</summary>
+    internal static void CheckIsa(KernelIsa isa)
+    {
+        if (isa < KernelIsa.Portable || isa > Isa)
+            throw new ArgumentOutOfRangeException(nameof(isa), isa, $"Path not supported here (best is {Isa}).");
+    }
+
     private static KernelIsa Choose()
     {
         bool avx512Off = Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0";

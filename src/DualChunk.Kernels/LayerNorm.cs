@@ -29,7 +29,7 @@ public static class LayerNorm
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
     internal static void Run(ReadOnlySpan<float> x, int rows, int width, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, KernelIsa isa)
     {
-        ElementwiseDriver.CheckIsa(isa);
+        KernelSelection.CheckIsa(isa);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
         long n = (long)rows * width;
@@ -66,25 +66,6 @@ public static class LayerNorm
         float mean = (float)(x0 + sd / n), inv = InvStd(sd, sd2, n);
         for (int j = 0; j < n; j++)
             Unsafe.Add(ref y, j) = float.MultiplyAddEstimate(Unsafe.Add(ref x, j) - mean, Unsafe.Add(ref g, j) * inv, Unsafe.Add(ref b, j));
-    }
-
-    /// <summary>Scalar twin in double, the tests' reference.</summary>
-    internal static void Scalar(ReadOnlySpan<float> x, int rows, int width, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y)
-    {
-        for (int r = 0; r < rows; r++)
-        {
-            var row = x.Slice(r * width, width);
-            double mean = 0;
-            foreach (float v in row) mean += v;
-            mean /= width;
-            double var = 0;
-            foreach (float v in row) var += (v - mean) * (v - mean);
-            var /= width;
-            double inv = var >= Epsilon ? 1.0 / Math.Sqrt(var + Epsilon) : 1.0 / Math.Sqrt(Epsilon);
-            var dst = y.Slice(r * width, width);
-            for (int i = 0; i < width; i++)
-                dst[i] = (float)(gamma[i] * inv * (row[i] - mean) + beta[i]);
-        }
     }
 
     // One text for every width: TSimd is V512, V256 or V128 (see ISimdWide), TVecD its double companion.

@@ -25,7 +25,7 @@ public static class RowMean
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
     internal static void Run(ReadOnlySpan<float> x, int rows, int ldx, int width, int group, Span<float> means, int ldm, KernelIsa isa)
     {
-        ElementwiseDriver.CheckIsa(isa);
+        KernelSelection.CheckIsa(isa);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(group);
@@ -55,21 +55,6 @@ public static class RowMean
                     for (int r = 0; r < group; r++) s += Unsafe.Add(ref xg, (nint)r * ldx + j);
                     Unsafe.Add(ref mg, j) = (float)(s / group);
                 }
-            }
-        }
-    }
-
-    /// <summary>Scalar twin in double, the tests' reference.</summary>
-    internal static void Scalar(ReadOnlySpan<float> x, int rows, int ldx, int width, int group, Span<float> means, int ldm)
-    {
-        for (int g = 0; g < rows / group; g++)
-        {
-            for (int j = 0; j < width; j++)
-            {
-                double s = 0;
-                for (int r = 0; r < group; r++)
-                    s += x[(g * group + r) * ldx + j];
-                means[g * ldm + j] = (float)(s / group);
             }
         }
     }

@@ -66,9 +66,6 @@ internal interface ISimd<TVec>
 
     /// <summary>Largest lane (NaN if any lane is NaN).</summary>
     static abstract float MaxAcross(TVec v);
-
-    /// <summary>TOp's vector overload for this width.</summary>
-    static abstract TVec Apply<TOp>(TVec x) where TOp : struct, IUnaryOperator;
 }
 
 /// <summary>
@@ -125,7 +122,6 @@ internal readonly struct V128 : ISimdWide<Vector128<float>, Vector128<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddShiftedInt32(Vector128<float> a, Vector128<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector128<float> v) => VectorMath.MaxAcross(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Apply<TOp>(Vector128<float> x) where TOp : struct, IUnaryOperator => TOp.Invoke(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> CreateD(double value) => Vector128.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> AddD(Vector128<double> a, Vector128<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> SubtractD(Vector128<double> a, Vector128<double> b) => a - b;
@@ -168,7 +164,6 @@ internal readonly struct V256 : ISimdWide<Vector256<float>, Vector256<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AddShiftedInt32(Vector256<float> a, Vector256<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> v) => VectorMath.MaxAcross(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Apply<TOp>(Vector256<float> x) where TOp : struct, IUnaryOperator => TOp.Invoke(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> CreateD(double value) => Vector256.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddD(Vector256<double> a, Vector256<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> SubtractD(Vector256<double> a, Vector256<double> b) => a - b;
@@ -211,7 +206,6 @@ internal readonly struct V512 : ISimdWide<Vector512<float>, Vector512<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> AddShiftedInt32(Vector512<float> a, Vector512<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> v) => VectorMath.MaxAcross(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Apply<TOp>(Vector512<float> x) where TOp : struct, IUnaryOperator => TOp.Invoke(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> CreateD(double value) => Vector512.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> AddD(Vector512<double> a, Vector512<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> SubtractD(Vector512<double> a, Vector512<double> b) => a - b;

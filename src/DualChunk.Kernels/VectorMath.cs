@@ -4,9 +4,10 @@ using System.Runtime.Intrinsics;
 namespace DualChunk.Kernels;
 
 /// <summary>
-/// Float32 exp, erf and GELU for one vector (or one scalar) at a time: the math shared by the
-/// element-wise, softmax and attention kernels. Every width runs the same algorithm, so every
-/// <see cref="KernelIsa"/> path has the same error bound (measured in ErfGeluTests).
+/// Float32 exp, erf and GELU for one vector at a time: the math of the GEMM epilogue (GELU) and the
+/// attention kernel (exp). Every width runs the same algorithm, so every
+/// <see cref="KernelIsa"/> path has the same error bound (measured in ErfGeluTests, against scalar float twins of the
+/// same algorithm that live with the tests).
 /// </summary>
 /// <remarks>
 /// exp: Cody–Waite reduction and a degree-5 minimax polynomial (≈ 1–2 ulp; +0 below ln FLT_MIN, +∞ above 88.38).
@@ -37,101 +38,7 @@ internal static class VectorMath
     // 2^r ≈ 1 + B1·r + … + B6·r^6 on [−½, ½]; GELU uses −½ times it (exact scaling by a power of two).
     internal const float B1 = 0.6931472f, B2 = 0.24022648f, B3 = 0.055503324f, B4 = 0.009618437f, B5 = 0.0013398874f, B6 = 0.00015353362f;
 
-    // ---------------- scalar float twins: the same algorithm, one value at a time ----------------
-
-    /// <summary>Scalar float exp, same algorithm as the vector versions.</summary>
-    internal static float Exp(float x)
-    {
-        if (float.IsNaN(x)) return x;
-        if (x < ExpMin) return 0f;
-        if (x > ExpMax) return float.PositiveInfinity;
-        float kf = float.MultiplyAddEstimate(x, Log2E, RoundMagic);
-        float n = kf - RoundMagic;
-        float r = float.MultiplyAddEstimate(n, -Ln2Hi, x);
-        r = float.MultiplyAddEstimate(n, -Ln2Lo, r);
-        float p = float.MultiplyAddEstimate(E5, r, E4);
-        p = float.MultiplyAddEstimate(p, r, E3);
-        p = float.MultiplyAddEstimate(p, r, E2);
-        p = float.MultiplyAddEstimate(p, r, E1);
-        p = float.MultiplyAddEstimate(p, r, E0);
-        p = float.MultiplyAddEstimate(p, r * r, r) + 1f;
-        float scale = BitConverter.Int32BitsToSingle((BitConverter.SingleToInt32Bits(kf) << 23) + (127 << 23));
-        return p * scale;
-    }
-
-    private static float ErfSmall(float x)
-    {
-        float s = x * x;
-        float q = float.MultiplyAddEstimate(S6, s, S5);
-        q = float.MultiplyAddEstimate(q, s, S4);
-        q = float.MultiplyAddEstimate(q, s, S3);
-        q = float.MultiplyAddEstimate(q, s, S2);
-        q = float.MultiplyAddEstimate(q, s, S1);
-        q = float.MultiplyAddEstimate(q, s, S0);
-        return float.MultiplyAddEstimate(x, q, x);
-    }
-
-    /// <summary>erfc(t) for t in [0.9, 4] (t is clamped to 4).</summary>
-    private static float ErfcLarge(float t)
-    {
-        t = MathF.Min(t, ErfClamp);
-        float p = float.MultiplyAddEstimate(L7, t, L6);
-        p = float.MultiplyAddEstimate(p, t, L5);
-        p = float.MultiplyAddEstimate(p, t, L4);
-        p = float.MultiplyAddEstimate(p, t, L3);
-        p = float.MultiplyAddEstimate(p, t, L2);
-        p = float.MultiplyAddEstimate(p, t, L1);
-        p = float.MultiplyAddEstimate(p, t, L0);
-        return Exp(p);
-    }
-
-    /// <summary>Scalar float erf, same algorithm as the vector versions.</summary>
-    internal static float Erf(float x)
-    {
-        float ax = MathF.Abs(x);
-        if (!(ax > ErfSplit)) return ErfSmall(x); // NaN goes here and stays NaN
-        return MathF.CopySign(1f - ErfcLarge(ax), x);
-    }
-
-    /// <summary>Scalar float GELU, same algorithm as the vector versions.</summary>
-    internal static float Gelu(float x)
-    {
-        float a = MathF.Min(MathF.Abs(x), GeluClamp); // NaN stays NaN and makes the result NaN
-        float u = a - GeluShift;
-        float q = float.MultiplyAddEstimate(Q9, u, Q8);
-        q = float.MultiplyAddEstimate(q, u, Q7);
-        q = float.MultiplyAddEstimate(q, u, Q6);
-        q = float.MultiplyAddEstimate(q, u, Q5);
-        q = float.MultiplyAddEstimate(q, u, Q4);
-        q = float.MultiplyAddEstimate(q, u, Q3);
-        q = float.MultiplyAddEstimate(q, u, Q2);
-        q = float.MultiplyAddEstimate(q, u, Q1);
-        q = float.MultiplyAddEstimate(q, u, Q0);
-        float kf = q + RoundMagic;
-        float r = q - (kf - RoundMagic);
-        float p = float.MultiplyAddEstimate(-0.5f * B6, r, -0.5f * B5);
-        p = float.MultiplyAddEstimate(p, r, -0.5f * B4);
-        p = float.MultiplyAddEstimate(p, r, -0.5f * B3);
-        p = float.MultiplyAddEstimate(p, r, -0.5f * B2);
-        p = float.MultiplyAddEstimate(p, r, -0.5f * B1);
-        p = float.MultiplyAddEstimate(p, r, -0.5f);
-        float minusHalfErfc = BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(p) + (BitConverter.SingleToInt32Bits(kf) << 23));
-        return float.MultiplyAddEstimate(a, minusHalfErfc, MathF.Max(x, 0f));
-    }
-
     // ---------------- vectors: one text for every width (TSimd = V128, V256 or V512) ----------------
-
-    /// <summary>exp on Vector128 lanes (see the class remarks for the algorithm and bound).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector128<float> Exp(Vector128<float> x) => Exp<V128, Vector128<float>>(x);
-
-    /// <summary>exp on Vector256 lanes (see the class remarks for the algorithm and bound).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Exp(Vector256<float> x) => Exp<V256, Vector256<float>>(x);
-
-    /// <summary>exp on Vector512 lanes (see the class remarks for the algorithm and bound).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Exp(Vector512<float> x) => Exp<V512, Vector512<float>>(x);
 
     /// <summary>exp on the lanes of one vector (see the class remarks for the algorithm and bound).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -75,7 +75,7 @@ public class AttentionTests
         var scratch = new float[CausalAttention.ScratchFloats(t, d)];
         Array.Fill(scratch, float.NaN); // scratch content must not matter
         CausalAttention.Run(q, ld, k, ld, v, ld, t, d, scale, got.AsSpan(0, got.Length - 1), outStride, scratch, blendRow, gate, isa);
-        CausalAttention.Scalar(q, ld, k, ld, v, ld, t, d, scale, want, outStride, blendRow, gate);
+        ScalarTwins.CausalAttention(q, ld, k, ld, v, ld, t, d, scale, want, outStride, blendRow, gate);
         Assert.That(got[^1], Is.EqualTo(42f), "wrote past the output");
 
         double maxRef = 0;

@@ -205,10 +205,8 @@ public class ErfGeluTests
 
     private readonly struct ExpOperator : IUnaryOperator
     {
-        public static float Invoke(float x) => VectorMath.Exp(x);
-        public static System.Runtime.Intrinsics.Vector128<float> Invoke(System.Runtime.Intrinsics.Vector128<float> x) => VectorMath.Exp(x);
-        public static System.Runtime.Intrinsics.Vector256<float> Invoke(System.Runtime.Intrinsics.Vector256<float> x) => VectorMath.Exp(x);
-        public static System.Runtime.Intrinsics.Vector512<float> Invoke(System.Runtime.Intrinsics.Vector512<float> x) => VectorMath.Exp(x);
+        public static float Invoke(float x) => ScalarMath.Exp(x);
+        public static TVec Invoke<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct => VectorMath.Exp<TSimd, TVec>(x);
     }
 
     [Test]

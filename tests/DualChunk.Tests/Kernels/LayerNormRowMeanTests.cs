@@ -27,7 +27,7 @@ public class LayerNormRowMeanTests
     private static void AssertRows(float[] x, int rows, int width, float[] gamma, float[] beta, float[] y, string what)
     {
         var reference = new float[rows * width];
-        LayerNorm.Scalar(x, rows, width, gamma, beta, reference);
+        ScalarTwins.LayerNorm(x, rows, width, gamma, beta, reference);
         for (int r = 0; r < rows; r++)
         {
             (double mean, double inv) = Stats(x.AsSpan(r * width, width));
@@ -123,7 +123,7 @@ public class LayerNormRowMeanTests
                     var want = new float[got.Length];
                     want[^1] = 42f;
                     RowMean.Run(x, rows, ldx, width, group, got.AsSpan(0, got.Length - 1), ldm, isa);
-                    RowMean.Scalar(x, rows, ldx, width, group, want, ldm);
+                    ScalarTwins.RowMean(x, rows, ldx, width, group, want, ldm);
                     // Sums are exact-ish in double; the mean is rounded to float once: 1 ulp of 110 (≈ 7.6e-6).
                     Assert.That(got, Is.EqualTo(want).Within(8e-6), $"width {width} group {group} ldx {ldx}");
                 }
@@ -134,7 +134,7 @@ public class LayerNormRowMeanTests
         var m1 = new float[24];
         var m2 = new float[24];
         RowMean.Run(big, 4096, 24, 24, 4096, m1, 24, isa);
-        RowMean.Scalar(big, 4096, 24, 24, 4096, m2, 24);
+        ScalarTwins.RowMean(big, 4096, 24, 24, 4096, m2, 24);
         Assert.That(m1, Is.EqualTo(m2).Within(6e-8));
     }
 

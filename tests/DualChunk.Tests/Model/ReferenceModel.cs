@@ -62,7 +62,7 @@ internal static class ReferenceModel
             int f = cfg.FfnSize;
             var u = new double[batch * n * f];
             Dense(h2, batch * n, h, W(CheckpointNames.UpKernel(l)), W(CheckpointNames.UpBias(l)), f, u);
-            for (int i = 0; i < u.Length; i++) u[i] = DualChunk.Kernels.Gelu.ScalarReference(u[i]);
+            for (int i = 0; i < u.Length; i++) u[i] = Gelu.ScalarReference(u[i]);
             var dn = new double[batch * n * h];
             Dense(u, batch * n, f, W(CheckpointNames.DownKernel(l)), W(CheckpointNames.DownBias(l)), h, dn);
             for (int i = 0; i < x.Length; i++) x[i] += dn[i];

@@ -1,6 +1,8 @@
 using System.Runtime.Intrinsics;
 
-namespace DualChunk.Kernels;
+using DualChunk.Kernels;
+
+namespace DualChunk.TestKernels;
 
 /// <summary>Exact GELU, 0.5·x·(1 + erf(x/√2)), vectorized as max(x, 0) − ½·|x|·erfc(|x|/√2).</summary>
 /// <remarks>
@@ -10,8 +12,7 @@ namespace DualChunk.Kernels;
 /// the erfc form avoids the cancellation of 1 + erf, so the negative tail keeps its relative accuracy. NaN gives NaN,
 /// +∞ gives +∞, x ≤ −6 (and −∞) gives −5.9e-9. See <see cref="VectorMath"/> for the algorithm.
 /// </remarks>
-// Used by the tests and benchmarks only (the model fuses GELU into the GEMM epilogue and softmax into
-// CausalAttention), so internal: not part of the shipped API.
+// Test and benchmark code: the model fuses GELU into the GEMM epilogue and softmax into CausalAttention.
 internal static class Gelu
 {
     /// <summary>Stated absolute part of the bound: |err| ≤ MaxAbsError + MaxRelError·|GELU(x)|.</summary>
@@ -28,7 +29,7 @@ internal static class Gelu
         => ElementwiseDriver.Run<GeluOperator>(x, y, isa);
 
     /// <summary>Scalar float GELU: the same algorithm as the vector paths.</summary>
-    internal static float Scalar(float x) => VectorMath.Gelu(x);
+    internal static float Scalar(float x) => ScalarMath.Gelu(x);
 
     /// <summary>
     /// Float64 GELU, the tests' reference. For x &lt; 0 it uses erfc, so the negative tail has no cancellation;
@@ -92,9 +93,7 @@ internal static class Gelu
 
     internal readonly struct GeluOperator : IUnaryOperator
     {
-        public static float Invoke(float x) => VectorMath.Gelu(x);
-        public static Vector128<float> Invoke(Vector128<float> x) => VectorMath.Gelu<V128, Vector128<float>>(x);
-        public static Vector256<float> Invoke(Vector256<float> x) => VectorMath.Gelu<V256, Vector256<float>>(x);
-        public static Vector512<float> Invoke(Vector512<float> x) => VectorMath.Gelu<V512, Vector512<float>>(x);
+        public static float Invoke(float x) => ScalarMath.Gelu(x);
+        public static TVec Invoke<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct => VectorMath.Gelu<TSimd, TVec>(x);
     }
 }

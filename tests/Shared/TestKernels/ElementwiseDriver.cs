@@ -2,7 +2,9 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-namespace DualChunk.Kernels;
+using DualChunk.Kernels;
+
+namespace DualChunk.TestKernels;
 
 /// <summary>
 /// One element-wise operation for every width (TensorPrimitives style): the driver owns loops and tails,
@@ -11,21 +13,12 @@ namespace DualChunk.Kernels;
 internal interface IUnaryOperator
 {
     static abstract float Invoke(float x);
-    static abstract Vector128<float> Invoke(Vector128<float> x);
-    static abstract Vector256<float> Invoke(Vector256<float> x);
-    static abstract Vector512<float> Invoke(Vector512<float> x);
+    static abstract TVec Invoke<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct;
 }
 
-/// <summary>The element-wise driver: y[i] = TOp(x[i]).</summary>
+/// <summary>The element-wise driver: y[i] = TOp(x[i]). The tests and benchmarks run VectorMath's functions over spans with it.</summary>
 internal static class ElementwiseDriver
 {
-    /// <summary>Throws unless <paramref name="isa"/> is a path this process can run.</summary>
-    internal static void CheckIsa(KernelIsa isa)
-    {
-        if (isa < KernelIsa.Portable || isa > KernelSelection.Isa)
-            throw new ArgumentOutOfRangeException(nameof(isa), isa, $"Path not supported here (best is {KernelSelection.Isa}).");
-    }
-
     /// <summary>
     /// y[i] = TOp(x[i]) for i &lt; x.Length on the <paramref name="isa"/> path. <paramref name="y"/> may be exactly
     /// <paramref name="x"/> (in place) but must not overlap it otherwise.
@@ -33,7 +26,7 @@ internal static class ElementwiseDriver
     public static void Run<TOp>(ReadOnlySpan<float> x, Span<float> y, KernelIsa isa)
         where TOp : struct, IUnaryOperator
     {
-        CheckIsa(isa);
+        KernelSelection.CheckIsa(isa);
         if (y.Length < x.Length)
             throw new ArgumentException($"Destination has {y.Length} elements, the source {x.Length}.", nameof(y));
         if (x.Overlaps(y, out int offset) && offset != 0)
@@ -71,11 +64,11 @@ internal static class ElementwiseDriver
         for (; i + 2 * w <= n; i += 2 * w)
         {
             TVec a = TSimd.Load(ref xr, i), b = TSimd.Load(ref xr, i + w);
-            TSimd.Store(TSimd.Apply<TOp>(a), ref yr, i);
-            TSimd.Store(TSimd.Apply<TOp>(b), ref yr, i + w);
+            TSimd.Store(TOp.Invoke<TSimd, TVec>(a), ref yr, i);
+            TSimd.Store(TOp.Invoke<TSimd, TVec>(b), ref yr, i + w);
         }
-        if (i + w <= n) { TSimd.Store(TSimd.Apply<TOp>(TSimd.Load(ref xr, i)), ref yr, i); i += w; }
-        if (i != n) TSimd.Store(TSimd.Apply<TOp>(last), ref yr, n - w);
+        if (i + w <= n) { TSimd.Store(TOp.Invoke<TSimd, TVec>(TSimd.Load(ref xr, i)), ref yr, i); i += w; }
+        if (i != n) TSimd.Store(TOp.Invoke<TSimd, TVec>(last), ref yr, n - w);
     }
 
     // Fewer than 4 elements: a partial vector. The live lanes are copied into a zeroed register-sized buffer,
@@ -85,7 +78,7 @@ internal static class ElementwiseDriver
         Vector128<float> buf = Vector128<float>.Zero;
         ref float b = ref Unsafe.As<Vector128<float>, float>(ref buf);
         for (nuint i = 0; i < n; i++) Unsafe.Add(ref b, i) = Unsafe.Add(ref xr, i);
-        buf = TOp.Invoke(buf);
+        buf = TOp.Invoke<V128, Vector128<float>>(buf);
         for (nuint i = 0; i < n; i++) Unsafe.Add(ref yr, i) = Unsafe.Add(ref b, i);
     }
 }

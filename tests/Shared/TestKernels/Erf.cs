@@ -1,13 +1,14 @@
 using System.Runtime.Intrinsics;
 
-namespace DualChunk.Kernels;
+using DualChunk.Kernels;
+
+namespace DualChunk.TestKernels;
 
 /// <summary>
 /// Vectorized float32 erf. Max absolute error vs. the true erf over all float inputs ≤ 1e-7
 /// (measured per path in ErfGeluTests: 6.6e-8 with FMA, 7.8e-8 without; see <see cref="VectorMath"/> for the algorithm).
 /// </summary>
-// Used by the tests and benchmarks only (the model fuses GELU into the GEMM epilogue and softmax into
-// CausalAttention), so internal: not part of the shipped API.
+// Test and benchmark code: the model fuses GELU into the GEMM epilogue and softmax into CausalAttention.
 internal static class Erf
 {
     /// <summary>The stated bound on |erf(x) − Run(x)| for every float x, on every path.</summary>
@@ -21,13 +22,11 @@ internal static class Erf
         => ElementwiseDriver.Run<ErfOperator>(x, y, isa);
 
     /// <summary>Scalar float erf: the same algorithm as the vector paths.</summary>
-    internal static float Scalar(float x) => VectorMath.Erf(x);
+    internal static float Scalar(float x) => ScalarMath.Erf(x);
 
     internal readonly struct ErfOperator : IUnaryOperator
     {
-        public static float Invoke(float x) => VectorMath.Erf(x);
-        public static Vector128<float> Invoke(Vector128<float> x) => VectorMath.Erf<V128, Vector128<float>>(x);
-        public static Vector256<float> Invoke(Vector256<float> x) => VectorMath.Erf<V256, Vector256<float>>(x);
-        public static Vector512<float> Invoke(Vector512<float> x) => VectorMath.Erf<V512, Vector512<float>>(x);
+        public static float Invoke(float x) => ScalarMath.Erf(x);
+        public static TVec Invoke<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct => VectorMath.Erf<TSimd, TVec>(x);
     }
 }

@@ -2,7 +2,9 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-namespace DualChunk.Kernels;
+using DualChunk.Kernels;
+
+namespace DualChunk.TestKernels;
 
 /// <summary>
 /// Edifice's masked causal softmax of one score row: for row i of a T×T score matrix, entries j &gt; i are masked
@@ -15,8 +17,7 @@ namespace DualChunk.Kernels;
 /// a few float ulps of the float64 result. The ·(1/(sum + 1e-8)) pass rounds once more.
 /// The vector path is one algorithm text, generic over the width (<see cref="ISimd{TVec}"/>).
 /// </remarks>
-// Used by the tests and benchmarks only (the model fuses GELU into the GEMM epilogue and softmax into
-// CausalAttention), so internal: not part of the shipped API.
+// Test and benchmark code: the model fuses GELU into the GEMM epilogue and softmax into CausalAttention.
 internal static class CausalSoftmax
 {
     /// <summary>
@@ -30,7 +31,7 @@ internal static class CausalSoftmax
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
     internal static void Run(ReadOnlySpan<float> scores, Span<float> probabilities, int row, KernelIsa isa)
     {
-        ElementwiseDriver.CheckIsa(isa);
+        KernelSelection.CheckIsa(isa);
         if (probabilities.Length != scores.Length)
             throw new ArgumentException($"probabilities has {probabilities.Length} entries, scores {scores.Length}.", nameof(probabilities));
         if ((uint)row >= (uint)scores.Length)
@@ -52,7 +53,7 @@ internal static class CausalSoftmax
         float max = float.NegativeInfinity;
         for (int j = 0; j < n; j++) max = MathF.Max(max, Unsafe.Add(ref s, j));
         float sum = 0;
-        for (int j = 0; j < n; j++) { float e = VectorMath.Exp(Unsafe.Add(ref s, j) - max); Unsafe.Add(ref p, j) = e; sum += e; }
+        for (int j = 0; j < n; j++) { float e = ScalarMath.Exp(Unsafe.Add(ref s, j) - max); Unsafe.Add(ref p, j) = e; sum += e; }
         float inv = 1f / (sum + CausalAttention.DenominatorEpsilon);
         for (int j = 0; j < n; j++) Unsafe.Add(ref p, j) *= inv;
     }
