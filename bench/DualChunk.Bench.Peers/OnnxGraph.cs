@@ -72,8 +72,8 @@ public static class OnnxGraph
         for (int l = 1; l <= cfg.NumLayers; l++)
         {
             string p = $"l{l}";
-            string hN = LayerNorm(x, CheckpointNames.AttnNormGamma(l), CheckpointNames.AttnNormBeta(l), p + "_attn_norm");
-            string qkv = Dense(hN, CheckpointNames.QkvKernel(l), CheckpointNames.QkvBias(l), p + "_qkv");
+            string hN = LayerNorm(x, CheckpointNames.Block(l, BlockTensor.AttnNormGamma), CheckpointNames.Block(l, BlockTensor.AttnNormBeta), p + "_attn_norm");
+            string qkv = Dense(hN, CheckpointNames.Block(l, BlockTensor.QkvKernel), CheckpointNames.Block(l, BlockTensor.QkvBias), p + "_qkv");
             string[] parts = g.Nodes("Split", [qkv, splitSizes], [p + "_q", p + "_k", p + "_v"], ("axis", -1L));
             var chunked = new string[3];
             for (int i = 0; i < 3; i++)
@@ -95,19 +95,19 @@ public static class OnnxGraph
             string oInter = g.Node("MatMul", [MaskedSoftmax(sInter, maskInter, p + "_p_inter"), means[2]], p + "_o_inter");
             string oInterB = g.Node("Unsqueeze", [oInter, g.Int64s(p + "_unsq_axes", [3])], p + "_o_inter_b"); // [B, NH, NC, 1, D]
             // Blend: o = g ⊙ inter + (1 - g) ⊙ intra, gate [NH, D] viewed as [1, NH, 1, 1, D].
-            string gate = g.Node("Sigmoid", [g.Weight(CheckpointNames.Gate(l), w, [1, nh, 1, 1, d])], p + "_gate");
+            string gate = g.Node("Sigmoid", [g.Weight(CheckpointNames.Block(l, BlockTensor.Gate), w, [1, nh, 1, 1, d])], p + "_gate");
             string blended = g.Node("Add", [
                 g.Node("Mul", [gate, oInterB], p + "_g_inter"),
                 g.Node("Mul", [g.Node("Sub", [one, gate], p + "_one_minus_g"), oIntra], p + "_g_intra")], p + "_blend");
             string back = g.Node("Reshape", [blended, shapeBackHeads], p + "_o_bhnd");
             string rows = g.Node("Reshape", [g.Node("Transpose", [back], p + "_o_bnhd", ("perm", new long[] { 0, 2, 1, 3 })), shapeRows], p + "_o");
-            x = g.Node("Add", [x, Dense(rows, CheckpointNames.OutKernel(l), CheckpointNames.OutBias(l), p + "_attn_out")], p + "_res1");
+            x = g.Node("Add", [x, Dense(rows, CheckpointNames.Block(l, BlockTensor.OutKernel), CheckpointNames.Block(l, BlockTensor.OutBias), p + "_attn_out")], p + "_res1");
             // FFN with exact GELU.
-            string h2 = LayerNorm(x, CheckpointNames.FfnNormGamma(l), CheckpointNames.FfnNormBeta(l), p + "_ffn_norm");
-            string up = Dense(h2, CheckpointNames.UpKernel(l), CheckpointNames.UpBias(l), p + "_ffn_up");
+            string h2 = LayerNorm(x, CheckpointNames.Block(l, BlockTensor.FfnNormGamma), CheckpointNames.Block(l, BlockTensor.FfnNormBeta), p + "_ffn_norm");
+            string up = Dense(h2, CheckpointNames.Block(l, BlockTensor.UpKernel), CheckpointNames.Block(l, BlockTensor.UpBias), p + "_ffn_up");
             string erf = g.Node("Erf", [g.Node("Mul", [up, invSqrt2], p + "_up_scaled")], p + "_erf");
             string gelu = g.Node("Mul", [g.Node("Mul", [up, half], p + "_up_half"), g.Node("Add", [erf, one], p + "_erf1")], p + "_gelu");
-            x = g.Node("Add", [x, Dense(gelu, CheckpointNames.DownKernel(l), CheckpointNames.DownBias(l), p + "_ffn_down")], p + "_res2");
+            x = g.Node("Add", [x, Dense(gelu, CheckpointNames.Block(l, BlockTensor.DownKernel), CheckpointNames.Block(l, BlockTensor.DownBias), p + "_ffn_down")], p + "_res2");
         }
         // Last timestep, then final_norm (LayerNorm is per row, so slicing first gives the same numbers).
         string last = g.Node("Gather", [x, g.Int64Scalar("last_index", n - 1)], "last", ("axis", 1L)); // [B, H]

@@ -126,21 +126,21 @@ public sealed class TorchPeer(int threads) : IPeer
             var x = cfg.HasInputProjection ? Dense(_input, CheckpointNames.InputKernel, CheckpointNames.InputBias) : _input;
             for (int l = 1; l <= cfg.NumLayers; l++)
             {
-                var hN = LayerNorm(x, CheckpointNames.AttnNormGamma(l), CheckpointNames.AttnNormBeta(l));
-                var qkv = Dense(hN, CheckpointNames.QkvKernel(l), CheckpointNames.QkvBias(l));
+                var hN = LayerNorm(x, CheckpointNames.Block(l, BlockTensor.AttnNormGamma), CheckpointNames.Block(l, BlockTensor.AttnNormBeta));
+                var qkv = Dense(hN, CheckpointNames.Block(l, BlockTensor.QkvKernel), CheckpointNames.Block(l, BlockTensor.QkvBias));
                 var parts = qkv.split([h, h, h], -1);
                 var ch = parts.Select(t => t.reshape(b, n, nh, d).permute(0, 2, 1, 3).reshape(b, nh, nc, c, d)).ToArray();
                 var oIntra = torch.matmul(MaskedSoftmax(torch.matmul(ch[0], ch[1].transpose(-1, -2)) * scale, _mask), ch[2]);
                 var means = ch.Select(t => t.mean([3L])).ToArray();                       // [B, NH, NC, D]
                 var oInter = torch.matmul(MaskedSoftmax(torch.matmul(means[0], means[1].transpose(-1, -2)) * scale, _maskInter), means[2]);
-                var g = torch.sigmoid(_w[CheckpointNames.Gate(l)]).reshape(1, nh, 1, 1, d);
+                var g = torch.sigmoid(_w[CheckpointNames.Block(l, BlockTensor.Gate)]).reshape(1, nh, 1, 1, d);
                 var o = g * oInter.unsqueeze(3) + (1f - g) * oIntra;
                 var rows = o.reshape(b, nh, n, d).permute(0, 2, 1, 3).reshape(b, n, h);
-                x = x + Dense(rows, CheckpointNames.OutKernel(l), CheckpointNames.OutBias(l));
-                var h2 = LayerNorm(x, CheckpointNames.FfnNormGamma(l), CheckpointNames.FfnNormBeta(l));
-                var up = Dense(h2, CheckpointNames.UpKernel(l), CheckpointNames.UpBias(l));
+                x = x + Dense(rows, CheckpointNames.Block(l, BlockTensor.OutKernel), CheckpointNames.Block(l, BlockTensor.OutBias));
+                var h2 = LayerNorm(x, CheckpointNames.Block(l, BlockTensor.FfnNormGamma), CheckpointNames.Block(l, BlockTensor.FfnNormBeta));
+                var up = Dense(h2, CheckpointNames.Block(l, BlockTensor.UpKernel), CheckpointNames.Block(l, BlockTensor.UpBias));
                 var gelu = 0.5f * up * (1f + torch.special.erf(up * (1f / MathF.Sqrt(2f))));
-                x = x + Dense(gelu, CheckpointNames.DownKernel(l), CheckpointNames.DownBias(l));
+                x = x + Dense(gelu, CheckpointNames.Block(l, BlockTensor.DownKernel), CheckpointNames.Block(l, BlockTensor.DownBias));
             }
             var last = x.select(1, n - 1);                                                // [B, H]
             return LayerNorm(last, CheckpointNames.FinalGamma, CheckpointNames.FinalBeta).contiguous();

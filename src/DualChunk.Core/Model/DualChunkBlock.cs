@@ -27,15 +27,15 @@ internal readonly struct DualChunkBlock
 
     public DualChunkBlock(ModelConfig config, IReadOnlyDictionary<string, Tensor> t, int l, bool copy)
     {
-        AttnNorm = new LayerNormLayer(t[CheckpointNames.AttnNormGamma(l)], t[CheckpointNames.AttnNormBeta(l)], copy);
-        Qkv = new DenseLayer(t[CheckpointNames.QkvKernel(l)], t[CheckpointNames.QkvBias(l)], GemmEpilogue.Bias, copy);
+        AttnNorm = new LayerNormLayer(t[CheckpointNames.Block(l, BlockTensor.AttnNormGamma)], t[CheckpointNames.Block(l, BlockTensor.AttnNormBeta)], copy);
+        Qkv = new DenseLayer(t[CheckpointNames.Block(l, BlockTensor.QkvKernel)], t[CheckpointNames.Block(l, BlockTensor.QkvBias)], GemmEpilogue.Bias, copy);
         Inter = new InterChunkAttention(config);
         Intra = new IntraChunkAttention(config);
-        Gate = new GateBlend(t[CheckpointNames.Gate(l)]);
-        AttnOut = new DenseLayer(t[CheckpointNames.OutKernel(l)], t[CheckpointNames.OutBias(l)], GemmEpilogue.BiasAccumulate, copy);
-        FfnNorm = new LayerNormLayer(t[CheckpointNames.FfnNormGamma(l)], t[CheckpointNames.FfnNormBeta(l)], copy);
-        FfnUp = new DenseLayer(t[CheckpointNames.UpKernel(l)], t[CheckpointNames.UpBias(l)], GemmEpilogue.BiasGelu, copy);
-        FfnDown = new DenseLayer(t[CheckpointNames.DownKernel(l)], t[CheckpointNames.DownBias(l)], GemmEpilogue.BiasAccumulate, copy);
+        Gate = new GateBlend(t[CheckpointNames.Block(l, BlockTensor.Gate)]);
+        AttnOut = new DenseLayer(t[CheckpointNames.Block(l, BlockTensor.OutKernel)], t[CheckpointNames.Block(l, BlockTensor.OutBias)], GemmEpilogue.BiasAccumulate, copy);
+        FfnNorm = new LayerNormLayer(t[CheckpointNames.Block(l, BlockTensor.FfnNormGamma)], t[CheckpointNames.Block(l, BlockTensor.FfnNormBeta)], copy);
+        FfnUp = new DenseLayer(t[CheckpointNames.Block(l, BlockTensor.UpKernel)], t[CheckpointNames.Block(l, BlockTensor.UpBias)], GemmEpilogue.BiasGelu, copy);
+        FfnDown = new DenseLayer(t[CheckpointNames.Block(l, BlockTensor.DownKernel)], t[CheckpointNames.Block(l, BlockTensor.DownBias)], GemmEpilogue.BiasAccumulate, copy);
     }
 
     private int H => Qkv.In;

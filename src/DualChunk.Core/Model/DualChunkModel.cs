@@ -10,7 +10,8 @@ namespace DualChunk.Core;
 /// once. Per-call state lives in <see cref="Workspace"/>s, pooled here; steady-state calls allocate nothing.
 /// </summary>
 /// <remarks>
-/// This type is the API: loading, the call overloads, validation, lifetime and the pool. The math is in
+/// This type is the API: the call overloads, validation and lifetime (loading in DualChunkModel.Load.cs, the tensor
+/// overloads in DualChunkModel.Tensors.cs, the pool in <see cref="WorkspacePool"/>). The math is in
 /// <see cref="ForwardPass"/> and the boxes of <see cref="DualChunkBlock"/>; the threads in <see cref="Scheduler"/>.
 /// <para>
 /// <see cref="Dispose"/> may race with calls: calls already running complete normally and the worker threads and
@@ -52,82 +53,6 @@ public sealed unsafe partial class DualChunkModel : IDisposable
 
     /// <summary>True when the layer-norm parameters and biases are used in place from a memory-mapped .dcw file.</summary>
     public bool IsMemoryMapped => _mapping is not null;
-
-    /// <summary>
-    /// Loads an Edifice safetensors checkpoint or a .dcw file (detected by content) into memory, single-threaded calls. For safetensors <paramref name="chunkSize"/> defaults to Edifice's 64; a .dcw file
-    /// carries its own, and a different <paramref name="chunkSize"/> is an error.
-    /// </summary>
-    /// <exception cref="ModelFormatException">The file is malformed or is not a DualChunk model.</exception>
-    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="ArgumentException">The path is empty, or <paramref name="chunkSize"/> disagrees with a .dcw file's.</exception>
-    public static DualChunkModel Load(string path, int? chunkSize = null)
-        => Load(path, new DualChunkModelOptions { ChunkSize = chunkSize });
-
-    /// <summary>Loads a safetensors checkpoint or a .dcw file with <paramref name="options"/>.</summary>
-    /// <exception cref="ModelFormatException">The file is malformed or is not a DualChunk model.</exception>
-    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="ArgumentException">The path is empty, an option is out of range, or the chunk size disagrees with a .dcw file's.</exception>
-    public static DualChunkModel Load(string path, DualChunkModelOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        var (config, tensors, _, mapping) = WeightsLoader.Load(path, options.ChunkSize, options.MemoryMap);
-        try
-        {
-            return new DualChunkModel(config, tensors, copy: false, options, mapping);
-        }
-        catch
-        {
-            mapping?.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>
-    /// Loads a safetensors or .dcw file from <paramref name="stream"/> (read to its end, at most
-    /// <paramref name="maxLength"/> bytes; see <see cref="WeightsLoader.Load(Stream, int?, string, long)"/>).
-    /// <see cref="DualChunkModelOptions.MemoryMap"/> is ignored.
-    /// </summary>
-    /// <exception cref="ModelFormatException">The content is malformed, not a DualChunk model, or longer than <paramref name="maxLength"/>.</exception>
-    /// <exception cref="ArgumentException">The stream is not readable, an option is out of range, or the chunk size disagrees with a .dcw file's.</exception>
-    public static DualChunkModel Load(Stream stream, DualChunkModelOptions options, long maxLength = WeightsLoader.DefaultMaxStreamLength)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        var (config, tensors, _) = WeightsLoader.Load(stream, options.ChunkSize, "stream", maxLength);
-        return new DualChunkModel(config, tensors, copy: false, options, null);
-    }
-
-    /// <summary>Loads a safetensors or .dcw file held in memory; the model does not refer to <paramref name="file"/> afterwards.</summary>
-    /// <exception cref="ModelFormatException">The bytes are malformed or not a DualChunk model.</exception>
-    /// <exception cref="ArgumentException">An option is out of range, or the chunk size disagrees with a .dcw file's.</exception>
-    public static DualChunkModel Load(ReadOnlyMemory<byte> file, DualChunkModelOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        var (config, tensors, _) = WeightsLoader.Load(file, options.ChunkSize);
-        return new DualChunkModel(config, tensors, copy: false, options, null);
-    }
-
-    /// <summary>Builds a model from named tensors, validating them against <paramref name="config"/>.</summary>
-    /// <exception cref="ModelFormatException">A tensor is missing, unexpected, mis-shaped or not finite.</exception>
-    public static DualChunkModel FromTensors(IReadOnlyDictionary<string, Tensor> tensors, ModelConfig config)
-        => FromTensors(tensors, config, new DualChunkModelOptions());
-
-    /// <summary>
-    /// Builds a model from named tensors with <paramref name="options"/> (its <see cref="DualChunkModelOptions.ChunkSize"/>
-    /// and <see cref="DualChunkModelOptions.MemoryMap"/> are ignored: <paramref name="config"/> has the chunk size).
-    /// The tensors' data is copied (packed or cloned): later changes to them do not affect the model.
-    /// </summary>
-    /// <exception cref="ModelFormatException">A tensor is missing, unexpected, mis-shaped or not finite.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
-    public static DualChunkModel FromTensors(IReadOnlyDictionary<string, Tensor> tensors, ModelConfig config, DualChunkModelOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        TensorSetValidator.Validate(tensors, config);
-        return new DualChunkModel(config, tensors, copy: true, options, null);
-    }
 
     /// <summary>Floats the output of one call holds: B·H, or B·N·H for <see cref="OutputMode.All"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or the output would exceed the largest array.</exception>

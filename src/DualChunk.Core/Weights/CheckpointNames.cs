@@ -8,20 +8,24 @@ public static class CheckpointNames
     public const string InputBias = "input_projection.bias";
     public const string FinalGamma = "final_norm.gamma";
     public const string FinalBeta = "final_norm.beta";
-    public static string AttnNormGamma(int l) => $"dual_chunk_block_{l}_attn_norm.gamma";
-    public static string AttnNormBeta(int l) => $"dual_chunk_block_{l}_attn_norm.beta";
-    public static string QkvKernel(int l) => $"dual_chunk_block_{l}_attn_qkv.kernel";
-    public static string QkvBias(int l) => $"dual_chunk_block_{l}_attn_qkv.bias";
-    public static string Gate(int l) => $"dual_chunk_block_{l}_attn_compute.dual_chunk_block_{l}_attn_gate";
-    public static string OutKernel(int l) => $"dual_chunk_block_{l}_attn_out.kernel";
-    public static string OutBias(int l) => $"dual_chunk_block_{l}_attn_out.bias";
-    public static string FfnNormGamma(int l) => $"dual_chunk_block_{l}_ffn_norm.gamma";
-    public static string FfnNormBeta(int l) => $"dual_chunk_block_{l}_ffn_norm.beta";
-    public static string UpKernel(int l) => $"dual_chunk_block_{l}_ffn_up.kernel";
-    public static string UpBias(int l) => $"dual_chunk_block_{l}_ffn_up.bias";
-    public static string DownKernel(int l) => $"dual_chunk_block_{l}_ffn_down.kernel";
-    public static string DownBias(int l) => $"dual_chunk_block_{l}_ffn_down.bias";
 #pragma warning restore CS1591
+
+    // Key of each BlockTensor after "dual_chunk_block_{l}_", in the enum's order (the gate's is built apart: it names l twice).
+    private static readonly string[] BlockSuffixes =
+    [
+        "attn_norm.gamma", "attn_norm.beta", "attn_qkv.kernel", "attn_qkv.bias", "attn_compute",
+        "attn_out.kernel", "attn_out.bias", "ffn_norm.gamma", "ffn_norm.beta", "ffn_up.kernel", "ffn_up.bias", "ffn_down.kernel", "ffn_down.bias",
+    ];
+
+    /// <summary>The key of tensor <paramref name="tensor"/> of block <paramref name="l"/> (1-based), e.g. <c>dual_chunk_block_1_attn_qkv.kernel</c>.</summary>
+    public static string Block(int l, BlockTensor tensor)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(l, 1);
+        if ((uint)tensor >= (uint)BlockSuffixes.Length) throw new ArgumentOutOfRangeException(nameof(tensor), tensor, "Not a block tensor.");
+        return tensor == BlockTensor.Gate
+            ? $"dual_chunk_block_{l}_attn_compute.dual_chunk_block_{l}_attn_gate"
+            : $"dual_chunk_block_{l}_{BlockSuffixes[(int)tensor]}";
+    }
 
     /// <summary>Every key a model of <paramref name="config"/> has, with its shape, in canonical order.</summary>
     public static IReadOnlyList<(string Name, int[] Shape)> Expected(ModelConfig config)
@@ -44,21 +48,29 @@ public static class CheckpointNames
         }
         for (int l = 1; l <= config.NumLayers; l++)
         {
-            yield return (AttnNormGamma(l), [h]);
-            yield return (AttnNormBeta(l), [h]);
-            yield return (QkvKernel(l), [h, 3 * h]);
-            yield return (QkvBias(l), [3 * h]);
-            yield return (Gate(l), [config.NumHeads, config.HeadDim]);
-            yield return (OutKernel(l), [h, h]);
-            yield return (OutBias(l), [h]);
-            yield return (FfnNormGamma(l), [h]);
-            yield return (FfnNormBeta(l), [h]);
-            yield return (UpKernel(l), [h, f]);
-            yield return (UpBias(l), [f]);
-            yield return (DownKernel(l), [f, h]);
-            yield return (DownBias(l), [h]);
+            yield return (Block(l, BlockTensor.AttnNormGamma), [h]);
+            yield return (Block(l, BlockTensor.AttnNormBeta), [h]);
+            yield return (Block(l, BlockTensor.QkvKernel), [h, 3 * h]);
+            yield return (Block(l, BlockTensor.QkvBias), [3 * h]);
+            yield return (Block(l, BlockTensor.Gate), [config.NumHeads, config.HeadDim]);
+            yield return (Block(l, BlockTensor.OutKernel), [h, h]);
+            yield return (Block(l, BlockTensor.OutBias), [h]);
+            yield return (Block(l, BlockTensor.FfnNormGamma), [h]);
+            yield return (Block(l, BlockTensor.FfnNormBeta), [h]);
+            yield return (Block(l, BlockTensor.UpKernel), [h, f]);
+            yield return (Block(l, BlockTensor.UpBias), [f]);
+            yield return (Block(l, BlockTensor.DownKernel), [f, h]);
+            yield return (Block(l, BlockTensor.DownBias), [h]);
         }
         yield return (FinalGamma, [h]);
         yield return (FinalBeta, [h]);
     }
+}
+
+/// <summary>The thirteen tensors of one dual chunk block, in the checkpoint's canonical order (<see cref="CheckpointNames.Block"/>).</summary>
+public enum BlockTensor
+{
+#pragma warning disable CS1591 // the names are their own documentation
+    AttnNormGamma, AttnNormBeta, QkvKernel, QkvBias, Gate, OutKernel, OutBias, FfnNormGamma, FfnNormBeta, UpKernel, UpBias, DownKernel, DownBias,
+#pragma warning restore CS1591
 }

@@ -64,14 +64,14 @@ public static partial class TensorSetValidator
         if (13L * layers > shapes.Count)
             throw new ModelFormatException(Invariant($"A tensor of block {layers} is present, but a model with {layers} blocks has {13L * layers + 2} or more tensors and the file holds {shapes.Count}: blocks are missing, or a block number is corrupt. Is it a complete Edifice DualChunk checkpoint?"));
 
-        string gateName = CheckpointNames.Gate(1);
+        string gateName = CheckpointNames.Block(1, BlockTensor.Gate);
         var gate = Get(shapes, gateName, "(the gate's shape [num_heads, head_dim] gives the head count)");
         RequireRank(gateName, gate, 2);
         int nh = gate[0];
         if (nh <= 0 || gate[1] <= 0 || (long)nh * gate[1] != h)
             throw new ModelFormatException(Invariant($"Tensor '{gateName}' has shape {Text(gate)}, expected [num_heads, head_dim] with num_heads * head_dim = hidden_size = {h}."));
 
-        string upName = CheckpointNames.UpKernel(1);
+        string upName = CheckpointNames.Block(1, BlockTensor.UpKernel);
         var up = Get(shapes, upName, "(its shape [hidden_size, ffn_size] gives the FFN width)");
         RequireRank(upName, up, 2);
         int f = up[1];

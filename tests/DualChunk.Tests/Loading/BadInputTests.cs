@@ -30,7 +30,7 @@ public class BadInputTests
     public void MissingTensor()
     {
         var t = Good();
-        t.Remove(CheckpointNames.UpBias(1));
+        t.Remove(CheckpointNames.Block(1, BlockTensor.UpBias));
         var file = Safetensors(t.Values.Select(F32));
         ExpectFormatError(() => ReadAndInfer(file), "Missing tensor", "dual_chunk_block_1_ffn_up.bias");
         ExpectFormatError(() => { DcwFile.Write(Path.Combine(Path.GetTempPath(), "never-" + Guid.NewGuid() + ".dcw"), SmallConfig, t); return null; },
@@ -50,7 +50,7 @@ public class BadInputTests
     public void MisShapedTensor()
     {
         var t = Good();
-        string name = CheckpointNames.OutKernel(1);
+        string name = CheckpointNames.Block(1, BlockTensor.OutKernel);
         t[name] = new Tensor(name, [2, 8], new float[16]);
         var file = Safetensors(t.Values.Select(F32));
         ExpectFormatError(() => ReadAndInfer(file), name, "[2, 8]", "expected [4, 4]");
@@ -62,7 +62,7 @@ public class BadInputTests
     public void NonFiniteValue(float bad)
     {
         var t = Good();
-        string name = CheckpointNames.QkvBias(1);
+        string name = CheckpointNames.Block(1, BlockTensor.QkvBias);
         var data = t[name].Data.ToArray();
         data[5] = bad;
         t[name] = new Tensor(name, [12], data);

@@ -115,7 +115,7 @@ public sealed class ModelTests
     {
         var config = new ModelConfig(12, 16, 2, 1, 4, 64);
         var tensors = RandomWeights.Create(config, 1);
-        var name = CheckpointNames.UpBias(1);
+        var name = CheckpointNames.Block(1, BlockTensor.UpBias);
         var data = tensors[name].Data.ToArray();
         data[3] = float.NaN;
         tensors[name] = new Tensor(name, [64], data);

@@ -21,10 +21,10 @@ internal static class ReferenceModel
         double scale = 1.0 / Math.Sqrt(d);
         for (int l = 1; l <= cfg.NumLayers; l++)
         {
-            var hn = Norm(x, h, W(CheckpointNames.AttnNormGamma(l)), W(CheckpointNames.AttnNormBeta(l)));
+            var hn = Norm(x, h, W(CheckpointNames.Block(l, BlockTensor.AttnNormGamma)), W(CheckpointNames.Block(l, BlockTensor.AttnNormBeta)));
             var qkv = new double[batch * n * 3 * h];
-            Dense(hn, batch * n, h, W(CheckpointNames.QkvKernel(l)), W(CheckpointNames.QkvBias(l)), 3 * h, qkv);
-            var gate = W(CheckpointNames.Gate(l));
+            Dense(hn, batch * n, h, W(CheckpointNames.Block(l, BlockTensor.QkvKernel)), W(CheckpointNames.Block(l, BlockTensor.QkvBias)), 3 * h, qkv);
+            var gate = W(CheckpointNames.Block(l, BlockTensor.Gate));
             var comb = new double[batch * n * h];
             for (int b = 0; b < batch; b++)
             {
@@ -56,15 +56,15 @@ internal static class ReferenceModel
                 }
             }
             var o = new double[batch * n * h];
-            Dense(comb, batch * n, h, W(CheckpointNames.OutKernel(l)), W(CheckpointNames.OutBias(l)), h, o);
+            Dense(comb, batch * n, h, W(CheckpointNames.Block(l, BlockTensor.OutKernel)), W(CheckpointNames.Block(l, BlockTensor.OutBias)), h, o);
             for (int i = 0; i < x.Length; i++) x[i] += o[i];
-            var h2 = Norm(x, h, W(CheckpointNames.FfnNormGamma(l)), W(CheckpointNames.FfnNormBeta(l)));
+            var h2 = Norm(x, h, W(CheckpointNames.Block(l, BlockTensor.FfnNormGamma)), W(CheckpointNames.Block(l, BlockTensor.FfnNormBeta)));
             int f = cfg.FfnSize;
             var u = new double[batch * n * f];
-            Dense(h2, batch * n, h, W(CheckpointNames.UpKernel(l)), W(CheckpointNames.UpBias(l)), f, u);
+            Dense(h2, batch * n, h, W(CheckpointNames.Block(l, BlockTensor.UpKernel)), W(CheckpointNames.Block(l, BlockTensor.UpBias)), f, u);
             for (int i = 0; i < u.Length; i++) u[i] = Gelu.ScalarReference(u[i]);
             var dn = new double[batch * n * h];
-            Dense(u, batch * n, f, W(CheckpointNames.DownKernel(l)), W(CheckpointNames.DownBias(l)), h, dn);
+            Dense(u, batch * n, f, W(CheckpointNames.Block(l, BlockTensor.DownKernel)), W(CheckpointNames.Block(l, BlockTensor.DownBias)), h, dn);
             for (int i = 0; i < x.Length; i++) x[i] += dn[i];
         }
         var y = Norm(x, h, W(CheckpointNames.FinalGamma), W(CheckpointNames.FinalBeta));
