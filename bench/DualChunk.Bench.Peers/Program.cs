@@ -3,11 +3,17 @@ using DualChunk.Bench.Peers;
 
 // dotnet run -c Release --project bench/DualChunk.Bench.Peers -- [--short | --full] [--peers-only | --memory-only] [--configs a,b,...]
 //   --bdn [BenchmarkDotNet args] the peers comparison under BenchmarkDotNet (PeersBenchmarks), docs untouched
+//   --gflops                   only the attention GFLOP/s table's measurements, printed (no docs)
 //   --selftest                 checks the harness (baselines agree, peers match the engine on tiny models), no timing
 //   --point METHOD N C         (internal) one memory-sweep point in this fresh process
 if (args.Length >= 4 && args[0] == "--point")
     return MemorySweep.RunPoint(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
         args.Contains("--full") ? BenchMode.Full.SweepRepeatSeconds : BenchMode.Quick.SweepRepeatSeconds);
+if (args.Contains("--gflops"))
+{
+    Gflops.Run(args.Contains("--full") ? BenchMode.Full : BenchMode.Quick, Console.Out);
+    return 0;
+}
 if (args.Contains("--selftest"))
     return SelfTest.Run(Console.Out);
 if (args.Length > 0 && args[0] == "--bdn")
@@ -42,9 +48,11 @@ if (!args.Contains("--memory-only"))
 }
 if (!args.Contains("--peers-only"))
 {
+    var gflops = Gflops.Run(mode, Console.Out);
     var points = MemorySweep.Run(mode, Console.Out);
     Report.Plots(points, docs);
-    Docs.WriteSection(md, "memory", Report.MemoryMarkdown(points, Report.Provenance(command, mode) + Explain.Memory), "## Attention memory against dense attention");
+    Docs.WriteSection(md, "memory", Report.MemoryMarkdown(points, Report.Provenance(command, mode) + Explain.Memory) + Report.GflopsMarkdown(gflops),
+        "## Attention memory against dense attention");
     Console.WriteLine("wrote the memory section and docs/bench-*.png");
 }
 return 0;

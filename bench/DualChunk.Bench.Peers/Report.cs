@@ -84,6 +84,23 @@ public static class Report
         return sb.ToString();
     }
 
+    public static string GflopsMarkdown(IReadOnlyList<GflopsRow> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var sb = new StringBuilder();
+        sb.AppendLine("**Attention GFLOP/s, one thread** (B = 1, NH = 8, D = 32; FLOPs = causal QKᵀ and P·V, 2·D per unmasked pair: " +
+            "N(N+1)/2 pairs per head for the dense methods, whatever they compute; N/C·C(C+1)/2 intra + NC(NC+1)/2 inter pairs for DCA; " +
+            "median of repeated forwards, wall and this thread's CPU time from /proc/thread-self/schedstat):");
+        sb.AppendLine();
+        sb.AppendLine("| N | method | GFLOP counted | median (wall) | GFLOP/s (wall) | median (CPU) | GFLOP/s (CPU) | calls |");
+        sb.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows)
+            sb.AppendLine(Inv, $"| {r.N:N0} | {r.Label} | {r.Flops / 1e9:F3} | {Format.Seconds(r.MedianSeconds)} | {r.GflopsWall:F1} | " +
+                $"{Format.Seconds(r.CpuSeconds)} | {r.GflopsCpu:F1} | {r.Calls} |");
+        sb.AppendLine();
+        return sb.ToString();
+    }
+
     public static string CrossoverText()
         => "Where DCA stops being O(N·C): Edifice's materialised form holds NH·N·C intra scores and NH·(N/C)² inter scores; " +
            "the two are equal at N = C³, so the N²/C² term takes over at N ≈ C³: 32,768 for C = 32 (inside the sweep: visible as the " +
