@@ -14,8 +14,9 @@ public static class Report
     {
         ArgumentNullException.ThrowIfNull(rows);
         var sb = new StringBuilder(header);
-        sb.AppendLine("| config | engine | threads | status | first call (ms) | median (ms) | p90 (ms) | managed B/call | median vs DualChunk.NET (same threads) | max\\|Δ\\| / max\\|ours\\| |");
-        sb.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| config | engine | threads | status | first call (ms) | median (ms) | median per round (ms) | p90 (ms) | managed B/call | " +
+            "process CPU / wall | OS threads | median vs DualChunk.NET (same threads) | max\\|Δ\\| / max\\|ours\\| |");
+        sb.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var group in rows.GroupBy(r => r.Config))
         {
             foreach (var r in group)
@@ -23,9 +24,11 @@ public static class Report
                 // Each row against DualChunk.NET on the same thread count.
                 var ours = group.FirstOrDefault(o => o.Peer == "DualChunk.NET" && o.Threads == r.Threads && o.Timed);
                 string ratio = r.Timing is { } t && ours?.Timing is { } o ? (t.MedianMs / o.MedianMs).ToString("F2", Inv) + "×" : "—";
+                string perRound = string.Join(" / ", r.Rounds.Where(x => x.Timing is not null).Select(x => Format.Ms(x.Timing!.MedianMs)));
                 sb.AppendLine(Inv, $"| {r.Config} | {r.Peer} | {r.Threads} | {r.Status} | {(double.IsNaN(r.FirstCallMs) ? "—" : Format.Ms(r.FirstCallMs))} | " +
-                    $"{(r.Timing is { } a ? Format.Ms(a.MedianMs) : "—")} | {(r.Timing is { } b ? Format.Ms(b.P90Ms) : "—")} | " +
-                    $"{(r.Timing is { } c ? c.AllocatedBytesPerCall.ToString("N0", Inv) : "—")} | {ratio} | " +
+                    $"{(r.Timing is { } a ? Format.Ms(a.MedianMs) : "—")} | {(perRound.Length > 0 ? perRound : "—")} | {(r.Timing is { } b ? Format.Ms(b.P90Ms) : "—")} | " +
+                    $"{(r.Timing is { } c ? c.AllocatedBytesPerCall.ToString("N0", Inv) : "—")} | {(r.Timing is { } d ? d.CpuPerWall.ToString("F2", Inv) : "—")} | " +
+                    $"{(r.Rounds.Max(x => x.OsThreads) is > 0 and var n ? n.ToString(Inv) : "—")} | {ratio} | " +
                     $"{(double.IsNaN(r.MaxAbsDiff) ? "—" : (r.MaxAbsDiff / r.MaxAbsOurs).ToString("G2", Inv))} |");
             }
         }
