@@ -3,7 +3,8 @@ namespace DualChunk.Bench.Peers;
 /// <summary>
 /// How long to measure: --short for development (under 10 minutes here), --full for the published numbers. Rounds:
 /// how many times each engine's child runs per config (A B A B). <c>--rounds K</c> and <c>--budget SECONDS</c> override
-/// the rounds and each child's timing budget; <c>--sweep-cap SECONDS</c> the sweep's time cap per point.
+/// the rounds and each child's timing budget; <c>--sweep-cap SECONDS</c> the sweep's time cap per point,
+/// <c>--max-n N</c> its largest N.
 /// </summary>
 public sealed record BenchMode(string Name, double WarmupSeconds, double BudgetSeconds, int MinSamples, int MaxSamples,
     int MaxSweepN, double SweepTimeCapSeconds, double SweepRepeatSeconds, long MaxSweepBytes, int Rounds)
@@ -20,6 +21,7 @@ public sealed record BenchMode(string Name, double WarmupSeconds, double BudgetS
         if (Value(args, "--rounds") is { } r) mode = mode with { Rounds = Positive(r, "--rounds") };
         if (Value(args, "--budget") is { } b) mode = mode with { BudgetSeconds = Positive(b, "--budget"), WarmupSeconds = Math.Min(mode.WarmupSeconds, Positive(b, "--budget")) };
         if (Value(args, "--sweep-cap") is { } s) mode = mode with { SweepTimeCapSeconds = Positive(s, "--sweep-cap") };
+        if (Value(args, "--max-n") is { } n) mode = mode with { MaxSweepN = Positive(n, "--max-n") };
         return mode;
     }
 

@@ -5,7 +5,7 @@ using DualChunk.Bench.Peers;
 //   --bdn [BenchmarkDotNet args] the peers comparison under BenchmarkDotNet (PeersBenchmarks), docs untouched
 //   --gflops                   only the attention GFLOP/s table's measurements, printed (no docs)
 //   --selftest                 checks the harness (baselines agree, peers match the engine on tiny models), no timing
-//   --rounds K, --budget S, --sweep-cap S  rounds per engine (A B A B), timing budget per child, sweep time cap per point
+//   --rounds K, --budget S, --sweep-cap S, --max-n N  rounds per engine (A B A B), timing budget per child, sweep time cap per point, sweep's largest N
 //   --point METHOD N C         (internal) one memory-sweep point in this fresh process
 //   --engine KEY --threads T --config NAME [--reference F | --write-reference F]  (internal) one engine's timing, one JSON line
 if (args.Length >= 4 && args[0] == "--point")
