@@ -143,7 +143,7 @@ cores=$(lscpu | awk -F: '/^Core\(s\) per socket/ {gsub(/ /, "", $2); c=$2} /^Soc
   echo
   echo "E = 287, H = 256, NH = 8, L = 4, C = 64, F = 1024, random weights, last_timestep; a: B1 N64, b: B1 N128, c: B16 N64, d: B1 N4096."
   echo
-  sed -n '/^|/p' "$bdn_md"
+  sed -n '/^|/p' "$bdn_md" | sed 's/\*\*//g' # without the bold BenchmarkDotNet gives every row whose parameters change
   echo
   echo "## End-to-end, \`dualchunk bench\`, 1 and 2 threads alternating"
   echo
