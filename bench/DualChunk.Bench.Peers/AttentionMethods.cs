@@ -34,7 +34,10 @@ public abstract class AttentionMethod
 
     public static IReadOnlyList<AttentionMethod> All { get; } = [new DenseAttention(), new TiledAttention(), new EdificeDca(), new FusedDca()];
 
-    public static AttentionMethod ByKey(string key) => All.First(m => m.Key == key);
+    /// <summary>The engine kernel over all N positions: a yardstick for the tiled one's GFLOP/s, not in the sweep.</summary>
+    public static AttentionMethod Yardstick { get; } = new KernelDenseAttention();
+
+    public static AttentionMethod ByKey(string key) => All.Append(Yardstick).First(m => m.Key == key);
 
     protected static ReadOnlySpan<float> Row(float[] qkv, int row, int part, int head)
         => qkv.AsSpan(row * 3 * Hidden + part * Hidden + head * HeadDim, HeadDim);
@@ -108,76 +111,6 @@ public sealed class DenseAttention : AttentionMethod
         {
             var r = Row(qkv, j, part, head);
             for (int e = 0; e < HeadDim; e++) t[e * n + j] = r[e];
-        }
-    }
-}
-
-/// <summary>
-/// (b) Tiled dense causal attention, flash-style: 64×64 tiles, online softmax (running max and
-/// sum per query row), tiles above the diagonal skipped. Planned: one tile of scores, the K and V
-/// tiles transposed, the [64, D] accumulator and the row statistics: constant in N.
-/// </summary>
-public sealed class TiledAttention : AttentionMethod
-{
-    private const int Br = 64, Bc = 64;
-
-    public override string Key => "tiled";
-    public override string Label => "tiled dense (flash-style)";
-    public override bool UsesChunks => false;
-    public override long PlannedBytes(long n, long c) => 4L * (Br * Bc + 2 * HeadDim * Bc + Br * HeadDim + 2 * Br);
-    public override double Work(long n, long c) => 2.0 * Heads * n * n * HeadDim;
-
-    public override void Run(float[] qkv, int n, int c, float[] output)
-    {
-        var s = new float[Br * Bc];
-        var kT = new float[HeadDim * Bc];
-        var vT = new float[HeadDim * Bc];
-        var acc = new float[Br * HeadDim];
-        var m = new float[Br];
-        var l = new float[Br];
-        for (int h = 0; h < Heads; h++)
-        {
-            for (int i0 = 0; i0 < n; i0 += Br)
-            {
-                int rows = Math.Min(Br, n - i0);
-                Array.Fill(m, float.NegativeInfinity);
-                Array.Clear(l);
-                Array.Clear(acc);
-                for (int j0 = 0; j0 <= i0 + rows - 1; j0 += Bc)
-                {
-                    int cols = Math.Min(Bc, n - j0);
-                    for (int j = 0; j < cols; j++)
-                    {
-                        var kr = Row(qkv, j0 + j, 1, h);
-                        var vr = Row(qkv, j0 + j, 2, h);
-                        for (int e = 0; e < HeadDim; e++) { kT[e * Bc + j] = kr[e]; vT[e * Bc + j] = vr[e]; }
-                    }
-                    for (int r = 0; r < rows; r++)
-                    {
-                        int i = i0 + r;
-                        var srow = s.AsSpan(r * Bc, cols);
-                        srow.Clear();
-                        var q = Row(qkv, i, 0, h);
-                        for (int e = 0; e < HeadDim; e++)
-                            TensorPrimitives.MultiplyAdd(kT.AsSpan(e * Bc, cols), q[e], srow, srow);
-                        TensorPrimitives.Multiply(srow, Scale, srow);
-                        if (j0 + cols - 1 > i)
-                            srow[Math.Max(0, i + 1 - j0)..].Fill(CausalAttention.MaskValue);
-                        float mNew = Math.Max(m[r], TensorPrimitives.Max(srow));
-                        float correction = MathF.Exp(m[r] - mNew);
-                        TensorPrimitives.Subtract(srow, mNew, srow);
-                        TensorPrimitives.Exp(srow, srow);
-                        l[r] = l[r] * correction + TensorPrimitives.Sum(srow);
-                        m[r] = mNew;
-                        var a = acc.AsSpan(r * HeadDim, HeadDim);
-                        for (int e = 0; e < HeadDim; e++)
-                            a[e] = a[e] * correction + TensorPrimitives.Dot(srow, vT.AsSpan(e * Bc, cols));
-                    }
-                }
-                for (int r = 0; r < rows; r++)
-                    TensorPrimitives.Divide(acc.AsSpan(r * HeadDim, HeadDim), l[r] + CausalAttention.DenominatorEpsilon,
-                        output.AsSpan((i0 + r) * Hidden + h * HeadDim, HeadDim));
-            }
         }
     }
 }
@@ -315,6 +248,31 @@ public sealed class FusedDca : AttentionMethod
                 CausalAttention.Run(rows[col..], h3, rows[(Hidden + col)..], h3, rows[(2 * Hidden + col)..], h3,
                     c, HeadDim, Scale, o[col..], Hidden, scratch, interRow.Slice(col, HeadDim), HalfGate);
             }
+        }
+    }
+}
+
+/// <summary>
+/// Dense causal attention by the engine's own kernel over all N positions (<see cref="CausalAttention.Run(ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, int, int, float, Span{float}, int, Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float})"/>
+/// with T = N, per head): not part of the memory sweep (its scratch is O(N·(D + 16))), only a yardstick for the tiled
+/// baseline's GFLOP/s.
+/// </summary>
+public sealed class KernelDenseAttention : AttentionMethod
+{
+    public override string Key => "dense-kernel";
+    public override string Label => "dense, engine's causal kernel at T = N";
+    public override bool UsesChunks => false;
+    public override long PlannedBytes(long n, long c) => 4L * CausalAttention.ScratchFloats((int)n, HeadDim);
+    public override double Work(long n, long c) => TiledAttention.CausalFlops(n);
+
+    public override void Run(float[] qkv, int n, int c, float[] output)
+    {
+        var scratch = new float[CausalAttention.ScratchFloats(n, HeadDim)];
+        for (int head = 0; head < Heads; head++)
+        {
+            int col = head * HeadDim;
+            CausalAttention.Run(qkv.AsSpan(col), 3 * Hidden, qkv.AsSpan(Hidden + col), 3 * Hidden, qkv.AsSpan(2 * Hidden + col), 3 * Hidden,
+                n, HeadDim, Scale, output.AsSpan(col), Hidden, scratch, default, default);
         }
     }
 }

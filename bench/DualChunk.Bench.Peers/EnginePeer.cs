@@ -7,6 +7,8 @@ public sealed class EnginePeer(int threads) : IPeer
 {
     public string Name => "DualChunk.NET";
 
+    public string Key => "dualchunk";
+
     public int Threads => threads;
 
     public string? Unavailable => null;

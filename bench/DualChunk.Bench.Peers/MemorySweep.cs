@@ -61,31 +61,15 @@ public static class MemorySweep
 
     private static SweepPoint RunChild(AttentionMethod method, int n, int c, long planned)
     {
-        var (file, prefix) = SelfCommand();
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         // Fully optimised code from the first call: the child times one forward, with no tier-0 warm-up to hide.
-        psi.Environment["DOTNET_TieredCompilation"] = "0";
-        foreach (string a in prefix) psi.ArgumentList.Add(a);
-        foreach (string a in new[] { "--point", method.Key, n.ToString(CultureInfo.InvariantCulture), c.ToString(CultureInfo.InvariantCulture) })
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start the child process");
-        var stderr = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        string line = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.StartsWith("POINT ", StringComparison.Ordinal)) ?? "";
-        if (p.ExitCode != 0 || line.Length == 0)
-            return new SweepPoint(method.Key, n, c, planned, null, null, null, $"failed (exit {p.ExitCode}): {stderr.Result.Split('\n').FirstOrDefault()}");
+        var child = ChildProcess.Run(["--point", method.Key, n.ToString(CultureInfo.InvariantCulture), c.ToString(CultureInfo.InvariantCulture)],
+            new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0" }, TimeSpan.FromHours(1));
+        string? line = child.Line("POINT ");
+        if (child.ExitCode != 0 || line is null)
+            return new SweepPoint(method.Key, n, c, planned, null, null, null, $"failed ({child.Failure})");
         var f = line.Split(' ');
-        return new SweepPoint(method.Key, n, c, planned, long.Parse(f[1], CultureInfo.InvariantCulture), long.Parse(f[2], CultureInfo.InvariantCulture),
-            double.Parse(f[3], CultureInfo.InvariantCulture), "ok");
-    }
-
-    /// <summary>How to start this program again: the apphost, or `dotnet this.dll`.</summary>
-    private static (string File, string[] Prefix) SelfCommand()
-    {
-        string process = Environment.ProcessPath ?? "dotnet";
-        string dll = typeof(MemorySweep).Assembly.Location;
-        return Path.GetFileNameWithoutExtension(process).Equals("dotnet", StringComparison.OrdinalIgnoreCase) ? (process, [dll]) : (process, []);
+        return new SweepPoint(method.Key, n, c, planned, long.Parse(f[0], CultureInfo.InvariantCulture), long.Parse(f[1], CultureInfo.InvariantCulture),
+            double.Parse(f[2], CultureInfo.InvariantCulture), "ok");
     }
 
     /// <summary>The child: one method at one point; prints "POINT peakBytes allocatedBytes seconds".</summary>

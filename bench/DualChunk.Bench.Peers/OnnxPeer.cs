@@ -13,6 +13,8 @@ public sealed class OnnxPeer(int threads) : IPeer
 {
     public string Name => "ONNX Runtime 1.31.1";
 
+    public string Key => "onnx";
+
     public int Threads => threads;
 
     public string? Unavailable => null;

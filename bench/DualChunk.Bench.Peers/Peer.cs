@@ -40,6 +40,9 @@ public interface IPeer
 {
     string Name { get; }
 
+    /// <summary>The name on the command line of a child run (<c>--engine KEY</c>).</summary>
+    string Key { get; }
+
     int Threads { get; }
 
     /// <summary>Null when the peer can run; otherwise the reason it cannot (shown in the table).</summary>

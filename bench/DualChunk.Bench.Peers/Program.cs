@@ -3,11 +3,22 @@ using DualChunk.Bench.Peers;
 
 // dotnet run -c Release --project bench/DualChunk.Bench.Peers -- [--short | --full] [--peers-only | --memory-only] [--configs a,b,...]
 //   --bdn [BenchmarkDotNet args] the peers comparison under BenchmarkDotNet (PeersBenchmarks), docs untouched
+//   --gflops                   only the attention GFLOP/s table's measurements, printed (no docs)
 //   --selftest                 checks the harness (baselines agree, peers match the engine on tiny models), no timing
+//   --rounds K, --budget S, --sweep-cap S, --max-n N  rounds per engine (A B A B), timing budget per child, sweep time cap per point, sweep's largest N
 //   --point METHOD N C         (internal) one memory-sweep point in this fresh process
+//   --engine KEY --threads T --config NAME [--reference F | --write-reference F]  (internal) one engine's timing, one JSON line
 if (args.Length >= 4 && args[0] == "--point")
     return MemorySweep.RunPoint(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
         args.Contains("--full") ? BenchMode.Full.SweepRepeatSeconds : BenchMode.Quick.SweepRepeatSeconds);
+if (args.Length >= 2 && args[0] == "--engine")
+    return PeersBench.RunEngine(args[1], int.Parse(BenchMode.Value(args, "--threads") ?? "1", CultureInfo.InvariantCulture),
+        BenchMode.Value(args, "--config") ?? "a", BenchMode.FromArgs(args), BenchMode.Value(args, "--reference"), BenchMode.Value(args, "--write-reference"));
+if (args.Contains("--gflops"))
+{
+    Gflops.Run(BenchMode.FromArgs(args), Console.Out);
+    return 0;
+}
 if (args.Contains("--selftest"))
     return SelfTest.Run(Console.Out);
 if (args.Length > 0 && args[0] == "--bdn")
@@ -19,7 +30,7 @@ if (args.Length > 0 && args[0] == "--bdn")
     return 0;
 }
 
-var mode = args.Contains("--full") ? BenchMode.Full : BenchMode.Quick;
+var mode = BenchMode.FromArgs(args);
 string command = "dotnet run -c Release --project bench/DualChunk.Bench.Peers -- " + string.Join(' ', args);
 string root = Docs.RepoRoot();
 string docs = Path.Combine(root, "docs"), md = Path.Combine(docs, "benchmarks.md");
@@ -34,7 +45,8 @@ var configs = configsAt >= 0 && configsAt + 1 < args.Length
 
 if (!args.Contains("--memory-only"))
 {
-    // Every engine on 1 thread and on 2 (ORT IntraOpNumThreads, torch.set_num_threads, our MaxDegreeOfParallelism).
+    // Every engine on 1 thread and on 2 (ORT IntraOpNumThreads, torch.set_num_threads, our MaxDegreeOfParallelism),
+    // each timed in a child process of its own, in this order every round.
     var peers = new IPeer[] { new EnginePeer(1), new OnnxPeer(1), new TorchPeer(1), new EnginePeer(2), new OnnxPeer(2), new TorchPeer(2) };
     var rows = PeersBench.Run(configs, peers, mode, Console.Out);
     Docs.WriteSection(md, "peers", Report.PeersMarkdown(rows, Report.Provenance(command, mode) + Explain.Peers), "## Peers, side by side");
@@ -42,9 +54,11 @@ if (!args.Contains("--memory-only"))
 }
 if (!args.Contains("--peers-only"))
 {
+    var gflops = Gflops.Run(mode, Console.Out);
     var points = MemorySweep.Run(mode, Console.Out);
     Report.Plots(points, docs);
-    Docs.WriteSection(md, "memory", Report.MemoryMarkdown(points, Report.Provenance(command, mode) + Explain.Memory), "## Attention memory against dense attention");
+    Docs.WriteSection(md, "memory", Report.MemoryMarkdown(points, Report.Provenance(command, mode) + Explain.Memory) + Report.GflopsMarkdown(gflops),
+        "## Attention memory against dense attention");
     Console.WriteLine("wrote the memory section and docs/bench-*.png");
 }
 return 0;

@@ -14,8 +14,9 @@ public static class Report
     {
         ArgumentNullException.ThrowIfNull(rows);
         var sb = new StringBuilder(header);
-        sb.AppendLine("| config | engine | threads | status | first call (ms) | median (ms) | p90 (ms) | managed B/call | median vs DualChunk.NET (same threads) | max\\|Δ\\| / max\\|ours\\| |");
-        sb.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| config | engine | threads | status | first call (ms) | median (ms) | median per round (ms) | p90 (ms) | managed B/call | " +
+            "process CPU / wall | OS threads | median vs DualChunk.NET (same threads) | max\\|Δ\\| / max\\|ours\\| |");
+        sb.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var group in rows.GroupBy(r => r.Config))
         {
             foreach (var r in group)
@@ -23,9 +24,11 @@ public static class Report
                 // Each row against DualChunk.NET on the same thread count.
                 var ours = group.FirstOrDefault(o => o.Peer == "DualChunk.NET" && o.Threads == r.Threads && o.Timed);
                 string ratio = r.Timing is { } t && ours?.Timing is { } o ? (t.MedianMs / o.MedianMs).ToString("F2", Inv) + "×" : "—";
+                string perRound = string.Join(" / ", r.Rounds.Where(x => x.Timing is not null).Select(x => Format.Ms(x.Timing!.MedianMs)));
                 sb.AppendLine(Inv, $"| {r.Config} | {r.Peer} | {r.Threads} | {r.Status} | {(double.IsNaN(r.FirstCallMs) ? "—" : Format.Ms(r.FirstCallMs))} | " +
-                    $"{(r.Timing is { } a ? Format.Ms(a.MedianMs) : "—")} | {(r.Timing is { } b ? Format.Ms(b.P90Ms) : "—")} | " +
-                    $"{(r.Timing is { } c ? c.AllocatedBytesPerCall.ToString("N0", Inv) : "—")} | {ratio} | " +
+                    $"{(r.Timing is { } a ? Format.Ms(a.MedianMs) : "—")} | {(perRound.Length > 0 ? perRound : "—")} | {(r.Timing is { } b ? Format.Ms(b.P90Ms) : "—")} | " +
+                    $"{(r.Timing is { } c ? c.AllocatedBytesPerCall.ToString("N0", Inv) : "—")} | {(r.Timing is { } d ? d.CpuPerWall.ToString("F2", Inv) : "—")} | " +
+                    $"{(r.Rounds.Max(x => x.OsThreads) is > 0 and var n ? n.ToString(Inv) : "—")} | {ratio} | " +
                     $"{(double.IsNaN(r.MaxAbsDiff) ? "—" : (r.MaxAbsDiff / r.MaxAbsOurs).ToString("G2", Inv))} |");
             }
         }
@@ -80,6 +83,23 @@ public static class Report
             AppendTable(sb, points, c);
         }
         sb.AppendLine("</details>");
+        sb.AppendLine();
+        return sb.ToString();
+    }
+
+    public static string GflopsMarkdown(IReadOnlyList<GflopsRow> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var sb = new StringBuilder();
+        sb.AppendLine("**Attention GFLOP/s, one thread** (B = 1, NH = 8, D = 32; FLOPs = causal QKᵀ and P·V, 2·D per unmasked pair: " +
+            "N(N+1)/2 pairs per head for the dense methods, whatever they compute; N/C·C(C+1)/2 intra + NC(NC+1)/2 inter pairs for DCA; " +
+            "median of repeated forwards, wall and this thread's CPU time from /proc/thread-self/schedstat):");
+        sb.AppendLine();
+        sb.AppendLine("| N | method | GFLOP counted | median (wall) | GFLOP/s (wall) | median (CPU) | GFLOP/s (CPU) | calls |");
+        sb.AppendLine("|---:|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows)
+            sb.AppendLine(Inv, $"| {r.N:N0} | {r.Label} | {r.Flops / 1e9:F3} | {Format.Seconds(r.MedianSeconds)} | {r.GflopsWall:F1} | " +
+                $"{Format.Seconds(r.CpuSeconds)} | {r.GflopsCpu:F1} | {r.Calls} |");
         sb.AppendLine();
         return sb.ToString();
     }

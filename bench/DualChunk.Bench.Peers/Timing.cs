@@ -2,13 +2,20 @@ using System.Diagnostics;
 
 namespace DualChunk.Bench.Peers;
 
-/// <summary>Median, p90 and managed bytes per call from a sorted sample of single-call times.</summary>
-public sealed record TimingResult(double MedianMs, double P90Ms, double MinMs, int Samples, double AllocatedBytesPerCall);
+/// <summary>
+/// Median, p90 and managed bytes per call from a sorted sample of single-call times; and over the timed loop, its wall
+/// time and the CPU time of the whole process (every thread, spinning ones included).
+/// </summary>
+public sealed record TimingResult(double MedianMs, double P90Ms, double MinMs, int Samples, double AllocatedBytesPerCall,
+    double LoopWallSeconds = double.NaN, double LoopProcessCpuSeconds = double.NaN)
+{
+    /// <summary>Cores the process kept busy while timed: process CPU time / wall time of the loop.</summary>
+    public double CpuPerWall => LoopProcessCpuSeconds / LoopWallSeconds;
+}
 
 /// <summary>
-/// The custom timing loop the harness uses (not BenchmarkDotNet: one process must run every peer,
-/// check its output first and write the docs, and BDN's per-benchmark child processes would
-/// re-load the native peers and the weights each time). Warm-up (at least one call after the timed first call), then many single calls, each
+/// The custom timing loop the harness uses in each engine's child process (not BenchmarkDotNet: the child checks
+/// its output first and reports one JSON line the parent turns into the docs). Warm-up (at least one call after the timed first call), then many single calls, each
 /// timed with <see cref="Stopwatch"/>; median and p90 from the sorted sample. Managed bytes per
 /// call come from <see cref="GC.GetTotalAllocatedBytes(bool)"/> over the whole sample (all
 /// threads, so a multi-threaded engine is counted too); native allocations are not managed bytes.
@@ -30,6 +37,7 @@ public static class Timing
         GC.Collect();
 
         var samples = new List<double>(Math.Min(maxSamples, 100_000));
+        TimeSpan cpuBefore = ProcessCpu();
         long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var total = Stopwatch.StartNew();
         while (samples.Count < minSamples || (total.Elapsed.TotalSeconds < budgetSeconds && samples.Count < maxSamples))
@@ -39,8 +47,15 @@ public static class Timing
             samples.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
         }
         long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        double wall = total.Elapsed.TotalSeconds, cpu = (ProcessCpu() - cpuBefore).TotalSeconds;
         samples.Sort();
-        return new TimingResult(Percentile(samples, 0.5), Percentile(samples, 0.9), samples[0], samples.Count, (double)allocated / samples.Count);
+        return new TimingResult(Percentile(samples, 0.5), Percentile(samples, 0.9), samples[0], samples.Count, (double)allocated / samples.Count, wall, cpu);
+    }
+
+    private static TimeSpan ProcessCpu()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.TotalProcessorTime;
     }
 
     /// <summary>Nearest-rank percentile of a sorted sample.</summary>

@@ -15,6 +15,8 @@ public sealed class TorchPeer(int threads) : IPeer
 
     public string Name => "TorchSharp 0.107.0";
 
+    public string Key => "torch";
+
     public int Threads => threads;
 
     public string? Unavailable => LoadError.Value;
