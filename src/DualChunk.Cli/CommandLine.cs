@@ -109,7 +109,7 @@ internal static class CommandLine
             Flag("--stream", "time one stream Append at length --seq N (the stream already holds N - C positions)"),
         };
         Bind(run, o => RunCommand(o, stdout, notices));
-        Bind(stream, o => StreamCommand(o, stdout, notices));
+        Bind(stream, o => RunCommand(o, stdout, notices, stream: true));
         Bind(convert, o => ConvertCommand(o, stdout, notices));
         Bind(inspect, o => InspectCommand(o, stdout));
         Bind(bench, o => BenchCommandLine(o, stdout, notices));
@@ -188,7 +188,8 @@ internal static class CommandLine
         return row[b.Length];
     }
 
-    private static void RunCommand(Options o, TextWriter stdout, List<string> notices)
+    /// <summary><c>run</c>, or <c>stream</c> (the same options; the input fed one chunk at a time, every chunk's output written).</summary>
+    private static void RunCommand(Options o, TextWriter stdout, List<string> notices, bool stream = false)
     {
         string modelPath = o.Required("--model");
         string inputPath = o.Required("--input");
@@ -199,29 +200,13 @@ internal static class CommandLine
 
         using var model = LoadModel(modelPath, o.ChunkSize, threads, notices);
         var (input, batch, seqLen) = ReadInput(inputPath, model);
-        var output = model.Run(input, batch, seqLen, mode);
-        int[] outShape = mode == OutputMode.All ? [batch, seqLen, model.Config.HiddenSize] : [batch, model.Config.HiddenSize];
+        model.Config.ValidateSequenceLength(seqLen); // run's error for a partial chunk, and stream's: whole chunks only
+        var (output, outShape) = stream ? StreamFeed.Run(model, input, batch, seqLen, mode)
+            : (model.Run(input, batch, seqLen, mode), mode == OutputMode.All ? new[] { batch, seqLen, model.Config.HiddenSize } : [batch, model.Config.HiddenSize]);
         Npy.Write(outputPath, output, outShape);
+        string how = stream ? string.Create(CultureInfo.InvariantCulture, $"{mode}, {seqLen / model.Config.ChunkSize} chunks streamed") : mode.ToString();
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {outputPath}: float32 [{string.Join(", ", outShape)}] ({mode}; model {model.Config}; input [{batch}, {seqLen}, {model.Config.EmbedDim}])"));
-    }
-
-    private static void StreamCommand(Options o, TextWriter stdout, List<string> notices)
-    {
-        string modelPath = o.Required("--model");
-        string inputPath = o.Required("--input");
-        string outputPath = o.Required("--output");
-        var mode = ParseMode(o.Get("--output-mode") ?? "last");
-        int threads = Threads(o);
-        o.RejectUnknown();
-
-        using var model = LoadModel(modelPath, o.ChunkSize, threads, notices);
-        var (input, batch, seqLen) = ReadInput(inputPath, model);
-        model.Config.ValidateSequenceLength(seqLen); // the same error as run's: a stream takes whole chunks only
-        var (output, outShape) = StreamFeed.Run(model, input, batch, seqLen, mode);
-        Npy.Write(outputPath, output, outShape);
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {outputPath}: float32 [{string.Join(", ", outShape)}] ({mode}, {seqLen / model.Config.ChunkSize} chunks streamed; model {model.Config}; input [{batch}, {seqLen}, {model.Config.EmbedDim}])"));
+            $"wrote {outputPath}: float32 [{string.Join(", ", outShape)}] ({how}; model {model.Config}; input [{batch}, {seqLen}, {model.Config.EmbedDim}])"));
     }
 
     /// <summary>An input .npy of [B, N, E] or [N, E] for <paramref name="model"/>.</summary>

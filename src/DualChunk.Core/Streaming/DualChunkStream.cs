@@ -147,7 +147,10 @@ public sealed partial class DualChunkStream : IDisposable
         }
     }
 
-    /// <summary>Releases the state and the workspace; later calls throw <see cref="ObjectDisposedException"/>. Idempotent.</summary>
+    /// <summary>
+    /// Ends the stream: later calls throw <see cref="ObjectDisposedException"/>. It holds no threads, handles or native
+    /// memory (its arrays go with the object). Idempotent.
+    /// </summary>
     public void Dispose() => _disposed = true;
 
     // What AppendCore needs (internal to the assembly).
