@@ -18,7 +18,7 @@ internal static class CommandLine
 {
     public const int DefaultChunkSize = 64;
 
-    private static readonly string[] CommandNames = ["run", "stream", "convert", "inspect", "bench"];
+    private static readonly string[] CommandNames = ["run", "convert", "inspect", "bench", "stream"];
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
