@@ -3,7 +3,8 @@
 #   1. BenchmarkDotNet EndToEndBenchmarks a–d (MemoryDiagnoser, 1 thread, in-process);
 #   2. `dualchunk bench` a–d on 1 and 2 threads, alternating 1 2 1 2 over rounds;
 #   3. the peers harness: DualChunk.NET vs ONNX Runtime vs libtorch on 1 and 2 threads, each engine in its own process;
-#   4. the attention GFLOP/s table and the memory sweep against dense attention (and docs/bench-*.png).
+#   4. the attention GFLOP/s table and the memory sweep against dense attention (and docs/bench-*.png);
+#   5. streaming: one Append vs Run on the prefix, N = 64 … 65,536 (bench/stream-sweep.sh).
 # Usage: bench/results.sh [--quick] [--note TEXT]
 #   --quick      smoke test (≲ 3 min on 2 cores): short BenchmarkDotNet job, few calls, one peers config, sweep to N = 2,048
 #   --note TEXT  a line in bold at the top of the page (e.g. "measured on a loaded machine")
@@ -89,6 +90,10 @@ for round in $(seq 1 $rounds); do
   done
 done
 
+stream_rounds=3
+[ $quick = 1 ] && stream_rounds=1
+printf '%s\n' "bench/stream-sweep.sh $stream_rounds   # for N = 64 … 65,536: dualchunk bench --random-model 287,256,8,4 --chunk-size 64 --batch 1 --seq N [--stream] --threads 1" >>"$commands"
+
 # --- 3 and 4. The peers harness appends its generated sections to the page written below.
 peer_args=(--peers-only --full --configs a,b,c,d --rounds 2 --budget 5)
 memory_args=(--memory-only --full --sweep-cap 60)
@@ -170,6 +175,22 @@ echo "== peers harness" >&2
 dotnet "$peers" "${peer_args[@]}" >"$work/peers.log" 2>&1 || { tail -40 "$work/peers.log"; exit 1; }
 echo "== attention GFLOP/s and memory sweep" >&2
 dotnet "$peers" "${memory_args[@]}" >"$work/memory.log" 2>&1 || { tail -40 "$work/memory.log"; exit 1; }
+
+# --- 5. Streaming (issue 13): one Append at stream length N vs Run on the prefix, state bytes vs the formula.
+echo "== streaming sweep" >&2
+{
+  echo
+  echo "## Streaming: one Append vs Run on the prefix"
+  echo
+  echo "\`DualChunkStream.Append\` at stream length N (the stream already holds N − C positions) next to \`Run\` on the whole"
+  echo "prefix of N positions: E=287 H=256 NH=8 L=4 C=64, B = 1, 1 thread, last_timestep, \`DOTNET_TieredCompilation=0\`."
+  echo "State bytes are \`DualChunkStream.StateBytes\` against the formula L·(N / C)·2H·4 + 2H·8; the must-hold line compares"
+  echo "N = 16,384 with N = 128, alternated in one run."
+  echo
+  OUT="$work/stream.jsonl" bench/stream-sweep.sh "$stream_rounds" | sed '/^CPU ms per call/,$ { /^CPU ms per call/ s/^/```\n/ }'
+  echo '```'
+} >"$work/stream.md" 2>"$work/stream.log" || { tail -40 "$work/stream.log"; exit 1; }
+cat "$work/stream.md" >>"$page"
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 sed -i "s/^| load average at start | \(.*\) |$/| load average | at start \1, at the end $load_end (1, 5, 15 min) |/" "$page"

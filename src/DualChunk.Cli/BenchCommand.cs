@@ -33,14 +33,23 @@ internal static class BenchCommand
     /// calls and a 100 ms quiet period, so a handful of calls would time tier-0 code), timing until at least 30 calls and 2 s.
     /// </summary>
     public static void Run(DualChunkModel model, int batch, int seqLen, OutputMode mode, int? warmupCalls, int? iterationCalls,
-        bool warmUpApi, double loadMs, int models, TextWriter o)
+        bool warmUpApi, double loadMs, int models, TextWriter o, bool stream = false)
     {
-        long inputFloats = (long)batch * seqLen * model.Config.EmbedDim;
+        long inputFloats = (long)batch * (stream ? model.Config.ChunkSize : seqLen) * model.Config.EmbedDim;
         if (inputFloats > Array.MaxLength)
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                 $"--batch {batch} × --seq {seqLen} × embed_dim {model.Config.EmbedDim} is {inputFloats} input floats, more than one array can hold ({Array.MaxLength}); use a smaller --batch or --seq."));
         var input = RandomWeights.Input((int)inputFloats, seed: 12345);
-        var output = new float[model.OutputLength(batch, seqLen, mode)];
+        using var streamState = stream ? StreamAt(model, batch, seqLen, mode, input) : null;
+        var output = new float[streamState?.OutputLength(mode) ?? model.OutputLength(batch, seqLen, mode)];
+        // One timed call: Run on [B, N], or one Append with N − C positions already in the stream (rewound after).
+        Action call = streamState is { } s
+            ? () =>
+            {
+                s.Append(input, output, mode);
+                s.Rewind(seqLen / model.Config.ChunkSize - 1);
+            }
+            : () => model.Run(input, batch, seqLen, output, mode);
         var rssAfterLoad = ResidentMemory.Read();
 
         double warmUpMs = 0;
@@ -51,7 +60,7 @@ internal static class BenchCommand
             warmUpMs = Stopwatch.GetElapsedTime(w0).TotalMilliseconds;
         }
         long f0 = Stopwatch.GetTimestamp();
-        model.Run(input, batch, seqLen, output, mode);
+        call();
         double firstCallMs = Stopwatch.GetElapsedTime(f0).TotalMilliseconds;
 
         int warmup = 0;
@@ -59,7 +68,7 @@ internal static class BenchCommand
         while (warmupCalls is { } w ? warmup < w
                : warmup < MaxTimedCalls && (warmup < 50 || Stopwatch.GetElapsedTime(warm0).TotalSeconds < 1.5))
         {
-            model.Run(input, batch, seqLen, output, mode);
+            call();
             warmup++;
         }
 
@@ -76,7 +85,7 @@ internal static class BenchCommand
                : iterations < timed.Length && (iterations < 30 || Stopwatch.GetElapsedTime(run0).TotalSeconds < 2))
         {
             long t0 = Stopwatch.GetTimestamp();
-            model.Run(input, batch, seqLen, output, mode);
+            call();
             timed[iterations++] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - threadBefore + (model.HelperAllocatedBytes - helpersBefore);
@@ -88,7 +97,7 @@ internal static class BenchCommand
         var rssAfterRun = ResidentMemory.Read();
         Array.Sort(samples);
         double median = Percentile(samples, 0.5), p90 = Percentile(samples, 0.9);
-        double gflop = NominalGflop(model.Config, batch, seqLen);
+        double gflop = stream ? StreamGflop(model.Config, batch, seqLen) : NominalGflop(model.Config, batch, seqLen);
         var buffer = new ArrayBufferWriter<byte>(2048);
         using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
@@ -121,9 +130,37 @@ internal static class BenchCommand
             json.WriteNumber("first_call_ms", Math.Round(firstCallMs, 3));
             rssAfterLoad.WriteJson(json, "rss_after_load");
             rssAfterRun.WriteJson(json, "rss_after_run");
+            json.WriteBoolean("stream", stream);
+            if (streamState is { } st)
+            {
+                json.WriteNumber("stream_state_bytes", st.StateBytes);
+                json.WriteNumber("stream_state_bytes_formula", DualChunkStream.StateBytesFor(model.Config, batch, seqLen));
+                json.WriteNumber("stream_workspace_bytes", st.WorkspaceBytes);
+            }
             json.WriteEndObject();
         }
         o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
+    }
+
+    /// <summary>
+    /// Nominal FLOPs of one Append at stream length N: the dense layers and intra-chunk attention of B·C rows, and the
+    /// inter-chunk attention of one query summary over N / C chunks per sequence and layer.
+    /// </summary>
+    public static double StreamGflop(ModelConfig c, int batch, int seqLen)
+    {
+        double chunkDense = NominalGflop(c, batch, c.ChunkSize) - 4.0 * batch * c.HiddenSize * c.NumLayers / 1e9; // minus NC = 1's inter term
+        return chunkDense + 4.0 * batch * (seqLen / c.ChunkSize) * c.HiddenSize * c.NumLayers / 1e9;
+    }
+
+    /// <summary>A stream of <paramref name="batch"/> sequences holding N − C positions of random input, capacity N.</summary>
+    private static DualChunkStream StreamAt(DualChunkModel model, int batch, int seqLen, OutputMode mode, float[] chunk)
+    {
+        var stream = model.CreateStream(batch, seqLen);
+        var fill = mode == OutputMode.LastTimestep ? OutputMode.LastTimestep : OutputMode.All; // All keeps the mean readable
+        var output = new float[stream.OutputLength(fill)];
+        for (int k = 0; k < seqLen / model.Config.ChunkSize - 1; k++)
+            stream.Append(chunk, output, fill);
+        return stream;
     }
 
     public static string ModeName(OutputMode mode) => mode switch

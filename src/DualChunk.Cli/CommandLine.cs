@@ -18,7 +18,7 @@ internal static class CommandLine
 {
     public const int DefaultChunkSize = 64;
 
-    private static readonly string[] CommandNames = ["run", "convert", "inspect", "bench"];
+    private static readonly string[] CommandNames = ["run", "convert", "inspect", "bench", "stream"];
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
@@ -72,6 +72,15 @@ internal static class CommandLine
             outputMode(),
             threads(),
         };
+        var stream = new Command("stream", "Feeds a .npy input through a stream one chunk at a time (each chunk costs one chunk, whatever the length) and writes every chunk's output.")
+        {
+            Value("--model", "file", "weights: Edifice .safetensors or .dcw", required: true),
+            chunkSize(),
+            Value("--input", "x.npy", "float32 or float64 .npy of shape [B, N, E], or [N, E] meaning B = 1; N a multiple of C", required: true),
+            Value("--output", "y.npy", "where to write the float32 output: [B, N, H] for all, else [B, N / C, H] (one row per chunk)", required: true),
+            Value("--output-mode", "last|all|mean", "per chunk: its last position (default), its positions, or the mean over every position so far"),
+            threads(),
+        };
         var convert = new Command("convert", "Converts an Edifice safetensors checkpoint to .dcw, which stores the chunk size.")
         {
             new Argument<string>("in.safetensors") { Description = "the checkpoint to convert" },
@@ -97,14 +106,16 @@ internal static class CommandLine
             Flag("--warm-up-api", "call DualChunkModel.WarmUp before the first call"),
             Value("--models", "K", "load K copies of the model (memory of several loaded models)"),
             Flag("--json", "accepted for scripts; the output is always one JSON line"),
+            Flag("--stream", "time one stream Append at length --seq N (the stream already holds N - C positions)"),
         };
         Bind(run, o => RunCommand(o, stdout, notices));
+        Bind(stream, o => RunCommand(o, stdout, notices, stream: true));
         Bind(convert, o => ConvertCommand(o, stdout, notices));
         Bind(inspect, o => InspectCommand(o, stdout));
         Bind(bench, o => BenchCommandLine(o, stdout, notices));
         var root = new RootCommand("dualchunk: run, convert, inspect and benchmark Edifice Dual Chunk Attention models on the CPU.")
         {
-            run, convert, inspect, bench,
+            run, stream, convert, inspect, bench,
         };
         root.Directives.Clear();
         // System.CommandLine prints the entry assembly's version, which is the test host's under a test runner.
@@ -177,7 +188,8 @@ internal static class CommandLine
         return row[b.Length];
     }
 
-    private static void RunCommand(Options o, TextWriter stdout, List<string> notices)
+    /// <summary><c>run</c>, or <c>stream</c> (the same options; the input fed one chunk at a time, every chunk's output written).</summary>
+    private static void RunCommand(Options o, TextWriter stdout, List<string> notices, bool stream = false)
     {
         string modelPath = o.Required("--model");
         string inputPath = o.Required("--input");
@@ -187,6 +199,19 @@ internal static class CommandLine
         o.RejectUnknown();
 
         using var model = LoadModel(modelPath, o.ChunkSize, threads, notices);
+        var (input, batch, seqLen) = ReadInput(inputPath, model);
+        model.Config.ValidateSequenceLength(seqLen); // run's error for a partial chunk, and stream's: whole chunks only
+        var (output, outShape) = stream ? StreamFeed.Run(model, input, batch, seqLen, mode)
+            : (model.Run(input, batch, seqLen, mode), mode == OutputMode.All ? new[] { batch, seqLen, model.Config.HiddenSize } : [batch, model.Config.HiddenSize]);
+        Npy.Write(outputPath, output, outShape);
+        string how = stream ? string.Create(CultureInfo.InvariantCulture, $"{mode}, {seqLen / model.Config.ChunkSize} chunks streamed") : mode.ToString();
+        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"wrote {outputPath}: float32 [{string.Join(", ", outShape)}] ({how}; model {model.Config}; input [{batch}, {seqLen}, {model.Config.EmbedDim}])"));
+    }
+
+    /// <summary>An input .npy of [B, N, E] or [N, E] for <paramref name="model"/>.</summary>
+    private static (float[] Input, int Batch, int SeqLen) ReadInput(string inputPath, DualChunkModel model)
+    {
         var (input, shape) = Npy.Read(inputPath);
         int e = model.Config.EmbedDim;
         int batch, seqLen;
@@ -199,12 +224,7 @@ internal static class CommandLine
         }
         if (batch == 0 || seqLen == 0)
             throw new ArgumentException($"{inputPath}: input shape ({string.Join(", ", shape)}) is empty; it needs at least one batch row and {model.Config.ChunkSize} positions.");
-
-        var output = model.Run(input, batch, seqLen, mode);
-        int[] outShape = mode == OutputMode.All ? [batch, seqLen, model.Config.HiddenSize] : [batch, model.Config.HiddenSize];
-        Npy.Write(outputPath, output, outShape);
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"wrote {outputPath}: float32 [{string.Join(", ", outShape)}] ({mode}; model {model.Config}; input [{batch}, {seqLen}, {e}])"));
+        return (input, batch, seqLen);
     }
 
     private static void ConvertCommand(Options o, TextWriter stdout, List<string> notices)
@@ -241,6 +261,7 @@ internal static class CommandLine
         int? iterations = o.PositiveInt("--iterations");
         int copies = o.PositiveInt("--models") ?? 1;
         bool warmUpApi = o.Get("--warm-up-api") is not null;
+        bool stream = o.Get("--stream") is not null;
         _ = o.Get("--json"); // the output is always one JSON line; the flag is accepted for the contract
         o.RejectUnknown();
         if (BuildInfo.Shortfall is { } shortfall) notices.Add($"note: {shortfall}");
@@ -258,7 +279,7 @@ internal static class CommandLine
         {
             var model = models[0];
             model.Config.ValidateSequenceLength(seqLen);
-            BenchCommand.Run(model, batch, seqLen, mode, warmup, iterations, warmUpApi, firstLoadMs, copies, stdout);
+            BenchCommand.Run(model, batch, seqLen, mode, warmup, iterations, warmUpApi, firstLoadMs, copies, stdout, stream);
         }
         finally
         {

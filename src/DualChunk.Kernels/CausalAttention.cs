@@ -25,7 +25,10 @@ namespace DualChunk.Kernels;
 /// last one), so no load reads past a row. The 1/(sum + 1e-8) factor and the optional blend are applied to the register
 /// tile, fused into the store. The scratch regions start on a 64-byte boundary, so no vector access splits a cache
 /// line.</para>
-/// <para>A row's arithmetic depends only on its block and group, which depend only on its index and T: a
+/// <para>A row's result does not depend on T beyond it (keys past the row get exactly 0 weight, and every score is the
+/// same chain of FMAs whichever loop computes it), so row i of a call over T keys equals row i of a call over i + 1 keys
+/// bitwise: a stream appending chunk summaries one at a time gets the rows of a whole-sequence call.
+/// A row's arithmetic depends only on its block and group, which depend only on its index and T: a
 /// <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are neither read from q nor
 /// stored: their lanes are zero), so its rows equal a full call's bitwise. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
 /// <para>Assumes real scores (rowmax &gt; −1e9 + 104): then every masked exp is exactly 0 in float32, as in Edifice.</para>
@@ -399,19 +402,26 @@ public static class CausalAttention
             max = Put<TOps, TV>(a6, j + 6, i0, ninf, max, ref pt);
             max = Put<TOps, TV>(a7, j + 7, i0, ninf, max, ref pt);
         }
-        // Fewer than eight keys left (the last block, or W = 4): one key at a time, two chains over e (even, odd).
+        // Fewer than eight keys left (the last block): one key at a time, with the eight-key loop's chains over e (on
+        // AVX-512 even and odd e summed before an odd d's last e, else one chain), so a score does not depend on
+        // which loop computed it, i.e. on T: a row's result is the same in a call of any T > row (streaming needs it).
         for (; j < n; j++)
         {
             TV a0 = TOps.Zero, a1 = a0;
             ref float kr = ref Unsafe.Add(ref k, (nint)j * kStride);
             int e = 0;
-            for (; e + 2 <= d; e += 2)
+            if (TOps.Count == 16)
             {
-                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
-                a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e + 1)), TOps.Load(ref qc, (nuint)((nint)(e + 1) * tp)), a1);
+                for (; e + 2 <= d; e += 2)
+                {
+                    a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
+                    a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e + 1)), TOps.Load(ref qc, (nuint)((nint)(e + 1) * tp)), a1);
+                }
+                a0 = TOps.Add(a0, a1);
             }
-            if (e < d) a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
-            max = Put<TOps, TV>(TOps.Add(a0, a1), j, i0, ninf, max, ref pt);
+            for (; e < d; e++)
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
+            max = Put<TOps, TV>(a0, j, i0, ninf, max, ref pt);
         }
         return max;
     }

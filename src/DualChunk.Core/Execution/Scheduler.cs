@@ -196,6 +196,9 @@ internal sealed unsafe class Scheduler
         block.FeedForward(new Split(this), x, normed, rows);
     }
 
+    /// <summary>Items 0..<paramref name="items"/>−1 of work the caller owns (a stream's inter-chunk attention).</summary>
+    public void Run(IParallelWork work, int items) => Dispatch(work, items);
+
     /// <summary>Rows per item of a row-wise op: up to 4 items per worker.</summary>
     private int PerItem(int rows)
     {

@@ -48,11 +48,21 @@ internal readonly struct DualChunkBlock
     public void Summaries<TExec>(TExec ex, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
         Span<float> inter, int batch, int seqLen, bool lastChunkOnly) where TExec : struct, IExecutor
     {
-        int h = H, rows = batch * seqLen, chunkRows = rows / Inter.ChunkSize;
+        ChunkSummaries(ex, x, normed, chunkMeans, summaries, batch * seqLen);
+        ex.InterAttention(Inter, summaries, batch, seqLen, inter, lastChunkOnly);       // inter     [B·NC, H]
+    }
+
+    /// <summary>
+    /// The first part of <see cref="Summaries"/>, without the attention: normed = LN(x) and q̄|k̄|v̄ of every chunk of
+    /// <paramref name="rows"/> rows (whole chunks). A stream runs it on its new chunk alone.
+    /// </summary>
+    public void ChunkSummaries<TExec>(TExec ex, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries, int rows)
+        where TExec : struct, IExecutor
+    {
+        int h = H, chunkRows = rows / Inter.ChunkSize;
         ex.LayerNorm(AttnNorm, x, rows, normed);                                        // normed    [B·N, H]
         ex.ChunkMeans(Inter, normed, chunkRows, chunkMeans);                            // h̄         [B·NC, H]
         ex.Dense(Qkv, chunkMeans, chunkRows, h, summaries, 3 * h, 0, 3 * h);            // q̄|k̄|v̄     [B·NC, 3H]
-        ex.InterAttention(Inter, summaries, batch, seqLen, inter, lastChunkOnly);       // inter     [B·NC, H]
     }
 
     /// <summary>

@@ -46,8 +46,7 @@ internal sealed class ForwardPass
     public int Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct)
     {
         var ex = new Split(ws.Scheduler);
-        var workers = ws.Workers;
-        int e = _config.EmbedDim, h = _config.HiddenSize, c = _config.ChunkSize, rows = batch * seqLen, chunkRows = rows / c, nc = seqLen / c;
+        int e = _config.EmbedDim, h = _config.HiddenSize, c = _config.ChunkSize, rows = batch * seqLen, chunkRows = rows / c;
         Span<float> x = ws.X[..(rows * h)];                                  // [B·N, H]   residual stream
         Span<float> normed = ws.Normed[..(rows * h)];                        // [B·N, H]   layer-norm output
         Span<float> chunkMeans = ws.ChunkMeans[..(chunkRows * h)];           // [B·NC, H]  chunk means of normed
@@ -87,25 +86,40 @@ internal sealed class ForwardPass
             {
                 ref readonly var block = ref _blocks[^1];
                 block.Summaries(ex, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: true);
-                Span<float> qkv = workers.GroupQkv(0)[..(c * 3 * h)];        // [C, 3H] the last chunk of one sequence
-                Span<float> attn = workers.GroupAttn(0)[..(c * h)];          // [C, H]  its attention (row C-1 written)
-                Span<float> lastAttn = ws.LastAttn[..(batch * h)];           // [B, H]  attention at position N-1
-                Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at position N-1
-                for (int b = 0; b < batch; b++)
-                {
-                    int chunkRow = b * seqLen + seqLen - c;                  // first row of b's last chunk
-                    block.Attention(ex, normed.Slice(chunkRow * h, c * h), c, qkv, inter.Slice((b * nc + nc - 1) * h, h), attn, lastRowOnly: true);
-                    attn.Slice((c - 1) * h, h).CopyTo(lastAttn.Slice(b * h, h));
-                    x.Slice((chunkRow + c - 1) * h, h).CopyTo(last.Slice(b * h, h));
-                }
-                block.OutputProjection(ex, lastAttn, batch, last);
-                ex.FeedForward(block, last, ws.LastNormed[..(batch * h)], batch);
-                if (locate && !AllFinite(last)) return _blocks.Length;
-                ex.LayerNorm(_finalNorm, last, batch, output);
+                if (!LastTimestep(ex, ws, x, normed, inter, batch, seqLen, output, locate)) return _blocks.Length;
                 break;
             }
         }
         return locate && !AllFinite(output) ? _blocks.Length + 1 : -1;
+    }
+
+    /// <summary>
+    /// The last block after its summaries, for position N−1 of each sequence only, then the final norm into
+    /// <paramref name="output"/> [B, H]: attention of the last chunk's last row (its inter row is the last of each
+    /// sequence's NC rows in <paramref name="inter"/>), output projection, FFN. False when <paramref name="locate"/>
+    /// finds the block's output not finite (nothing is written to the output then).
+    /// </summary>
+    internal bool LastTimestep(Split ex, Workspace ws, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int batch, int seqLen, Span<float> output, bool locate)
+    {
+        int h = _config.HiddenSize, c = _config.ChunkSize, nc = seqLen / c;
+        ref readonly var block = ref _blocks[^1];
+        var workers = ws.Workers;
+        Span<float> qkv = workers.GroupQkv(0)[..(c * 3 * h)];                // [C, 3H] the last chunk of one sequence
+        Span<float> attn = workers.GroupAttn(0)[..(c * h)];                  // [C, H]  its attention (row C-1 written)
+        Span<float> lastAttn = ws.LastAttn[..(batch * h)];                   // [B, H]  attention at position N-1
+        Span<float> last = ws.Last[..(batch * h)];                           // [B, H]  residual at position N-1
+        for (int b = 0; b < batch; b++)
+        {
+            int chunkRow = b * seqLen + seqLen - c;                          // first row of b's last chunk
+            block.Attention(ex, normed.Slice(chunkRow * h, c * h), c, qkv, inter.Slice((b * nc + nc - 1) * h, h), attn, lastRowOnly: true);
+            attn.Slice((c - 1) * h, h).CopyTo(lastAttn.Slice(b * h, h));
+            x.Slice((chunkRow + c - 1) * h, h).CopyTo(last.Slice(b * h, h));
+        }
+        block.OutputProjection(ex, lastAttn, batch, last);
+        ex.FeedForward(block, last, ws.LastNormed[..(batch * h)], batch);
+        if (locate && !AllFinite(last)) return false;
+        ex.LayerNorm(_finalNorm, last, batch, output);
+        return true;
     }
 
     private static bool AllFinite(ReadOnlySpan<float> values) => NonFinite.IndexOf(values) < 0;

@@ -100,6 +100,27 @@ internal readonly struct InterChunkAttention(ModelConfig config)
         CausalAttention.Run(s[col..], h3, s[(_h + col)..], h3, s[(2 * _h + col)..], h3,
             chunks, _d, _scale, o[col..], _h, scratch, default, default, lastChunkOnly ? chunks - 1 : 0);
     }
+
+    /// <summary>Floats of scratch <see cref="ApplyLastChunk"/> needs over up to <paramref name="chunks"/> chunks.</summary>
+    public int LastChunkScratchFloats(int chunks) => CausalAttention.ScratchFloats(chunks, _d) + 2 * chunks * _d;
+
+    /// <summary>
+    /// One (batch element, head) item of a stream: the last row of <see cref="ApplyHead"/> with lastChunkOnly, i.e. the
+    /// attention of chunk <c>chunks − 1</c>'s query summary <paramref name="q"/> [H] over the key and value summaries
+    /// <paramref name="kv"/> of chunks 0..chunks−1 (row i at i·<paramref name="kvStride"/>: k̄ [H] | v̄ [H]), into
+    /// <paramref name="inter"/> [H] (this head's D columns). The kernel's row does not depend on later chunks, so this
+    /// is bitwise the row a whole-sequence pass computes.
+    /// </summary>
+    public void ApplyLastChunk(ReadOnlySpan<float> q, ReadOnlySpan<float> kv, int kvStride, int chunks, Span<float> inter, Span<float> scratch, int head)
+    {
+        int col = head * _d, last = chunks - 1, attention = CausalAttention.ScratchFloats(chunks, _d);
+        var qRows = scratch.Slice(attention, chunks * _d);                    // [chunks, D]: only row chunks−1 is read
+        var outRows = scratch.Slice(attention + chunks * _d, chunks * _d);    // [chunks, D]: only row chunks−1 is written
+        q.Slice(col, _d).CopyTo(qRows[(last * _d)..]);
+        CausalAttention.Run(qRows, _d, kv[col..], kvStride, kv[(_h + col)..], kvStride,
+            chunks, _d, _scale, outRows, _d, scratch[..attention], default, default, last);
+        outRows.Slice(last * _d, _d).CopyTo(inter.Slice(col, _d));
+    }
 }
 
 /// <summary>

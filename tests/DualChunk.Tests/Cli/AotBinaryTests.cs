@@ -69,11 +69,15 @@ public sealed class AotBinaryTests
 
     [TestCaseSource(nameof(Cases))]
     public void OutputIsBitwiseEqualToTheJitBuild(string name, string mode)
+        => AssertSameBytesAsJit("run", name, mode);
+
+    /// <summary><paramref name="command"/> (run or stream) on a golden case writes the same bytes from the binary and the JIT build.</summary>
+    private void AssertSameBytesAsJit(string command, string name, string mode)
     {
         var golden = GoldenCase.Load(name);
         string input = Path.Combine(_dir, "x.npy"), jit = Path.Combine(_dir, "jit.npy"), aot = Path.Combine(_dir, "aot.npy");
         Npy.Write(input, golden.Input, [golden.Batch, golden.SeqLen, golden.EmbedDim]);
-        string[] args = ["run", "--model", golden.ModelPath, "--chunk-size", golden.ChunkSize.ToString(), "--input", input, "--output-mode", mode, "--output"];
+        string[] args = [command, "--model", golden.ModelPath, "--chunk-size", golden.ChunkSize.ToString(), "--input", input, "--output-mode", mode, "--output"];
         var stdout = new StringWriter();
         var stderr = new StringWriter();
         Assert.That(CommandLine.Run([.. args, jit], stdout, stderr), Is.EqualTo(0), stderr.ToString());
@@ -81,6 +85,12 @@ public sealed class AotBinaryTests
         Assert.That(r.Code, Is.EqualTo(0), r.Err);
         Assert.That(File.ReadAllBytes(aot), Is.EqualTo(File.ReadAllBytes(jit)));
     }
+
+    [TestCase("tiny", "all")]
+    [TestCase("proj_multi", "mean")]
+    [TestCase("long", "last")]
+    public void StreamOutputIsBitwiseEqualToTheJitBuild(string name, string mode)
+        => AssertSameBytesAsJit("stream", name, mode);
 
     [Test]
     public void TheSampleModelMatchesEdifice()

@@ -53,6 +53,80 @@ public sealed class CliTests
         }
     }
 
+    [TestCase("tiny", "last")]
+    [TestCase("proj_multi", "all")]
+    [TestCase("long", "mean")]
+    public void StreamWritesEveryChunksOutputAsRunOnThePrefix(string name, string mode)
+    {
+        // Row k of [B, N/C, H] (last, mean) is run's output on the first k + 1 chunks; all is run's [B, N, H] bitwise.
+        var golden = GoldenCase.Load(name);
+        int b = golden.Batch, n = golden.SeqLen, c = golden.ChunkSize, e = golden.EmbedDim, h = golden.HiddenSize;
+        string input = Path.Combine(_dir, "x.npy"), output = Path.Combine(_dir, "y.npy");
+        Npy.Write(input, golden.Input, [b, n, e]);
+        var r = Cli("stream", "--model", golden.ModelPath, "--chunk-size", c.ToString(), "--input", input, "--output", output, "--output-mode", mode, "--threads", "2");
+        Assert.That(r.Code, Is.EqualTo(0), r.Err);
+        Assert.That(r.Out, Does.Contain($"{n / c} chunks streamed"));
+        var (y, shape) = Npy.Read(output);
+        using var model = DualChunkModel.Load(golden.ModelPath, c);
+        var outputMode = mode == "all" ? OutputMode.All : mode == "mean" ? OutputMode.MeanPool : OutputMode.LastTimestep;
+        if (mode == "all")
+        {
+            Assert.That(shape, Is.EqualTo(new[] { b, n, h }));
+            Assert.That(y, Is.EqualTo(model.Run(golden.Input, b, n, OutputMode.All)));
+            return;
+        }
+        Assert.That(shape, Is.EqualTo(new[] { b, n / c, h }));
+        for (int k = 0; k < n / c; k++)
+        {
+            int len = (k + 1) * c;
+            var prefix = new float[b * len * e];
+            for (int s = 0; s < b; s++) golden.Input.AsSpan(s * n * e, len * e).CopyTo(prefix.AsSpan(s * len * e));
+            var expected = model.Run(prefix, b, len, outputMode);
+            for (int s = 0; s < b; s++)
+                Assert.That(y.AsSpan((s * (n / c) + k) * h, h).ToArray(), Is.EqualTo(expected.AsSpan(s * h, h).ToArray()), $"sequence {s} chunk {k}");
+        }
+    }
+
+    [Test]
+    public void StreamRefusesPartialChunksLikeRun()
+    {
+        var golden = GoldenCase.Load("tiny");
+        int c = golden.ChunkSize, e = golden.EmbedDim;
+        string input = Path.Combine(_dir, "x.npy"), output = Path.Combine(_dir, "y.npy");
+        Npy.Write(input, new float[(c + 1) * e], [1, c + 1, e]);
+        var r = Cli("stream", "--model", golden.ModelPath, "--chunk-size", c.ToString(), "--input", input, "--output", output);
+        var run = Cli("run", "--model", golden.ModelPath, "--chunk-size", c.ToString(), "--input", input, "--output", output);
+        Assert.That(r.Code, Is.EqualTo(1));
+        Assert.That(r.Code, Is.EqualTo(run.Code), "the same exit code as run");
+        Assert.That(r.Err.TrimEnd().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(r.Err, Does.Contain($"not a multiple of the chunk size {c}").And.EqualTo(run.Err));
+        Assert.That(File.Exists(output), Is.False);
+        var bad = Cli("stream", "--model", golden.ModelPath, "--input", input, "--output", output, "--output-mode", "first");
+        Assert.That(bad.Code, Is.EqualTo(2), bad.Err);
+        var help = Cli("--help");
+        Assert.That(help.Out, Does.Contain("stream"));
+    }
+
+    [Test]
+    public void BenchStreamTimesOneAppendAtTheGivenLength()
+    {
+        var r = Cli("bench", "--random-model", "20,32,4,2", "--chunk-size", "8", "--batch", "2", "--seq", "64", "--stream", "--warmup", "2", "--iterations", "3", "--output-mode", "mean");
+        Assert.That(r.Code, Is.EqualTo(0), r.Err);
+        using var json = System.Text.Json.JsonDocument.Parse(r.Out);
+        var root = json.RootElement;
+        Assert.That(root.GetProperty("stream").GetBoolean(), Is.True);
+        Assert.That(root.GetProperty("seq_len").GetInt32(), Is.EqualTo(64));
+        Assert.That(root.GetProperty("iterations").GetInt32(), Is.EqualTo(3));
+        Assert.That(root.GetProperty("median_ms").GetDouble(), Is.GreaterThan(0));
+        Assert.That(root.GetProperty("stream_state_bytes").GetInt64(), Is.EqualTo(root.GetProperty("stream_state_bytes_formula").GetInt64()));
+        Assert.That(root.GetProperty("stream_state_bytes").GetInt64(), Is.EqualTo(2L * 2 * 8 * 2 * 32 * 4 + 2 * 2 * 32 * 8));
+        Assert.That(root.GetProperty("allocated_bytes_per_call").GetInt64(), Is.Zero);
+        var plain = Cli("bench", "--random-model", "20,32,4,2", "--chunk-size", "8", "--batch", "2", "--seq", "64", "--warmup", "1", "--iterations", "1");
+        Assert.That(plain.Code, Is.EqualTo(0), plain.Err);
+        var names = System.Text.Json.JsonDocument.Parse(plain.Out).RootElement.EnumerateObject().Select(p => p.Name);
+        Assert.That(root.EnumerateObject().Select(p => p.Name), Is.SupersetOf(names), "the same JSON fields as bench");
+    }
+
     [Test]
     public void SafetensorsWithoutChunkSizeDefaultsTo64AndSaysSo()
     {

@@ -79,8 +79,8 @@ public sealed partial class CommandLineParserTests
         AssertUsageError(["run", "--modle", "m.safetensors", "--input", "x.npy", "--output", "y.npy"], "unknown option --modle", "did you mean --model?");
         AssertUsageError(["bench", "--random-model", "20,32,4,1", "--batch", "1", "--seq", "16", "--iteratons", "3"], "--iteratons", "did you mean --iterations?");
         AssertUsageError(["inspect", "m.dcw", "--chunksize=4"], "unknown option --chunksize", "did you mean --chunk-size?");
-        AssertUsageError(["bnech"], "unknown command 'bnech'", "did you mean bench?", "run, convert, inspect and bench");
-        AssertUsageError(["frobnicate"], "unknown command 'frobnicate'", "run, convert, inspect and bench");
+        AssertUsageError(["bnech"], "unknown command 'bnech'", "did you mean bench?", "run, convert, inspect, bench and stream");
+        AssertUsageError(["frobnicate"], "unknown command 'frobnicate'", "run, convert, inspect, bench and stream");
         var far = Cli("run", "--zzzzzzzzzz", "1");
         Assert.That(far.Err, Does.Not.Contain("did you mean"), "no suggestion when nothing is close");
     }

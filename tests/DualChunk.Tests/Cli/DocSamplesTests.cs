@@ -3,14 +3,14 @@ using System.Text.RegularExpressions;
 namespace DualChunk.Tests.Cli;
 
 /// <summary>
-/// The C# samples in README.md and docs/api.md are the code of samples/DocSamples, which DualChunk.sln builds:
+/// The C# samples in README.md and docs/api.md (three: Embedder.cs, Scorer.cs, the ASP.NET Core sample) are the code of samples/DocSamples, which DualChunk.sln builds:
 /// every csharp block must appear verbatim in one of its files, so a sample that stops compiling breaks the build.
 /// </summary>
 [TestFixture]
 public sealed partial class DocSamplesTests
 {
     [TestCase("README.md", 1)]
-    [TestCase("docs/api.md", 2)]
+    [TestCase("docs/api.md", 3)]
     public void EveryCSharpBlockIsInTheCompiledSamples(string document, int expectedBlocks)
     {
         string root = Path.GetFullPath(Path.Combine(Loading.NpyTests.SamplesTiny, "..", ".."));

@@ -207,4 +207,28 @@ public class AttentionTests
         Assert.That(() => CausalAttention.Run(new float[24], 8, new float[24], 8, new float[24], 8, 3, 8, 1f, new float[24], 8,
             new float[CausalAttention.ScratchFloats(3, 8)], [], [], 3), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
+
+    [Test]
+    public void CausalAttention_row_does_not_depend_on_later_keys([ValueSource(nameof(Isas))] KernelIsa isa)
+    {
+        // A stream computes row i of the inter-chunk attention over i + 1 chunk summaries, a whole-sequence call over
+        // T > i + 1: row i must be bitwise the same (later keys get exactly 0 weight; every score is one FMA chain
+        // whichever loop of the kernel computes it). Every row of every T up to 41 and several head widths.
+        var rng = new Random(78);
+        foreach (int d in new[] { 1, 3, 8, 17, 32, 48 })
+        {
+            const int tMax = 41;
+            int ld = 3 * d + 2;
+            float[] qkv = KernelTestSupport.RandomNonZero(rng, tMax * ld, 2f);
+            var scratch = new float[CausalAttention.ScratchFloats(tMax, d)];
+            var full = new float[tMax * d];
+            CausalAttention.Run(qkv, ld, qkv.AsSpan(d), ld, qkv.AsSpan(2 * d), ld, tMax, d, 0.3f, full, d, scratch, [], [], isa);
+            for (int t = 1; t <= tMax; t++)
+            {
+                var prefix = new float[t * d];
+                CausalAttention.Run(qkv, ld, qkv.AsSpan(d), ld, qkv.AsSpan(2 * d), ld, t, d, 0.3f, prefix, d, scratch, [], [], t - 1, isa);
+                Assert.That(prefix.AsSpan((t - 1) * d).ToArray(), Is.EqualTo(full.AsSpan((t - 1) * d, d).ToArray()), $"d {d}: row {t - 1} over {t} keys vs {tMax}");
+            }
+        }
+    }
 }

@@ -12,6 +12,8 @@ namespace DualChunk.Tests.Model;
 /// single bit unnoticed. The expected XxHash64 of each output's bytes was produced by commit b017315 (main before
 /// the issue 14 restructuring) on the Vector256 and portable paths; there is no Vector512 machine to pin that path,
 /// so it is skipped there (its bits are covered by the thread-count and golden tests).
+/// Re-pinned once on purpose by the streaming change (issue 13): CausalAttention's fewer-than-eight-keys loop now uses
+/// the eight-key loop's FMA chain, so a row no longer depends on T; shapes whose attention has such a tail moved.
 /// </summary>
 /// <remarks>
 /// Each case runs on 1 thread, and on 2 threads with every split forced (so the helper thread computes items of
@@ -36,19 +38,19 @@ public sealed class BitwisePinTests
     {
         [KernelIsa.Vector256] =
         [
-            ["aa59aa25bcded5d3", "d7a320a9e8f6399a", "6617957450a9a68a"],
-            ["4bc2bce1d25248dc", "ca94754042afa622", "af0e1568d2f29048"],
+            ["0e7e54d67f5dd208", "d5eb6748f05531da", "ebd31db30dd497ef"],
+            ["963f0d1ca3f65e95", "9c674c4d94280615", "ba460933febd3911"],
             ["910fe8df08bdba5f", "294a307c0ccef3b2", "ce02b0f19aa824a7"],
-            ["4439cea3665ef99c", "9fbb6bdbd1dcda65", "83d782540b7d75ff"],
-            ["8926a6140d704df2", "b20ac43204b05f63", "41e607517effc830"],
+            ["c7524715251a6caf", "06d462cb241860b6", "d191113c65e040a0"],
+            ["c09afc95a5fe8943", "709949f24b0dd99a", "fed116b2b2716946"],
         ],
         [KernelIsa.Portable] =
         [
-            ["02d99dcd0e2dcda5", "b3f7493410f93f86", "8d2a2d6afd66ed3e"],
-            ["04636e4a3111cd18", "5e47a07eb7bb23c6", "92252d8dad9e976f"],
-            ["3b557ddc29c62339", "ede4ed38b40731d4", "aa84e67a151a656b"],
-            ["e929a6c20ec6291b", "629191290efe990c", "99aae6f65c90e7e5"],
-            ["eb08213b94eef42d", "04e5c6cec103ebde", "73618de7d13a610d"],
+            ["c2ad7aedfa56ebb4", "ea2c3dab156d38f5", "ef38357693871192"],
+            ["420bd35b257d7ec1", "064a832e8396bb3d", "0231ae4ca1e431fc"],
+            ["ee63f4a19074807b", "4f61b5249cdf0d6e", "35f5d4c07aeeaf97"],
+            ["e929a6c20ec6291b", "ed94debac1ec4116", "b317229c1cdd9f7b"],
+            ["61ec624f30849895", "7890f5c0959b3da1", "6d72522026f87a78"],
         ],
     };
 

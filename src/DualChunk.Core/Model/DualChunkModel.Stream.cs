@@ -1,0 +1,113 @@
+using System.Globalization;
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
+using DualChunk.Kernels;
+
+namespace DualChunk.Core;
+
+// The streaming entry (DualChunkStream holds the rest): creation, and one append run like a call of Run.
+public sealed unsafe partial class DualChunkModel
+{
+    /// <summary>Default room of a new stream, in chunks, when no capacity is given.</summary>
+    private const int DefaultStreamChunks = 64;
+
+    private ulong _fingerprint; // of the biases, norms and gates, for stream snapshots; 0 until first needed
+
+    /// <summary>
+    /// A stream of <paramref name="batch"/> sequences that grow one chunk at a time (<see cref="DualChunkStream.Append"/>),
+    /// with state for <paramref name="capacity"/> positions (a multiple of C; default 64·C, capped by MaxSeqLen) allocated
+    /// now. Past the capacity an append doubles it (it allocates); <see cref="DualChunkStream.EnsureCapacity"/> reserves more.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="batch"/> is not positive or over MaxBatch, <paramref name="capacity"/> over MaxSeqLen, or the state would not fit one array.</exception>
+    /// <exception cref="ArgumentException"><paramref name="capacity"/> is not a multiple of C.</exception>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    public DualChunkStream CreateStream(int batch = 1, int? capacity = null)
+    {
+        int c = Config.ChunkSize;
+        int positions = capacity ?? (int)Math.Min((long)DefaultStreamChunks * c, (long)(_maxSeqLen ?? int.MaxValue) / c * c);
+        CheckLimits(batch, Math.Max(positions, c));
+        Enter();
+        try
+        {
+            var plan = new WorkspacePlan(Config, (long)batch * c, c, batch, MaxDegreeOfParallelism);
+            return new DualChunkStream(this, new Workspace(Config, _pool.Checked(plan, batch, c)), batch, Math.Max(positions / c, 1));
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    /// <summary>MaxSeqLen of the options (streams stop there).</summary>
+    internal int? MaxSeqLenLimit => _maxSeqLen;
+
+    /// <summary>
+    /// XxHash64 of every bias, layer-norm parameter and gate (cheap, computed once): a stream snapshot names the model
+    /// it was taken from, so restoring it into another model of the same dimensions is refused.
+    /// </summary>
+    internal ulong Fingerprint
+    {
+        get
+        {
+            if (_fingerprint != 0) return _fingerprint;
+            var hash = new XxHash64();
+            if (_forward.InputProjection is { } input) hash.Append(MemoryMarshal.AsBytes(input.Bias.Span));
+            for (int l = 0; l < Config.NumLayers; l++)
+            {
+                ref readonly var b = ref _forward.Block(l);
+                foreach (var span in (ReadOnlySpan<ReadOnlyMemory<float>>)[b.AttnNorm.Gamma, b.AttnNorm.Beta, b.Qkv.Bias, b.Gate.Sigmoid, b.AttnOut.Bias,
+                             b.FfnNorm.Gamma, b.FfnNorm.Beta, b.FfnUp.Bias, b.FfnDown.Bias])
+                    hash.Append(MemoryMarshal.AsBytes(span.Span));
+            }
+            hash.Append(MemoryMarshal.AsBytes(_forward.FinalNorm.Gamma.Span));
+            hash.Append(MemoryMarshal.AsBytes(_forward.FinalNorm.Beta.Span));
+            return _fingerprint = hash.GetCurrentHashAsUInt64() | 1; // never 0
+        }
+    }
+
+    /// <summary>
+    /// One append of <paramref name="stream"/> (shapes checked by the stream): the input checked finite, the model's
+    /// worker group taken as by Run, the caller's buffers pinned, <see cref="StreamPass"/> run; on a non-finite output
+    /// it runs again locating the stage and throws. True when the stream's work sums were updated (All, MeanPool).
+    /// </summary>
+    internal bool AppendCore(DualChunkStream stream, ReadOnlySpan<float> chunk, Span<float> output, OutputMode mode, CancellationToken ct)
+    {
+        Enter();
+        try
+        {
+            int bad = NonFinite.IndexOf(chunk);
+            if (bad >= 0)
+            {
+                int e = Config.EmbedDim, c = Config.ChunkSize;
+                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                    $"Chunk holds {chunk[bad]} at [batch {bad / e / c}, position {bad / e % c}, feature {bad % e}]; the model needs finite values (replace NaN/∞ before appending)."), nameof(chunk));
+            }
+            ct.ThrowIfCancellationRequested();
+            var workspace = stream.Workspace;
+            var group = _workers is not null && workspace.WorkerCount > 1 && _workers.TryAcquire() ? _workers : null;
+            workspace.Scheduler.Begin(group, workspace.WorkerCount);
+            try
+            {
+                fixed (float* pinnedInput = chunk)
+                fixed (float* pinnedOutput = output)
+                {
+                    StreamPass.Run(_forward, stream, chunk, output, mode, locate: false, ct);
+                    int nonFinite = NonFinite.IndexOf(output);
+                    if (nonFinite >= 0)
+                        throw Overflow(output, nonFinite, stream.Batch, mode == OutputMode.All ? Config.ChunkSize : 1, mode,
+                            StreamPass.Run(_forward, stream, chunk, output, mode, locate: true, ct));
+                }
+            }
+            finally
+            {
+                workspace.Scheduler.End();
+                group?.Release();
+            }
+            return mode != OutputMode.LastTimestep;
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+}
