@@ -65,6 +65,7 @@ internal static class BenchCommand
 
         // Sized before the timed loop so that nothing in it allocates but the model itself.
         var timed = new double[iterationCalls ?? MaxTimedCalls];
+        _ = model.PhaseTraceReport; // the trace (DUALCHUNK_PHASE_TRACE=1) counts the timed calls only
         var schedBefore = ThreadSchedStat.Read();
         int iterations = 0;
         // The model's own allocations: this thread's and its helper threads' (the runtime's background threads, e.g. the
@@ -126,6 +127,7 @@ internal static class BenchCommand
             json.WriteEndObject();
         }
         o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
+        if (model.PhaseTraceReport is { } trace) Console.Error.WriteLine(trace);
     }
 
     public static string ModeName(OutputMode mode) => mode switch

@@ -33,6 +33,8 @@ internal sealed class WorkerGroup : IDisposable
     private readonly long[] _allocated;        // each helper's GC.GetAllocatedBytesForCurrentThread after its last phase
     private readonly long[] _helperPhases;     // phases each helper has joined (tests: proof the helpers ran)
     private readonly bool _spin;
+    private readonly PhaseTrace? _trace = PhaseTrace.FromEnvironment();
+    private readonly long[] _helperStart, _helperEnd; // the trace's timestamps of the helpers' last share
     private IParallelWork? _work;
     private int _items, _participants, _busy, _callerAsleep;
     private int _phase;                        // generation: incremented to start a phase
@@ -51,6 +53,8 @@ internal sealed class WorkerGroup : IDisposable
         _asleep = new int[workers - 1];
         _allocated = new long[workers - 1];
         _helperPhases = new long[workers - 1];
+        _helperStart = new long[_trace is null ? 0 : workers - 1];
+        _helperEnd = new long[_helperStart.Length];
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new AutoResetEvent(false);
@@ -72,10 +76,14 @@ internal sealed class WorkerGroup : IDisposable
     /// <summary>Phases (one barrier each) run on the group in its lifetime (tests and the bench: phases per call).</summary>
     internal long PhasesRun => Volatile.Read(ref _phasesRun);
 
+    /// <summary>The phase trace's table (<see cref="PhaseTrace"/>), or null when tracing is off.</summary>
+    internal string? PhaseTraceReport => _trace?.Report();
+
     /// <summary>Claims the group for one forward pass; false when another call holds it. Wakes the helpers to spin.</summary>
     public bool TryAcquire()
     {
         if (_stopping || Interlocked.CompareExchange(ref _busy, 1, 0) != 0) return false;
+        _trace?.CallStarted();
         if (_spin)
         {
             _inCall = true;
@@ -88,6 +96,7 @@ internal sealed class WorkerGroup : IDisposable
     public void Release()
     {
         _inCall = false;
+        _trace?.CallEnded();
         Volatile.Write(ref _busy, 0);
     }
 
@@ -107,6 +116,7 @@ internal sealed class WorkerGroup : IDisposable
         _items = items;
         _participants = participants;
         _error = null;
+        long start = _trace is null ? 0 : Stopwatch.GetTimestamp(), callerDone = 0;
         Volatile.Write(ref _pending, _threads.Length);
         // The increment is a full fence: a helper that sees the new phase sees the fields above. A helper that set its
         // asleep flag before this increment is woken; one that sets it after re-reads the phase and does not block.
@@ -116,12 +126,14 @@ internal sealed class WorkerGroup : IDisposable
         try
         {
             RunShare(work, 0);
+            if (_trace is not null) callerDone = Stopwatch.GetTimestamp();
         }
         finally
         {
             WaitForHelpers(); // helpers never touch this call's buffers after the phase: wait even on failure
             _work = null;
         }
+        _trace?.Phase(work, start, callerDone, Stopwatch.GetTimestamp(), _helperStart, _helperEnd);
         if (_error is { } error)
             throw new AggregateException("A DualChunk worker thread failed.", error);
     }
@@ -169,6 +181,7 @@ internal sealed class WorkerGroup : IDisposable
             seen = Volatile.Read(ref _phase);
             if (slot < _participants)
             {
+                if (_trace is not null) _helperStart[helper] = Stopwatch.GetTimestamp();
                 try
                 {
                     RunShare(_work!, slot);
@@ -179,6 +192,7 @@ internal sealed class WorkerGroup : IDisposable
                 {
                     Interlocked.CompareExchange(ref _error, ex, null);
                 }
+                if (_trace is not null) _helperEnd[helper] = Stopwatch.GetTimestamp();
                 Volatile.Write(ref _allocated[helper], GC.GetAllocatedBytesForCurrentThread());
                 Volatile.Write(ref _helperPhases[helper], _helperPhases[helper] + 1); // only this thread writes its slot
             }

@@ -164,6 +164,9 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     /// <summary>Phases (one barrier each) the worker group has run (0 without helpers; tests and the bench: phases per call).</summary>
     internal long PhasesRun => _workers?.PhasesRun ?? 0;
 
+    /// <summary>The worker group's phase trace (DUALCHUNK_PHASE_TRACE=1), or null (the bench prints it).</summary>
+    internal string? PhaseTraceReport => _workers?.PhaseTraceReport;
+
     /// <summary>
     /// Tests only: called on the calling thread inside every Run, after the entry checks and before the call takes the
     /// worker group and starts the forward pass, so a test can block a call in flight or cancel its token from inside.
