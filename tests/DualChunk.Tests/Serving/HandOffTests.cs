@@ -76,9 +76,12 @@ public sealed class HandOffTests
     }
 
     /// <summary>
-    /// After 2-thread calls (spinning on, the default) the process uses no CPU while the model sits idle: under 50 ms
-    /// of process CPU time over a 2 s window (a helper left spinning would burn the whole 2 s). A one-off runtime
-    /// job in the window (a tier-1 compile) does not repeat, so the test passes when one of three windows is quiet.
+    /// After 2-thread calls (spinning on, the default) the process uses no CPU while the model sits idle: over a 2 s
+    /// window, under 50 ms of process CPU time apart from the runtime's tiering JIT thread (which compiles the hot
+    /// methods to tier 1 in the background for seconds after the first calls), and no measurable time (one 10 ms
+    /// clock tick at most) on the model's helper thread. A helper left spinning would burn the whole 2 s. Without
+    /// /proc (not Linux) the whole process time is held to the 50 ms. A one-off runtime job in a window does not
+    /// repeat, so the test passes when one of three windows is quiet.
     /// </summary>
     [Test]
     public void IdleModelUsesNoCpu()
@@ -88,19 +91,48 @@ public sealed class HandOffTests
         var input = RandomWeights.Input(64 * config.EmbedDim, seed: 9);
         var output = new float[model.OutputLength(1, 64, OutputMode.LastTimestep)];
         long phases = model.HelperPhasesJoined;
-        var windows = new List<double>();
+        var windows = new List<(double Process, long Jit, long Helper)>();
         using var process = Process.GetCurrentProcess();
         for (int window = 0; window < 3; window++)
         {
             for (int k = 0; k < 50; k++) model.Run(input, 1, 64, output, OutputMode.LastTimestep);
             process.Refresh();
             var cpu0 = process.TotalProcessorTime;
+            var threads0 = ThreadCpuMs();
             Thread.Sleep(TimeSpan.FromSeconds(2)); // the idle window being measured, not a synchronisation
             process.Refresh();
-            windows.Add((process.TotalProcessorTime - cpu0).TotalMilliseconds);
-            if (windows[^1] < 50) break;
+            double cpu = (process.TotalProcessorTime - cpu0).TotalMilliseconds;
+            var threads1 = ThreadCpuMs();
+            long Delta(string prefix) => threads1.Where(t => t.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(t => t.Value - threads0.GetValueOrDefault(t.Key));
+            windows.Add((cpu, Delta(".NET Tiered Com"), Delta("DualChunk worke")));
+            if (cpu - windows[^1].Jit < 50 && windows[^1].Helper <= 10) break;
         }
+        string seen = string.Join("; ", windows.Select(w => FormattableString.Invariant($"process {w.Process:F1} ms, of which tiering JIT {w.Jit} ms, helper thread {w.Helper} ms")));
         Assert.That(model.HelperPhasesJoined, Is.GreaterThan(phases), "the calls ran on the helper thread");
-        Assert.That(windows.Min(), Is.LessThan(50), $"process CPU ms in each 2 s idle window: {string.Join(", ", windows.Select(w => w.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)))}");
+        Assert.That(windows[^1].Process - windows[^1].Jit, Is.LessThan(50), $"process CPU in every 2 s idle window after 2-thread calls: {seen}");
+        Assert.That(windows[^1].Helper, Is.LessThanOrEqualTo(10), $"helper thread CPU in every 2 s idle window: {seen}");
+    }
+
+    /// <summary>CPU ms of each thread of this process (Linux /proc; empty elsewhere), for the failure report.</summary>
+    private static Dictionary<string, long> ThreadCpuMs()
+    {
+        var result = new Dictionary<string, long>();
+        if (!Directory.Exists("/proc/self/task")) return result;
+        foreach (var dir in Directory.GetDirectories("/proc/self/task"))
+        {
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                int close = stat.LastIndexOf(')');
+                var fields = stat[(close + 2)..].Split(' ');
+                string name = stat[(stat.IndexOf('(') + 1)..close] + " " + Path.GetFileName(dir); // comm: the first 15 characters
+                result[name] = (long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture)) * 10;
+            }
+            catch (IOException)
+            {
+                // the thread exited
+            }
+        }
+        return result;
     }
 }
