@@ -5,7 +5,7 @@
 #   bench/two-cores.sh [-r ROUNDS] [-b BASELINE_DUALCHUNK] [DUALCHUNK]
 #
 # DUALCHUNK defaults to a Release build of src/DualChunk.Cli (built first). With -b, a second binary (e.g. a build
-# of main) is timed at 1 thread in the same rounds, so "1 thread not slower" is checked side by side.
+# of main) is timed at 1 and 2 threads in the same rounds, so "1 thread not slower" is checked side by side.
 # The load average is printed with every round: 2-thread numbers mean little when it is above ~1.
 set -euo pipefail
 rounds=2
@@ -39,7 +39,10 @@ for ((r = 1; r <= rounds; r++)); do
     echo "round $r config $name (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     run "$name 1" "$bin" "$batch" "$seq" 1
     run "$name 2" "$bin" "$batch" "$seq" 2
-    [[ -n $baseline ]] && run "$name base" "$baseline" "$batch" "$seq" 1
+    if [[ -n $baseline ]]; then
+      run "$name base" "$baseline" "$batch" "$seq" 1
+      run "$name base2" "$baseline" "$batch" "$seq" 2
+    fi
   done
 done
 
@@ -53,8 +56,8 @@ names = {"a": "B1 N64", "b": "B1 N128", "c": "B16 N64", "d": "B1 N4096"}
 base = any(k == "base" for _, k in rows)
 print(f"E287 H256 NH8 L4 C64, last_timestep; {sys.argv[2]} alternating rounds; medians of the rounds' medians (ms); load at the end {sys.argv[3]}")
 print()
-print("| config | 1 thread | 2 threads | 2T / 1T | speed-up | phases per call (2T) | B/call |" + (" main, 1 thread | 1T / main |" if base else ""))
-print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if base else ""))
+print("| config | 1 thread | 2 threads | 2T / 1T | speed-up | phases per call (2T) | B/call |" + (" main, 1 thread | 1T / main | main, 2 threads | main speed-up |" if base else ""))
+print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|---:|" if base else ""))
 for c in "abcd":
     one = statistics.median(m for m, _, _ in rows[(c, "1")])
     two = statistics.median(m for m, _, _ in rows[(c, "2")])
@@ -63,7 +66,8 @@ for c in "abcd":
     line = f"| {c}: {names[c]} | {one:.3f} | {two:.3f} | {two / one:.3f} | {one / two:.2f}× | {phases:g} | {alloc} |"
     if base:
         b = statistics.median(m for m, _, _ in rows[(c, "base")])
-        line += f" {b:.3f} | {one / b:.3f} |"
+        b2 = statistics.median(m for m, _, _ in rows[(c, "base2")])
+        line += f" {b:.3f} | {one / b:.3f} | {b2:.3f} | {b / b2:.2f}× |"
     print(line)
 print()
 print("Every round (ms): " + "; ".join(f"{c}/{k}: " + ", ".join(f"{m:.3f}" for m, _, _ in v) for (c, k), v in sorted(rows.items())))
