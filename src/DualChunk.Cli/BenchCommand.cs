@@ -74,12 +74,13 @@ internal static class BenchCommand
 
         // Sized before the timed loop so that nothing in it allocates but the model itself.
         var timed = new double[iterationCalls ?? MaxTimedCalls];
+        _ = model.PhaseTraceReport; // the trace (DUALCHUNK_PHASE_TRACE=1) counts the timed calls only
         var schedBefore = ThreadSchedStat.Read();
         int iterations = 0;
         // The model's own allocations: this thread's and its helper threads' (the runtime's background threads, e.g. the
         // tiering JIT finishing a method mid-run, allocate too; process_allocated_bytes_per_call shows that figure).
         long threadBefore = GC.GetAllocatedBytesForCurrentThread(), helpersBefore = model.HelperAllocatedBytes;
-        long processBefore = GC.GetTotalAllocatedBytes(precise: true);
+        long processBefore = GC.GetTotalAllocatedBytes(precise: true), phasesBefore = model.PhasesRun;
         long run0 = Stopwatch.GetTimestamp();
         while (iterationCalls is { } k ? iterations < k
                : iterations < timed.Length && (iterations < 30 || Stopwatch.GetElapsedTime(run0).TotalSeconds < 2))
@@ -90,6 +91,7 @@ internal static class BenchCommand
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - threadBefore + (model.HelperAllocatedBytes - helpersBefore);
         long processAllocated = GC.GetTotalAllocatedBytes(precise: true) - processBefore;
+        double phasesPerCall = (double)(model.PhasesRun - phasesBefore) / iterations;
         var schedAfter = ThreadSchedStat.Read();
         double cpuMsPerCall = (schedAfter.RunNs - schedBefore.RunNs) / 1e6 / iterations;
         double waitMsPerCall = (schedAfter.WaitNs - schedBefore.WaitNs) / 1e6 / iterations;
@@ -112,6 +114,7 @@ internal static class BenchCommand
             json.WriteNumber("allocated_bytes_per_call", allocated / iterations);
             json.WriteNumber("process_allocated_bytes_per_call", processAllocated / iterations);
             json.WriteNumber("threads", model.MaxDegreeOfParallelism);
+            json.WriteNumber("phases_per_call", Math.Round(phasesPerCall, 2));
             json.WriteString("kernel_isa", KernelSelection.Isa.ToString());
             json.WriteString("gemm_micro_kernel", Gemm.MicroKernel);
             BuildInfo.WriteJson(json);
@@ -140,6 +143,7 @@ internal static class BenchCommand
             json.WriteEndObject();
         }
         o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
+        if (model.PhaseTraceReport is { } trace) Console.Error.WriteLine(trace);
     }
 
     /// <summary>

@@ -35,8 +35,12 @@ internal sealed unsafe class Scheduler
     private readonly IntraHeadItems _intra;
     private readonly RowGroupItems _rowGroups;
     private readonly FfnRowBlockItems _ffn;
+    private readonly SummaryItems _summaries;
+    private readonly HeadItems _heads;
+    private readonly LastTimestepItems _last;
     private readonly int _hidden, _chunkSize;
     private WorkerGroup? _group;
+    private PendingInter _pending;  // inter-chunk attention left for the next intra-chunk phase to do by head
 
     public Scheduler(WorkerBuffers buffers, ModelConfig config)
     {
@@ -50,6 +54,9 @@ internal sealed unsafe class Scheduler
         _intra = new IntraHeadItems(buffers, config);
         _rowGroups = new RowGroupItems(buffers, config);
         _ffn = new FfnRowBlockItems(buffers, config);
+        _summaries = new SummaryItems(buffers, config);
+        _heads = new HeadItems(buffers, config);
+        _last = new LastTimestepItems(buffers, config);
     }
 
     /// <summary>The per-worker buffers the items write.</summary>
@@ -77,6 +84,76 @@ internal sealed unsafe class Scheduler
         _intra.Clear();
         _rowGroups.Clear();
         _ffn.Clear();
+        _summaries.Clear();
+        _heads.Clear();
+        _last.Clear();
+        _pending = default;
+    }
+
+    /// <summary>
+    /// A block's summaries and inter-chunk attention (<see cref="DualChunkBlock.Summaries"/>) in as few phases as the
+    /// shape allows: one item per batch element (its summaries, then its inter-chunk attention) when there are enough
+    /// elements; else chunk ranges, with the inter-chunk attention left for the next intra-chunk phase to do by head
+    /// (<see cref="IntraAttention"/>) or run by the consumer that cannot (<see cref="FlushInter"/>).
+    /// </summary>
+    public void Summaries(in DualChunkBlock block, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
+        Span<float> inter, int batch, int seqLen, bool lastChunkOnly)
+    {
+        int h = _hidden, w = Workers, rows = batch * seqLen, chunkRows = rows / _chunkSize;
+        if (x.Length < (long)rows * h || normed.Length < (long)rows * h || chunkMeans.Length < (long)chunkRows * h
+            || summaries.Length < (long)chunkRows * 3 * h || inter.Length < (long)chunkRows * h)
+            throw new ArgumentException("Summary operand shorter than its shape.");
+        bool large = (long)rows * h >= MinParallelFloats;
+        if (w > 1 && large && batch >= w)
+        {
+            _summaries.Set(block, P(x), P(normed), P(chunkMeans), P(summaries), P(inter), chunkRows, seqLen / _chunkSize, seqLen, true, lastChunkOnly);
+            Dispatch(_summaries, batch);
+            return;
+        }
+        if (w > 1 && large && chunkRows >= w)
+        {
+            int perItem = (chunkRows + w - 1) / w;
+            _summaries.Set(block, P(x), P(normed), P(chunkMeans), P(summaries), P(inter), chunkRows, perItem, seqLen, false, lastChunkOnly);
+            Dispatch(_summaries, (chunkRows + perItem - 1) / perItem);
+        }
+        else
+        {
+            block.ChunkSummaries(new Split(this), x, normed, chunkMeans, summaries, 0, chunkRows);
+        }
+        if (w > 1 && block.Inter.Heads >= w)
+            _pending = new PendingInter(block.Inter, P(summaries), P(inter), batch, seqLen, lastChunkOnly);
+        else
+            InterAttention(block.Inter, summaries, batch, seqLen, inter, lastChunkOnly);
+    }
+
+    /// <summary>Runs the inter-chunk attention <see cref="Summaries"/> left pending, for a consumer that needs all of it first.</summary>
+    private void FlushInter()
+    {
+        if (_pending.Summaries == null) return;
+        var p = _pending;
+        _pending = default;
+        long chunkRows = (long)p.Batch * (p.SeqLen / _chunkSize);
+        InterAttention(p.Attention, new ReadOnlySpan<float>(p.Summaries, (int)(chunkRows * 3 * _hidden)), p.Batch, p.SeqLen,
+            new Span<float>(p.Inter, (int)(chunkRows * _hidden)), p.LastChunkOnly);
+    }
+
+    /// <summary>last_timestep after the last block's summaries (<see cref="ForwardPass.LastTimestepRows"/>): batch ranges as items when there are enough, else each operation split.</summary>
+    public void LastTimestep(ForwardPass forward, in DualChunkBlock block, ReadOnlySpan<float> x, ReadOnlySpan<float> normed, ReadOnlySpan<float> inter,
+        Span<float> lastAttn, Span<float> last, Span<float> lastNormed, Span<float> output, int batch, int seqLen)
+    {
+        int h = _hidden, w = Workers, rows = batch * seqLen;
+        if (x.Length < (long)rows * h || normed.Length < (long)rows * h || inter.Length < (long)rows / _chunkSize * h
+            || lastAttn.Length < (long)batch * h || last.Length < (long)batch * h || lastNormed.Length < (long)batch * h || output.Length < (long)batch * h)
+            throw new ArgumentException("Readout operand shorter than its shape.");
+        if (w > 1 && batch >= w)
+        {
+            FlushInter();
+            int perItem = (batch + w - 1) / w;
+            _last.Set(forward, block, P(x), P(normed), P(inter), P(lastAttn), P(last), P(lastNormed), P(output), batch, seqLen, perItem);
+            Dispatch(_last, (batch + perItem - 1) / perItem);
+            return;
+        }
+        forward.LastTimestepRows(new Split(this), block, x, normed, inter, Buffers.GroupQkv(0), Buffers.GroupAttn(0), lastAttn, last, lastNormed, output, 0, batch, seqLen);
     }
 
     /// <summary>Columns [start, start + count) of C = A · W (+ epilogue), as row × column blocks.</summary>
@@ -146,12 +223,24 @@ internal sealed unsafe class Scheduler
         Dispatch(_inter, batch * attention.Heads);
     }
 
-    /// <summary>Intra-chunk attention blended with the inter rows, one item per (chunk, head).</summary>
+    /// <summary>
+    /// Intra-chunk attention blended with the inter rows, one item per (chunk, head); or, when <see cref="Summaries"/>
+    /// left the inter-chunk attention pending, one item per head doing that head's inter-chunk attention first (the
+    /// intra part reads only the inter columns of its own head, so the two need no barrier between them).
+    /// </summary>
     public void IntraAttention(in IntraChunkAttention attention, in GateBlend gate, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly)
     {
         int c = _chunkSize, h = _hidden;
         if (qkv.Length < (long)chunks * c * 3 * h || inter.Length < (long)chunks * h || output.Length < (long)chunks * c * h)
             throw new ArgumentException("Attention operand shorter than its shape.");
+        if (_pending.Summaries != null)
+        {
+            var p = _pending;
+            _pending = default;
+            _heads.Set(p.Attention, attention, gate, p.Summaries, p.Inter, p.Batch, p.SeqLen, p.LastChunkOnly, P(qkv), P(inter), P(output), chunks, lastRowOnly);
+            Dispatch(_heads, attention.Heads);
+            return;
+        }
         _intra.Set(attention, gate, P(qkv), P(inter), P(output), chunks, lastRowOnly);
         Dispatch(_intra, chunks * attention.Heads);
     }
@@ -168,6 +257,7 @@ internal sealed unsafe class Scheduler
             throw new ArgumentException("Block operand shorter than its shape.");
         if (Workers == 1 || groups >= Workers)
         {
+            FlushInter();
             _rowGroups.Set(block, P(x), P(normed), P(inter), rows);
             Dispatch(_rowGroups, groups);
             return;
@@ -198,6 +288,14 @@ internal sealed unsafe class Scheduler
 
     /// <summary>Items 0..<paramref name="items"/>−1 of work the caller owns (a stream's inter-chunk attention).</summary>
     public void Run(IParallelWork work, int items) => Dispatch(work, items);
+    /// <summary>The arguments of an inter-chunk attention left for the next intra-chunk phase (Summaries null: none).</summary>
+    private readonly struct PendingInter(InterChunkAttention attention, float* summaries, float* inter, int batch, int seqLen, bool lastChunkOnly)
+    {
+        public readonly InterChunkAttention Attention = attention;
+        public readonly float* Summaries = summaries, Inter = inter;
+        public readonly int Batch = batch, SeqLen = seqLen;
+        public readonly bool LastChunkOnly = lastChunkOnly;
+    }
 
     /// <summary>Rows per item of a row-wise op: up to 4 items per worker.</summary>
     private int PerItem(int rows)

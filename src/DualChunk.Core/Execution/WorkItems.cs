@@ -206,3 +206,113 @@ internal sealed unsafe class FfnRowBlockItems(WorkerBuffers buffers, ModelConfig
         _block.FeedForward(new OnThisThread(buffers, worker), new Span<float>(_x + (long)r0 * _h, n * _h), new Span<float>(_normed + (long)r0 * _h, n * _h), n);
     }
 }
+
+/// <summary>
+/// A range of chunks' summaries (<see cref="DualChunkBlock.ChunkSummaries"/>); with <c>withInter</c> each range is one
+/// batch element's chunks and its inter-chunk attention follows on the same thread.
+/// </summary>
+internal sealed unsafe class SummaryItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+{
+    private readonly int _h = config.HiddenSize, _c = config.ChunkSize;
+    private DualChunkBlock _block;
+    private float* _x, _normed, _means, _summaries, _inter;
+    private int _chunkRows, _perItem, _seqLen;
+    private bool _withInter, _lastChunkOnly;
+
+    public void Set(in DualChunkBlock block, float* x, float* normed, float* means, float* summaries, float* inter,
+        int chunkRows, int perItem, int seqLen, bool withInter, bool lastChunkOnly)
+    {
+        _block = block; _x = x; _normed = normed; _means = means; _summaries = summaries; _inter = inter;
+        _chunkRows = chunkRows; _perItem = perItem; _seqLen = seqLen; _withInter = withInter; _lastChunkOnly = lastChunkOnly;
+    }
+
+    public void Clear()
+    {
+        _block = default; _x = null; _normed = null; _means = null; _summaries = null; _inter = null;
+    }
+
+    public void Execute(int item, int worker)
+    {
+        int first = item * _perItem, count = Math.Min(_perItem, _chunkRows - first), rows = _chunkRows * _c;
+        var ex = new OnThisThread(buffers, worker);
+        var summaries = new Span<float>(_summaries, _chunkRows * 3 * _h);
+        _block.ChunkSummaries(ex, new ReadOnlySpan<float>(_x, rows * _h), new Span<float>(_normed, rows * _h),
+            new Span<float>(_means, _chunkRows * _h), summaries, first, count);
+        if (_withInter)
+            ex.InterAttention(_block.Inter, summaries.Slice(first * 3 * _h, count * 3 * _h), 1, _seqLen,
+                new Span<float>(_inter + (long)first * _h, count * _h), _lastChunkOnly);
+    }
+}
+
+/// <summary>
+/// One head: its inter-chunk attention over every batch element, then its intra-chunk attention and blend over the
+/// chunks of a row group, which read only the inter columns this head wrote.
+/// </summary>
+internal sealed unsafe class HeadItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+{
+    private readonly int _h = config.HiddenSize, _c = config.ChunkSize;
+    private InterChunkAttention _interAttention;
+    private IntraChunkAttention _intraAttention;
+    private GateBlend _gate;
+    private float* _summaries, _interAll, _qkv, _inter, _output;
+    private int _batch, _seqLen, _chunks;
+    private bool _lastChunkOnly, _lastRowOnly;
+
+    public void Set(in InterChunkAttention interAttention, in IntraChunkAttention intraAttention, in GateBlend gate, float* summaries, float* interAll,
+        int batch, int seqLen, bool lastChunkOnly, float* qkv, float* inter, float* output, int chunks, bool lastRowOnly)
+    {
+        _interAttention = interAttention; _intraAttention = intraAttention; _gate = gate; _summaries = summaries; _interAll = interAll;
+        _batch = batch; _seqLen = seqLen; _lastChunkOnly = lastChunkOnly; _qkv = qkv; _inter = inter; _output = output; _chunks = chunks; _lastRowOnly = lastRowOnly;
+    }
+
+    public void Clear()
+    {
+        _gate = default; _summaries = null; _interAll = null; _qkv = null; _inter = null; _output = null;
+    }
+
+    public void Execute(int item, int worker)
+    {
+        var scratch = buffers.Scratch(worker);
+        int chunkRows = _batch * (_seqLen / _c);
+        var summaries = new ReadOnlySpan<float>(_summaries, chunkRows * 3 * _h);
+        var interAll = new Span<float>(_interAll, chunkRows * _h);
+        for (int b = 0; b < _batch; b++)
+            _interAttention.ApplyHead(summaries, _seqLen, interAll, scratch, _lastChunkOnly, b, item);
+        var qkv = new ReadOnlySpan<float>(_qkv, _chunks * _c * 3 * _h);
+        var inter = new ReadOnlySpan<float>(_inter, _chunks * _h);
+        var output = new Span<float>(_output, _chunks * _c * _h);
+        for (int chunk = 0; chunk < _chunks; chunk++)
+            _intraAttention.ApplyChunkHead(qkv, inter, _gate, output, scratch, _lastRowOnly, chunk, item);
+    }
+}
+
+/// <summary>A range of batch elements of the last_timestep readout (<see cref="ForwardPass.LastTimestepRows"/>), on one thread.</summary>
+internal sealed unsafe class LastTimestepItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+{
+    private readonly int _h = config.HiddenSize, _c = config.ChunkSize;
+    private ForwardPass? _forward;
+    private DualChunkBlock _block;
+    private float* _x, _normed, _inter, _lastAttn, _last, _lastNormed, _output;
+    private int _batch, _seqLen, _perItem;
+
+    public void Set(ForwardPass forward, in DualChunkBlock block, float* x, float* normed, float* inter, float* lastAttn, float* last,
+        float* lastNormed, float* output, int batch, int seqLen, int perItem)
+    {
+        _forward = forward; _block = block; _x = x; _normed = normed; _inter = inter; _lastAttn = lastAttn; _last = last;
+        _lastNormed = lastNormed; _output = output; _batch = batch; _seqLen = seqLen; _perItem = perItem;
+    }
+
+    public void Clear()
+    {
+        _forward = null; _block = default; _x = null; _normed = null; _inter = null; _lastAttn = null; _last = null; _lastNormed = null; _output = null;
+    }
+
+    public void Execute(int item, int worker)
+    {
+        int first = item * _perItem, count = Math.Min(_perItem, _batch - first), rows = _batch * _seqLen, bh = _batch * _h;
+        _forward!.LastTimestepRows(new OnThisThread(buffers, worker), _block, new ReadOnlySpan<float>(_x, rows * _h), new ReadOnlySpan<float>(_normed, rows * _h),
+            new ReadOnlySpan<float>(_inter, rows / _c * _h), buffers.GroupQkv(worker), buffers.GroupAttn(worker),
+            new Span<float>(_lastAttn, bh), new Span<float>(_last, bh), new Span<float>(_lastNormed, bh), new Span<float>(_output, bh),
+            first, count, _seqLen);
+    }
+}

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace DualChunk.Core;
 
 /// <summary>Work split into independent items; <see cref="Execute"/> runs one item on worker slot <c>worker</c>.</summary>
@@ -8,35 +10,51 @@ internal interface IParallelWork
 
 /// <summary>
 /// The intra-op threads of one model: <c>Workers − 1</c> dedicated background threads (the calling thread is
-/// worker 0 and does its share). Between phases every helper thread blocks on its own
-/// <see cref="AutoResetEvent"/>, a kernel wait: no spinning, no .NET thread-pool threads, no allocation per phase.
+/// worker 0 and does its share). A phase is one barrier: the caller publishes it, each slot runs its fixed share of
+/// the items (slot w takes items w, w + P, w + 2P, …), and the caller waits until every helper is done.
 /// </summary>
 /// <remarks>
-/// One forward pass at a time owns the group (<see cref="TryAcquire"/>); a concurrent call that finds it busy runs
-/// on its own thread alone, so a model never has more than <c>Workers</c> threads computing on behalf of callers
-/// beyond the callers themselves. Items are claimed dynamically (an interlocked counter), but each item is computed
-/// by the same code on the same data whoever claims it, so results do not depend on the schedule.
+/// Inside a call (between <see cref="TryAcquire"/> and <see cref="Release"/>) the helpers wait for the next phase, and
+/// the caller for a phase's end, by spinning for at most <see cref="SpinBudget"/> and then blocking on an event;
+/// between calls the helpers block at once, so an idle model burns no CPU. With spinning off every wait blocks.
+/// One forward pass at a time owns the group; a concurrent call that finds it busy runs on its own thread alone.
+/// Each item is computed by the same code on the same data whichever slot runs it, so results do not depend on the
+/// number of threads.
 /// </remarks>
 internal sealed class WorkerGroup : IDisposable
 {
+    /// <summary>How long a waiting thread spins before it blocks (about 50 µs: several phases of a small call).</summary>
+    internal static readonly long SpinBudget = Stopwatch.Frequency / 20_000;
+
     private readonly Thread[] _threads;        // helper i + 1 (slot 0 is the calling thread)
-    private readonly AutoResetEvent[] _wake;   // one per helper
+    private readonly AutoResetEvent[] _wake;   // one per helper, set only when that helper is asleep
+    private readonly int[] _asleep;            // 1 while helper i is (about to be) blocked on _wake[i]
     private readonly AutoResetEvent _finished = new(false);
     private readonly long[] _allocated;        // each helper's GC.GetAllocatedBytesForCurrentThread after its last phase
     private readonly long[] _helperPhases;     // phases each helper has joined (tests: proof the helpers ran)
+    private readonly bool _spin;
+    private readonly PhaseTrace? _trace = PhaseTrace.FromEnvironment();
+    private readonly long[] _helperStart, _helperEnd; // the trace's timestamps of the helpers' last share
     private IParallelWork? _work;
-    private int _items, _next, _pending, _busy;
-    private volatile bool _stopping;
+    private int _items, _participants, _busy, _callerAsleep;
+    private int _phase;                        // generation: incremented to start a phase
+    private int _pending;                      // helpers not yet done with the current phase
+    private long _phasesRun;                   // phases (barriers) run in the group's lifetime
+    private volatile bool _inCall, _stopping;
     private Exception? _error;
 
-    public WorkerGroup(int workers)
+    public WorkerGroup(int workers, bool allowSpinning = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(workers, 2);
         Workers = workers;
+        _spin = allowSpinning;
         _threads = new Thread[workers - 1];
         _wake = new AutoResetEvent[workers - 1];
+        _asleep = new int[workers - 1];
         _allocated = new long[workers - 1];
         _helperPhases = new long[workers - 1];
+        _helperStart = new long[_trace is null ? 0 : workers - 1];
+        _helperEnd = new long[_helperStart.Length];
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new AutoResetEvent(false);
@@ -50,35 +68,37 @@ internal sealed class WorkerGroup : IDisposable
     public int Workers { get; }
 
     /// <summary>Bytes the helper threads have allocated in their lifetime, as of their last phase (tests).</summary>
-    internal long HelperAllocatedBytes
+    internal long HelperAllocatedBytes => Sum(_allocated);
+
+    /// <summary>Phases the helper threads have joined in their lifetime, summed over the helpers (tests).</summary>
+    internal long HelperPhases => Sum(_helperPhases);
+
+    /// <summary>Phases (one barrier each) run on the group in its lifetime (tests and the bench: phases per call).</summary>
+    internal long PhasesRun => Volatile.Read(ref _phasesRun);
+
+    /// <summary>The phase trace's table (<see cref="PhaseTrace"/>), or null when tracing is off.</summary>
+    internal string? PhaseTraceReport => _trace?.Report();
+
+    /// <summary>Claims the group for one forward pass; false when another call holds it. Wakes the helpers to spin.</summary>
+    public bool TryAcquire()
     {
-        get
+        if (_stopping || Interlocked.CompareExchange(ref _busy, 1, 0) != 0) return false;
+        _trace?.CallStarted();
+        if (_spin)
         {
-            long sum = 0;
-            foreach (ref readonly long a in _allocated.AsSpan()) sum += Volatile.Read(in a);
-            return sum;
+            _inCall = true;
+            WakeSleepers(); // they spin while the caller prepares, so the first phase finds them awake
         }
+        return true;
     }
 
-    /// <summary>
-    /// Phases the helper threads have joined in their lifetime (tests). Counted per phase, not per item: the caller
-    /// may claim every item of a small phase before a helper wakes, but a helper joins every phase it is woken for.
-    /// </summary>
-    internal long HelperPhases
+    /// <summary>Gives the group back after <see cref="TryAcquire"/> returned true; spinning helpers go to sleep.</summary>
+    public void Release()
     {
-        get
-        {
-            long sum = 0;
-            foreach (ref readonly long n in _helperPhases.AsSpan()) sum += Volatile.Read(in n);
-            return sum;
-        }
+        _inCall = false;
+        _trace?.CallEnded();
+        Volatile.Write(ref _busy, 0);
     }
-
-    /// <summary>Claims the group for one forward pass; false when another call holds it.</summary>
-    public bool TryAcquire() => !_stopping && Interlocked.CompareExchange(ref _busy, 1, 0) == 0;
-
-    /// <summary>Gives the group back after <see cref="TryAcquire"/> returned true.</summary>
-    public void Release() => Volatile.Write(ref _busy, 0);
 
     /// <summary>
     /// Runs items 0..<paramref name="items"/>-1 of <paramref name="work"/> on the caller (slot 0) and helpers
@@ -86,61 +106,127 @@ internal sealed class WorkerGroup : IDisposable
     /// </summary>
     public void Run(IParallelWork work, int items, int maxWorkers)
     {
-        int helpers = Math.Min(Math.Min(_threads.Length, maxWorkers - 1), items - 1);
-        if (helpers <= 0)
+        int participants = Math.Min(Workers, maxWorkers);
+        if (participants <= 1 || items <= 1)
         {
             for (int i = 0; i < items; i++) work.Execute(i, 0);
             return;
         }
         _work = work;
         _items = items;
-        _next = 0;
+        _participants = participants;
         _error = null;
-        Volatile.Write(ref _pending, helpers);
-        for (int i = 0; i < helpers; i++) _wake[i].Set(); // Set is a full fence: the fields above are visible
+        long start = _trace is null ? 0 : Stopwatch.GetTimestamp(), callerDone = 0;
+        Volatile.Write(ref _pending, _threads.Length);
+        // The increment is a full fence: a helper that sees the new phase sees the fields above. A helper that set its
+        // asleep flag before this increment is woken; one that sets it after re-reads the phase and does not block.
+        Interlocked.Increment(ref _phase);
+        WakeSleepers();
+        Volatile.Write(ref _phasesRun, _phasesRun + 1); // only the holder writes it
         try
         {
-            Claim(work, 0);
+            RunShare(work, 0);
+            if (_trace is not null) callerDone = Stopwatch.GetTimestamp();
         }
         finally
         {
-            _finished.WaitOne(); // helpers never touch this call's buffers after the phase: wait even on failure
+            WaitForHelpers(); // helpers never touch this call's buffers after the phase: wait even on failure
             _work = null;
         }
+        _trace?.Phase(work, start, callerDone, Stopwatch.GetTimestamp(), _helperStart, _helperEnd);
         if (_error is { } error)
             throw new AggregateException("A DualChunk worker thread failed.", error);
     }
 
-    private void Claim(IParallelWork work, int slot)
+    private void RunShare(IParallelWork work, int slot)
     {
-        int item;
-        while ((item = Interlocked.Increment(ref _next) - 1) < _items)
+        for (int item = slot; item < _items; item += _participants)
             work.Execute(item, slot);
+    }
+
+    private void WakeSleepers()
+    {
+        for (int i = 0; i < _wake.Length; i++)
+            if (Volatile.Read(ref _asleep[i]) != 0) _wake[i].Set();
+    }
+
+    private void WaitForHelpers()
+    {
+        var spinner = new Spinner(_spin);
+        while (Volatile.Read(ref _pending) != 0)
+        {
+            if (spinner.Spin()) continue;
+            Interlocked.Exchange(ref _callerAsleep, 1); // a fence, paired with the helpers' decrement
+            if (Volatile.Read(ref _pending) != 0) _finished.WaitOne();
+            Volatile.Write(ref _callerAsleep, 0);
+        }
     }
 
     private void Loop(int slot)
     {
-        var wake = _wake[slot - 1];
+        int helper = slot - 1, seen = 0;
+        var wake = _wake[helper];
         while (true)
         {
-            wake.WaitOne();
+            var spinner = new Spinner(_spin);
+            while (Volatile.Read(ref _phase) == seen && !_stopping)
+            {
+                if (_inCall && spinner.Spin()) continue;
+                Interlocked.Exchange(ref _asleep[helper], 1); // a fence, paired with the caller's phase increment
+                if (Volatile.Read(ref _phase) == seen && !_stopping) wake.WaitOne();
+                Volatile.Write(ref _asleep[helper], 0);
+                spinner = new Spinner(_spin); // woken at the start of a call, or for a phase
+            }
             if (_stopping) return;
-            try
+            seen = Volatile.Read(ref _phase);
+            if (slot < _participants)
             {
-                Claim(_work!, slot);
-            }
+                if (_trace is not null) _helperStart[helper] = Stopwatch.GetTimestamp();
+                try
+                {
+                    RunShare(_work!, slot);
+                }
 #pragma warning disable CA1031 // reported to the caller, which rethrows
-            catch (Exception ex)
+                catch (Exception ex)
 #pragma warning restore CA1031
-            {
-                Interlocked.CompareExchange(ref _error, ex, null);
-                Volatile.Write(ref _next, int.MaxValue / 2); // stop claiming
+                {
+                    Interlocked.CompareExchange(ref _error, ex, null);
+                }
+                if (_trace is not null) _helperEnd[helper] = Stopwatch.GetTimestamp();
+                Volatile.Write(ref _allocated[helper], GC.GetAllocatedBytesForCurrentThread());
+                Volatile.Write(ref _helperPhases[helper], _helperPhases[helper] + 1); // only this thread writes its slot
             }
-            Volatile.Write(ref _allocated[slot - 1], GC.GetAllocatedBytesForCurrentThread());
-            Volatile.Write(ref _helperPhases[slot - 1], _helperPhases[slot - 1] + 1); // only this thread writes its slot
-            if (Interlocked.Decrement(ref _pending) == 0)
+            if (Interlocked.Decrement(ref _pending) == 0 && Volatile.Read(ref _callerAsleep) != 0)
                 _finished.Set();
         }
+    }
+
+    /// <summary>A bounded spin: <see cref="Spin"/> pauses and returns true until <see cref="SpinBudget"/> has passed.</summary>
+    private struct Spinner(bool enabled)
+    {
+        private long _deadline;
+        private int _count;
+        private bool _expired;
+
+        public bool Spin()
+        {
+            if (!enabled || _expired) return false;
+            if ((++_count & 31) == 0)
+            {
+                long now = Stopwatch.GetTimestamp();
+                if (_deadline == 0) _deadline = now + SpinBudget;
+                else if (_expired = now > _deadline) return false;
+            }
+            Thread.SpinWait(1);
+            return true;
+        }
+    }
+
+    private static long Sum(long[] values)
+    {
+        long sum = 0;
+        foreach (ref readonly long v in values.AsSpan()) sum += Volatile.Read(in v);
+        return sum;
     }
 
     /// <summary>Stops the helper threads; call only when no forward pass holds the group.</summary>

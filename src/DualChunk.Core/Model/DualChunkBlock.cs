@@ -48,21 +48,24 @@ internal readonly struct DualChunkBlock
     public void Summaries<TExec>(TExec ex, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
         Span<float> inter, int batch, int seqLen, bool lastChunkOnly) where TExec : struct, IExecutor
     {
-        ChunkSummaries(ex, x, normed, chunkMeans, summaries, batch * seqLen);
+        ChunkSummaries(ex, x, normed, chunkMeans, summaries, 0, batch * seqLen / Inter.ChunkSize);
         ex.InterAttention(Inter, summaries, batch, seqLen, inter, lastChunkOnly);       // inter     [B·NC, H]
     }
 
     /// <summary>
-    /// The first part of <see cref="Summaries"/>, without the attention: normed = LN(x) and q̄|k̄|v̄ of every chunk of
-    /// <paramref name="rows"/> rows (whole chunks). A stream runs it on its new chunk alone.
+    /// The summaries of chunks [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>) of the
+    /// B·NC chunks: the layer norm of their rows, their means, and the projection of the means. Each chunk needs only
+    /// its own rows, so any chunk range can be computed alone.
     /// </summary>
-    public void ChunkSummaries<TExec>(TExec ex, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries, int rows)
-        where TExec : struct, IExecutor
+    public void ChunkSummaries<TExec>(TExec ex, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
+        int first, int count) where TExec : struct, IExecutor
     {
-        int h = H, chunkRows = rows / Inter.ChunkSize;
-        ex.LayerNorm(AttnNorm, x, rows, normed);                                        // normed    [B·N, H]
-        ex.ChunkMeans(Inter, normed, chunkRows, chunkMeans);                            // h̄         [B·NC, H]
-        ex.Dense(Qkv, chunkMeans, chunkRows, h, summaries, 3 * h, 0, 3 * h);            // q̄|k̄|v̄     [B·NC, 3H]
+        int h = H, c = Inter.ChunkSize;
+        var n = normed.Slice(first * c * h, count * c * h);
+        var means = chunkMeans.Slice(first * h, count * h);
+        ex.LayerNorm(AttnNorm, x.Slice(first * c * h, count * c * h), count * c, n);    // normed    [rows, H]
+        ex.ChunkMeans(Inter, n, count, means);                                          // h̄         [count, H]
+        ex.Dense(Qkv, means, count, h, summaries.Slice(first * 3 * h, count * 3 * h), 3 * h, 0, 3 * h); // q̄|k̄|v̄ [count, 3H]
     }
 
     /// <summary>

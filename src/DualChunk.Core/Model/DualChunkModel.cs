@@ -42,7 +42,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
         _maxSeqLen = options.MaxSeqLen;
         _mapping = mapping;
         if (MaxDegreeOfParallelism > 1)
-            _workers = new WorkerGroup(MaxDegreeOfParallelism);
+            _workers = new WorkerGroup(MaxDegreeOfParallelism, options.AllowSpinning);
     }
 
     /// <summary>The model's dimensions, chunk size included.</summary>
@@ -85,6 +85,12 @@ public sealed unsafe partial class DualChunkModel : IDisposable
 
     /// <summary>Phases the intra-op helper threads have joined (tests: proof that a call used them).</summary>
     internal long HelperPhasesJoined => _workers?.HelperPhases ?? 0;
+
+    /// <summary>Phases (one barrier each) the worker group has run (0 without helpers; tests and the bench: phases per call).</summary>
+    internal long PhasesRun => _workers?.PhasesRun ?? 0;
+
+    /// <summary>The worker group's phase trace (DUALCHUNK_PHASE_TRACE=1), or null (the bench prints it).</summary>
+    internal string? PhaseTraceReport => _workers?.PhaseTraceReport;
 
     /// <summary>
     /// Tests only: called on the calling thread inside every Run, after the entry checks and before the call takes the

@@ -16,11 +16,26 @@ public sealed class DualChunkModelOptions
 
     /// <summary>
     /// Threads one call may use, the calling thread included (default 1: the host already runs requests in
-    /// parallel). Above 1 the model owns <c>MaxDegreeOfParallelism − 1</c> dedicated background threads that block on
-    /// an event between phases; one call at a time uses them, concurrent calls run on their own threads. Results are
-    /// bitwise identical for every value.
+    /// parallel). Above 1 the model owns <c>MaxDegreeOfParallelism − 1</c> dedicated background threads; one call at a
+    /// time uses them, concurrent calls run on their own threads. Between calls they block on an event (see
+    /// <see cref="AllowSpinning"/> for inside a call). Results are bitwise identical for every value.
     /// </summary>
     public int MaxDegreeOfParallelism { get; init; } = 1;
+
+    /// <summary>
+    /// Whether the threads of one call spin briefly (about 50 µs) while they wait for each other inside the call,
+    /// before they block (default true; it matters only when <see cref="MaxDegreeOfParallelism"/> &gt; 1). The anchor
+    /// is ONNX Runtime's <c>session.intra_op.allow_spinning</c>.
+    /// </summary>
+    /// <remarks>
+    /// A call hands work between its threads dozens of times; a spinning thread picks it up in nanoseconds, a blocked
+    /// one needs a kernel wake-up of tens of µs, which at small sizes costs more than the second thread brings. The
+    /// price is CPU time burned while waiting, at most about 50 µs per wait, taken from whatever else wants that core:
+    /// other requests, other processes. Between calls the threads always block, so an idle model uses no CPU either
+    /// way. Turn it off on an oversubscribed machine (more busy threads than cores), where a spinning thread can
+    /// delay the very thread it waits for, or when CPU time matters more than latency. Results do not depend on it.
+    /// </remarks>
+    public bool AllowSpinning { get; init; } = true;
 
     /// <summary>
     /// Memory-map a .dcw file and use its layer-norm parameters and biases in place (default false: the file is read

@@ -67,7 +67,7 @@ internal sealed class ForwardPass
         {
             ct.ThrowIfCancellationRequested();
             ref readonly var block = ref _blocks[l];
-            block.Summaries(ex, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: false);
+            ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: false);
             ws.Scheduler.RowGroups(block, x, normed, inter, rows);         // attention, out-proj, FFN per row group
             if (locate && !AllFinite(x)) return l + 1;
         }
@@ -85,8 +85,10 @@ internal sealed class ForwardPass
             default:                                                         // output [B, H]: position N-1
             {
                 ref readonly var block = ref _blocks[^1];
-                block.Summaries(ex, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: true);
-                if (!LastTimestep(ex, ws, x, normed, inter, batch, seqLen, output, locate)) return _blocks.Length;
+                ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: true);
+                Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at position N-1
+                ws.Scheduler.LastTimestep(this, block, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, seqLen);
+                if (locate && !AllFinite(last)) return _blocks.Length;
                 break;
             }
         }
@@ -94,32 +96,29 @@ internal sealed class ForwardPass
     }
 
     /// <summary>
-    /// The last block after its summaries, for position N−1 of each sequence only, then the final norm into
-    /// <paramref name="output"/> [B, H]: attention of the last chunk's last row (its inter row is the last of each
-    /// sequence's NC rows in <paramref name="inter"/>), output projection, FFN. False when <paramref name="locate"/>
-    /// finds the block's output not finite (nothing is written to the output then).
+    /// last_timestep after the last block's summaries, for batch elements [<paramref name="first"/>, <paramref name="first"/>
+    /// + <paramref name="count"/>): the attention of each element's last chunk (keys and values, and the query of its
+    /// last row only) into <paramref name="lastAttn"/>, then the output projection, FFN and final norm of those rows.
+    /// Each element needs only its own rows, so any range can be computed alone.
     /// </summary>
-    internal bool LastTimestep(Split ex, Workspace ws, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int batch, int seqLen, Span<float> output, bool locate)
+    public void LastTimestepRows<TExec>(TExec ex, in DualChunkBlock block, ReadOnlySpan<float> x, ReadOnlySpan<float> normed, ReadOnlySpan<float> inter,
+        Span<float> qkv, Span<float> attn, Span<float> lastAttn, Span<float> last, Span<float> lastNormed, Span<float> output,
+        int first, int count, int seqLen) where TExec : struct, IExecutor
     {
         int h = _config.HiddenSize, c = _config.ChunkSize, nc = seqLen / c;
-        ref readonly var block = ref _blocks[^1];
-        var workers = ws.Workers;
-        Span<float> qkv = workers.GroupQkv(0)[..(c * 3 * h)];                // [C, 3H] the last chunk of one sequence
-        Span<float> attn = workers.GroupAttn(0)[..(c * h)];                  // [C, H]  its attention (row C-1 written)
-        Span<float> lastAttn = ws.LastAttn[..(batch * h)];                   // [B, H]  attention at position N-1
-        Span<float> last = ws.Last[..(batch * h)];                           // [B, H]  residual at position N-1
-        for (int b = 0; b < batch; b++)
+        qkv = qkv[..(c * 3 * h)];                                            // [C, 3H] the last chunk of one sequence
+        attn = attn[..(c * h)];                                              // [C, H]  its attention (row C-1 written)
+        for (int b = first; b < first + count; b++)
         {
             int chunkRow = b * seqLen + seqLen - c;                          // first row of b's last chunk
             block.Attention(ex, normed.Slice(chunkRow * h, c * h), c, qkv, inter.Slice((b * nc + nc - 1) * h, h), attn, lastRowOnly: true);
             attn.Slice((c - 1) * h, h).CopyTo(lastAttn.Slice(b * h, h));
             x.Slice((chunkRow + c - 1) * h, h).CopyTo(last.Slice(b * h, h));
         }
-        block.OutputProjection(ex, lastAttn, batch, last);
-        ex.FeedForward(block, last, ws.LastNormed[..(batch * h)], batch);
-        if (locate && !AllFinite(last)) return false;
-        ex.LayerNorm(_finalNorm, last, batch, output);
-        return true;
+        var rows = last.Slice(first * h, count * h);                         // [count, H]
+        block.OutputProjection(ex, lastAttn.Slice(first * h, count * h), count, rows);
+        ex.FeedForward(block, rows, lastNormed.Slice(first * h, count * h), count);
+        ex.LayerNorm(_finalNorm, rows, count, output.Slice(first * h, count * h));
     }
 
     private static bool AllFinite(ReadOnlySpan<float> values) => NonFinite.IndexOf(values) < 0;

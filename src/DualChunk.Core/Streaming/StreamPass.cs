@@ -40,13 +40,17 @@ internal static class StreamPass
         {
             ct.ThrowIfCancellationRequested();
             ref readonly var block = ref forward.Block(l);
-            block.ChunkSummaries(ex, x, normed, chunkMeans, summaries, rows);
+            block.ChunkSummaries(ex, x, normed, chunkMeans, summaries, 0, batch);  // one chunk per sequence
             for (int b = 0; b < batch; b++)                                  // k̄ | v̄ of chunk k into the state
                 summaries.Slice(b * 3 * h + h, 2 * h).CopyTo(state.Rows(l, b)[(k * state.RowFloats)..]);
             stream.InterItems.Set(block.Inter, l, k + 1);
             ws.Scheduler.Run(stream.InterItems, batch * block.Inter.Heads);
             if (l == layers - 1 && mode == OutputMode.LastTimestep)
-                return forward.LastTimestep(ex, ws, x, normed, inter, batch, c, output, locate) ? Finite(output, locate, layers) : layers;
+            {
+                Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at the chunk's last position
+                ws.Scheduler.LastTimestep(forward, block, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, c);
+                return locate && NonFinite.IndexOf(last) >= 0 ? layers : Finite(output, locate, layers);
+            }
             ws.Scheduler.RowGroups(block, x, normed, inter, rows);           // attention, out-proj, FFN
             if (locate && NonFinite.IndexOf(x) >= 0) return l + 1;
         }

@@ -13,7 +13,9 @@ public sealed class AllocationTests
     {
         foreach (int threads in new[] { 1, 2, 3 })
             foreach (var mode in Modes)
-                yield return new TestCaseData(threads, mode).SetName($"ZeroAllocationsPerCall_Threads{threads}_{mode}");
+                yield return new TestCaseData(threads, mode, true).SetName($"ZeroAllocationsPerCall_Threads{threads}_{mode}");
+        foreach (var mode in Modes)
+            yield return new TestCaseData(2, mode, false).SetName($"ZeroAllocationsPerCall_Threads2_NoSpinning_{mode}");
     }
 
     /// <summary>
@@ -23,10 +25,10 @@ public sealed class AllocationTests
     /// threads allocate while the test runs, even with one thread. The CLI bench, alone in its process, reports it: 0.)
     /// </summary>
     [TestCaseSource(nameof(Cases))]
-    public void ZeroAllocationsPerCall(int threads, OutputMode mode)
+    public void ZeroAllocationsPerCall(int threads, OutputMode mode, bool allowSpinning)
     {
         var config = Small;
-        using var model = Create(config, threads);
+        using var model = Create(config, threads, allowSpinning: allowSpinning);
         using var splits = threads > 1 ? ForceSplits() : null; // every phase goes through the worker threads
         var measurements = new StrongBox<long>();
         using var listener = Listen(measurements);

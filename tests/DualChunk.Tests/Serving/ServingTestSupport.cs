@@ -10,8 +10,9 @@ internal static class ServingTestSupport
     /// <summary>A small model: E=20, H=64, NH=4, L=2, C=8, F=128 (fast enough for thousands of calls).</summary>
     public static ModelConfig Small { get; } = new(20, 64, 4, 2, 8, 128);
 
-    public static DualChunkModel Create(ModelConfig config, int threads, int seed = 7)
-        => DualChunkModel.FromTensors(RandomWeights.Create(config, seed), config, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
+    public static DualChunkModel Create(ModelConfig config, int threads, int seed = 7, bool allowSpinning = true)
+        => DualChunkModel.FromTensors(RandomWeights.Create(config, seed), config,
+            new DualChunkModelOptions { MaxDegreeOfParallelism = threads, AllowSpinning = allowSpinning });
 
     public static float[] Run(DualChunkModel model, float[] input, int batch, int seqLen, OutputMode mode)
     {
