@@ -18,9 +18,12 @@ namespace DualChunk.Core;
 /// </remarks>
 internal sealed unsafe class Scheduler
 {
-    /// <summary>Multiply-adds below which a GEMM runs on the calling thread alone (waking a helper costs more).</summary>
+    /// <summary>
+    /// Multiply-adds below which a GEMM runs on the calling thread alone: a spinning hand-off costs about a microsecond,
+    /// so only GEMMs shorter than a few microseconds stay whole (a one-row GEMV above it is memory-bound and halves well).
+    /// </summary>
     /// <remarks>Mutable only so tests can force every split on tiny models; results never depend on it.</remarks>
-    internal static long MinParallelMacs = 1 << 20;
+    internal static long MinParallelMacs = 1 << 17;
 
     /// <summary>Floats below which a row-wise op (layer norm, chunk means) runs on the calling thread alone.</summary>
     internal static long MinParallelFloats = 1 << 17;
