@@ -4,7 +4,7 @@ namespace DualChunk.Extensions.Hosting;
 
 /// <summary>
 /// One named model of the host, bound from the configuration section <c>DualChunk:Models:&lt;name&gt;</c>
-/// (keys <c>Path</c>, <c>ChunkSize</c>, <c>MaxDegreeOfParallelism</c>, <c>MaxBatch</c>, <c>MaxSeqLen</c>,
+/// (keys <c>Path</c>, <c>ChunkSize</c>, <c>MaxDegreeOfParallelism</c>, <c>AllowSpinning</c>, <c>MaxBatch</c>, <c>MaxSeqLen</c>,
 /// <c>WarmUp</c>, <c>ReloadOnChange</c>) and then by the delegate given to
 /// <see cref="DualChunkServiceCollectionExtensions.AddDualChunkModel"/>.
 /// </summary>
@@ -18,6 +18,13 @@ public sealed class DualChunkHostedModelOptions
 
     /// <summary>Threads one call may use (<see cref="DualChunkModelOptions.MaxDegreeOfParallelism"/>, default 1).</summary>
     public int MaxDegreeOfParallelism { get; set; } = 1;
+
+    /// <summary>
+    /// Whether a call's threads spin briefly while they wait for each other inside the call
+    /// (<see cref="DualChunkModelOptions.AllowSpinning"/>, default true; only matters when
+    /// <see cref="MaxDegreeOfParallelism"/> &gt; 1). Turn it off when cores are scarcer than latency.
+    /// </summary>
+    public bool AllowSpinning { get; set; } = true;
 
     /// <summary>
     /// Largest batch a caller may send (null: unlimited). The service layer rejects larger requests before allocating
@@ -76,6 +83,7 @@ public sealed class DualChunkHostedModelOptions
     {
         ChunkSize = ChunkSize,
         MaxDegreeOfParallelism = MaxDegreeOfParallelism,
+        AllowSpinning = AllowSpinning,
         MeterFactory = meterFactory,
         // Read into memory, never mapped: a file rewritten or truncated in place must not change or kill the model
         // serving from it (a mapped file that shrinks raises SIGBUS in the process).

@@ -44,6 +44,7 @@ public sealed class HostingTests
             ["DualChunk:Models:a:Path"] = path,
             ["DualChunk:Models:a:ChunkSize"] = "4",
             ["DualChunk:Models:a:MaxDegreeOfParallelism"] = "2",
+            ["DualChunk:Models:a:AllowSpinning"] = "false",
             ["DualChunk:Models:a:MaxBatch"] = "3",
             ["DualChunk:Models:a:MaxSeqLen"] = "18",
             ["DualChunk:Models:a:WarmUp"] = "true",
@@ -72,6 +73,7 @@ public sealed class HostingTests
         {
             Assert.That((o.Path, o.ChunkSize, o.MaxDegreeOfParallelism, o.MaxBatch, o.MaxSeqLen, o.WarmUp), Is.EqualTo((path, (int?)4, 2, (int?)3, (int?)18, true)));
             Assert.That(lease.Model.MaxDegreeOfParallelism, Is.EqualTo(2));
+            Assert.That((o.AllowSpinning, o.ToModelOptions(null).AllowSpinning), Is.EqualTo((false, false)), "AllowSpinning binds and reaches the model's options");
             Assert.That(lease.Model.Config, Is.EqualTo(Small));
             Assert.That(pooledAtReady, Is.GreaterThanOrEqualTo(expectedPlan), "warm-up planned the pool for MaxBatch x (MaxSeqLen rounded down to C) before ready");
             Assert.That((await Health(host)).Status, Is.EqualTo(HealthStatus.Healthy));

@@ -43,6 +43,11 @@ internal sealed class WorkerGroup : IDisposable
     private volatile bool _inCall, _stopping;
     private Exception? _error;
 
+    // The wait machinery allocates a little on a thread's first wait (and the process's first): each helper waits
+    // once before the constructor returns, and each calling thread on its first phase, so no steady-state call does.
+    private readonly CountdownEvent _started;
+    [ThreadStatic] private static bool s_callerWaitPrimed;
+
     public WorkerGroup(int workers, bool allowSpinning = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(workers, 2);
@@ -55,6 +60,7 @@ internal sealed class WorkerGroup : IDisposable
         _helperPhases = new long[workers - 1];
         _helperStart = new long[_trace is null ? 0 : workers - 1];
         _helperEnd = new long[_helperStart.Length];
+        _started = new CountdownEvent(workers - 1);
         for (int i = 0; i < _threads.Length; i++)
         {
             _wake[i] = new AutoResetEvent(false);
@@ -62,6 +68,7 @@ internal sealed class WorkerGroup : IDisposable
             _threads[i] = new Thread(() => Loop(slot)) { IsBackground = true, Name = $"DualChunk worker {slot}" };
             _threads[i].Start();
         }
+        _started.Wait(TimeSpan.FromSeconds(10)); // bounded: a slow start only moves that allocation into a call
     }
 
     /// <summary>Threads a phase uses, the caller included.</summary>
@@ -111,6 +118,11 @@ internal sealed class WorkerGroup : IDisposable
         {
             for (int i = 0; i < items; i++) work.Execute(i, 0);
             return;
+        }
+        if (!s_callerWaitPrimed)
+        {
+            _finished.WaitOne(0); // may consume a stale signal: harmless, WaitForHelpers re-checks _pending
+            s_callerWaitPrimed = true;
         }
         _work = work;
         _items = items;
@@ -166,6 +178,8 @@ internal sealed class WorkerGroup : IDisposable
     {
         int helper = slot - 1, seen = 0;
         var wake = _wake[helper];
+        wake.WaitOne(0);
+        _started.Signal();
         while (true)
         {
             var spinner = new Spinner(_spin);
@@ -241,5 +255,6 @@ internal sealed class WorkerGroup : IDisposable
         }
         foreach (var w in _wake) w.Dispose();
         _finished.Dispose();
+        _started.Dispose();
     }
 }

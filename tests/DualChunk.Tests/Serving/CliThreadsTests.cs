@@ -43,7 +43,7 @@ public sealed class CliThreadsTests
     public void BenchReportsThreadsFirstCallLoadAndMemory()
     {
         var bench = Cli("bench", "--random-model", "20,64,4,2", "--chunk-size", "8", "--batch", "2", "--seq", "16",
-            "--threads", "2", "--output-mode", "mean", "--warmup", "1", "--iterations", "3", "--warm-up-api");
+            "--threads", "2", "--output-mode", "mean", "--warmup", "3", "--iterations", "3", "--warm-up-api");
         Assert.That(bench.Code, Is.EqualTo(0), bench.Err);
         using var json = JsonDocument.Parse(bench.Out);
         var root = json.RootElement;
@@ -59,7 +59,7 @@ public sealed class CliThreadsTests
             Assert.That(root.GetProperty("chunk_size").GetInt32(), Is.EqualTo(8));
             Assert.That(root.GetProperty("output_mode").GetString(), Is.EqualTo("mean"));
             Assert.That(root.GetProperty("iterations").GetInt32(), Is.EqualTo(3));
-            Assert.That(root.GetProperty("warmup").GetInt32(), Is.EqualTo(1));
+            Assert.That(root.GetProperty("warmup").GetInt32(), Is.EqualTo(3));
             Assert.That(min, Is.GreaterThan(0), "min_ms");
             Assert.That(median, Is.GreaterThanOrEqualTo(min), "median_ms ≥ min_ms");
             Assert.That(p90, Is.GreaterThanOrEqualTo(median), "p90_ms ≥ median_ms");
