@@ -9,7 +9,7 @@ public static class Explain
         "(`--engine dualchunk|onnx|torch --threads T --config X`) for one engine at a time, waits for that child to exit, then " +
         "starts the next, in the order DualChunk.NET, ONNX Runtime, libtorch on 1 thread, then on 2, and the whole sequence again " +
         "per round (A B A B), so no engine's threads exist — ONNX Runtime's intra-op pool spins after each of its calls — while " +
-        "another is timed. ONNX Runtime keeps its defaults (spinning on, `session.intra_op.allow_spinning` unset): that is its " +
+        "another is timed. ONNX Runtime keeps its defaults (its intra-op threads spin; the `allow_spinning` option is left unset): that is its " +
         "own best latency. _Process CPU / wall_ is the child's CPU time, all its threads, over its timed loop divided by the " +
         "loop's wall time: the cores that engine kept busy, spinning included (about the thread count for an engine that " +
         "spins, less for one whose workers block); _OS threads_ is the child's thread count while timed. " +
