@@ -75,17 +75,10 @@ public sealed unsafe partial class DualChunkModel
         Enter();
         try
         {
-            int bad = NonFinite.IndexOf(chunk);
-            if (bad >= 0)
-            {
-                int e = Config.EmbedDim, c = Config.ChunkSize;
-                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                    $"Chunk holds {chunk[bad]} at [batch {bad / e / c}, position {bad / e % c}, feature {bad % e}]; the model needs finite values (replace NaN/∞ before appending)."), nameof(chunk));
-            }
+            ThrowIfNotFinite(chunk, Config.ChunkSize, "Chunk", "appending", nameof(chunk));
             ct.ThrowIfCancellationRequested();
             var workspace = stream.Workspace;
-            var group = _workers is not null && workspace.WorkerCount > 1 && _workers.TryAcquire() ? _workers : null;
-            workspace.Scheduler.Begin(group, workspace.WorkerCount);
+            var group = BeginCall(workspace);
             try
             {
                 fixed (float* pinnedInput = chunk)
@@ -100,8 +93,7 @@ public sealed unsafe partial class DualChunkModel
             }
             finally
             {
-                workspace.Scheduler.End();
-                group?.Release();
+                EndCall(workspace, group);
             }
             return mode != OutputMode.LastTimestep;
         }

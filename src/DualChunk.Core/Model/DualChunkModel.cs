@@ -289,18 +289,10 @@ public sealed unsafe partial class DualChunkModel : IDisposable
         if (output.Length != expectedOut)
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
                 $"Output has {output.Length} floats; mode {mode} with batch {batch}, seq_len {seqLen}, hidden {Config.HiddenSize} needs {expectedOut}."), nameof(output));
-        int bad = NonFinite.IndexOf(input);
-        if (bad >= 0)
-        {
-            int e = Config.EmbedDim;
-            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"Input holds {input[bad]} at [batch {bad / e / seqLen}, position {bad / e % seqLen}, feature {bad % e}]; the model needs finite values (replace NaN/∞ before calling)."), nameof(input));
-        }
+        ThrowIfNotFinite(input, seqLen, "Input", "calling", nameof(input));
         cancellationToken.ThrowIfCancellationRequested();
         TestHookCallStarting?.Invoke(this);
-        // Intra-op threads: this call uses the model's worker group if no other call holds it, else runs alone.
-        var group = _workers is not null && workspace.WorkerCount > 1 && _workers.TryAcquire() ? _workers : null;
-        workspace.Scheduler.Begin(group, workspace.WorkerCount);
+        var group = BeginCall(workspace);
         try
         {
             fixed (float* pinnedInput = input)   // the work items address the caller's buffers by pointer
@@ -314,9 +306,32 @@ public sealed unsafe partial class DualChunkModel : IDisposable
         }
         finally
         {
-            workspace.Scheduler.End();
-            group?.Release();
+            EndCall(workspace, group);
         }
+    }
+
+    /// <summary>Throws naming the first non-finite value of <paramref name="values"/> ([B, positions, E]).</summary>
+    private void ThrowIfNotFinite(ReadOnlySpan<float> values, int positions, string noun, string verb, string paramName)
+    {
+        int bad = NonFinite.IndexOf(values);
+        if (bad < 0) return;
+        int e = Config.EmbedDim;
+        throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+            $"{noun} holds {values[bad]} at [batch {bad / e / positions}, position {bad / e % positions}, feature {bad % e}]; the model needs finite values (replace NaN/∞ before {verb})."), paramName);
+    }
+
+    /// <summary>Intra-op threads: a call uses the model's worker group if no other call holds it, else runs alone.</summary>
+    private WorkerGroup? BeginCall(Workspace workspace)
+    {
+        var group = _workers is not null && workspace.WorkerCount > 1 && _workers.TryAcquire() ? _workers : null;
+        workspace.Scheduler.Begin(group, workspace.WorkerCount);
+        return group;
+    }
+
+    private static void EndCall(Workspace workspace, WorkerGroup? group)
+    {
+        workspace.Scheduler.End();
+        group?.Release();
     }
 
     private NumericalOverflowException Overflow(ReadOnlySpan<float> output, int index, int batch, int seqLen, OutputMode mode, int stage)
