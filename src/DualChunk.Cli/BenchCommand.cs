@@ -114,6 +114,7 @@ internal static class BenchCommand
             json.WriteNumber("allocated_bytes_per_call", allocated / iterations);
             json.WriteNumber("process_allocated_bytes_per_call", processAllocated / iterations);
             json.WriteNumber("threads", model.MaxDegreeOfParallelism);
+            json.WriteBoolean("allow_spinning", model.AllowSpinning);
             json.WriteNumber("phases_per_call", Math.Round(phasesPerCall, 2));
             json.WriteString("kernel_isa", KernelSelection.Isa.ToString());
             json.WriteString("gemm_micro_kernel", Gemm.MicroKernel);

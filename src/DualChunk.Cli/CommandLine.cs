@@ -62,6 +62,7 @@ internal static class CommandLine
         var chunkSize = () => Value("--chunk-size", "C", "chunk size the model was built with (safetensors only; a .dcw stores it). Default: Edifice's 64");
         var outputMode = () => Value("--output-mode", "last|all|mean", "last timestep [B, H] (default), every position [B, N, H], or the mean over positions [B, H]");
         var threads = () => Value("--threads", "T", "threads per call (default 1); results are bitwise identical for any T");
+        var noSpinning = () => Flag("--no-spinning", "with T > 1, a call's threads block at every hand-off instead of spinning up to ~50 µs first (less CPU on shared cores, slower calls)");
 
         var run = new Command("run", "Runs the model on a .npy input and writes a float32 .npy output.")
         {
@@ -71,6 +72,7 @@ internal static class CommandLine
             Value("--output", "y.npy", "where to write the float32 output", required: true),
             outputMode(),
             threads(),
+            noSpinning(),
         };
         var stream = new Command("stream", "Feeds a .npy input through a stream one chunk at a time (each chunk costs one chunk, whatever the length) and writes every chunk's output.")
         {
@@ -80,6 +82,7 @@ internal static class CommandLine
             Value("--output", "y.npy", "where to write the float32 output: [B, N, H] for all, else [B, N / C, H] (one row per chunk)", required: true),
             Value("--output-mode", "last|all|mean", "per chunk: its last position (default), its positions, or the mean over every position so far"),
             threads(),
+            noSpinning(),
         };
         var convert = new Command("convert", "Converts an Edifice safetensors checkpoint to .dcw, which stores the chunk size.")
         {
@@ -101,6 +104,7 @@ internal static class CommandLine
             Value("--seq", "N", "sequence length (a multiple of C)", required: true),
             outputMode(),
             threads(),
+            noSpinning(),
             Value("--warmup", "W", "untimed calls (default: by time, >= 1.5 s and 50 calls, so the JIT reaches tier 1)"),
             Value("--iterations", "K", "timed calls (default: by time, >= 2 s and 30 calls)"),
             Flag("--warm-up-api", "call DualChunkModel.WarmUp before the first call"),
@@ -196,9 +200,10 @@ internal static class CommandLine
         string outputPath = o.Required("--output");
         var mode = ParseMode(o.Get("--output-mode") ?? "last");
         int threads = Threads(o);
+        bool spinning = AllowSpinning(o);
         o.RejectUnknown();
 
-        using var model = LoadModel(modelPath, o.ChunkSize, threads, notices);
+        using var model = LoadModel(modelPath, o.ChunkSize, threads, spinning, notices);
         var (input, batch, seqLen) = ReadInput(inputPath, model);
         model.Config.ValidateSequenceLength(seqLen); // run's error for a partial chunk, and stream's: whole chunks only
         var (output, outShape) = stream ? StreamFeed.Run(model, input, batch, seqLen, mode)
@@ -257,6 +262,7 @@ internal static class CommandLine
         int seqLen = o.PositiveInt("--seq") ?? throw new UsageException("bench needs --seq N.");
         var mode = ParseMode(o.Get("--output-mode") ?? "last");
         int threads = Threads(o);
+        bool spinning = AllowSpinning(o);
         int? warmup = o.NonNegativeInt("--warmup");          // null: by time (BenchCommand.Run)
         int? iterations = o.PositiveInt("--iterations");
         int copies = o.PositiveInt("--models") ?? 1;
@@ -266,7 +272,7 @@ internal static class CommandLine
         o.RejectUnknown();
         if (BuildInfo.Shortfall is { } shortfall) notices.Add($"note: {shortfall}");
 
-        var options = new DualChunkModelOptions { MaxDegreeOfParallelism = threads };
+        var options = new DualChunkModelOptions { MaxDegreeOfParallelism = threads, AllowSpinning = spinning };
         var models = new List<DualChunkModel>();
         long loadStart = System.Diagnostics.Stopwatch.GetTimestamp();
         double firstLoadMs = 0;
@@ -305,7 +311,7 @@ internal static class CommandLine
         }
         else
         {
-            model = LoadModel(modelPath ?? throw new UsageException("bench needs --model <file> or --random-model E,H,NH,L."), o.ChunkSize, options.MaxDegreeOfParallelism, notices);
+            model = LoadModel(modelPath ?? throw new UsageException("bench needs --model <file> or --random-model E,H,NH,L."), o.ChunkSize, options.MaxDegreeOfParallelism, options.AllowSpinning, notices);
         }
         return model;
     }
@@ -318,7 +324,10 @@ internal static class CommandLine
         return threads;
     }
 
-    private static DualChunkModel LoadModel(string path, int? chunkSize, int threads, List<string> notices)
+    /// <summary>False with <c>--no-spinning</c> (<see cref="DualChunkModelOptions.AllowSpinning"/>).</summary>
+    private static bool AllowSpinning(Options o) => o.Get("--no-spinning") is null;
+
+    private static DualChunkModel LoadModel(string path, int? chunkSize, int threads, bool allowSpinning, List<string> notices)
     {
         bool dcw = WeightsFiles.IsDcw(path);
         if (!dcw && chunkSize is null && !notices.Contains(ChunkNotice))
@@ -327,6 +336,7 @@ internal static class CommandLine
         {
             ChunkSize = dcw ? chunkSize : chunkSize ?? DefaultChunkSize,
             MaxDegreeOfParallelism = threads,
+            AllowSpinning = allowSpinning,
         });
     }
 

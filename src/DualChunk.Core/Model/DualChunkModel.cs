@@ -41,8 +41,9 @@ public sealed unsafe partial class DualChunkModel : IDisposable
         _maxBatch = options.MaxBatch;
         _maxSeqLen = options.MaxSeqLen;
         _mapping = mapping;
+        AllowSpinning = options.AllowSpinning;
         if (MaxDegreeOfParallelism > 1)
-            _workers = new WorkerGroup(MaxDegreeOfParallelism, options.AllowSpinning);
+            _workers = new WorkerGroup(MaxDegreeOfParallelism, AllowSpinning);
     }
 
     /// <summary>The model's dimensions, chunk size included.</summary>
@@ -50,6 +51,9 @@ public sealed unsafe partial class DualChunkModel : IDisposable
 
     /// <summary>Threads one call may use, the calling thread included (<see cref="DualChunkModelOptions.MaxDegreeOfParallelism"/>).</summary>
     public int MaxDegreeOfParallelism { get; }
+
+    /// <summary>Whether a call's threads spin briefly at each hand-off before they block (<see cref="DualChunkModelOptions.AllowSpinning"/>).</summary>
+    public bool AllowSpinning { get; }
 
     /// <summary>True when the layer-norm parameters and biases are used in place from a memory-mapped .dcw file.</summary>
     public bool IsMemoryMapped => _mapping is not null;

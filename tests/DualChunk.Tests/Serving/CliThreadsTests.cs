@@ -7,7 +7,7 @@ using DualChunk.Tests.Loading;
 
 namespace DualChunk.Tests.Serving;
 
-/// <summary><c>dualchunk run/bench --threads T</c>.</summary>
+/// <summary><c>dualchunk run/bench --threads T [--no-spinning]</c>.</summary>
 [TestFixture]
 public sealed class CliThreadsTests
 {
@@ -27,15 +27,15 @@ public sealed class CliThreadsTests
         string input = dir.File("x.npy");
         Npy.Write(input, golden.Input, [golden.Batch, golden.SeqLen, golden.EmbedDim]);
         float[]? first = null;
-        foreach (string threads in new[] { "1", "2", "3" })
+        foreach (string[] threads in new string[][] { ["1"], ["2"], ["3"], ["2", "--no-spinning"] })
         {
-            string output = dir.File($"y{threads}.npy");
-            var run = Cli("run", "--model", golden.ModelPath, "--chunk-size", golden.ChunkSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "--input", input, "--output", output, "--output-mode", "all", "--threads", threads);
+            string output = dir.File($"y{string.Concat(threads)}.npy");
+            var run = Cli(["run", "--model", golden.ModelPath, "--chunk-size", golden.ChunkSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--input", input, "--output", output, "--output-mode", "all", "--threads", .. threads]);
             Assert.That(run.Code, Is.EqualTo(0), run.Err);
             var (y, _) = Npy.Read(output);
             if (first is null) first = y;
-            else ServingTestSupport.AssertBitwise(first, y, $"--threads {threads}");
+            else ServingTestSupport.AssertBitwise(first, y, $"--threads {string.Join(' ', threads)}");
         }
     }
 
@@ -53,6 +53,7 @@ public sealed class CliThreadsTests
         Assert.Multiple(() =>
         {
             Assert.That(root.GetProperty("threads").GetInt32(), Is.EqualTo(2), "threads = --threads");
+            Assert.That(root.GetProperty("allow_spinning").GetBoolean(), Is.True, "spinning is the default");
             Assert.That(root.GetProperty("kernel_isa").GetString(), Is.EqualTo(KernelSelection.Isa.ToString()), "the path this process selected");
             Assert.That(root.GetProperty("batch").GetInt32(), Is.EqualTo(2));
             Assert.That(root.GetProperty("seq_len").GetInt32(), Is.EqualTo(16));
@@ -73,6 +74,14 @@ public sealed class CliThreadsTests
             Assert.That(root.GetProperty("warm_up_api").GetBoolean(), Is.True);
             Assert.That(root.GetProperty("warm_up_api_ms").GetDouble(), Is.GreaterThan(0), "the WarmUp call was timed");
         });
+        var blocking = Cli("bench", "--random-model", "20,64,4,2", "--chunk-size", "8", "--batch", "1", "--seq", "16",
+            "--threads", "2", "--no-spinning", "--warmup", "3", "--iterations", "3");
+        Assert.That(blocking.Code, Is.EqualTo(0), blocking.Err);
+        using (var blockingJson = JsonDocument.Parse(blocking.Out))
+        {
+            Assert.That(blockingJson.RootElement.GetProperty("allow_spinning").GetBoolean(), Is.False, "--no-spinning reaches the model");
+            Assert.That(blockingJson.RootElement.GetProperty("allocated_bytes_per_call").GetInt64(), Is.Zero, "blocking hand-offs allocate nothing either");
+        }
         var bad = Cli("bench", "--random-model", "20,64,4,2", "--chunk-size", "8", "--batch", "1", "--seq", "8", "--threads", "0");
         Assert.That(bad.Code, Is.EqualTo(2));
     }
