@@ -10,8 +10,8 @@ internal interface IParallelWork
 
 /// <summary>
 /// The intra-op threads of one model: <c>Workers − 1</c> dedicated background threads (the calling thread is
-/// worker 0 and does its share). A phase is one barrier: the caller publishes it, each slot runs its fixed share of
-/// the items (slot w takes items w, w + P, w + 2P, …), and the caller waits until every helper is done.
+/// worker 0 and does its share). A phase is one barrier: the caller publishes it, every slot claims the next
+/// unclaimed item until none is left, and the caller waits until every helper is done.
 /// </summary>
 /// <remarks>
 /// Inside a call (between <see cref="TryAcquire"/> and <see cref="Release"/>) the helpers wait for the next phase, and
@@ -37,6 +37,7 @@ internal sealed class WorkerGroup : IDisposable
     private readonly long[] _helperStart, _helperEnd; // the trace's timestamps of the helpers' last share
     private IParallelWork? _work;
     private int _items, _participants, _busy, _callerAsleep;
+    private PaddedCounter _nextItem;           // the next item of the current phase to claim
     private int _phase;                        // generation: incremented to start a phase
     private int _pending;                      // helpers not yet done with the current phase
     private long _phasesRun;                   // phases (barriers) run in the group's lifetime
@@ -128,6 +129,7 @@ internal sealed class WorkerGroup : IDisposable
         _items = items;
         _participants = participants;
         _error = null;
+        _nextItem.Value = 0;
         long start = _trace is null ? 0 : Stopwatch.GetTimestamp(), callerDone = 0;
         Volatile.Write(ref _pending, _threads.Length);
         // The increment is a full fence: a helper that sees the new phase sees the fields above. A helper that set its
@@ -152,8 +154,17 @@ internal sealed class WorkerGroup : IDisposable
 
     private void RunShare(IParallelWork work, int slot)
     {
-        for (int item = slot; item < _items; item += _participants)
+        // Each slot claims the next unclaimed item until none is left: a slot the OS (or a noisy neighbour) delays, at
+        // the start of a phase or inside it, leaves its items to the others. One atomic per item.
+        for (int item; (item = Interlocked.Increment(ref _nextItem.Value) - 1) < _items;)
             work.Execute(item, slot);
+    }
+
+    /// <summary>An int alone on its cache line: claiming items does not disturb the fields the waits read.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 128)]
+    private struct PaddedCounter
+    {
+        [System.Runtime.InteropServices.FieldOffset(64)] public int Value;
     }
 
     private void WakeSleepers()
