@@ -2,6 +2,11 @@
 # Two cores for one batch-1 request (issue 12): `dualchunk bench` at 1 and 2 threads, alternating (1 2 1 2 ...) in
 # one run, for configs a-d; prints a markdown table of the medians, speed-ups and phases (barriers) per call.
 #
+# Each round also measures the machine's own ceiling: two 1-thread processes of the same config at once ("pair").
+# On independent, uncontended cores each runs as fast as one alone and the ceiling is 2×; on a VM whose vCPUs
+# share a physical core, power budget or caches with other tenants it is lower, and no intra-op split can beat it.
+# Ceiling = 2 × (1 thread alone) / (1 thread, two at once); efficiency = speed-up / ceiling.
+#
 #   bench/two-cores.sh [-r ROUNDS] [-b BASELINE_DUALCHUNK] [DUALCHUNK]
 #
 # DUALCHUNK defaults to a Release build of src/DualChunk.Cli (built first). With -b, a second binary (e.g. a build
@@ -39,6 +44,9 @@ for ((r = 1; r <= rounds; r++)); do
     echo "round $r config $name (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     run "$name 1" "$bin" "$batch" "$seq" 1
     run "$name 2" "$bin" "$batch" "$seq" 2
+    run "$name pair" "$bin" "$batch" "$seq" 1 &
+    run "$name pair" "$bin" "$batch" "$seq" 1
+    wait
     if [[ -n $baseline ]]; then
       run "$name base" "$baseline" "$batch" "$seq" 1
       run "$name base2" "$baseline" "$batch" "$seq" 2
@@ -56,14 +64,17 @@ names = {"a": "B1 N64", "b": "B1 N128", "c": "B16 N64", "d": "B1 N4096"}
 base = any(k == "base" for _, k in rows)
 print(f"E287 H256 NH8 L4 C64, last_timestep; {sys.argv[2]} alternating rounds; medians of the rounds' medians (ms); load at the end {sys.argv[3]}")
 print()
-print("| config | 1 thread | 2 threads | 2T / 1T | speed-up | phases per call (2T) | B/call |" + (" main, 1 thread | 1T / main | main, 2 threads | main speed-up |" if base else ""))
-print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|---:|" if base else ""))
+print("| config | 1 thread | 2 threads | 2T / 1T | speed-up | two 1-thread processes at once | machine ceiling | efficiency | phases per call (2T) | B/call |" + (" main, 1 thread | 1T / main | main, 2 threads | main speed-up |" if base else ""))
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|---:|" if base else ""))
 for c in "abcd":
     one = statistics.median(m for m, _, _ in rows[(c, "1")])
     two = statistics.median(m for m, _, _ in rows[(c, "2")])
     phases = rows[(c, "2")][-1][1]
+    pair = statistics.median(m for m, _, _ in rows[(c, "pair")])
+    ceiling = 2 * one / pair
     alloc = max(a for k in ("1", "2") for _, _, a in rows[(c, k)])
-    line = f"| {c}: {names[c]} | {one:.3f} | {two:.3f} | {two / one:.3f} | {one / two:.2f}× | {phases:g} | {alloc} |"
+    line = (f"| {c}: {names[c]} | {one:.3f} | {two:.3f} | {two / one:.3f} | {one / two:.2f}× | {pair:.3f} | {ceiling:.2f}× | "
+            f"{one / two / ceiling:.2f} | {phases:g} | {alloc} |")
     if base:
         b = statistics.median(m for m, _, _ in rows[(c, "base")])
         b2 = statistics.median(m for m, _, _ in rows[(c, "base2")])

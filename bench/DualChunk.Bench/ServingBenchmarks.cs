@@ -5,7 +5,7 @@ namespace DualChunk.Bench;
 
 /// <summary>
 /// The serving path: pooled <see cref="DualChunkModel.Run(ReadOnlySpan{float}, int, int, Span{float}, OutputMode, CancellationToken)"/>
-/// with 1 and 2 intra-op threads, for the speed issue's configs a, c, d at Edifice's default dims
+/// with 1 and 2 intra-op threads, for configs a, b, c, d (the speed and two-core issues) at Edifice's default dims
 /// (E=287, H=256, NH=8, L=4, C=64, random weights). MemoryDiagnoser: must read 0 B.
 /// </summary>
 [MemoryDiagnoser]
@@ -15,8 +15,8 @@ public class ServingBenchmarks
     private float[] _input = [];
     private float[] _output = [];
 
-    /// <summary>"B,N": a = 1,64; c = 16,64; d = 1,4096.</summary>
-    [Params("a:1x64", "c:16x64", "d:1x4096")]
+    /// <summary>"B,N": a = 1,64; b = 1,128; c = 16,64; d = 1,4096.</summary>
+    [Params("a:1x64", "b:1x128", "c:16x64", "d:1x4096")]
     public string Config { get; set; } = "a:1x64";
 
     [Params(1, 2)]

@@ -28,6 +28,15 @@ public static class DualChunkMetrics
     /// </summary>
     public const string DurationInstrument = "dualchunk.call.duration";
 
+    /// <summary>
+    /// Counter (<c>{append}</c>) of stream appends (<see cref="DualChunkStream.Append"/>), tagged like
+    /// <see cref="CallsInstrument"/>: <c>dualchunk.output_mode</c>, and <see cref="ErrorTypeTag"/> when the append threw.
+    /// </summary>
+    public const string AppendsInstrument = "dualchunk.stream.appends";
+
+    /// <summary>Histogram (seconds) of stream appends' latency, tagged and bucketed like <see cref="DurationInstrument"/>.</summary>
+    public const string AppendDurationInstrument = "dualchunk.stream.append.duration";
+
     /// <summary>Observable gauge (bytes) of the workspaces held by the pools of all live models on the meter.</summary>
     public const string WorkspaceBytesInstrument = "dualchunk.workspace.bytes";
 
@@ -70,6 +79,33 @@ public static class DualChunkMetrics
 /// <summary>One meter's DualChunk instruments and the workspace bytes its gauge reports.</summary>
 internal sealed class DualChunkInstruments
 {
+    private long _workspaceBytes;
+
+    public DualChunkInstruments(Meter meter)
+    {
+        Meter = meter;
+        Calls = new CallInstruments(meter, DualChunkMetrics.CallsInstrument, "{call}", "DualChunk forward passes (failed ones tagged error.type).",
+            DualChunkMetrics.DurationInstrument, "Latency of DualChunk forward passes.");
+        Appends = new CallInstruments(meter, DualChunkMetrics.AppendsInstrument, "{append}", "DualChunk stream appends (failed ones tagged error.type).",
+            DualChunkMetrics.AppendDurationInstrument, "Latency of DualChunk stream appends.");
+        meter.CreateObservableGauge(DualChunkMetrics.WorkspaceBytesInstrument,
+            () => Interlocked.Read(ref _workspaceBytes), "By", "Bytes of workspaces pooled by live DualChunk models.");
+    }
+
+    public Meter Meter { get; }
+
+    /// <summary>Forward passes (Run).</summary>
+    public CallInstruments Calls { get; }
+
+    /// <summary>Stream appends.</summary>
+    public CallInstruments Appends { get; }
+
+    public void AddWorkspaceBytes(long bytes) => Interlocked.Add(ref _workspaceBytes, bytes);
+}
+
+/// <summary>A counter and a latency histogram of one kind of call, tagged with its output mode (and error.type on failure).</summary>
+internal sealed class CallInstruments
+{
     // Tag values are interned strings: recording a successful call allocates nothing.
     private static readonly KeyValuePair<string, object?> LastTag = new(DualChunkMetrics.OutputModeTag, "last");
     private static readonly KeyValuePair<string, object?> AllTag = new(DualChunkMetrics.OutputModeTag, "all");
@@ -77,19 +113,13 @@ internal sealed class DualChunkInstruments
 
     private readonly Counter<long> _calls;
     private readonly Histogram<double> _duration;
-    private long _workspaceBytes;
 
-    public DualChunkInstruments(Meter meter)
+    public CallInstruments(Meter meter, string counter, string unit, string counterDescription, string histogram, string histogramDescription)
     {
-        Meter = meter;
-        _calls = meter.CreateCounter<long>(DualChunkMetrics.CallsInstrument, "{call}", "DualChunk forward passes (failed ones tagged error.type).");
-        _duration = meter.CreateHistogram(DualChunkMetrics.DurationInstrument, "s", "Latency of DualChunk forward passes.",
+        _calls = meter.CreateCounter<long>(counter, unit, counterDescription);
+        _duration = meter.CreateHistogram(histogram, "s", histogramDescription,
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DualChunkMetrics.DurationBucketBoundaries });
-        meter.CreateObservableGauge(DualChunkMetrics.WorkspaceBytesInstrument,
-            () => Interlocked.Read(ref _workspaceBytes), "By", "Bytes of workspaces pooled by live DualChunk models.");
     }
-
-    public Meter Meter { get; }
 
     private static KeyValuePair<string, object?> ModeTag(OutputMode mode) => mode switch
     {
@@ -115,6 +145,4 @@ internal sealed class DualChunkInstruments
         _calls.Add(1, tags);
         return false;
     }
-
-    public void AddWorkspaceBytes(long bytes) => Interlocked.Add(ref _workspaceBytes, bytes);
 }

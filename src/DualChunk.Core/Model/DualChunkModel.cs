@@ -29,6 +29,9 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     private readonly WorkspacePool _pool;
     private readonly int? _maxBatch, _maxSeqLen;
     private readonly DualChunkInstruments _metrics; // the meter factory's instruments, or the process-wide ones
+
+    /// <summary>The instruments this model records on (a stream's appends too).</summary>
+    internal DualChunkInstruments Metrics => _metrics;
     private int _state;                             // calls in flight, | DisposedBit once disposed
 
     private DualChunkModel(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, bool copy, DualChunkModelOptions options, MappedFile? mapping)
@@ -150,11 +153,11 @@ public sealed unsafe partial class DualChunkModel : IDisposable
                 Exit();
             }
         }
-        catch (Exception ex) when (_metrics.RecordFailure(mode, start, ex))
+        catch (Exception ex) when (_metrics.Calls.RecordFailure(mode, start, ex))
         {
             throw; // never reached: the filter records and declines
         }
-        _metrics.RecordCall(mode, start);
+        _metrics.Calls.RecordCall(mode, start);
     }
 
     /// <summary>Runs the model with a caller-owned workspace (one call at a time per workspace).</summary>
@@ -183,11 +186,11 @@ public sealed unsafe partial class DualChunkModel : IDisposable
                 Exit();
             }
         }
-        catch (Exception ex) when (_metrics.RecordFailure(mode, start, ex))
+        catch (Exception ex) when (_metrics.Calls.RecordFailure(mode, start, ex))
         {
             throw; // never reached: the filter records and declines
         }
-        _metrics.RecordCall(mode, start);
+        _metrics.Calls.RecordCall(mode, start);
     }
 
     /// <summary>

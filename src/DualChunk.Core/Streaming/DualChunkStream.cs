@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 
@@ -94,21 +95,31 @@ public sealed partial class DualChunkStream : IDisposable
     /// <exception cref="ObjectDisposedException">The stream or the model was disposed.</exception>
     public void Append(ReadOnlySpan<float> chunk, Span<float> output, OutputMode mode = OutputMode.LastTimestep, CancellationToken cancellationToken = default)
     {
-        Begin();
+        long start = Stopwatch.GetTimestamp();
+        var metrics = _model.Metrics.Appends; // dualchunk.stream.appends and .append.duration, like Run's
         try
         {
-            ValidateAppend(chunk, output, mode);
-            if (_chunks == _state.Capacity)
-                Reserve(checked(2 * _state.Capacity), MaxChunks());
-            if (_model.AppendCore(this, chunk, output, mode, cancellationToken))
-                CommitSums();
-            _chunks++;
-            if (mode == OutputMode.LastTimestep) _meanValid = false;
+            Begin();
+            try
+            {
+                ValidateAppend(chunk, output, mode);
+                if (_chunks == _state.Capacity)
+                    Reserve(checked(2 * _state.Capacity), MaxChunks());
+                if (_model.AppendCore(this, chunk, output, mode, cancellationToken))
+                    CommitSums();
+                _chunks++;
+                if (mode == OutputMode.LastTimestep) _meanValid = false;
+            }
+            finally
+            {
+                End();
+            }
         }
-        finally
+        catch (Exception ex) when (metrics.RecordFailure(mode, start, ex))
         {
-            End();
+            throw; // never reached: the filter records and declines
         }
+        metrics.RecordCall(mode, start);
     }
 
     /// <summary>Makes room for <paramref name="positions"/> positions (a multiple of C), so appends up to there allocate nothing.</summary>

@@ -72,6 +72,40 @@ public sealed class MetricsTests
     }
 
     [Test]
+    public void StreamAppendsHaveTheirOwnCounterAndHistogramTaggedLikeCalls()
+    {
+        using var factory = new TestMeterFactory();
+        using var recorder = new Recorder(factory);
+        using var model = Create(Small, 1, factory);
+        using var stream = model.CreateStream(batch: 2);
+        int c = Small.ChunkSize;
+        var chunk = RandomWeights.Input(2 * c * Small.EmbedDim, 5);
+        stream.Append(chunk, new float[stream.OutputLength(OutputMode.All)], OutputMode.All);
+        stream.Append(chunk, new float[stream.OutputLength(OutputMode.LastTimestep)]);
+        Assert.Throws<ArgumentException>(() => stream.Append(chunk.AsSpan(1), new float[stream.OutputLength(OutputMode.LastTimestep)]), "a partial chunk");
+        Assert.Throws<InvalidOperationException>(() => stream.Append(chunk, new float[stream.OutputLength(OutputMode.MeanPool)], OutputMode.MeanPool),
+            "mean pool after a last-timestep append");
+        stream.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => stream.Append(chunk, new float[stream.OutputLength(OutputMode.LastTimestep)]));
+
+        var appends = recorder.Measurements(DualChunkMetrics.AppendsInstrument);
+        var durations = recorder.Measurements(DualChunkMetrics.AppendDurationInstrument);
+        string?[] expectedErrors = [null, null, "System.ArgumentException", "System.InvalidOperationException", "System.ObjectDisposedException"];
+        var histogram = recorder.Published.OfType<Histogram<double>>().Single(h => h.Name == DualChunkMetrics.AppendDurationInstrument);
+        Assert.Multiple(() =>
+        {
+            Assert.That(appends.Select(m => m.ErrorType), Is.EqualTo(expectedErrors), "error.type on the appends counter");
+            Assert.That(durations.Select(m => m.ErrorType), Is.EqualTo(expectedErrors), "error.type on the append histogram");
+            Assert.That(appends.Select(m => m.Mode), Is.EqualTo(new[] { "all", "last", "last", "mean", "last" }));
+            Assert.That(appends.Select(m => m.Value).ToArray(), Is.All.EqualTo(1.0));
+            Assert.That(durations.Select(m => m.Value).ToArray(), Is.All.InRange(1e-9, 60.0));
+            Assert.That(histogram.Unit, Is.EqualTo("s"));
+            Assert.That(histogram.Advice?.HistogramBucketBoundaries, Is.EqualTo(DualChunkMetrics.DurationBucketBoundaries), "the calls' bucket advice");
+            Assert.That(recorder.Measurements(DualChunkMetrics.CallsInstrument), Is.Empty, "appends are not counted as forward passes");
+        });
+    }
+
+    [Test]
     public void MeterComesFromTheFactoryWhenGivenAndFromTheSharedMeterOtherwise()
     {
         using var factory = new TestMeterFactory();
