@@ -31,25 +31,28 @@ if [[ -z $bin ]]; then
   bin=$out/dualchunk
 fi
 
-configs=("a 1 64" "b 1 128" "c 16 64" "d 1 4096")
+# name batch seq [calls]: a and b warm up and time by time (the bench's default); c and d, whose calls are long
+# (the JIT has tiered their kernels up within the first calls), by count, so a round takes minutes, not ten.
+configs=("a 1 64" "b 1 128" "c 16 64 --warmup 20 --iterations 40" "d 1 4096 --warmup 5 --iterations 15")
 results=$(mktemp)
-run() { # label binary batch seq threads
+run() { # label binary batch seq threads [calls...]
   local json
-  json=$("$2" bench --random-model 287,256,8,4 --chunk-size 64 --batch "$3" --seq "$4" --threads "$5" --json)
+  json=$("$2" bench --random-model 287,256,8,4 --chunk-size 64 --batch "$3" --seq "$4" --threads "$5" "${@:6}" --json)
   python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(sys.argv[1], d["median_ms"], d.get("phases_per_call", -1), d["allocated_bytes_per_call"])' "$1" "$json" >>"$results"
 }
 for ((r = 1; r <= rounds; r++)); do
   for cfg in "${configs[@]}"; do
-    read -r name batch seq <<<"$cfg"
+    read -r name batch seq calls <<<"$cfg"
+    read -ra calls <<<"${calls:-}"
     echo "round $r config $name (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    run "$name 1" "$bin" "$batch" "$seq" 1
-    run "$name 2" "$bin" "$batch" "$seq" 2
-    run "$name pair" "$bin" "$batch" "$seq" 1 &
-    run "$name pair" "$bin" "$batch" "$seq" 1
+    run "$name 1" "$bin" "$batch" "$seq" 1 "${calls[@]}"
+    run "$name 2" "$bin" "$batch" "$seq" 2 "${calls[@]}"
+    run "$name pair" "$bin" "$batch" "$seq" 1 "${calls[@]}" &
+    run "$name pair" "$bin" "$batch" "$seq" 1 "${calls[@]}"
     wait
     if [[ -n $baseline ]]; then
-      run "$name base" "$baseline" "$batch" "$seq" 1
-      run "$name base2" "$baseline" "$batch" "$seq" 2
+      run "$name base" "$baseline" "$batch" "$seq" 1 "${calls[@]}"
+      run "$name base2" "$baseline" "$batch" "$seq" 2 "${calls[@]}"
     fi
   done
 done
