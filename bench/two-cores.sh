@@ -35,10 +35,11 @@ fi
 # (the JIT has tiered their kernels up within the first calls), by count, so a round takes minutes, not ten.
 configs=("a 1 64" "b 1 128" "c 16 64 --warmup 20 --iterations 40" "d 1 4096 --warmup 5 --iterations 15")
 results=$(mktemp)
-run() { # label binary batch seq threads [calls...]
-  local json
+run() { # label binary batch seq threads [calls...]; the line is built first, then appended whole
+  local json line
   json=$("$2" bench --random-model 287,256,8,4 --chunk-size 64 --batch "$3" --seq "$4" --threads "$5" "${@:6}" --json)
-  python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(sys.argv[1], d["median_ms"], d.get("phases_per_call", -1), d["allocated_bytes_per_call"])' "$1" "$json" >>"$results"
+  line=$(python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(sys.argv[1], d["median_ms"], d.get("phases_per_call", -1), d["allocated_bytes_per_call"])' "$1" "$json")
+  echo "$line" >>"$results"
 }
 for ((r = 1; r <= rounds; r++)); do
   for cfg in "${configs[@]}"; do
@@ -49,7 +50,7 @@ for ((r = 1; r <= rounds; r++)); do
     run "$name 2" "$bin" "$batch" "$seq" 2 "${calls[@]}"
     run "$name pair" "$bin" "$batch" "$seq" 1 "${calls[@]}" &
     run "$name pair" "$bin" "$batch" "$seq" 1 "${calls[@]}"
-    wait
+    wait $!
     if [[ -n $baseline ]]; then
       run "$name base" "$baseline" "$batch" "$seq" 1 "${calls[@]}"
       run "$name base2" "$baseline" "$batch" "$seq" 2 "${calls[@]}"

@@ -29,9 +29,6 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     private readonly WorkspacePool _pool;
     private readonly int? _maxBatch, _maxSeqLen;
     private readonly DualChunkInstruments _metrics; // the meter factory's instruments, or the process-wide ones
-
-    /// <summary>The instruments this model records on (a stream's appends too).</summary>
-    internal DualChunkInstruments Metrics => _metrics;
     private int _state;                             // calls in flight, | DisposedBit once disposed
 
     private DualChunkModel(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, bool copy, DualChunkModelOptions options, MappedFile? mapping)
@@ -57,6 +54,9 @@ public sealed unsafe partial class DualChunkModel : IDisposable
 
     /// <summary>Whether a call's threads spin briefly at each hand-off before they block (<see cref="DualChunkModelOptions.AllowSpinning"/>).</summary>
     public bool AllowSpinning { get; }
+
+    /// <summary>The instruments this model records on (a stream's appends too).</summary>
+    internal DualChunkInstruments Metrics => _metrics;
 
     /// <summary>True when the layer-norm parameters and biases are used in place from a memory-mapped .dcw file.</summary>
     public bool IsMemoryMapped => _mapping is not null;
