@@ -12,7 +12,8 @@ namespace DualChunk.Bench.Peers;
 /// [D, 64]; then per group of 4 query rows: the scores [4, 64] by register tiles of 4 rows × 2 key vectors (q broadcast,
 /// one FMA per lane), the running max and exp over whole vectors, and P·V into the [64, D] accumulator by 4 rows × 2
 /// output vectors (p broadcast, V read in place). Vector512, Vector256 or Vector128, chosen once as the engine's kernels
-/// choose (<see cref="KernelSelection.Isa"/>). Planned: Kᵀ, the scores of one group, the accumulator and the row
+/// choose (<see cref="KernelSelection.Isa"/>), on the engine's own vector types and softmax exp
+/// (<c>ISimd</c>, <c>VectorMath.ExpNonPositive</c>). Planned: Kᵀ, the scores of one group, the accumulator and the row
 /// statistics: constant in N.
 /// </summary>
 public sealed class TiledAttention : AttentionMethod
@@ -44,15 +45,15 @@ public sealed class TiledAttention : AttentionMethod
         {
             switch (Isa)
             {
-                case KernelIsa.Vector512: Head<Vec512, Vector512<float>>(qkv, n, h, scratch, output); break;
-                case KernelIsa.Vector256: Head<Vec256, Vector256<float>>(qkv, n, h, scratch, output); break;
-                default: Head<Vec128, Vector128<float>>(qkv, n, h, scratch, output); break;
+                case KernelIsa.Vector512: Head<V512, Vector512<float>>(qkv, n, h, scratch, output); break;
+                case KernelIsa.Vector256: Head<V256, Vector256<float>>(qkv, n, h, scratch, output); break;
+                default: Head<V128, Vector128<float>>(qkv, n, h, scratch, output); break;
             }
         }
     }
 
     private static void Head<TOps, TV>(float[] qkvArray, int n, int head, float[] scratchArray, float[] outputArray)
-        where TOps : struct, IVec<TV>
+        where TOps : struct, ISimd<TV>
         where TV : struct
     {
         const int Row = 3 * Hidden;
@@ -122,7 +123,7 @@ public sealed class TiledAttention : AttentionMethod
     /// <summary>S[r, 0..kvEnd) = q[iFirst + r]·Kᵀ for 4 rows (rows past <paramref name="live"/> repeat the last one).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Scores<TOps, TV>(ref float q, int iFirst, int live, ref float kt, int kvEnd, ref float s)
-        where TOps : struct, IVec<TV>
+        where TOps : struct, ISimd<TV>
         where TV : struct
     {
         const int Row = 3 * Hidden;
@@ -140,13 +141,13 @@ public sealed class TiledAttention : AttentionMethod
             {
                 TV k0 = TOps.Load(ref kc, (nuint)(e * Bc)), k1 = TOps.Load(ref kc, (nuint)(e * Bc + w));
                 TV b = TOps.Create(Unsafe.Add(ref q0, e));
-                s00 = TOps.Fma(b, k0, s00); s01 = TOps.Fma(b, k1, s01);
+                s00 = TOps.MultiplyAddEstimate(b, k0, s00); s01 = TOps.MultiplyAddEstimate(b, k1, s01);
                 b = TOps.Create(Unsafe.Add(ref q1, e));
-                s10 = TOps.Fma(b, k0, s10); s11 = TOps.Fma(b, k1, s11);
+                s10 = TOps.MultiplyAddEstimate(b, k0, s10); s11 = TOps.MultiplyAddEstimate(b, k1, s11);
                 b = TOps.Create(Unsafe.Add(ref q2, e));
-                s20 = TOps.Fma(b, k0, s20); s21 = TOps.Fma(b, k1, s21);
+                s20 = TOps.MultiplyAddEstimate(b, k0, s20); s21 = TOps.MultiplyAddEstimate(b, k1, s21);
                 b = TOps.Create(Unsafe.Add(ref q3, e));
-                s30 = TOps.Fma(b, k0, s30); s31 = TOps.Fma(b, k1, s31);
+                s30 = TOps.MultiplyAddEstimate(b, k0, s30); s31 = TOps.MultiplyAddEstimate(b, k1, s31);
             }
             TOps.Store(s00, ref s, (nuint)kv); TOps.Store(s01, ref s, (nuint)(kv + w));
             TOps.Store(s10, ref s, (nuint)(Bc + kv)); TOps.Store(s11, ref s, (nuint)(Bc + kv + w));
@@ -161,18 +162,18 @@ public sealed class TiledAttention : AttentionMethod
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Softmax<TOps, TV>(ref float sr, int kvEnd, ref float m, ref float l)
-        where TOps : struct, IVec<TV>
+        where TOps : struct, ISimd<TV>
         where TV : struct
     {
         int w = TOps.Count;
         TV mx = TOps.Load(ref sr, 0);
-        for (int j = w; j < kvEnd; j += w) mx = TOps.Max(mx, TOps.Load(ref sr, (nuint)j));
+        for (int j = w; j < kvEnd; j += w) mx = TOps.MaxNative(mx, TOps.Load(ref sr, (nuint)j));
         float mNew = MathF.Max(m, TOps.MaxAcross(mx));
         float corr = MathF.Exp(m - mNew); // 0 on the row's first tile (m = −∞)
         TV mv = TOps.Create(mNew), sum = TOps.Zero;
         for (int j = 0; j < kvEnd; j += w)
         {
-            TV p = ExpNonPositive<TOps, TV>(TOps.Subtract(TOps.Load(ref sr, (nuint)j), mv));
+            TV p = VectorMath.ExpNonPositive<TOps, TV>(TOps.Subtract(TOps.Load(ref sr, (nuint)j), mv));
             TOps.Store(p, ref sr, (nuint)j);
             sum = TOps.Add(sum, p);
         }
@@ -181,35 +182,10 @@ public sealed class TiledAttention : AttentionMethod
         return corr;
     }
 
-    // Cephes' expf for x = s − max ≤ 0 (−∞ for masked keys): x = n·ln2 + r, |r| ≤ ln2/2, e^r − 1 by a degree-5 polynomial
-    // in r times r² plus r, then 2^n·(e^r − 1) + 2^n. x below ExpMin (masked keys included) gives 0; the clamp keeps 2^n
-    // normal. The runtime's Vector256.Exp handles every x (and widens to double): it took about a third of the time.
-    private const float ExpMin = -87.33654f, Log2E = 1.44269504f, RoundMagic = 12582912f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV ExpNonPositive<TOps, TV>(TV x)
-        where TOps : struct, IVec<TV>
-        where TV : struct
-    {
-        TV xc = TOps.Max(TOps.Create(ExpMin), x);
-        TV kf = TOps.Fma(xc, TOps.Create(Log2E), TOps.Create(RoundMagic));
-        TV n = TOps.Subtract(kf, TOps.Create(RoundMagic));
-        TV r = TOps.Fma(n, TOps.Create(-Ln2Hi), xc);
-        r = TOps.Fma(n, TOps.Create(-Ln2Lo), r);
-        TV p = TOps.Fma(TOps.Create(1.9875691500e-4f), r, TOps.Create(1.3981999507e-3f));
-        p = TOps.Fma(p, r, TOps.Create(8.3334519073e-3f));
-        p = TOps.Fma(p, r, TOps.Create(4.1665795894e-2f));
-        p = TOps.Fma(p, r, TOps.Create(1.6666665459e-1f));
-        p = TOps.Fma(p, r, TOps.Create(5.0000001201e-1f));
-        p = TOps.Fma(p, TOps.Multiply(r, r), r);
-        TV scale = TOps.Pow2(kf);
-        return TOps.ZeroBelow(x, ExpMin, TOps.Fma(p, scale, scale));
-    }
-
     /// <summary>acc[r] = corr_r·acc[r] + Σ_j p[r, j]·v[j] for 4 rows over keys 0..keys-1, 2 output vectors at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Pv<TOps, TV>(ref float v, int keys, ref float p, ref float acc, float c0, float c1, float c2, float c3)
-        where TOps : struct, IVec<TV>
+        where TOps : struct, ISimd<TV>
         where TV : struct
     {
         const int Row = 3 * Hidden;
@@ -230,13 +206,13 @@ public sealed class TiledAttention : AttentionMethod
                 ref float vr = ref Unsafe.Add(ref v, (nint)j * Row + dv);
                 TV v0 = TOps.Load(ref vr, 0), v1 = TOps.Load(ref vr, (nuint)w);
                 TV b = TOps.Create(Unsafe.Add(ref p, j));
-                a00 = TOps.Fma(b, v0, a00); a01 = TOps.Fma(b, v1, a01);
+                a00 = TOps.MultiplyAddEstimate(b, v0, a00); a01 = TOps.MultiplyAddEstimate(b, v1, a01);
                 b = TOps.Create(Unsafe.Add(ref p, Bc + j));
-                a10 = TOps.Fma(b, v0, a10); a11 = TOps.Fma(b, v1, a11);
+                a10 = TOps.MultiplyAddEstimate(b, v0, a10); a11 = TOps.MultiplyAddEstimate(b, v1, a11);
                 b = TOps.Create(Unsafe.Add(ref p, 2 * Bc + j));
-                a20 = TOps.Fma(b, v0, a20); a21 = TOps.Fma(b, v1, a21);
+                a20 = TOps.MultiplyAddEstimate(b, v0, a20); a21 = TOps.MultiplyAddEstimate(b, v1, a21);
                 b = TOps.Create(Unsafe.Add(ref p, 3 * Bc + j));
-                a30 = TOps.Fma(b, v0, a30); a31 = TOps.Fma(b, v1, a31);
+                a30 = TOps.MultiplyAddEstimate(b, v0, a30); a31 = TOps.MultiplyAddEstimate(b, v1, a31);
             }
             TOps.Store(a00, ref a, 0); TOps.Store(a01, ref a, (nuint)w);
             TOps.Store(a10, ref a, HeadDim); TOps.Store(a11, ref a, (nuint)(HeadDim + w));

@@ -287,7 +287,7 @@ public static class CausalAttention
             TV sum = TOps.Zero;
             for (int j = 0; j < n; j++)
             {
-                TV p = ExpNonPositive<TOps, TV>(TOps.Subtract(TOps.Load(ref pt, (nuint)(j * w)), max)); // −∞ lanes: 0
+                TV p = VectorMath.ExpNonPositive<TOps, TV>(TOps.Subtract(TOps.Load(ref pt, (nuint)(j * w)), max)); // −∞ lanes: 0
                 TOps.Store(p, ref pt, (nuint)(j * w));
                 sum = TOps.Add(sum, p);
             }
@@ -436,32 +436,6 @@ public static class CausalAttention
         if (j > i0) s = TOps.ConditionalSelect(TOps.LanesFrom(j - i0), s, ninf);
         TOps.Store(s, ref pt, (nuint)(j * TOps.Count));
         return TOps.MaxNative(max, s);
-    }
-
-    // exp(x) for x = score − rowmax ≤ 0 (−∞ in masked lanes): VectorMath's clamp, reduction and polynomial without the
-    // overflow and NaN fix-ups general x needs, and 2^n·(1 + q) as one FMA, 2^n·q + 2^n (q = e^r − 1: one rounding
-    // instead of two). x < ExpMin (masked lanes included) gives +0; the clamp keeps 2^n a normal float for those lanes
-    // too (no denormal slow paths). MaxNative(ExpMin, x) keeps a NaN x (maxps returns its second operand when either is
-    // NaN; NEON's fmax propagates it), so a NaN score still makes its row NaN.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV ExpNonPositive<TOps, TV>(TV x)
-        where TOps : struct, ISimd<TV>
-        where TV : struct
-    {
-        TV xc = TOps.MaxNative(TOps.Create(VectorMath.ExpMin), x);
-        TV kf = TOps.MultiplyAddEstimate(xc, TOps.Create(VectorMath.Log2E), TOps.Create(VectorMath.RoundMagic));
-        TV n = TOps.Subtract(kf, TOps.Create(VectorMath.RoundMagic));
-        TV r = TOps.MultiplyAddEstimate(n, TOps.Create(-VectorMath.Ln2Hi), xc);
-        r = TOps.MultiplyAddEstimate(n, TOps.Create(-VectorMath.Ln2Lo), r);
-        TV p = TOps.MultiplyAddEstimate(TOps.Create(VectorMath.E5), r, TOps.Create(VectorMath.E4));
-        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E3));
-        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E2));
-        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E1));
-        p = TOps.MultiplyAddEstimate(p, r, TOps.Create(VectorMath.E0));
-        p = TOps.MultiplyAddEstimate(p, TOps.Multiply(r, r), r);
-        TV scale = TOps.ShiftLeftAddInt32(kf, 23, 127 << 23); // 2^n from the low mantissa bits of kf
-        TV res = TOps.MultiplyAddEstimate(p, scale, scale);
-        return TOps.ConditionalSelect(TOps.LessThan(x, TOps.Create(VectorMath.ExpMin)), TOps.Zero, res);
     }
 
     // 1/x lane-wise: one correctly rounded division, the same bits as the scalar 1f / x per lane. ISimd has no division,

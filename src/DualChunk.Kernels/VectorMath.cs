@@ -64,6 +64,31 @@ internal static class VectorMath
         return TSimd.ConditionalSelect(TSimd.Equals(x, x), res, x); // NaN lanes stay NaN
     }
 
+    // exp(x) for x = score − rowmax ≤ 0 (−∞ in masked lanes), for softmax (causal attention; the bench's dense baseline):
+    // Exp's clamp, reduction and polynomial without the overflow and NaN fix-ups general x needs, and 2^n·(1 + q) as
+    // one FMA, 2^n·q + 2^n (q = e^r − 1: one rounding instead of two). x < ExpMin (masked lanes included) gives +0;
+    // the clamp keeps 2^n a normal float for those lanes too (no denormal slow paths). MaxNative(ExpMin, x) keeps a
+    // NaN x (maxps returns its second operand when either is NaN; NEON's fmax propagates it), so a NaN score still
+    // makes its row NaN.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static TVec ExpNonPositive<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
+    {
+        TVec xc = TSimd.MaxNative(TSimd.Create(ExpMin), x);
+        TVec kf = TSimd.MultiplyAddEstimate(xc, TSimd.Create(Log2E), TSimd.Create(RoundMagic));
+        TVec n = TSimd.Subtract(kf, TSimd.Create(RoundMagic));
+        TVec r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Hi), xc);
+        r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Lo), r);
+        TVec p = TSimd.MultiplyAddEstimate(TSimd.Create(E5), r, TSimd.Create(E4));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E3));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E2));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E1));
+        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E0));
+        p = TSimd.MultiplyAddEstimate(p, TSimd.Multiply(r, r), r);
+        TVec scale = TSimd.ShiftLeftAddInt32(kf, 23, 127 << 23); // 2^n from the low mantissa bits of kf
+        TVec res = TSimd.MultiplyAddEstimate(p, scale, scale);
+        return TSimd.ConditionalSelect(TSimd.LessThan(x, TSimd.Create(ExpMin)), TSimd.Zero, res);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TVec ErfSmall<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
     {
