@@ -47,15 +47,7 @@ internal static class VectorMath
         // Clamp so n stays in [-126, 127] and the exponent-bit trick cannot overflow; fix the ends up below.
         TVec xc = TSimd.MinNative(TSimd.MaxNative(x, TSimd.Create(ExpMin)), TSimd.Create(ExpMax));
         TVec kf = TSimd.MultiplyAddEstimate(xc, TSimd.Create(Log2E), TSimd.Create(RoundMagic));
-        TVec n = TSimd.Subtract(kf, TSimd.Create(RoundMagic));
-        TVec r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Hi), xc);
-        r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Lo), r);
-        TVec p = TSimd.MultiplyAddEstimate(TSimd.Create(E5), r, TSimd.Create(E4));
-        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E3));
-        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E2));
-        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E1));
-        p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E0));
-        p = TSimd.Add(TSimd.MultiplyAddEstimate(p, TSimd.Multiply(r, r), r), TSimd.One);
+        TVec p = TSimd.Add(ExpMinusOne<TSimd, TVec>(xc, kf), TSimd.One);
         // The low mantissa bits of kf hold n (two's complement); shifting them into the exponent field builds 2^n.
         TVec scale = TSimd.ShiftLeftAddInt32(kf, 23, 127 << 23);
         TVec res = TSimd.Multiply(p, scale);
@@ -75,6 +67,18 @@ internal static class VectorMath
     {
         TVec xc = TSimd.MaxNative(TSimd.Create(ExpMin), x);
         TVec kf = TSimd.MultiplyAddEstimate(xc, TSimd.Create(Log2E), TSimd.Create(RoundMagic));
+        TVec scale = TSimd.ShiftLeftAddInt32(kf, 23, 127 << 23); // 2^n from the low mantissa bits of kf
+        TVec res = TSimd.MultiplyAddEstimate(ExpMinusOne<TSimd, TVec>(xc, kf), scale, scale);
+        return TSimd.ConditionalSelect(TSimd.LessThan(x, TSimd.Create(ExpMin)), TSimd.Zero, res);
+    }
+
+    /// <summary>
+    /// The shared core of <see cref="Exp"/> and <see cref="ExpNonPositive"/>: for a clamped x and kf = x·log2(e) +
+    /// RoundMagic (n in its low mantissa bits), x = n·ln2 + r; returns e^r − 1, the polynomial in r.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec ExpMinusOne<TSimd, TVec>(TVec xc, TVec kf) where TSimd : struct, ISimd<TVec> where TVec : struct
+    {
         TVec n = TSimd.Subtract(kf, TSimd.Create(RoundMagic));
         TVec r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Hi), xc);
         r = TSimd.MultiplyAddEstimate(n, TSimd.Create(-Ln2Lo), r);
@@ -83,10 +87,7 @@ internal static class VectorMath
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E2));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E1));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(E0));
-        p = TSimd.MultiplyAddEstimate(p, TSimd.Multiply(r, r), r);
-        TVec scale = TSimd.ShiftLeftAddInt32(kf, 23, 127 << 23); // 2^n from the low mantissa bits of kf
-        TVec res = TSimd.MultiplyAddEstimate(p, scale, scale);
-        return TSimd.ConditionalSelect(TSimd.LessThan(x, TSimd.Create(ExpMin)), TSimd.Zero, res);
+        return TSimd.MultiplyAddEstimate(p, TSimd.Multiply(r, r), r);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
