@@ -33,6 +33,9 @@ public sealed record ModelConfig
         FfnSize = ffnSize;
     }
 
+    /// <summary>Which model the dimensions describe (the block around the attention); <see cref="ModelArchitecture.DualChunk"/> unless set.</summary>
+    public ModelArchitecture Architecture { get; init; } = ModelArchitecture.DualChunk;
+
     /// <summary>The most elements one parameter tensor may hold (the largest .NET array).</summary>
     public static long MaxTensorElements => Array.MaxLength;
 
