@@ -14,6 +14,12 @@ public enum GemmEpilogue
 
     /// <summary>C = C + (A · W + b): the residual add.</summary>
     BiasAccumulate = 2,
+
+    /// <summary>
+    /// C = SiLU(C) ⊙ (A · W + b), SiLU(g) = g · sigmoid(g): the two-operand epilogue of a SwiGLU FFN. On entry C holds
+    /// the gate's pre-activation (x · W_gate + b_gate, from a <see cref="Bias"/> call); A · W + b is the "up" branch.
+    /// </summary>
+    BiasSiluGate = 3,
 }
 
 /// <summary>C [M, N] = epilogue(A [M, K] · W [K, N] + b [N]), W pre-packed.</summary>
@@ -105,6 +111,7 @@ public static class Gemm
         Span<float> partialSums = kBlocks > 1 ? stackalloc float[RowBlock * MaxPanelColumns] : default;
         Span<float> edgeTile = stackalloc float[MaxTileRows * MaxPanelColumns];
         Span<float> edgeBias = stackalloc float[MaxPanelColumns];
+        Span<float> gateTile = epilogue == GemmEpilogue.BiasSiluGate ? stackalloc float[MaxTileRows * MaxPanelColumns] : default;
 
         fixed (float* aPtr = a)
         fixed (float* cPtr = c)
@@ -113,12 +120,13 @@ public static class Gemm
         fixed (float* partialPtr = partialSums)
         fixed (float* edgeTilePtr = edgeTile)
         fixed (float* edgeBiasPtr = edgeBias)
+        fixed (float* gateTilePtr = gateTile)
         {
             var args = new DriverArgs
             {
                 A = aPtr, M = m, Lda = lda, Panels = panels, K = w.K, N = w.N, Bias = biasPtr, C = cPtr, Ldc = ldc,
                 Epilogue = epilogue, ColumnStart = columnStart, ColumnEnd = columnStart + columnCount, KBlocks = kBlocks,
-                PartialSums = partialPtr, EdgeTile = edgeTilePtr, EdgeBias = edgeBiasPtr,
+                PartialSums = partialPtr, EdgeTile = edgeTilePtr, EdgeBias = edgeBiasPtr, GateTile = gateTilePtr,
             };
             switch (isa)
             {
@@ -142,7 +150,7 @@ public static class Gemm
     {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentOutOfRangeException.ThrowIfNegative(m);
-        if (epilogue is not (GemmEpilogue.Bias or GemmEpilogue.BiasGelu or GemmEpilogue.BiasAccumulate))
+        if (epilogue is not (GemmEpilogue.Bias or GemmEpilogue.BiasGelu or GemmEpilogue.BiasAccumulate or GemmEpilogue.BiasSiluGate))
             throw new ArgumentOutOfRangeException(nameof(epilogue), epilogue, "Unknown epilogue.");
         if (isa != w.Isa)
             throw new ArgumentException($"W is packed for the {w.Isa} path, the call asks for {isa}.", nameof(w));
@@ -181,6 +189,7 @@ public static class Gemm
         public float* PartialSums;
         public float* EdgeTile;
         public float* EdgeBias;
+        public float* GateTile;
     }
 
     /// <summary>The blocked loop nest, specialised per micro-kernel.</summary>
@@ -237,7 +246,27 @@ public static class Gemm
                         // per-lane formula, so its results cannot depend on N, on the column split or on the tile.
                         bool gelu = p.Epilogue == GemmEpilogue.BiasGelu;
                         float* cTile = p.C + r0 * ldc + j0;
-                        if (!edgePanel)
+                        if (p.Epilogue == GemmEpilogue.BiasSiluGate)
+                        {
+                            // The up branch goes to the scratch tile; SiLU(gate) ⊙ up is formed on whole NR-wide
+                            // segments (an edge panel's live gate columns copied to a zero-padded tile first).
+                            TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, p.EdgeTile, nr, bias, false);
+                            if (!edgePanel)
+                            {
+                                SiluGateRows<TKernel>(cTile, ldc, p.EdgeTile, nr, rows, nr);
+                            }
+                            else
+                            {
+                                for (int r = 0; r < rows; r++)
+                                {
+                                    new ReadOnlySpan<float>(cTile + r * ldc, liveColumns).CopyTo(new Span<float>(p.GateTile + r * nr, nr));
+                                    new Span<float>(p.GateTile + r * nr + liveColumns, nr - liveColumns).Clear();
+                                }
+                                SiluGateRows<TKernel>(p.GateTile, nr, p.EdgeTile, nr, rows, nr);
+                                StoreEdgeTile(p.GateTile, nr, rows, liveColumns, cTile, ldc, false);
+                            }
+                        }
+                        else if (!edgePanel)
                         {
                             TKernel.Tile(rows, aTile, lda, panelBlock, kc, partialIn, null, cTile, ldc, bias, accumulate);
                             if (gelu)
@@ -282,6 +311,32 @@ public static class Gemm
             ref float row = ref *(tile + r * stride);
             for (nuint j = 0; j < (nuint)width; j += w)
                 TSimd.Store(VectorMath.Gelu<TSimd, TVec>(TSimd.Load(ref row, j)), ref row, j);
+        }
+    }
+
+    /// <summary>gate[r, j] = SiLU(gate[r, j]) · up[r, j] on <paramref name="rows"/> row segments of <paramref name="width"/> floats (NR).</summary>
+    private static unsafe void SiluGateRows<TKernel>(float* gate, nint gateStride, float* up, nint upStride, int rows, int width)
+        where TKernel : struct, IGemmMicroKernel
+    {
+        if (typeof(TKernel) == typeof(GemmKernel512))
+            SiluGateRows<V512, Vector512<float>>(gate, gateStride, up, upStride, rows, width);
+        else if (typeof(TKernel) == typeof(GemmKernel256))
+            SiluGateRows<V256, Vector256<float>>(gate, gateStride, up, upStride, rows, width);
+        else
+            SiluGateRows<V128, Vector128<float>>(gate, gateStride, up, upStride, rows, width);
+    }
+
+    private static unsafe void SiluGateRows<TSimd, TVec>(float* gate, nint gateStride, float* up, nint upStride, int rows, int width)
+        where TSimd : struct, ISimd<TVec>
+        where TVec : struct
+    {
+        nuint w = (nuint)TSimd.Count;
+        for (int r = 0; r < rows; r++)
+        {
+            ref float g = ref *(gate + r * gateStride);
+            ref float u = ref *(up + r * upStride);
+            for (nuint j = 0; j < (nuint)width; j += w)
+                TSimd.Store(TSimd.Multiply(VectorMath.Silu<TSimd, TVec>(TSimd.Load(ref g, j)), TSimd.Load(ref u, j)), ref g, j);
         }
     }
 

@@ -165,6 +165,14 @@ internal static class VectorMath
         return TSimd.MultiplyAddEstimate(a, minusHalfErfc, TSimd.MaxNative(x, TSimd.Zero));
     }
 
+    /// <summary>
+    /// SiLU on the lanes of one vector: x·sigmoid(x) = x / (1 + exp(−x)), with <see cref="Exp"/> (≈ 1–2 ulp) and one
+    /// rounded division, so ≈ 3 ulp. x below −88.4 gives −0 (exp(−x) = +∞); NaN stays NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static TVec Silu<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
+        => TSimd.Divide(x, TSimd.Add(TSimd.One, Exp<TSimd, TVec>(TSimd.Negate(x))));
+
     // ---------------- horizontal max: halve the vector until one Vector128 is left, then two shuffles ----------------
 
     /// <summary>Largest lane (NaN if any lane is NaN).</summary>

@@ -1,4 +1,5 @@
 using DualChunk.Kernels;
+using DualChunk.TestKernels;
 using NUnit.Framework;
 
 namespace DualChunk.Tests.Kernels;
@@ -20,10 +21,13 @@ public sealed class GemmTests
     private const double LinearTolerance = 5e-7;
     private const double GeluTolerance = 1e-6;
 
+    /// <summary>Relative error allowed for the float SiLU of the SwiGLU epilogue (exp ≈ 2 ulp, one division, one product).</summary>
+    private const double SiluTolerance = 6e-7;
+
     /// <summary>Marks C entries Gemm must not touch (padding between N and ldc, past the span).</summary>
     private const float Sentinel = -12345.678f;
 
-    private static readonly GemmEpilogue[] Epilogues = [GemmEpilogue.Bias, GemmEpilogue.BiasGelu, GemmEpilogue.BiasAccumulate];
+    private static readonly GemmEpilogue[] Epilogues = [GemmEpilogue.Bias, GemmEpilogue.BiasGelu, GemmEpilogue.BiasAccumulate, GemmEpilogue.BiasSiluGate];
 
     private static KernelIsa[] SupportedIsas()
         => Enum.GetValues<KernelIsa>().Where(isa => isa <= KernelSelection.Isa).ToArray();
@@ -88,6 +92,7 @@ public sealed class GemmTests
         {
             GemmEpilogue.BiasGelu => Gelu.ScalarReference(Sums[r * N + j]),
             GemmEpilogue.BiasAccumulate => InitialC[r * Ldc + j] + Sums[r * N + j],
+            GemmEpilogue.BiasSiluGate => ScalarTwins.Silu(InitialC[r * Ldc + j]) * Sums[r * N + j],
             _ => Sums[r * N + j],
         };
 
@@ -123,6 +128,12 @@ public sealed class GemmTests
             double error = Math.Abs(buffer[i] - expected);
             double tol = epilogue == GemmEpilogue.BiasGelu ? GeluTolerance : LinearTolerance;
             double tolerance = tol * magnitude + tol;
+            if (epilogue == GemmEpilogue.BiasSiluGate)
+            {
+                // The up branch's error scaled by |SiLU(gate)|, plus the float SiLU's (≈ 3 ulp) on the product.
+                double silu = Math.Abs(ScalarTwins.Silu(problem.InitialC[r * problem.Ldc + j]));
+                tolerance = LinearTolerance * (magnitude * silu + silu) + SiluTolerance * Math.Abs(expected) + 1e-30;
+            }
             if (!(error <= tolerance))
                 Assert.Fail($"{isa} {epilogue} {problem}: C[{r},{j}] = {buffer[i]:R}, reference {expected:R}, error {error:E3} > tolerance {tolerance:E3}.");
             worst = Math.Max(worst, error / tolerance);

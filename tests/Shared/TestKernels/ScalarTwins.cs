@@ -68,4 +68,21 @@ internal static class ScalarTwins
             }
         }
     }
+
+    /// <summary>Twin of <see cref="Kernels.RmsNorm"/>: y = x / sqrt(mean(x²) + eps) · γ, in double.</summary>
+    internal static void RmsNorm(ReadOnlySpan<float> x, int rows, int width, ReadOnlySpan<float> gamma, Span<float> y)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var row = x.Slice(r * width, width);
+            double ss = 0;
+            foreach (float v in row) ss += (double)v * v;
+            double inv = 1.0 / Math.Sqrt(ss / width + Kernels.RmsNorm.Epsilon);
+            for (int i = 0; i < width; i++)
+                y[r * width + i] = (float)(row[i] * inv * gamma[i]);
+        }
+    }
+
+    /// <summary>SiLU in double, x·sigmoid(x): the twin of the SwiGLU epilogue's gate (<see cref="Kernels.GemmEpilogue.BiasSiluGate"/>).</summary>
+    internal static double Silu(double x) => x / (1.0 + Math.Exp(-x));
 }
