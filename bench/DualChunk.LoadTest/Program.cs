@@ -6,7 +6,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using DualChunk.Core;
 
-// Load generator for samples/DualChunk.Service. Loopback only, bounded in time and in requests; stops by itself.
+// Load generator for src/DualChunk.Server. Loopback only, bounded in time and in requests; stops by itself.
 //   write-model <out.dcw> E,H,NH,L C            a random model file (config a: 287,256,8,4 64)
 //   run --url http://127.0.0.1:P --embed E --seq N [--batch B] [--clients 8] [--seconds 20] [--bad-fraction 0.1]
 //       [--npy-fraction 0.5] [--max-requests 1000000] [--server-pid PID]

@@ -88,7 +88,7 @@ public sealed class DualChunkHostedModelOptions
         // Read into memory, never mapped: a file rewritten or truncated in place must not change or kill the model
         // serving from it (a mapped file that shrinks raises SIGBUS in the process).
         MemoryMap = false,
-        // The model checks the limits too, before it allocates (callers such as samples/DualChunk.Service check them
+        // The model checks the limits too, before it allocates (callers such as src/DualChunk.Server check them
         // earlier still, before sizing anything from a request).
         MaxBatch = MaxBatch,
         MaxSeqLen = MaxSeqLen,

@@ -4,22 +4,21 @@ using System.Text.Json;
 using DualChunk.Core;
 using DualChunk.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using static DualChunk.Service.InputLimits;
+using static DualChunk.Server.InputLimits;
 
-namespace DualChunk.Service;
+namespace DualChunk.Server;
 
 /// <summary><c>POST /v1/predict</c>: JSON or .npy in, the same kind out.</summary>
 internal static class PredictEndpoint
 {
-    public const string ModelName = "default";
-
-    public static async Task<IResult> Handle(HttpContext context, DualChunkModelPool pool, IOptions<ServiceOptions> serviceOptions)
+    public static async Task<IResult> Handle(HttpContext context, DualChunkModelPool pool, ServerModels models, IOptions<ServiceOptions> serviceOptions)
     {
+        string modelName = models.DefaultName;
         var options = serviceOptions.Value;
         var ct = context.RequestAborted;
-        if (!pool.TryRent(ModelName, out var lease))
+        if (!pool.TryRent(modelName, out var lease))
         {
-            var s = pool.GetStatus(ModelName);
+            var s = pool.GetStatus(modelName);
             context.Response.Headers.RetryAfter = options.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
             return Problem(StatusCodes.Status503ServiceUnavailable, "Model not ready",
                 s.State == DualChunkModelState.Failed ? $"The model failed to load: {s.Error}" : "The model is still loading; retry shortly.");
@@ -27,7 +26,7 @@ internal static class PredictEndpoint
         using (lease)
         {
             var model = lease.Model;
-            var hosted = pool.GetOptions(ModelName);
+            var hosted = pool.GetOptions(modelName);
             var limits = new InputLimits(model.Config.EmbedDim, model.Config.ChunkSize,
                 hosted.MaxBatch ?? int.MaxValue, hosted.MaxSeqLen ?? int.MaxValue);
             string? contentType = context.Request.ContentType;

@@ -1,4 +1,4 @@
-namespace DualChunk.Service;
+namespace DualChunk.Server;
 
 /// <summary>The service's own limits, bound from the configuration section <c>Service</c>.</summary>
 public sealed class ServiceOptions

@@ -11,9 +11,9 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
-namespace DualChunk.Hosting.Tests;
+namespace DualChunk.Server.Tests;
 
-/// <summary>samples/DualChunk.Service in process (WebApplicationFactory): every good and bad request kind.</summary>
+/// <summary>src/DualChunk.Server in process (WebApplicationFactory): every good and bad request kind.</summary>
 [TestFixture]
 public sealed class ServiceTests
 {
@@ -344,7 +344,7 @@ public sealed class ServiceTests
     {
         using var factory = Service(TinyModel, ("Service:MaxConcurrentCalls", "1"), ("Service:MaxQueuedCalls", "1"));
         using var client = await Ready(factory);
-        var limits = factory.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DualChunk.Service.ServiceOptions>>().Value;
+        var limits = factory.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DualChunk.Server.ServiceOptions>>().Value;
         Assert.That((limits.MaxConcurrentCalls, limits.MaxQueuedCalls), Is.EqualTo((1, 1)));
         byte[] input = File.ReadAllBytes(TinyInput);
         using var leases = new LeaseWatcher(factory.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());

@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Threading.RateLimiting;
 using DualChunk.Core;
 using DualChunk.Extensions.Hosting;
-using DualChunk.Service;
+using DualChunk.Server;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -11,22 +11,16 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 
-// The DualChunk inference service:
-//   dotnet run -c Release --project samples/DualChunk.Service -- --urls http://127.0.0.1:5080 --model <file> [--chunk-size C] [--threads T]
-// Every setting is also configuration (appsettings.json, DualChunk__Models__default__Path=... environment variables).
+// The DualChunk inference server:
+//   dotnet run -c Release --project src/DualChunk.Server -- --urls http://127.0.0.1:8000 --grpc-urls http://127.0.0.1:8001 \
+//     --model <file> [--name <model>] [--chunk-size C] [--threads T]
+// Every setting is also configuration (appsettings.json, DualChunk__Models__<name>__Path=... environment variables).
 var builder = WebApplication.CreateBuilder(args);
 // Per-request logs cost more than a small model's call; raise with Logging:LogLevel:Microsoft.AspNetCore=Information.
 builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-builder.Configuration.AddCommandLine(args, new Dictionary<string, string>
-{
-    ["--model"] = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{PredictEndpoint.ModelName}:Path",
-    ["--chunk-size"] = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{PredictEndpoint.ModelName}:ChunkSize",
-    ["--threads"] = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{PredictEndpoint.ModelName}:MaxDegreeOfParallelism",
-    ["--max-batch"] = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{PredictEndpoint.ModelName}:MaxBatch",
-    ["--max-seq-len"] = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{PredictEndpoint.ModelName}:MaxSeqLen",
-    ["--max-concurrent-calls"] = "Service:MaxConcurrentCalls",
-    ["--max-queued-calls"] = "Service:MaxQueuedCalls",
-});
+ServerSetup.AddCommandLine(builder.Configuration, args);
+ServerSetup.ConfigureListeners(builder);
+var modelNames = ServerSetup.AddModels(builder.Services, builder.Configuration);
 
 builder.Services.AddOptions<ServiceOptions>().BindConfiguration("Service").Validate(o =>
 {
@@ -34,11 +28,6 @@ builder.Services.AddOptions<ServiceOptions>().BindConfiguration("Service").Valid
     return true;
 });
 
-builder.Services.AddDualChunkModel(PredictEndpoint.ModelName, o =>
-{
-    o.MaxBatch ??= ServiceOptions.DefaultMaxBatch;
-    o.MaxSeqLen ??= ServiceOptions.DefaultMaxSeqLen;
-});
 builder.Services.AddProblemDetails();
 builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServiceOptions>>(
     (k, s) => k.Limits.MaxRequestBodySize = s.Value.MaxRequestBodyBytes + 1);

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 
-namespace DualChunk.Service;
+namespace DualChunk.Server;
 
 /// <summary>What a request's input must fit: the model's E and C and the configured batch and length limits.</summary>
 internal readonly record struct InputLimits(int EmbedDim, int ChunkSize, int MaxBatch, int MaxSeqLen)

@@ -2,9 +2,9 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
-using static DualChunk.Service.InputLimits;
+using static DualChunk.Server.InputLimits;
 
-namespace DualChunk.Service;
+namespace DualChunk.Server;
 
 /// <summary>
 /// A thin, bounded .npy reader for request bodies: little-endian float32, C order, format

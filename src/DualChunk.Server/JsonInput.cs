@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Text.Json;
-using static DualChunk.Service.InputLimits;
+using static DualChunk.Server.InputLimits;
 
-namespace DualChunk.Service;
+namespace DualChunk.Server;
 
 /// <summary>
 /// Parses <c>{"input": [[[...E floats]...N rows]...B], "output_mode": "last"|"all"|"mean"}</c> (or a 2-D
