@@ -83,8 +83,9 @@ public sealed partial class DualChunkStream
                 if (got != dims[i])
                     throw Bad($"The snapshot is of a model with {names[i]} = {got}; this stream's model has {dims[i]} ({config}). Restore it into a stream of the model it was taken from.");
             }
-            if (BinaryPrimitives.ReadUInt64LittleEndian(snapshot[36..]) != _model.Fingerprint)
-                throw Bad($"The snapshot is of another model with the same dimensions ({config}): its weights fingerprint differs. Restore it into a stream of the model it was taken from.");
+            ulong fingerprint = BinaryPrimitives.ReadUInt64LittleEndian(snapshot[36..]);
+            if (fingerprint != _model.Fingerprint)
+                throw Bad($"The snapshot is of another model with the same dimensions ({config}): its weights fingerprint {fingerprint:x16} differs from this model's {_model.Fingerprint:x16}. Restore it into a stream of the model it was taken from.");
             int batch = BinaryPrimitives.ReadInt32LittleEndian(snapshot[44..]);
             if (batch != Batch)
                 throw Bad($"The snapshot holds batch {batch}; this stream has batch {Batch}. Restore it into a stream created with batch {batch}.");

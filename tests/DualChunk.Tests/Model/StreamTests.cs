@@ -1,3 +1,4 @@
+using System.Globalization;
 using DualChunk.Core;
 using DualChunk.Kernels;
 using DualChunk.Tests.Golden;
@@ -269,7 +270,9 @@ public sealed class StreamTests
 
         using var other = Create(config, 1, seed: 301);
         using var foreign = other.CreateStream(batch: 2);
-        Assert.That(Assert.Throws<StreamSnapshotException>(() => foreign.Restore(good))!.Message, Does.Contain("weights fingerprint"));
+        Assert.That(Assert.Throws<StreamSnapshotException>(() => foreign.Restore(good))!.Message, Does.Contain("weights fingerprint")
+            .And.Contain(model.Fingerprint.ToString("x16", CultureInfo.InvariantCulture)).And.Contain(other.Fingerprint.ToString("x16", CultureInfo.InvariantCulture)),
+            "the message names both fingerprints (a server's 409 for a sequence saved by other weights)");
         using var smaller = Create(new ModelConfig(20, 24, 3, 1, 5, 96), 1);
         using var shallow = smaller.CreateStream(batch: 2);
         Assert.That(Assert.Throws<StreamSnapshotException>(() => shallow.Restore(good))!.Message, Does.Contain("num_layers L = 2"));
