@@ -24,20 +24,39 @@ public enum GemmEpilogue
 
 /// <summary>C [M, N] = epilogue(A [M, K] · W [K, N] + b [N]), W pre-packed.</summary>
 /// <remarks>
-/// Blocking (per call, single thread): M blocks of <see cref="RowBlock"/> rows (their A rows stay in L2 while every
-/// panel of W streams past) → panels of NR columns (<see cref="PackedMatrix"/>) → K blocks of at most MaxKBlock
-/// (the panel block stays in L1 while the M block's tiles stream over it) → MR-row tiles computed by a
-/// register-blocked micro-kernel (<see cref="GemmKernel512"/>, <see cref="GemmKernel256"/>, <see cref="GemmKernel128"/>).
-/// Every element of C is the same chain of float FMAs over k = 0..K-1 whichever tile, block or column range it falls
-/// in, so results do not depend on M, on the column split or on the tail path.
+/// Blocking (per call, single thread; sizes from the CPU's caches, <see cref="GemmBlocking"/>): M blocks of
+/// <see cref="RowBlock"/> rows (their A rows stay in L2 while every panel of W streams past) → panels of NR columns
+/// (<see cref="PackedMatrix"/>) → K blocks (the panel block stays in L2 while the M block's tiles stream over it) →
+/// MR-row tiles computed by a register-blocked micro-kernel (<see cref="GemmKernel512"/>, <see cref="GemmKernel256"/>,
+/// <see cref="GemmKernel128"/>). A one-row call (a GEMV) runs several panels at once instead, for enough independent
+/// FMA chains to hide the FMA latency. Every element of C is the same chain of float FMAs over k = 0..K-1 whichever
+/// tile, block or column range it falls in, so results do not depend on M, on the blocking, on the column split or
+/// on the tail path.
 /// </remarks>
 public static class Gemm
 {
     /// <summary>
-    /// Rows per M block (a multiple of every MR: 6, 6, 4): the A rows of one block stay in L1/L2 while W streams past.
-    /// A caller splitting rows across threads keeps A blocked as in one call by splitting at multiples of this.
+    /// Rows per M block on this machine's path (a multiple of every MR: 6, 6, 4; 72 unless the L2 is tiny): the A rows
+    /// of one block stay in L2 while W streams past. A caller splitting rows across threads keeps A blocked as in one
+    /// call by splitting at multiples of this.
     /// </summary>
-    public const int RowBlock = 48;
+    public static int RowBlock => BlockingOf(SelectedIsa).RowBlock;
+
+    /// <summary>The blocking of each path on this machine's caches.</summary>
+    private static readonly GemmBlocking Blocking512 = GemmBlocking.For(GemmKernel512.Columns, CpuCaches.Current),
+        Blocking256 = GemmBlocking.For(GemmKernel256.Columns, CpuCaches.Current),
+        Blocking128 = GemmBlocking.For(GemmKernel128.Columns, CpuCaches.Current);
+
+    /// <summary>The blocking path <paramref name="isa"/> uses on this machine.</summary>
+    internal static GemmBlocking BlockingOf(KernelIsa isa) => isa switch
+    {
+        KernelIsa.Vector512 => Blocking512,
+        KernelIsa.Vector256 => Blocking256,
+        _ => Blocking128,
+    };
+
+    /// <summary>For logs and <c>inspect</c>: the caches and the blocking derived from them, e.g. "72 rows x K 963 (L1D 32 KB, L2 1024 KB, …)".</summary>
+    public static string BlockingDescription => $"{BlockingOf(SelectedIsa)} from {CpuCaches.Current}";
 
     /// <summary>Widest NR of any path (floats per row of a scratch tile).</summary>
     private const int MaxPanelColumns = 64;
@@ -97,18 +116,25 @@ public static class Gemm
     }
 
     /// <summary>Column-range call on path <paramref name="isa"/>; <paramref name="w"/> must be packed for it.</summary>
+    internal static void Run(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
+        Span<float> c, int ldc, GemmEpilogue epilogue, int columnStart, int columnCount, KernelIsa isa)
+        => Run(a, m, lda, w, bias, c, ldc, epilogue, columnStart, columnCount, isa, BlockingOf(isa));
+
+    /// <summary>Column-range call on path <paramref name="isa"/> with a forced blocking (tests: results must not depend on it).</summary>
     [SkipLocalsInit]
     internal static unsafe void Run(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
-        Span<float> c, int ldc, GemmEpilogue epilogue, int columnStart, int columnCount, KernelIsa isa)
+        Span<float> c, int ldc, GemmEpilogue epilogue, int columnStart, int columnCount, KernelIsa isa, GemmBlocking blocking)
     {
         Validate(a, m, lda, w, bias, c, ldc, epilogue, columnStart, columnCount, isa);
+        if (blocking.RowBlock is < 1 or > GemmBlocking.MaxRowBlock || blocking.MaxKBlock < 1)
+            throw new ArgumentOutOfRangeException(nameof(blocking), blocking, $"RowBlock must be in [1, {GemmBlocking.MaxRowBlock}], MaxKBlock at least 1.");
         if (m == 0 || columnCount == 0)
             return;
 
         // Bounded scratch, no heap: raw sums between K blocks for one M block, one tile for a partial last panel,
         // and the bias of that panel zero-padded to NR (so the kernel never reads past b).
-        int kBlocks = w.K <= MaxKBlockOf(isa) ? 1 : (w.K + MaxKBlockOf(isa) - 1) / MaxKBlockOf(isa);
-        Span<float> partialSums = kBlocks > 1 ? stackalloc float[RowBlock * MaxPanelColumns] : default;
+        int kBlocks = Math.Max(1, (w.K + blocking.MaxKBlock - 1) / blocking.MaxKBlock);
+        Span<float> partialSums = kBlocks > 1 && m > 1 ? stackalloc float[blocking.RowBlock * MaxPanelColumns] : default;
         Span<float> edgeTile = stackalloc float[MaxTileRows * MaxPanelColumns];
         Span<float> edgeBias = stackalloc float[MaxPanelColumns];
         Span<float> gateTile = epilogue == GemmEpilogue.BiasSiluGate ? stackalloc float[MaxTileRows * MaxPanelColumns] : default;
@@ -126,6 +152,7 @@ public static class Gemm
             {
                 A = aPtr, M = m, Lda = lda, Panels = panels, K = w.K, N = w.N, Bias = biasPtr, C = cPtr, Ldc = ldc,
                 Epilogue = epilogue, ColumnStart = columnStart, ColumnEnd = columnStart + columnCount, KBlocks = kBlocks,
+                RowBlock = blocking.RowBlock,
                 PartialSums = partialPtr, EdgeTile = edgeTilePtr, EdgeBias = edgeBiasPtr, GateTile = gateTilePtr,
             };
             switch (isa)
@@ -136,13 +163,6 @@ public static class Gemm
             }
         }
     }
-
-    private static int MaxKBlockOf(KernelIsa isa) => isa switch
-    {
-        KernelIsa.Vector512 => GemmKernel512.MaxKBlock,
-        KernelIsa.Vector256 => GemmKernel256.MaxKBlock,
-        _ => GemmKernel128.MaxKBlock,
-    };
 
     /// <summary>Cheap checks that make every later pointer access in bounds.</summary>
     private static void Validate(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
@@ -186,6 +206,7 @@ public static class Gemm
         public int ColumnStart;
         public int ColumnEnd;
         public int KBlocks;
+        public int RowBlock;
         public float* PartialSums;
         public float* EdgeTile;
         public float* EdgeBias;
@@ -198,6 +219,11 @@ public static class Gemm
     {
         int mr = TKernel.Rows;
         int nr = TKernel.Columns;
+        if (p.M == 1)
+        {
+            DriveRow<TKernel>(in p);
+            return;
+        }
         int kBlocks = p.KBlocks;
         // Balanced K blocks (e.g. K = 287, blocks ≤ 128 → 96 + 96 + 95) rather than full blocks and a sliver.
         int kBlock = (p.K + kBlocks - 1) / kBlocks;
@@ -205,9 +231,9 @@ public static class Gemm
         nint lda = p.Lda;
         nint ldc = p.Ldc;
 
-        for (int rowBlock = 0; rowBlock < p.M; rowBlock += RowBlock)
+        for (int rowBlock = 0; rowBlock < p.M; rowBlock += p.RowBlock)
         {
-            int rowBlockEnd = Math.Min(p.M, rowBlock + RowBlock);
+            int rowBlockEnd = Math.Min(p.M, rowBlock + p.RowBlock);
             for (int j0 = p.ColumnStart; j0 < p.ColumnEnd; j0 += nr)
             {
                 // N tail: a panel with fewer than NR live columns (end of W or of the requested range) is computed
@@ -282,6 +308,64 @@ public static class Gemm
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// One row (a GEMV): <see cref="IGemmMicroKernel.RowPanels"/> over groups of full panels, each over the whole K
+    /// (nothing is reused, so K blocks would only add partial-sum traffic); a last partial panel goes through the
+    /// scratch tile as in <see cref="Drive{TKernel}"/>. Same FMA chain per element, so the same bits.
+    /// </summary>
+    private static unsafe void DriveRow<TKernel>(in DriverArgs p)
+        where TKernel : struct, IGemmMicroKernel
+    {
+        int nr = TKernel.Columns, group = TKernel.RowPanelCount;
+        bool accumulate = p.Epilogue == GemmEpilogue.BiasAccumulate, gelu = p.Epilogue == GemmEpilogue.BiasGelu;
+        bool siluGate = p.Epilogue == GemmEpilogue.BiasSiluGate;
+        nint panelFloats = (nint)p.K * nr;
+        int fullEnd = p.ColumnStart + (p.ColumnEnd - p.ColumnStart) / nr * nr;
+        int j0 = p.ColumnStart;
+        for (; j0 + group * nr <= fullEnd; j0 += group * nr)
+        {
+            float* panels = p.Panels + (nint)(j0 / nr) * panelFloats;
+            if (siluGate)
+            {
+                // The up branch to the scratch tile (group·NR ≤ its MR·64 floats), then C = SiLU(C) ⊙ up.
+                TKernel.RowPanels(p.A, panels, panelFloats, p.K, p.EdgeTile, p.Bias + j0, false);
+                SiluGateRows<TKernel>(p.C + j0, 0, p.EdgeTile, 0, 1, group * nr);
+                continue;
+            }
+            TKernel.RowPanels(p.A, panels, panelFloats, p.K, p.C + j0, p.Bias + j0, accumulate);
+            if (gelu)
+                GeluRows<TKernel>(p.C + j0, 0, 1, group * nr);
+        }
+        for (; j0 < p.ColumnEnd; j0 += nr)
+        {
+            int liveColumns = Math.Min(nr, p.ColumnEnd - j0);
+            float* panel = p.Panels + (nint)(j0 / nr) * panelFloats;
+            float* c = p.C + j0;
+            if (liveColumns == nr && !siluGate)
+            {
+                TKernel.Tile(1, p.A, p.Lda, panel, p.K, null, null, c, p.Ldc, p.Bias + j0, accumulate);
+                if (gelu)
+                    GeluRows<TKernel>(c, 0, 1, nr);
+                continue;
+            }
+            // A partial panel (or the gate's up branch): through the scratch tile, as in Drive.
+            new ReadOnlySpan<float>(p.Bias + j0, liveColumns).CopyTo(new Span<float>(p.EdgeBias, nr));
+            new Span<float>(p.EdgeBias + liveColumns, nr - liveColumns).Clear();
+            TKernel.Tile(1, p.A, p.Lda, panel, p.K, null, null, p.EdgeTile, nr, p.EdgeBias, false);
+            if (siluGate)
+            {
+                new ReadOnlySpan<float>(c, liveColumns).CopyTo(new Span<float>(p.GateTile, nr));
+                new Span<float>(p.GateTile + liveColumns, nr - liveColumns).Clear();
+                SiluGateRows<TKernel>(p.GateTile, nr, p.EdgeTile, nr, 1, nr);
+                StoreEdgeTile(p.GateTile, nr, 1, liveColumns, c, p.Ldc, false);
+                continue;
+            }
+            if (gelu)
+                GeluRows<TKernel>(p.EdgeTile, nr, 1, nr);
+            StoreEdgeTile(p.EdgeTile, nr, 1, liveColumns, c, p.Ldc, accumulate);
         }
     }
 

@@ -15,8 +15,8 @@ internal interface IGemmMicroKernel
     /// <summary>Columns per tile and per packed panel (NR).</summary>
     static abstract int Columns { get; }
 
-    /// <summary>Largest K block.</summary>
-    static abstract int MaxKBlock { get; }
+    /// <summary>Full panels <see cref="RowPanels"/> computes at once (enough accumulator chains to hide the FMA latency).</summary>
+    static abstract int RowPanelCount { get; }
 
     /// <summary>Name for logs, e.g. "avx512 6x64".</summary>
     static abstract string Name { get; }
@@ -31,6 +31,13 @@ internal interface IGemmMicroKernel
     /// </summary>
     static abstract unsafe void Tile(int rows, float* a, nint lda, float* b, int kc, float* partialIn, float* partialOut,
         float* dst, nint ldd, float* bias, bool accumulate);
+
+    /// <summary>
+    /// One row over <see cref="RowPanelCount"/> consecutive full panels (panel i at <c>b + i·panelFloats</c>) and the
+    /// whole K: <c>dst[j] = Σ_k a[k]·W[k, j] + bias[j]</c> (plus the old value when <paramref name="accumulate"/>) for
+    /// RowPanelCount·NR columns, with the FMAs of <see cref="Tile"/> in the same order, so the same bits.
+    /// </summary>
+    static abstract unsafe void RowPanels(float* a, float* b, nint panelFloats, int k, float* dst, float* bias, bool accumulate);
 }
 
 /// <summary>A compile-time row count: generic code instantiated per struct gets it as a constant.</summary>
@@ -92,8 +99,8 @@ internal readonly struct GemmKernel512 : IGemmMicroKernel
     public static int Rows => 6;
     /// <summary>Columns per tile and per packed panel (NR = 4 vectors of 16 lanes).</summary>
     public static int Columns => 64;
-    /// <summary>Largest K block: a 128·64·4 = 32 KB block of one panel stays in L1 while the tiles of an M block stream over it.</summary>
-    public static int MaxKBlock => 128;
+    /// <summary>Two panels per GEMV step: 8 accumulator chains, two B streams.</summary>
+    public static int RowPanelCount => 2;
     /// <summary>Name for logs.</summary>
     public static string Name => "avx512 6x64";
 
@@ -182,6 +189,27 @@ internal readonly struct GemmKernel512 : IGemmMicroKernel
         if (rows > 5) StoreRow(dst + 5 * ldd, c50, c51, c52, c53, bias0, bias1, bias2, bias3, accumulate);
     }
 
+    /// <inheritdoc cref="IGemmMicroKernel.RowPanels"/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void RowPanels(float* a, float* b, nint panelFloats, int k, float* dst, float* bias, bool accumulate)
+    {
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        float* b1 = b + panelFloats;
+        for (int i = 0; i < k; i++)
+        {
+            var ak = Vector512.Create(a[i]);
+            c00 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b + 0), c00); c01 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b + 16), c01);
+            c02 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b + 32), c02); c03 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b + 48), c03);
+            c10 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b1 + 0), c10); c11 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b1 + 16), c11);
+            c12 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b1 + 32), c12); c13 = Vector512.FusedMultiplyAdd(ak, Vector512.Load(b1 + 48), c13);
+            b += 64;
+            b1 += 64;
+        }
+        StoreRow(dst, c00, c01, c02, c03, Vector512.Load(bias + 0), Vector512.Load(bias + 16), Vector512.Load(bias + 32), Vector512.Load(bias + 48), accumulate);
+        StoreRow(dst + 64, c10, c11, c12, c13, Vector512.Load(bias + 64), Vector512.Load(bias + 80), Vector512.Load(bias + 96), Vector512.Load(bias + 112), accumulate);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void StoreRow(float* d, Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3, Vector512<float> bias0, Vector512<float> bias1, Vector512<float> bias2, Vector512<float> bias3, bool accumulate)
     {
@@ -204,8 +232,8 @@ internal readonly struct GemmKernel256 : IGemmMicroKernel
     public static int Rows => 6;
     /// <summary>Columns per tile and per packed panel (NR = 2 vectors of 8 lanes).</summary>
     public static int Columns => 16;
-    /// <summary>Largest K block: a 512·16·4 = 32 KB block of one panel stays in L1 while the tiles of an M block stream over it.</summary>
-    public static int MaxKBlock => 512;
+    /// <summary>Four panels per GEMV step: 8 accumulator chains (the 1-row tile has 2, FMA-latency-bound).</summary>
+    public static int RowPanelCount => 4;
     /// <summary>Name for logs.</summary>
     public static string Name => "avx2 6x16";
 
@@ -294,6 +322,28 @@ internal readonly struct GemmKernel256 : IGemmMicroKernel
         if (rows > 5) StoreRow(dst + 5 * ldd, c50, c51, bias0, bias1, accumulate);
     }
 
+    /// <inheritdoc cref="IGemmMicroKernel.RowPanels"/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void RowPanels(float* a, float* b, nint panelFloats, int k, float* dst, float* bias, bool accumulate)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        float* b1 = b + panelFloats, b2 = b1 + panelFloats, b3 = b2 + panelFloats;
+        for (int i = 0; i < k; i++)
+        {
+            var ak = Vector256.Create(a[i]);
+            c00 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b + 0), c00); c01 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b + 8), c01);
+            c10 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b1 + 0), c10); c11 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b1 + 8), c11);
+            c20 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b2 + 0), c20); c21 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b2 + 8), c21);
+            c30 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b3 + 0), c30); c31 = Vector256.FusedMultiplyAdd(ak, Vector256.Load(b3 + 8), c31);
+            b += 16; b1 += 16; b2 += 16; b3 += 16;
+        }
+        StoreRow(dst + 0, c00, c01, Vector256.Load(bias + 0), Vector256.Load(bias + 8), accumulate);
+        StoreRow(dst + 16, c10, c11, Vector256.Load(bias + 16), Vector256.Load(bias + 24), accumulate);
+        StoreRow(dst + 32, c20, c21, Vector256.Load(bias + 32), Vector256.Load(bias + 40), accumulate);
+        StoreRow(dst + 48, c30, c31, Vector256.Load(bias + 48), Vector256.Load(bias + 56), accumulate);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void StoreRow(float* d, Vector256<float> x0, Vector256<float> x1, Vector256<float> bias0, Vector256<float> bias1, bool accumulate)
     {
@@ -316,8 +366,8 @@ internal readonly struct GemmKernel128 : IGemmMicroKernel
     public static int Rows => 4;
     /// <summary>Columns per tile and per packed panel (NR = 2 vectors of 4 lanes).</summary>
     public static int Columns => 8;
-    /// <summary>Largest K block: a 512·8·4 = 16 KB block of one panel stays in L1 while the tiles of an M block stream over it.</summary>
-    public static int MaxKBlock => 512;
+    /// <summary>Four panels per GEMV step: 8 accumulator chains.</summary>
+    public static int RowPanelCount => 4;
     /// <summary>Name for logs.</summary>
     public static string Name => "portable 4x8";
 
@@ -390,6 +440,28 @@ internal readonly struct GemmKernel128 : IGemmMicroKernel
         if (rows > 1) StoreRow(dst + 1 * ldd, c10, c11, bias0, bias1, accumulate);
         if (rows > 2) StoreRow(dst + 2 * ldd, c20, c21, bias0, bias1, accumulate);
         if (rows > 3) StoreRow(dst + 3 * ldd, c30, c31, bias0, bias1, accumulate);
+    }
+
+    /// <inheritdoc cref="IGemmMicroKernel.RowPanels"/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void RowPanels(float* a, float* b, nint panelFloats, int k, float* dst, float* bias, bool accumulate)
+    {
+        Vector128<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector128<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        float* b1 = b + panelFloats, b2 = b1 + panelFloats, b3 = b2 + panelFloats;
+        for (int i = 0; i < k; i++)
+        {
+            var ak = Vector128.Create(a[i]);
+            c00 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b + 0), c00); c01 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b + 4), c01);
+            c10 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b1 + 0), c10); c11 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b1 + 4), c11);
+            c20 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b2 + 0), c20); c21 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b2 + 4), c21);
+            c30 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b3 + 0), c30); c31 = Vector128.MultiplyAddEstimate(ak, Vector128.Load(b3 + 4), c31);
+            b += 8; b1 += 8; b2 += 8; b3 += 8;
+        }
+        StoreRow(dst + 0, c00, c01, Vector128.Load(bias + 0), Vector128.Load(bias + 4), accumulate);
+        StoreRow(dst + 8, c10, c11, Vector128.Load(bias + 8), Vector128.Load(bias + 12), accumulate);
+        StoreRow(dst + 16, c20, c21, Vector128.Load(bias + 16), Vector128.Load(bias + 20), accumulate);
+        StoreRow(dst + 24, c30, c31, Vector128.Load(bias + 24), Vector128.Load(bias + 28), accumulate);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -176,7 +176,7 @@ internal sealed unsafe class Scheduler
         int colChunks = Math.Min(panels, 2 * w);
         int colStep = (panels + colChunks - 1) / colChunks * split;
         colChunks = (count + colStep - 1) / colStep;
-        const int rowBlock = GemmRowBlocksPerItem * Gemm.RowBlock;
+        int rowBlock = GemmRowBlocksPerItem * Gemm.RowBlock;
         int rowChunks = m >= 2 * rowBlock ? Math.Min((m + rowBlock - 1) / rowBlock, Math.Max(1, (4 * w + colChunks - 1) / colChunks)) : 1;
         int rowStep = (m + rowChunks - 1) / rowChunks;
         if (rowChunks > 1) rowStep = (rowStep + rowBlock - 1) / rowBlock * rowBlock;

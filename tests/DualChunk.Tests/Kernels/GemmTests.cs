@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using DualChunk.Kernels;
 using DualChunk.TestKernels;
 using NUnit.Framework;
@@ -275,6 +276,79 @@ public sealed class GemmTests
                 }
                 Assert.That(byRow, Is.EqualTo(whole).AsCollection, $"{isa} {epilogue}");
             }
+        }
+    }
+
+    [Test]
+    public void Blockings_AreBitwiseIdentical()
+    {
+        // Row and K blocks change only the loop order, never an element's FMA chain (a later K block resumes from the
+        // raw sums, an exact round trip): forced blockings, odd row blocks and K blocks of 1 included, give the bits
+        // of this machine's own blocking, on every path and epilogue, for model shapes and tails; with no allocation.
+        GemmBlocking[] forced = [new(1, 1), new(5, 7), new(12, 100), new(48, 128), new(72, 512), new(72, 963), new(GemmBlocking.MaxRowBlock, 1 << 20)];
+        foreach (var (m, k, n) in new[] { (64, 287, 256), (65, 1024, 130), (1, 300, 200), (1, 256, 768), (13, 256, 70), (2, 33, 5) })
+        {
+            var problem = Problem.Create(m, k, n, ldaPad: 1, ldcPad: 2, seed: 7000 + m + k + n);
+            foreach (var isa in SupportedIsas())
+            {
+                var packed = PackedMatrix.Pack(problem.W, k, n, isa);
+                foreach (var epilogue in Epilogues)
+                {
+                    var expected = problem.InitialC.ToArray();
+                    Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, expected, problem.Ldc, epilogue, isa);
+                    foreach (var blocking in forced)
+                    {
+                        var c = problem.InitialC.ToArray();
+                        long before = GC.GetAllocatedBytesForCurrentThread();
+                        Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, 0, n, isa, blocking);
+                        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                        Assert.That(MemoryMarshal.Cast<float, int>(c).ToArray(), Is.EqualTo(MemoryMarshal.Cast<float, int>(expected).ToArray()).AsCollection,
+                            $"{isa} {epilogue} M={m} K={k} N={n} blocking {blocking} vs {Gemm.BlockingOf(isa)}");
+                        Assert.That(allocated, Is.Zero, $"{isa} {epilogue} blocking {blocking}");
+                    }
+                }
+            }
+        }
+        Assert.That(() => Gemm.Run(new float[4], 1, 4, PackedMatrix.Pack(new float[16], 4, 4, KernelSelection.Isa), new float[4], new float[4], 4,
+            GemmEpilogue.Bias, 0, 4, KernelSelection.Isa, new GemmBlocking(0, 1)), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        TestContext.Out.WriteLine($"This machine: {Gemm.BlockingDescription}");
+    }
+
+    [Test]
+    public void Blocking_FollowsTheCaches()
+    {
+        var zen4 = new CpuCaches(32 * 1024, 1024 * 1024, 32L << 20, "test");
+        Assert.Multiple(() =>
+        {
+            // 1 MB L2: 72 rows; the largest K block with (72 + NR)·kc floats in half of L2.
+            Assert.That(GemmBlocking.For(64, zen4), Is.EqualTo(new GemmBlocking(72, 963)));
+            Assert.That(GemmBlocking.For(16, zen4), Is.EqualTo(new GemmBlocking(72, 1489)));
+            Assert.That(GemmBlocking.For(8, zen4), Is.EqualTo(new GemmBlocking(72, 1638)));
+            // A 256 KB L2 (Skylake client): K blocks of 240 on the 6x64 kernel, still 72 rows.
+            Assert.That(GemmBlocking.For(64, zen4 with { L2Bytes = 256 * 1024 }), Is.EqualTo(new GemmBlocking(72, 240)));
+            // A tiny L2: fewer rows, and never a K block below the one that fits L1D.
+            var tiny = GemmBlocking.For(64, new CpuCaches(32 * 1024, 64 * 1024, 0, "test"));
+            Assert.That(tiny.RowBlock % GemmBlocking.RowGranule, Is.Zero);
+            Assert.That(tiny.RowBlock, Is.LessThan(72));
+            Assert.That(tiny.MaxKBlock, Is.EqualTo(128));
+            // This machine's caches are read (CPUID or /sys) and give a usable blocking on every path.
+            Assert.That(CpuCaches.Current.L1DataBytes, Is.GreaterThan(0));
+            Assert.That(CpuCaches.Current.L2Bytes, Is.GreaterThanOrEqualTo(CpuCaches.Current.L1DataBytes));
+            foreach (var isa in SupportedIsas())
+                Assert.That(Gemm.BlockingOf(isa).RowBlock, Is.InRange(GemmBlocking.RowGranule, GemmBlocking.MaxRowBlock));
+            Assert.That(CpuCaches.ParseSize("32K"), Is.EqualTo(32 * 1024));
+            Assert.That(CpuCaches.ParseSize("1M"), Is.EqualTo(1024 * 1024));
+            Assert.That(CpuCaches.ParseSize("512"), Is.EqualTo(512));
+            Assert.That(CpuCaches.ParseSize("-1K"), Is.Zero);
+            Assert.That(CpuCaches.ParseSize("99999999999999999999K"), Is.Zero);
+            Assert.That(CpuCaches.ParseSize(""), Is.Zero);
+        });
+        if (CpuCaches.FromSysfs("/sys/devices/system/cpu/cpu0/cache") is { } sysfs)
+        {
+            // Where Linux describes the caches too, CPUID and /sys agree on L1D and L2.
+            TestContext.Out.WriteLine($"cpuid/current: {CpuCaches.Current}; sysfs: {sysfs}");
+            if (CpuCaches.Current.Source == "cpuid")
+                Assert.That((sysfs.L1DataBytes, sysfs.L2Bytes), Is.EqualTo((CpuCaches.Current.L1DataBytes, CpuCaches.Current.L2Bytes)));
         }
     }
 
