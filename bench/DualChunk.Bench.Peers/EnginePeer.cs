@@ -13,7 +13,7 @@ public sealed class EnginePeer(int threads) : IPeer
 
     public string? Unavailable => null;
 
-    public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input)
+    public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input)
         => new Runner(config, weights, input, threads);
 
     private sealed class Runner : IPeerRunner
@@ -23,7 +23,7 @@ public sealed class EnginePeer(int threads) : IPeer
         private readonly float[] _input, _output;
         private readonly int _batch, _seqLen;
 
-        public Runner(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input, int threads)
+        public Runner(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input, int threads)
         {
             _model = DualChunkModel.FromTensors(weights, config.Model, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
             _batch = config.Batch;

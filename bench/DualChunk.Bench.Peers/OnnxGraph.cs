@@ -18,7 +18,7 @@ public static class OnnxGraph
     private const int Int64 = (int)TensorProto.Types.DataType.Int64;
     private const int Bool = (int)TensorProto.Types.DataType.Bool;
 
-    public static byte[] Build(PeerConfig pc, IReadOnlyDictionary<string, Tensor> w)
+    public static byte[] Build(PeerConfig pc, IReadOnlyDictionary<string, CheckpointTensor> w)
     {
         ArgumentNullException.ThrowIfNull(pc);
         ArgumentNullException.ThrowIfNull(w);
@@ -156,7 +156,7 @@ public static class OnnxGraph
             return outputs;
         }
 
-        public string Weight(string name, IReadOnlyDictionary<string, Tensor> w, long[]? shape = null)
+        public string Weight(string name, IReadOnlyDictionary<string, CheckpointTensor> w, long[]? shape = null)
         {
             var t = w[name];
             string id = shape is null ? name : name + "_reshaped";

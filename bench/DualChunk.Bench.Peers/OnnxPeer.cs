@@ -19,7 +19,7 @@ public sealed class OnnxPeer(int threads) : IPeer
 
     public string? Unavailable => null;
 
-    public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input)
+    public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input)
         => new Runner(config, weights, input, threads);
 
     private sealed class Runner : IPeerRunner
@@ -31,7 +31,7 @@ public sealed class OnnxPeer(int threads) : IPeer
         private readonly OrtValue _inputValue, _outputValue;
         private readonly float[] _output;
 
-        public Runner(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input, int threads)
+        public Runner(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input, int threads)
         {
             _options = new SessionOptions
             {

@@ -48,5 +48,5 @@ public interface IPeer
     /// <summary>Null when the peer can run; otherwise the reason it cannot (shown in the table).</summary>
     string? Unavailable { get; }
 
-    IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input);
+    IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input);
 }

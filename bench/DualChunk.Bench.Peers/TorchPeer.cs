@@ -1,6 +1,6 @@
 using DualChunk.Core;
 using TorchSharp;
-using Tensor = DualChunk.Core.Tensor;
+using CheckpointTensor = DualChunk.Core.CheckpointTensor;
 
 namespace DualChunk.Bench.Peers;
 
@@ -69,7 +69,7 @@ public sealed class TorchPeer(int threads) : IPeer
     }
 #pragma warning restore CA1031
 
-    public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input)
+    public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input)
         => new Runner(config, weights, input, threads);
 
     private sealed class Runner : IPeerRunner
@@ -79,7 +79,7 @@ public sealed class TorchPeer(int threads) : IPeer
         private readonly torch.Tensor _input, _mask, _maskInter;
         private readonly float[] _output;
 
-        public Runner(PeerConfig config, IReadOnlyDictionary<string, Tensor> weights, float[] input, int threads)
+        public Runner(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input, int threads)
         {
             torch.set_num_threads(threads);
             _pc = config;

@@ -7,7 +7,7 @@ namespace DualChunk.Bench;
 /// <summary>Writes an F32 safetensors file (8-byte LE header length, JSON header, data) for the load benchmarks.</summary>
 internal static class SafetensorsWriter
 {
-    public static void Write(string path, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors)
+    public static void Write(string path, ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors)
     {
         var header = new StringBuilder("{");
         long offset = 0;

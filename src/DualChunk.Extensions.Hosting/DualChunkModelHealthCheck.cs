@@ -9,15 +9,15 @@ namespace DualChunk.Extensions.Hosting;
 /// </summary>
 public sealed class DualChunkModelHealthCheck : IHealthCheck
 {
-    private readonly DualChunkModelPool _pool;
+    private readonly DualChunkModelProvider _models;
     private readonly string _name;
 
-    /// <summary>A health check for the model <paramref name="name"/> of <paramref name="pool"/>.</summary>
-    public DualChunkModelHealthCheck(DualChunkModelPool pool, string name)
+    /// <summary>A health check for the model <paramref name="name"/> of <paramref name="models"/>.</summary>
+    public DualChunkModelHealthCheck(DualChunkModelProvider models, string name)
     {
-        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentNullException.ThrowIfNull(models);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        _pool = pool;
+        _models = models;
         _name = name;
     }
 
@@ -25,7 +25,7 @@ public sealed class DualChunkModelHealthCheck : IHealthCheck
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var s = _pool.GetStatus(_name);
+        var s = _models.GetStatus(_name);
         var data = new Dictionary<string, object>
         {
             ["state"] = s.State.ToString(),

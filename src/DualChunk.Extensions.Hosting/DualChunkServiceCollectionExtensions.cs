@@ -22,7 +22,7 @@ public static class DualChunkServiceCollectionExtensions
     /// <summary>
     /// Adds the model <paramref name="name"/>: its options are bound from <c>DualChunk:Models:&lt;name&gt;</c> of the
     /// host's <see cref="IConfiguration"/>, then <paramref name="configure"/> runs. Also adds (once) the
-    /// <see cref="DualChunkModelPool"/> singleton callers rent models from, the hosted service that loads and warms
+    /// <see cref="DualChunkModelProvider"/> singleton callers rent models from, the hosted service that loads and warms
     /// every model at start (in the background, so the server can answer "not ready" meanwhile), and a health check
     /// <c>dualchunk:&lt;name&gt;</c> tagged <see cref="ReadyTag"/> that is healthy once the model serves.
     /// </summary>
@@ -30,7 +30,7 @@ public static class DualChunkServiceCollectionExtensions
     /// <code>
     /// builder.Services.AddDualChunkModel("default", o => o.Path ??= "model.dcw");
     /// // later, per request:
-    /// using var lease = pool.Rent("default");
+    /// using var lease = models.Acquire("default");
     /// lease.Model.Run(input, batch, seqLen, output, OutputMode.LastTimestep, cancellationToken);
     /// </code>
     /// </example>
@@ -54,15 +54,15 @@ public static class DualChunkServiceCollectionExtensions
         if (configure is not null)
             options.Configure(configure);
 
-        services.TryAddSingleton(sp => new DualChunkModelPool(
+        services.TryAddSingleton(sp => new DualChunkModelProvider(
             sp.GetServices<DualChunkModelRegistration>(),
             sp.GetRequiredService<IOptionsMonitor<DualChunkHostedModelOptions>>(),
             sp.GetService<System.Diagnostics.Metrics.IMeterFactory>(),
-            sp.GetService<Microsoft.Extensions.Logging.ILogger<DualChunkModelPool>>()));
+            sp.GetService<Microsoft.Extensions.Logging.ILogger<DualChunkModelProvider>>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, DualChunkModelLoader>());
         services.AddHealthChecks().Add(new HealthCheckRegistration(
             HealthCheckPrefix + name,
-            sp => new DualChunkModelHealthCheck(sp.GetRequiredService<DualChunkModelPool>(), name),
+            sp => new DualChunkModelHealthCheck(sp.GetRequiredService<DualChunkModelProvider>(), name),
             failureStatus: null,
             tags: [ReadyTag, "dualchunk"]));
         return services;
@@ -73,13 +73,13 @@ public static class DualChunkServiceCollectionExtensions
 internal sealed record DualChunkModelRegistration(string Name);
 
 /// <summary>Starts loading every model when the host starts; disposes them when it stops.</summary>
-internal sealed class DualChunkModelLoader(DualChunkModelPool pool) : IHostedService
+internal sealed class DualChunkModelLoader(DualChunkModelProvider models) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        pool.StartLoading();
+        models.StartLoading();
         return Task.CompletedTask;
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => pool.StopAsync(cancellationToken);
+    public Task StopAsync(CancellationToken cancellationToken) => models.StopAsync(cancellationToken);
 }

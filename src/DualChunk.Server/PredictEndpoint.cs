@@ -11,14 +11,14 @@ namespace DualChunk.Server;
 /// <summary><c>POST /v1/predict</c>: JSON or .npy in, the same kind out.</summary>
 internal static class PredictEndpoint
 {
-    public static async Task<IResult> Handle(HttpContext context, DualChunkModelPool pool, ServerModels models, IOptions<ServiceOptions> serviceOptions)
+    public static async Task<IResult> Handle(HttpContext context, DualChunkModelProvider provider, ServerModels models, IOptions<ServiceOptions> serviceOptions)
     {
         string modelName = models.DefaultName;
         var options = serviceOptions.Value;
         var ct = context.RequestAborted;
-        if (!pool.TryRent(modelName, out var lease))
+        if (!provider.TryAcquire(modelName, out var lease))
         {
-            var s = pool.GetStatus(modelName);
+            var s = provider.GetStatus(modelName);
             context.Response.Headers.RetryAfter = options.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
             return Problem(StatusCodes.Status503ServiceUnavailable, "Model not ready",
                 s.State == DualChunkModelState.Failed ? $"The model failed to load: {s.Error}" : "The model is still loading; retry shortly.");
@@ -26,7 +26,7 @@ internal static class PredictEndpoint
         using (lease)
         {
             var model = lease.Model;
-            var hosted = pool.GetOptions(modelName);
+            var hosted = provider.GetOptions(modelName);
             var limits = new InputLimits(model.Config.EmbedDim, model.Config.ChunkSize,
                 hosted.MaxBatch ?? int.MaxValue, hosted.MaxSeqLen ?? int.MaxValue);
             string? contentType = context.Request.ContentType;

@@ -93,7 +93,7 @@ internal static class FuzzTargets
 
     private static void ParseConfig(byte[] b)
     {
-        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var tensors = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         int chunk = 4;
         long total = 0;
         foreach (var line in Encoding.UTF8.GetString(b).Split('\n'))
@@ -118,7 +118,7 @@ internal static class FuzzTargets
             if (total > ConfigTargetMaxElements) return;
             var data = new float[n];
             for (int i = 0; i < data.Length; i++) data[i] = 0.25f - 0.001f * (i % 97);
-            tensors[line[..colon]] = new Tensor(line[..colon], shape, data);
+            tensors[line[..colon]] = new CheckpointTensor(line[..colon], shape, data);
         }
         TensorSetValidator.Infer(tensors, chunk);
     }

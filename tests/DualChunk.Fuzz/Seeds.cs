@@ -43,7 +43,7 @@ internal static class Seeds
     }
 
     /// <summary>A safetensors file of <paramref name="tensors"/> in canonical order, stored as <paramref name="dtype"/>.</summary>
-    public static byte[] Safetensors(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, string dtype, bool metadata)
+    public static byte[] Safetensors(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors, string dtype, bool metadata)
     {
         var header = new StringBuilder("{");
         if (metadata) header.Append("\"__metadata__\":{\"format\":\"pt\"},");

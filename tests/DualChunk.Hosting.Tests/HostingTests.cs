@@ -49,25 +49,25 @@ public sealed class HostingTests
             ["DualChunk:Models:a:MaxSeqLen"] = "18",
             ["DualChunk:Models:a:WarmUp"] = "true",
         }, s => s.AddDualChunkModel("a"));
-        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
         // Before start: nothing loaded, not ready, Rent says why.
         var before = await Health(host);
         Assert.That(before.Status, Is.EqualTo(HealthStatus.Unhealthy));
         Assert.That(before.Entries["dualchunk:a"].Description, Does.Contain("loading"));
-        Assert.That(() => pool.Rent("a"), Throws.TypeOf<DualChunkModelUnavailableException>().With.Message.Contains("loading"));
+        Assert.That(() => pool.Acquire("a"), Throws.TypeOf<DualChunkModelUnavailableException>().With.Message.Contains("loading"));
 
         // What the pool shows at the moment it reports the model ready: warmed (a workspace for MaxBatch × 16 pooled).
         long pooledAtReady = -1;
         pool.StatusChanged += s =>
         {
-            if (s.State == DualChunkModelState.Ready && pool.TryRent("a", out var l))
+            if (s.State == DualChunkModelState.Ready && pool.TryAcquire("a", out var l))
                 using (l) pooledAtReady = l.Model.PooledWorkspaceBytes;
         };
         await host.StartAsync();
         await pool.Loaded.WaitAsync(Bound);
 
         var o = pool.GetOptions("a");
-        using var lease = pool.Rent("a");
+        using var lease = pool.Acquire("a");
         var expectedPlan = lease.Model.CreateWorkspace(3, 16).Bytes;
         Assert.Multiple(async () =>
         {
@@ -88,11 +88,11 @@ public sealed class HostingTests
         string path = _files.Write("m.dcw", 5);
         using var host = Build(new() { ["DualChunk:Models:m:Path"] = path, ["DualChunk:Models:m:WarmUp"] = "false" }, s => s.AddDualChunkModel("m"));
         await host.StartAsync();
-        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
         await pool.Loaded.WaitAsync(Bound);
         using var direct = DualChunkModel.Load(path);
         var input = RandomWeights.Input(2 * 8 * Small.EmbedDim, 3);
-        using var lease = pool.Rent("m");
+        using var lease = pool.Acquire("m");
         Assert.That(lease.Model.PooledWorkspaceBytes, Is.Zero, "WarmUp=false runs nothing before ready");
         foreach (var mode in new[] { OutputMode.LastTimestep, OutputMode.All, OutputMode.MeanPool })
             Assert.That(Run(lease.Model, input, 2, 8, mode), Is.EqualTo(Run(direct, input, 2, 8, mode)), mode.ToString());
@@ -112,7 +112,7 @@ public sealed class HostingTests
             ["DualChunk:Models:short:MaxSeqLen"] = "3",
         }, s => s.AddDualChunkModel("good").AddDualChunkModel("gone").AddDualChunkModel("short").AddDualChunkModel("nopath"));
         await host.StartAsync();
-        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
         await pool.Loaded.WaitAsync(Bound);
         var report = await Health(host);
         Assert.Multiple(() =>
@@ -124,9 +124,37 @@ public sealed class HostingTests
             Assert.That(report.Entries["dualchunk:short"].Description, Does.Contain("MaxSeqLen is 3").And.Contain("chunk size 4"));
             Assert.That(report.Entries["dualchunk:nopath"].Description, Does.Contain("DualChunk:Models:nopath:Path"));
             Assert.That(pool.GetStatus("gone").State, Is.EqualTo(DualChunkModelState.Failed));
-            Assert.That(() => pool.Rent("gone"), Throws.TypeOf<DualChunkModelUnavailableException>().With.Message.Contains("missing.dcw"));
-            Assert.That(() => pool.Rent("nosuch"), Throws.TypeOf<KeyNotFoundException>().With.Message.Contains("good"));
+            Assert.That(() => pool.Acquire("gone"), Throws.TypeOf<DualChunkModelUnavailableException>().With.Message.Contains("missing.dcw"));
+            Assert.That(() => pool.Acquire("nosuch"), Throws.TypeOf<KeyNotFoundException>().With.Message.Contains("good"));
         });
+        await host.StopAsync();
+    }
+
+    [Test]
+    public async Task ALeaseDisposedTwiceOrThroughACopyReleasesTheModelOnce()
+    {
+        string path = _files.Write("l.dcw", 1);
+        using var host = Build(new() { ["DualChunk:Models:l:Path"] = path, ["DualChunk:Models:l:WarmUp"] = "false" }, s => s.AddDualChunkModel("l"));
+        await host.StartAsync();
+        var models = host.Services.GetRequiredService<DualChunkModelProvider>();
+        await models.Loaded.WaitAsync(Bound);
+        var input = RandomWeights.Input(8 * Small.EmbedDim, 4);
+
+        var lease = models.Acquire("l");
+        var copy = lease; // a copy of a struct lease was a second owner of the same reference
+        var model = lease.Model;
+        var expected = Run(model, input, 1, 8);
+        lease.Dispose();
+        copy.Dispose();
+        lease.Dispose();
+        Assert.Multiple(() =>
+        {
+            Assert.That(models.CurrentHandle("l")!.IsAlive, Is.True, "the provider still holds the serving model");
+            Assert.That(Run(model, input, 1, 8), Is.EqualTo(expected), "the serving model was not disposed by the extra releases");
+            Assert.That(() => lease.Model, Throws.TypeOf<ObjectDisposedException>(), "a disposed lease no longer hands out the model");
+        });
+        using (var again = models.Acquire("l"))
+            Assert.That(again.Model, Is.SameAs(model));
         await host.StopAsync();
     }
 
@@ -147,7 +175,7 @@ public sealed class HostingTests
             ["DualChunk:Models:r:Path"] = path,
             ["DualChunk:Models:r:ReloadOnChange"] = "true",
         }, s => s.AddDualChunkModel("r", o => o.ReloadDelay = TimeSpan.FromMilliseconds(50)));
-        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
         var changes = System.Threading.Channels.Channel.CreateUnbounded<DualChunkModelStatus>();
         pool.StatusChanged += s => changes.Writer.TryWrite(s);
         await host.StartAsync();
@@ -157,7 +185,7 @@ public sealed class HostingTests
         var input = RandomWeights.Input(8 * Small.EmbedDim, 9);
         using var v1 = DualChunkModel.Load(path, new DualChunkModelOptions { MemoryMap = false });
         var expected1 = Run(v1, input, 1, 8);
-        var held = pool.Rent("r"); // a call "in flight" on generation 1
+        var held = pool.Acquire("r"); // a call "in flight" on generation 1
         var oldModel = held.Model;
 
         _files.Write("r.dcw", 2);
@@ -165,7 +193,7 @@ public sealed class HostingTests
         using var v2 = DualChunkModel.Load(path, new DualChunkModelOptions { MemoryMap = false });
         var expected2 = Run(v2, input, 1, 8);
         Assert.That(expected2, Is.Not.EqualTo(expected1), "the two files differ");
-        using (var now = pool.Rent("r"))
+        using (var now = pool.Acquire("r"))
         {
             Assert.Multiple(() =>
             {
@@ -189,7 +217,7 @@ public sealed class HostingTests
             Assert.That(report.Entries["dualchunk:r"].Status, Is.EqualTo(HealthStatus.Unhealthy));
             Assert.That(report.Entries["dualchunk:r"].Description, Does.Contain("reloading").And.Contain(third.Error!).And.Contain("generation 2 still serves"));
         });
-        using (var still = pool.Rent("r"))
+        using (var still = pool.Acquire("r"))
             Assert.That(Run(still.Model, input, 1, 8), Is.EqualTo(expected2), "the old model keeps serving after a failed reload");
 
         _files.Write("r.dcw", 3); // fixed: healthy again
@@ -205,7 +233,7 @@ public sealed class HostingTests
         string path = _files.Write("c.dcw", 1);
         using var host = Build(new() { ["DualChunk:Models:c:Path"] = path, ["DualChunk:Models:c:ReloadOnChange"] = "true" },
             s => s.AddDualChunkModel("c", o => o.ReloadDelay = TimeSpan.Zero));
-        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
         var changes = System.Threading.Channels.Channel.CreateUnbounded<DualChunkModelStatus>();
         pool.StatusChanged += s => changes.Writer.TryWrite(s);
         await host.StartAsync();
@@ -217,7 +245,7 @@ public sealed class HostingTests
         {
             while (!stop.IsCancellationRequested)
             {
-                using var lease = pool.Rent("c");
+                using var lease = pool.Acquire("c");
                 Run(lease.Model, input, 1, 8);
                 Interlocked.Increment(ref calls);
             }
@@ -256,9 +284,9 @@ public sealed class HostingTests
         });
         listener.Start();
         await host.StartAsync();
-        var pool = host.Services.GetRequiredService<DualChunkModelPool>();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
         await pool.Loaded.WaitAsync(Bound);
-        using (var lease = pool.Rent("m"))
+        using (var lease = pool.Acquire("m"))
         {
             var input = RandomWeights.Input(4 * Small.EmbedDim, 1);
             Run(lease.Model, input, 1, 4);

@@ -42,7 +42,7 @@ public sealed class ServiceTests
     {
         // No redirect handler: it buffers request bodies (and the service never redirects).
         var client = factory.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false });
-        await factory.Services.GetRequiredService<DualChunkModelPool>().Loaded.WaitAsync(Bound);
+        await factory.Services.GetRequiredService<DualChunkModelProvider>().Loaded.WaitAsync(Bound);
         return client;
     }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 
 namespace DualChunk.Core;
 
@@ -42,7 +43,7 @@ internal sealed class WorkerGroup : IDisposable
     private int _pending;                      // helpers not yet done with the current phase
     private long _phasesRun;                   // phases (barriers) run in the group's lifetime
     private volatile bool _inCall, _stopping;
-    private Exception? _error;
+    private ExceptionDispatchInfo? _error;
 
     // The wait machinery allocates a little on a thread's first wait (and the process's first): each helper waits
     // once before the constructor returns, and each calling thread on its first phase, so no steady-state call does.
@@ -148,8 +149,8 @@ internal sealed class WorkerGroup : IDisposable
             _work = null;
         }
         _trace?.Phase(work, start, callerDone, Stopwatch.GetTimestamp(), _helperStart, _helperEnd);
-        if (_error is { } error)
-            throw new AggregateException("A DualChunk worker thread failed.", error);
+        // The helper's exception as itself, with its stack: a caller sees the same exception type at any thread count.
+        _error?.Throw();
     }
 
     private void RunShare(IParallelWork work, int slot)
@@ -215,7 +216,7 @@ internal sealed class WorkerGroup : IDisposable
                 catch (Exception ex)
 #pragma warning restore CA1031
                 {
-                    Interlocked.CompareExchange(ref _error, ex, null);
+                    Interlocked.CompareExchange(ref _error, ExceptionDispatchInfo.Capture(ex), null);
                 }
                 if (_trace is not null) _helperEnd[helper] = Stopwatch.GetTimestamp();
                 Volatile.Write(ref _allocated[helper], GC.GetAllocatedBytesForCurrentThread());

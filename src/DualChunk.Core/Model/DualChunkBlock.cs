@@ -25,7 +25,7 @@ internal readonly struct DualChunkBlock
     public readonly DenseLayer FfnUp;                // *_ffn_up     [H, F], GELU fused
     public readonly DenseLayer FfnDown;              // *_ffn_down   [F, H], residual add fused
 
-    public DualChunkBlock(ModelConfig config, IReadOnlyDictionary<string, Tensor> t, int l, bool copy)
+    public DualChunkBlock(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> t, int l, bool copy)
     {
         AttnNorm = new LayerNormLayer(t[CheckpointNames.Block(l, BlockTensor.AttnNormGamma)], t[CheckpointNames.Block(l, BlockTensor.AttnNormBeta)], copy);
         Qkv = new DenseLayer(t[CheckpointNames.Block(l, BlockTensor.QkvKernel)], t[CheckpointNames.Block(l, BlockTensor.QkvBias)], GemmEpilogue.Bias, copy);

@@ -62,7 +62,7 @@ public sealed partial class DualChunkModel
 
     /// <summary>Builds a model from named tensors, validating them against <paramref name="config"/>.</summary>
     /// <exception cref="ModelFormatException">A tensor is missing, unexpected, mis-shaped or not finite.</exception>
-    public static DualChunkModel FromTensors(IReadOnlyDictionary<string, Tensor> tensors, ModelConfig config)
+    public static DualChunkModel FromTensors(IReadOnlyDictionary<string, CheckpointTensor> tensors, ModelConfig config)
         => FromTensors(tensors, config, new DualChunkModelOptions());
 
     /// <summary>
@@ -72,7 +72,7 @@ public sealed partial class DualChunkModel
     /// </summary>
     /// <exception cref="ModelFormatException">A tensor is missing, unexpected, mis-shaped or not finite.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
-    public static DualChunkModel FromTensors(IReadOnlyDictionary<string, Tensor> tensors, ModelConfig config, DualChunkModelOptions options)
+    public static DualChunkModel FromTensors(IReadOnlyDictionary<string, CheckpointTensor> tensors, ModelConfig config, DualChunkModelOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();

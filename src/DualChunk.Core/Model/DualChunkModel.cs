@@ -31,7 +31,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     private readonly DualChunkInstruments _metrics; // the meter factory's instruments, or the process-wide ones
     private int _state;                             // calls in flight, | DisposedBit once disposed
 
-    private DualChunkModel(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, bool copy, DualChunkModelOptions options, MappedFile? mapping)
+    private DualChunkModel(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors, bool copy, DualChunkModelOptions options, MappedFile? mapping)
     {
         Config = config;
         MaxDegreeOfParallelism = options.MaxDegreeOfParallelism;

@@ -17,7 +17,7 @@ internal sealed class ForwardPass
     private readonly DualChunkBlock[] _blocks;      // dual_chunk_block_1 .. _L
     private readonly LayerNormLayer _finalNorm;     // final_norm
 
-    public ForwardPass(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors, bool copy)
+    public ForwardPass(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors, bool copy)
     {
         _config = config;
         if (config.HasInputProjection)

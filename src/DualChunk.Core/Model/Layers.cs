@@ -17,7 +17,7 @@ internal readonly struct DenseLayer
     /// <param name="bias">b [out].</param>
     /// <param name="epilogue">What the GEMM does before the store.</param>
     /// <param name="copy">Copy the bias (the caller may still mutate the tensor) instead of using it in place.</param>
-    public DenseLayer(Tensor kernel, Tensor bias, GemmEpilogue epilogue, bool copy)
+    public DenseLayer(CheckpointTensor kernel, CheckpointTensor bias, GemmEpilogue epilogue, bool copy)
     {
         Weight = PackedMatrix.Pack(kernel.Data.Span, kernel.Shape[0], kernel.Shape[1]);
         Bias = copy ? bias.Data.ToArray() : bias.Data;
@@ -36,7 +36,7 @@ internal readonly struct DenseLayer
 }
 
 /// <summary>Axon layer norm with its variance clip (LayerNorm kernel). γ and β are used in place unless copied.</summary>
-internal readonly struct LayerNormLayer(Tensor gamma, Tensor beta, bool copy)
+internal readonly struct LayerNormLayer(CheckpointTensor gamma, CheckpointTensor beta, bool copy)
 {
     public readonly ReadOnlyMemory<float> Gamma = copy ? gamma.Data.ToArray() : gamma.Data; // [H]
     public readonly ReadOnlyMemory<float> Beta = copy ? beta.Data.ToArray() : beta.Data;    // [H]
@@ -55,7 +55,7 @@ internal readonly struct GateBlend
 {
     public readonly float[] Sigmoid; // [NH, D]
 
-    public GateBlend(Tensor gate)
+    public GateBlend(CheckpointTensor gate)
     {
         var raw = gate.Data.Span;
         Sigmoid = new float[raw.Length];

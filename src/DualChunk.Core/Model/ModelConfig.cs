@@ -9,22 +9,13 @@ namespace DualChunk.Core;
 public sealed record ModelConfig
 {
     /// <summary>Creates and validates a configuration.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A dimension is zero or negative.</exception>
+    /// <exception cref="ArgumentException"><paramref name="numHeads"/> does not divide <paramref name="hiddenSize"/>, or a
+    /// parameter tensor of these dimensions would not fit in one array.</exception>
     public ModelConfig(int embedDim, int hiddenSize, int numHeads, int numLayers, int chunkSize, int ffnSize)
     {
-        Require(embedDim > 0, $"embed_dim must be positive, got {embedDim}.");
-        Require(hiddenSize > 0, $"hidden_size must be positive, got {hiddenSize}.");
-        Require(numHeads > 0 && hiddenSize % numHeads == 0,
-            $"num_heads must be positive and divide hidden_size {hiddenSize}, got {numHeads}.");
-        Require(numLayers > 0, $"num_layers must be positive, got {numLayers}.");
-        Require(chunkSize > 0, $"chunk size must be positive, got {chunkSize}. Pass the chunk size the model was built with (Edifice's default is 64).");
-        Require(ffnSize > 0, $"ffn size must be positive, got {ffnSize}.");
-        // Every parameter tensor must fit one array, and 3·H (the QKV width) an int: checked here, so that no size
-        // derived from a configuration can overflow later.
-        RequireFits("attention QKV kernel [H, 3H]", (long)hiddenSize * 3 * hiddenSize,
-            Inv($"hidden_size (at most {(int)Math.Sqrt(MaxTensorElements / 3.0)})"));
-        RequireFits("FFN kernels [H, F]", (long)hiddenSize * ffnSize, "hidden_size or ffn size");
-        if (embedDim != hiddenSize)
-            RequireFits("input projection kernel [E, H]", (long)embedDim * hiddenSize, "embed_dim or hidden_size");
+        if (Problem(embedDim, hiddenSize, numHeads, numLayers, chunkSize, ffnSize) is { } p)
+            throw p.OutOfRange ? new ArgumentOutOfRangeException(p.Parameter, p.Message) : new ArgumentException(p.Message, p.Parameter);
         EmbedDim = embedDim;
         HiddenSize = hiddenSize;
         NumHeads = numHeads;
@@ -99,16 +90,42 @@ public sealed record ModelConfig
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"E={EmbedDim} H={HiddenSize} NH={NumHeads} D={HeadDim} L={NumLayers} C={ChunkSize} F={FfnSize}{(HasInputProjection ? "" : " (no input projection)")}");
 
-    private static void Require(bool ok, string message)
+    /// <summary>
+    /// A configuration read from a file: a value the constructor would reject is the file's fault, so it is reported
+    /// as <see cref="ModelFormatException"/>, its message prefixed by <paramref name="context"/> (e.g. the file's name
+    /// and where the values came from). Every reader that builds a configuration from stored values uses this.
+    /// </summary>
+    internal static ModelConfig FromFile(string context, int embedDim, int hiddenSize, int numHeads, int numLayers, int chunkSize, int ffnSize)
     {
-        if (!ok) throw new ModelFormatException(message);
+        if (Problem(embedDim, hiddenSize, numHeads, numLayers, chunkSize, ffnSize) is { } p)
+            throw new ModelFormatException($"{context}: {p.Message}");
+        return new ModelConfig(embedDim, hiddenSize, numHeads, numLayers, chunkSize, ffnSize);
     }
 
-    private static void RequireFits(string tensor, long elements, string fix)
+    /// <summary>What is wrong with these dimensions (the message and the constructor parameter), or null.</summary>
+    private static (string Message, string Parameter, bool OutOfRange)? Problem(int embedDim, int hiddenSize, int numHeads, int numLayers, int chunkSize, int ffnSize)
     {
-        if (elements > MaxTensorElements)
-            throw new ModelFormatException(Inv($"the {tensor} would hold {elements} floats, more than one array can hold ({MaxTensorElements}); use a smaller {fix}."));
+        if (embedDim <= 0) return (Inv($"embed_dim must be positive, got {embedDim}."), nameof(embedDim), true);
+        if (hiddenSize <= 0) return (Inv($"hidden_size must be positive, got {hiddenSize}."), nameof(hiddenSize), true);
+        if (numHeads <= 0) return (Inv($"num_heads must be positive, got {numHeads}."), nameof(numHeads), true);
+        if (numLayers <= 0) return (Inv($"num_layers must be positive, got {numLayers}."), nameof(numLayers), true);
+        if (chunkSize <= 0)
+            return (Inv($"chunk size must be positive, got {chunkSize}. Pass the chunk size the model was built with (Edifice's default is 64)."), nameof(chunkSize), true);
+        if (ffnSize <= 0) return (Inv($"ffn size must be positive, got {ffnSize}."), nameof(ffnSize), true);
+        if (hiddenSize % numHeads != 0)
+            return (Inv($"num_heads must divide hidden_size {hiddenSize}, got {numHeads}."), nameof(numHeads), false);
+        // Every parameter tensor must fit one array, and 3·H (the QKV width) an int: checked here, so that no size
+        // derived from a configuration can overflow later.
+        return TooLarge("attention QKV kernel [H, 3H]", (long)hiddenSize * 3 * hiddenSize,
+                   Inv($"hidden_size (at most {(int)Math.Sqrt(MaxTensorElements / 3.0)})"), nameof(hiddenSize))
+            ?? TooLarge("FFN kernels [H, F]", (long)hiddenSize * ffnSize, "hidden_size or ffn size", nameof(ffnSize))
+            ?? (embedDim != hiddenSize ? TooLarge("input projection kernel [E, H]", (long)embedDim * hiddenSize, "embed_dim or hidden_size", nameof(embedDim)) : null);
     }
+
+    private static (string, string, bool)? TooLarge(string tensor, long elements, string fix, string parameter)
+        => elements > MaxTensorElements
+            ? (Inv($"the {tensor} would hold {elements} floats, more than one array can hold ({MaxTensorElements}); use a smaller {fix}."), parameter, false)
+            : null;
 
     private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -16,7 +16,7 @@ public static partial class DcwFile
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="path"/> is a directory, a FIFO, a device or a socket.</exception>
     /// <exception cref="ModelFormatException">The tensors do not match <paramref name="config"/> or are not finite.</exception>
-    public static void Write(string path, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors)
+    public static void Write(string path, ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(config);
@@ -140,7 +140,7 @@ public static partial class DcwFile
         return full;
     }
 
-    private static long EntrySize(Tensor t) => 4 + Encoding.UTF8.GetByteCount(t.Name) + 4 + 4 + 4L * t.Shape.Count + 8 + 8;
+    private static long EntrySize(CheckpointTensor t) => 4 + Encoding.UTF8.GetByteCount(t.Name) + 4 + 4 + 4L * t.Shape.Count + 8 + 8;
 
     private static void WriteU32(Stream s, uint v)
     {

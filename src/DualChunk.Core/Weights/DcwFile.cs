@@ -45,7 +45,7 @@ public static partial class DcwFile
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ArgumentException">The path is empty or names a directory.</exception>
     /// <exception cref="ModelFormatException">The file is damaged, of an unsupported version, or fails validation.</exception>
-    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors) Read(string path)
+    public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors) Read(string path)
     {
         using var fs = SafetensorsReader.OpenFile(path);
         return Read(fs, path);
@@ -54,7 +54,7 @@ public static partial class DcwFile
     /// <summary>Reads a .dcw file from a readable, seekable stream; <paramref name="sourceName"/> names it in errors.</summary>
     /// <exception cref="ArgumentException">The stream is not readable and seekable.</exception>
     /// <exception cref="ModelFormatException">The content is damaged, of an unsupported version, or fails validation.</exception>
-    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors) Read(Stream stream, string sourceName)
+    public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors) Read(Stream stream, string sourceName)
     {
         CheckStream(stream, sourceName);
         var (info, tensors) = Scan(stream, sourceName, load: true);
@@ -66,7 +66,7 @@ public static partial class DcwFile
     /// Maps a .dcw file read-only and returns tensors whose data lies in the mapping, in place (no copy), after the same
     /// checks as <see cref="Read(string)"/>. The tensors are valid until <c>Mapping</c> is disposed. Little-endian only.
     /// </summary>
-    internal static (ModelConfig Config, Dictionary<string, Tensor> Tensors, MappedFile Mapping) Map(string path)
+    internal static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, MappedFile Mapping) Map(string path)
     {
         var mapping = MappedFile.Open(path);
         try
@@ -74,9 +74,9 @@ public static partial class DcwFile
             DcwFileInfo info;
             using (var stream = mapping.OpenStream())
                 info = Scan(stream, path, load: false).Info;
-            var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            var tensors = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
             foreach (var e in info.Tensors)
-                tensors.Add(e.Name, new Tensor(e.Name, [.. e.Shape], mapping.Floats(e.Offset, (int)(e.ByteLength / 4))));
+                tensors.Add(e.Name, new CheckpointTensor(e.Name, [.. e.Shape], mapping.Floats(e.Offset, (int)(e.ByteLength / 4))));
             Check(info, tensors, path);
             return (info.Config, tensors, mapping);
         }
@@ -87,7 +87,7 @@ public static partial class DcwFile
         }
     }
 
-    private static void Check(DcwFileInfo info, Dictionary<string, Tensor> tensors, string sourceName)
+    private static void Check(DcwFileInfo info, Dictionary<string, CheckpointTensor> tensors, string sourceName)
     {
         if (!info.ChecksumValid)
             throw new ModelFormatException(Inv($"{sourceName}: the file is corrupted: its checksum is 0x{info.StoredChecksum:x16} but its contents hash to 0x{info.ComputedChecksum:x16}. Re-convert or re-download it."));
@@ -137,7 +137,7 @@ public static partial class DcwFile
             throw new ArgumentException("The stream must be readable and seekable.", nameof(stream));
     }
 
-    private static (DcwFileInfo Info, Dictionary<string, Tensor>? Tensors) Scan(Stream s, string src, bool load)
+    private static (DcwFileInfo Info, Dictionary<string, CheckpointTensor>? Tensors) Scan(Stream s, string src, bool load)
     {
         long fileLength = s.Length;
         if (fileLength < PreambleSize)
@@ -163,15 +163,7 @@ public static partial class DcwFile
                 throw Err(src, $"config field {fieldNames[i]} at offset {16 + 4 * i} is {v}; expected 1..{int.MaxValue}. The file is corrupted.");
             dims[i] = (int)v;
         }
-        ModelConfig config;
-        try
-        {
-            config = new ModelConfig(dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
-        }
-        catch (ModelFormatException ex)
-        {
-            throw new ModelFormatException($"{src}: the stored model configuration is invalid: {ex.Message}", ex);
-        }
+        var config = ModelConfig.FromFile($"{src}: the stored model configuration is invalid", dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
         uint count = U32(p, 40);
         uint tableLength = U32(p, 44);
         ulong dataOffset = BinaryPrimitives.ReadUInt64LittleEndian(p[48..]);
@@ -197,7 +189,7 @@ public static partial class DcwFile
         hash.Append(new byte[8]); // the checksum field counts as zero
         hash.Append(table);
 
-        var tensors = load ? new Dictionary<string, Tensor>(StringComparer.Ordinal) : null;
+        var tensors = load ? new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal) : null;
         var buffer = new byte[1 << 16];
         long at = PreambleSize + (long)tableLength;
         string? badPadding = null;
@@ -224,7 +216,7 @@ public static partial class DcwFile
                             slice[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes[(4 * i)..]);
                     }
                 }
-                tensors!.Add(e.Name, new Tensor(e.Name, [.. e.Shape], data));
+                tensors!.Add(e.Name, new CheckpointTensor(e.Name, [.. e.Shape], data));
             }
             else
             {

@@ -65,7 +65,7 @@ public static class SafetensorsReader
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ArgumentException">The path is empty or names a directory, a FIFO, a device or a socket.</exception>
     /// <exception cref="ModelFormatException">The file is not a valid safetensors file or holds an unsupported dtype.</exception>
-    public static Dictionary<string, Tensor> Read(string path)
+    public static Dictionary<string, CheckpointTensor> Read(string path)
     {
         using var stream = OpenFile(path);
         return Read(stream, path, beforeData: null);
@@ -73,18 +73,18 @@ public static class SafetensorsReader
 
     /// <summary>Reads every tensor of an in-memory file; <paramref name="sourceName"/> names it in errors.</summary>
     /// <exception cref="ModelFormatException">The bytes are not a valid safetensors file or hold an unsupported dtype.</exception>
-    public static Dictionary<string, Tensor> Read(ReadOnlySpan<byte> file, string sourceName)
+    public static Dictionary<string, CheckpointTensor> Read(ReadOnlySpan<byte> file, string sourceName)
     {
         ArgumentNullException.ThrowIfNull(sourceName);
         var info = ParseStructure(file, sourceName, out long dataStart);
         RequireSupported(info, sourceName);
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var result = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         foreach (var e in info.Entries)
         {
             var data = new float[e.ElementCount];
             // Every entry lies inside the span (checked by the header's validation), so these offsets fit an int.
             Convert(e.Dtype, file.Slice((int)(dataStart + e.DataBegin), (int)e.ByteLength), data, e.Name, 0, sourceName);
-            result.Add(e.Name, new Tensor(e.Name, ToIntShape(e.Shape), data));
+            result.Add(e.Name, new CheckpointTensor(e.Name, ToIntShape(e.Shape), data));
         }
         return result;
     }
@@ -94,12 +94,12 @@ public static class SafetensorsReader
     /// <see cref="Stream.Length"/>). <paramref name="beforeData"/> sees the validated header before any data is read,
     /// so a caller can reject a file by its names and shapes without converting gigabytes of it.
     /// </summary>
-    internal static Dictionary<string, Tensor> Read(Stream stream, string source, Action<SafetensorsInfo>? beforeData)
+    internal static Dictionary<string, CheckpointTensor> Read(Stream stream, string source, Action<SafetensorsInfo>? beforeData)
     {
         var (info, dataStart) = ReadStructure(stream, source);
         RequireSupported(info, source);
         beforeData?.Invoke(info);
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var result = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         var buffer = new byte[1 << 20];
         try
         {
@@ -129,7 +129,7 @@ public static class SafetensorsReader
                         Convert(e.Dtype, raw, data.AsSpan(done, n), e.Name, done, source);
                     }
                 }
-                result.Add(e.Name, new Tensor(e.Name, ToIntShape(e.Shape), data));
+                result.Add(e.Name, new CheckpointTensor(e.Name, ToIntShape(e.Shape), data));
             }
         }
         catch (EndOfStreamException ex)

@@ -16,7 +16,7 @@ public static partial class TensorSetValidator
     /// Reads E, H, NH, D, L and F off the tensors (docs/model.md "Checkpoint names")
     /// and validates the whole set. <paramref name="chunkSize"/> is the caller's.
     /// </summary>
-    public static ModelConfig Infer(IReadOnlyDictionary<string, Tensor> tensors, int chunkSize)
+    public static ModelConfig Infer(IReadOnlyDictionary<string, CheckpointTensor> tensors, int chunkSize)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         var config = InferFromShapes(ShapesOf(tensors), chunkSize);
@@ -76,13 +76,13 @@ public static partial class TensorSetValidator
         RequireRank(upName, up, 2);
         int f = up[1];
 
-        var config = new ModelConfig(e, h, nh, layers, chunkSize, f);
+        var config = ModelConfig.FromFile("The tensors' shapes give an invalid model configuration", e, h, nh, layers, chunkSize, f);
         ValidateShapes(shapes, config);
         return config;
     }
 
     /// <summary>Checks that <paramref name="tensors"/> is exactly the set <paramref name="config"/> needs, all finite.</summary>
-    public static void Validate(IReadOnlyDictionary<string, Tensor> tensors, ModelConfig config)
+    public static void Validate(IReadOnlyDictionary<string, CheckpointTensor> tensors, ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(config);
@@ -113,7 +113,7 @@ public static partial class TensorSetValidator
         }
     }
 
-    private static void CheckFinite(IReadOnlyDictionary<string, Tensor> tensors)
+    private static void CheckFinite(IReadOnlyDictionary<string, CheckpointTensor> tensors)
     {
         foreach (var (name, t) in tensors)
         {
@@ -126,7 +126,7 @@ public static partial class TensorSetValidator
         }
     }
 
-    private static Dictionary<string, int[]> ShapesOf(IReadOnlyDictionary<string, Tensor> tensors)
+    private static Dictionary<string, int[]> ShapesOf(IReadOnlyDictionary<string, CheckpointTensor> tensors)
     {
         var shapes = new Dictionary<string, int[]>(tensors.Count, StringComparer.Ordinal);
         foreach (var (name, t) in tensors) shapes[name] = [.. t.Shape];

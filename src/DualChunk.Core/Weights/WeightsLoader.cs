@@ -28,7 +28,7 @@ public static class WeightsLoader
     /// <exception cref="ArgumentException">The path is empty or names a directory, a FIFO, a device or a socket.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ModelFormatException">The file is damaged or not a DualChunk model.</exception>
-    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors, string Format) Load(string path, int? chunkSize)
+    public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) Load(string path, int? chunkSize)
     {
         var (config, tensors, format, _) = Load(path, chunkSize, memoryMap: false);
         return (config, tensors, format);
@@ -50,7 +50,7 @@ public static class WeightsLoader
     /// <exception cref="ArgumentException">The stream is not readable, or <paramref name="chunkSize"/> disagrees with a .dcw file's.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> or <paramref name="maxLength"/> is out of range.</exception>
     /// <exception cref="ModelFormatException">The stream is longer than <paramref name="maxLength"/>, damaged, or not a DualChunk model.</exception>
-    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors, string Format) Load(Stream stream, int? chunkSize,
+    public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) Load(Stream stream, int? chunkSize,
         string sourceName = "stream", long maxLength = DefaultMaxStreamLength)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -72,7 +72,7 @@ public static class WeightsLoader
     /// <exception cref="ArgumentException"><paramref name="chunkSize"/> disagrees with a .dcw file's.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is not positive.</exception>
     /// <exception cref="ModelFormatException">The bytes are damaged or not a DualChunk model.</exception>
-    public static (ModelConfig Config, Dictionary<string, Tensor> Tensors, string Format) Load(ReadOnlyMemory<byte> file, int? chunkSize,
+    public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) Load(ReadOnlyMemory<byte> file, int? chunkSize,
         string sourceName = "memory")
     {
         ArgumentNullException.ThrowIfNull(sourceName);
@@ -86,7 +86,7 @@ public static class WeightsLoader
     /// As <see cref="Load(string, int?)"/>; with <paramref name="memoryMap"/> a .dcw file is mapped and its tensors lie in
     /// the returned mapping (owned by the caller), otherwise <c>Mapping</c> is null and nothing refers to the file.
     /// </summary>
-    internal static (ModelConfig Config, Dictionary<string, Tensor> Tensors, string Format, MappedFile? Mapping) Load(string path, int? chunkSize, bool memoryMap)
+    internal static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format, MappedFile? Mapping) Load(string path, int? chunkSize, bool memoryMap)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         CheckChunkSize(chunkSize);
@@ -112,7 +112,7 @@ public static class WeightsLoader
     }
 
     /// <summary>The shared path: a seekable stream over a whole file, the format detected by its first 8 bytes.</summary>
-    private static (ModelConfig Config, Dictionary<string, Tensor> Tensors, string Format) LoadSeekable(Stream s, string source, int? chunkSize)
+    private static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) LoadSeekable(Stream s, string source, int? chunkSize)
     {
         if (IsDcw(s))
         {

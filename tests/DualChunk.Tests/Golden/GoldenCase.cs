@@ -47,7 +47,7 @@ internal sealed class GoldenCase
     public int NumLayers { get; }
     public int SeqLen { get; }
     public int Batch { get; }
-    public Dictionary<string, Tensor> Io { get; }
+    public Dictionary<string, CheckpointTensor> Io { get; }
     public Dictionary<string, double> EdificeF32VsF64 { get; }
 
     public string ModelPath => Path.Combine(Directory, "model.safetensors");

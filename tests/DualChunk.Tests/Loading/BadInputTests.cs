@@ -10,7 +10,7 @@ namespace DualChunk.Tests.Loading;
 [TestFixture]
 public class BadInputTests
 {
-    private static Dictionary<string, Tensor> Good() => MakeTensors(SmallConfig);
+    private static Dictionary<string, CheckpointTensor> Good() => MakeTensors(SmallConfig);
 
     private static void ExpectFormatError(TestDelegateLike action, params string[] fragments)
     {
@@ -20,7 +20,7 @@ public class BadInputTests
 
     internal delegate object? TestDelegateLike();
 
-    private static Dictionary<string, Tensor> ReadSt(byte[] file) => SafetensorsReader.Read(file, "bad.safetensors");
+    private static Dictionary<string, CheckpointTensor> ReadSt(byte[] file) => SafetensorsReader.Read(file, "bad.safetensors");
 
     private static ModelConfig ReadAndInfer(byte[] file) => TensorSetValidator.Infer(ReadSt(file), 2);
 
@@ -41,7 +41,7 @@ public class BadInputTests
     public void ExtraTensor()
     {
         var t = Good();
-        t["dual_chunk_block_1_attn_extra.kernel"] = new Tensor("dual_chunk_block_1_attn_extra.kernel", [2], [1f, 2f]);
+        t["dual_chunk_block_1_attn_extra.kernel"] = new CheckpointTensor("dual_chunk_block_1_attn_extra.kernel", [2], [1f, 2f]);
         var file = Safetensors(t.Values.Select(F32));
         ExpectFormatError(() => ReadAndInfer(file), "Unexpected tensor", "dual_chunk_block_1_attn_extra.kernel");
     }
@@ -51,7 +51,7 @@ public class BadInputTests
     {
         var t = Good();
         string name = CheckpointNames.Block(1, BlockTensor.OutKernel);
-        t[name] = new Tensor(name, [2, 8], new float[16]);
+        t[name] = new CheckpointTensor(name, [2, 8], new float[16]);
         var file = Safetensors(t.Values.Select(F32));
         ExpectFormatError(() => ReadAndInfer(file), name, "[2, 8]", "expected [4, 4]");
     }
@@ -65,7 +65,7 @@ public class BadInputTests
         string name = CheckpointNames.Block(1, BlockTensor.QkvBias);
         var data = t[name].Data.ToArray();
         data[5] = bad;
-        t[name] = new Tensor(name, [12], data);
+        t[name] = new CheckpointTensor(name, [12], data);
         var file = Safetensors(t.Values.Select(F32));
         ExpectFormatError(() => ReadAndInfer(file), name, "non-finite", "index 5");
         using var dir = new TempDir();

@@ -127,7 +127,7 @@ public class DcwFileTests
         // weights-format.md, "Worked example": E=H=4, NH=2, L=1, C=2, F=16, every element 0.5.
         var config = new ModelConfig(4, 4, 2, 1, 2, 16);
         var tensors = CheckpointNames.Expected(config).ToDictionary(
-            e => e.Name, e => new Tensor(e.Name, e.Shape, Enumerable.Repeat(0.5f, e.Shape.Aggregate(1, (a, b) => a * b)).ToArray()));
+            e => e.Name, e => new CheckpointTensor(e.Name, e.Shape, Enumerable.Repeat(0.5f, e.Shape.Aggregate(1, (a, b) => a * b)).ToArray()));
         var bytes = Dcw(config, tensors);
         string preamble = Convert.ToHexString(bytes.AsSpan(0, 64));
         Assert.That(preamble, Is.EqualTo(ExamplePreambleHex));

@@ -191,8 +191,32 @@ public class HostileFileTests
     [TestCase(3_000_000, 1000, 4000, "input projection kernel")]
     public void ConfigurationWhoseTensorsCannotBeHeldIsRejected(int e, int h, int f, string tensor)
     {
-        var ex = Assert.Throws<ModelFormatException>(() => _ = new ModelConfig(e, h, 1, 1, 64, f));
+        var ex = Assert.Throws<ArgumentException>(() => _ = new ModelConfig(e, h, 1, 1, 64, f));
         Assert.That(ex!.Message, Does.Contain(tensor).And.Contain("more than one array can hold"));
+    }
+
+    [TestCase(0, 4, 1, 1, 4, 16, "embedDim")]
+    [TestCase(4, -1, 1, 1, 4, 16, "hiddenSize")]
+    [TestCase(4, 4, 0, 1, 4, 16, "numHeads")]
+    [TestCase(4, 4, 1, 0, 4, 16, "numLayers")]
+    [TestCase(4, 4, 1, 1, 0, 16, "chunkSize")]
+    [TestCase(4, 4, 1, 1, 4, 0, "ffnSize")]
+    public void ACallersNonPositiveDimensionIsAnArgumentOutOfRange(int e, int h, int nh, int l, int c, int f, string parameter)
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => _ = new ModelConfig(e, h, nh, l, c, f));
+        Assert.That((ex!.ParamName, ex.Message.Contains("must be positive", StringComparison.Ordinal)), Is.EqualTo((parameter, true)));
+    }
+
+    [Test]
+    public void ACallersHeadCountThatDoesNotDivideTheWidthIsAnArgumentErrorButAFilesIsAFormatError()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => _ = new ModelConfig(4, 6, 4, 1, 4, 16));
+        Assert.That((ex!.GetType(), ex.ParamName), Is.EqualTo((typeof(ArgumentException), "numHeads")));
+        var dcw = SmallDcw();
+        BinaryPrimitives.WriteUInt32LittleEndian(dcw.AsSpan(24), 3); // NH = 3 does not divide H = 4
+        Resign(dcw);
+        var file = Assert.Throws<ModelFormatException>(() => ReadDcw(dcw));
+        Assert.That(file!.Message, Does.Contain("configuration is invalid").And.Contain("num_heads must divide hidden_size 4, got 3"));
     }
 
     [Test]
@@ -219,7 +243,7 @@ public class HostileFileTests
     public void SafetensorsBlockNumberBeyondTheTensorCountIsRejected()
     {
         var t = MakeTensors(SmallConfig);
-        t["dual_chunk_block_99999_attn_norm.gamma"] = new Tensor("dual_chunk_block_99999_attn_norm.gamma", [4], new float[4]);
+        t["dual_chunk_block_99999_attn_norm.gamma"] = new CheckpointTensor("dual_chunk_block_99999_attn_norm.gamma", [4], new float[4]);
         var ex = Assert.Throws<ModelFormatException>(() => LoadFile(Safetensors(t.Values.Select(F32)), 2, "b.safetensors"));
         Assert.That(ex!.Message, Does.Contain("b.safetensors").And.Contain("block 99999"));
     }

@@ -66,9 +66,9 @@ public class LoadSourceTests
         Assert.That(model.IsMemoryMapped, Is.True);
         var before = RunOnce(model);
 
-        var changed = new Dictionary<string, Tensor>(tensors);
+        var changed = new Dictionary<string, CheckpointTensor>(tensors);
         string gamma = CheckpointNames.FinalGamma;
-        changed[gamma] = new Tensor(gamma, [Config.HiddenSize], tensors[gamma].Data.ToArray().Select(v => v * 2).ToArray());
+        changed[gamma] = new CheckpointTensor(gamma, [Config.HiddenSize], tensors[gamma].Data.ToArray().Select(v => v * 2).ToArray());
         byte[] changedBytes = Dcw(Config, changed);
         using (var fs = new FileStream(path, FileMode.Open, FileAccess.Write))
             fs.Write(changedBytes);

@@ -21,16 +21,16 @@ internal static class LoadingTestData
     public static ModelConfig SmallConfig { get; } = new(6, 4, 2, 1, 2, 16);
 
     /// <summary>Deterministic finite tensors for <paramref name="config"/>.</summary>
-    public static Dictionary<string, Tensor> MakeTensors(ModelConfig config, int seed = 1)
+    public static Dictionary<string, CheckpointTensor> MakeTensors(ModelConfig config, int seed = 1)
     {
         var rng = new Random(seed);
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var result = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         foreach (var (name, shape) in CheckpointNames.Expected(config))
         {
             int n = shape.Aggregate(1, (a, b) => a * b);
             var data = new float[n];
             for (int i = 0; i < n; i++) data[i] = (float)(rng.NextDouble() * 2 - 1);
-            result[name] = new Tensor(name, shape, data);
+            result[name] = new CheckpointTensor(name, shape, data);
         }
         return result;
     }
@@ -38,7 +38,7 @@ internal static class LoadingTestData
     /// <summary>One tensor for <see cref="Safetensors(IEnumerable{RawTensor}, IReadOnlyDictionary{string, string}?)"/>.</summary>
     public sealed record RawTensor(string Name, string Dtype, long[] Shape, byte[] Data);
 
-    public static RawTensor F32(Tensor t)
+    public static RawTensor F32(CheckpointTensor t)
     {
         var bytes = MemoryMarshal.AsBytes(t.Data.Span).ToArray();
         return new RawTensor(t.Name, "F32", t.Shape.Select(s => (long)s).ToArray(), bytes);
@@ -81,13 +81,13 @@ internal static class LoadingTestData
         return file;
     }
 
-    public static byte[] SafetensorsOf(IReadOnlyDictionary<string, Tensor> tensors, ModelConfig config)
+    public static byte[] SafetensorsOf(IReadOnlyDictionary<string, CheckpointTensor> tensors, ModelConfig config)
         => Safetensors(CheckpointNames.Expected(config).Select(e => F32(tensors[e.Name])));
 
     public static byte[] SmallSafetensors() => SafetensorsOf(MakeTensors(SmallConfig), SmallConfig);
 
     /// <summary>A .dcw file of <paramref name="config"/>, as bytes (written through a temp file).</summary>
-    public static byte[] Dcw(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors)
+    public static byte[] Dcw(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors)
     {
         using var dir = new TempDir();
         string path = dir.File("m.dcw");
@@ -100,7 +100,7 @@ internal static class LoadingTestData
     /// <summary>Recomputes the checksum of a (possibly tampered) .dcw image, as a hostile writer could.</summary>
     public static void Resign(byte[] dcw) => DualChunk.Fuzz.FuzzTargets.Resign(dcw);
 
-    public static Dictionary<string, Tensor> ReadDcw(byte[] bytes)
+    public static Dictionary<string, CheckpointTensor> ReadDcw(byte[] bytes)
     {
         using var ms = new MemoryStream(bytes, writable: false);
         return DcwFile.Read(ms, "test.dcw").Tensors;
@@ -112,7 +112,7 @@ internal static class LoadingTestData
         return DcwFile.Inspect(ms, "test.dcw");
     }
 
-    public static void AssertBitwiseEqual(IReadOnlyDictionary<string, Tensor> expected, IReadOnlyDictionary<string, Tensor> actual)
+    public static void AssertBitwiseEqual(IReadOnlyDictionary<string, CheckpointTensor> expected, IReadOnlyDictionary<string, CheckpointTensor> actual)
     {
         Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
         foreach (var (name, t) in expected)

@@ -118,7 +118,7 @@ public class SafetensorsReaderTests
         // A whole model where each tensor uses a different dtype; values chosen to be exact in every dtype.
         var config = SmallConfig;
         var raws = new List<RawTensor>();
-        var expected = new Dictionary<string, Tensor>();
+        var expected = new Dictionary<string, CheckpointTensor>();
         string[] dtypes = ["F32", "F16", "BF16", "F64"];
         int k = 0;
         foreach (var (name, shape) in CheckpointNames.Expected(config))
@@ -126,7 +126,7 @@ public class SafetensorsReaderTests
             string dtype = dtypes[k++ % 4];
             int n = shape.Aggregate(1, (a, b) => a * b);
             var values = Enumerable.Range(0, n).Select(i => (i % 17 - 8) * 0.125f).ToArray();
-            expected[name] = new Tensor(name, shape, values);
+            expected[name] = new CheckpointTensor(name, shape, values);
             int size = dtype switch { "F32" => 4, "F64" => 8, _ => 2 };
             var raw = new byte[n * size];
             for (int i = 0; i < n; i++)
@@ -214,10 +214,10 @@ public class SafetensorsReaderTests
         Assert.That(SafetensorsReader.Read(file, "x")["x"].Data.Span[0], Is.EqualTo(7f));
     }
 
-    private static Tensor ReadSingle(string dtype, long[] shape, byte[] raw)
+    private static CheckpointTensor ReadSingle(string dtype, long[] shape, byte[] raw)
         => SafetensorsReader.Read(Safetensors([new RawTensor("t", dtype, shape, raw)]), "t.safetensors")["t"];
 
-    private static uint[] Bits(Tensor t) => t.Data.ToArray().Select(BitConverter.SingleToUInt32Bits).ToArray();
+    private static uint[] Bits(CheckpointTensor t) => t.Data.ToArray().Select(BitConverter.SingleToUInt32Bits).ToArray();
 
     private static uint[] Bits(float[] v) => v.Select(BitConverter.SingleToUInt32Bits).ToArray();
 }

@@ -118,7 +118,7 @@ public sealed class ModelTests
         var name = CheckpointNames.Block(1, BlockTensor.UpBias);
         var data = tensors[name].Data.ToArray();
         data[3] = float.NaN;
-        tensors[name] = new Tensor(name, [64], data);
+        tensors[name] = new CheckpointTensor(name, [64], data);
         Assert.That(() => DualChunkModel.FromTensors(tensors, config),
             Throws.InstanceOf<ModelFormatException>().With.Message.Contains(name));
     }

@@ -15,9 +15,9 @@ public sealed class NumericalOverflowTests
     private static readonly ModelConfig Config = new(20, 64, 4, 3, 8, 128);
 
     /// <summary>Kernels × <paramref name="kernelScale"/>; the biases of <paramref name="biasLayer"/> (1-based; 0 none) set to 3e38.</summary>
-    private static Dictionary<string, Tensor> Extreme(float kernelScale, int biasLayer)
+    private static Dictionary<string, CheckpointTensor> Extreme(float kernelScale, int biasLayer)
     {
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var result = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         foreach (var (name, t) in RandomWeights.Create(Config, 11))
         {
             var data = t.Data.ToArray();
@@ -25,7 +25,7 @@ public sealed class NumericalOverflowTests
             bool bias = name.StartsWith($"dual_chunk_block_{biasLayer}_", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal);
             for (int i = 0; i < data.Length; i++)
                 data[i] = kernel ? data[i] * kernelScale : bias ? 3e38f : data[i];
-            result[name] = new Tensor(name, [.. t.Shape], data);
+            result[name] = new CheckpointTensor(name, [.. t.Shape], data);
         }
         return result;
     }

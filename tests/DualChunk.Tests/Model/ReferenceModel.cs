@@ -8,7 +8,7 @@ namespace DualChunk.Tests.Model;
 /// </summary>
 internal static class ReferenceModel
 {
-    public static double[] Run(IReadOnlyDictionary<string, Tensor> t, ModelConfig cfg, float[] input, int batch, int n, OutputMode mode)
+    public static double[] Run(IReadOnlyDictionary<string, CheckpointTensor> t, ModelConfig cfg, float[] input, int batch, int n, OutputMode mode)
     {
         int e = cfg.EmbedDim, h = cfg.HiddenSize, nh = cfg.NumHeads, d = cfg.HeadDim, c = cfg.ChunkSize, nc = n / c;
         double[] W(string name) => Array.ConvertAll(t[name].Data.ToArray(), v => (double)v);

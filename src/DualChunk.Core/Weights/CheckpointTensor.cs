@@ -1,10 +1,10 @@
 namespace DualChunk.Core;
 
 /// <summary>A named float32 tensor as loaded from a weights file (converted to float32 at load).</summary>
-public sealed class Tensor
+public sealed class CheckpointTensor
 {
     /// <summary>Creates a tensor; <paramref name="data"/> length must equal the product of <paramref name="shape"/>.</summary>
-    public Tensor(string name, int[] shape, float[] data)
+    public CheckpointTensor(string name, int[] shape, float[] data)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(shape);
@@ -24,7 +24,7 @@ public sealed class Tensor
     }
 
     /// <summary>A tensor over memory the caller keeps valid (e.g. a mapped file); the shape is trusted to match.</summary>
-    internal Tensor(string name, int[] shape, ReadOnlyMemory<float> data)
+    internal CheckpointTensor(string name, int[] shape, ReadOnlyMemory<float> data)
     {
         Name = name;
         Shape = shape;

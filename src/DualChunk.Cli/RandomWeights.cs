@@ -5,13 +5,14 @@ namespace DualChunk.Core;
 /// <summary>
 /// Seeded random parameters drawn by the golden cases' rules (kernels N(0, 1/√fan_in), biases,
 /// betas N(0, 0.1), gammas 1 + N(0, 0.1), gates N(0, 1)): for benchmarks and tests of shapes no
-/// trained checkpoint is at hand for.
+/// trained checkpoint is at hand for (<c>dualchunk bench --random-model</c>). Built on the public API only; internal to
+/// each assembly that compiles it: the CLI, and (linked) the tests and benchmarks. Not part of any package's API.
 /// </summary>
-public static class RandomWeights
+internal static class RandomWeights
 {
     /// <summary>Every tensor <paramref name="config"/> needs, deterministic in <paramref name="seed"/>.</summary>
     /// <exception cref="ArgumentException">The weights would not fit in the memory this process may use.</exception>
-    public static Dictionary<string, Tensor> Create(ModelConfig config, int seed)
+    public static Dictionary<string, CheckpointTensor> Create(ModelConfig config, int seed)
     {
         ArgumentNullException.ThrowIfNull(config);
         // Checked before allocating: a configuration too large for this machine is a message, not an OutOfMemoryException.
@@ -21,7 +22,7 @@ public static class RandomWeights
                 $"Random weights for {config} need {bytes / 1e9:F1} GB, more than the {available / 1e9:F1} GB this process may use; use smaller dimensions."),
                 nameof(config));
         var rng = new Random(seed);
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var result = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         foreach (var (name, shape) in CheckpointNames.Expected(config))
         {
             int count = 1;
@@ -33,7 +34,7 @@ public static class RandomWeights
             double std = kernel ? 1.0 / Math.Sqrt(shape[0]) : gate ? 1.0 : 0.1;
             for (int i = 0; i < count; i++)
                 data[i] = (float)((gamma ? 1.0 : 0.0) + std * Normal(rng));
-            result[name] = new Tensor(name, shape, data);
+            result[name] = new CheckpointTensor(name, shape, data);
         }
         return result;
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Diagnostics.Metrics;
 using DualChunk.Core;
 using Microsoft.Extensions.Logging;
@@ -48,25 +49,38 @@ public sealed class DualChunkModelUnavailableException : InvalidOperationExcepti
 
 /// <summary>
 /// The use of one model by one caller: the model stays alive (not disposed by a reload) until the lease is disposed.
-/// Dispose each lease exactly once, e.g. with <c>using</c>.
+/// Dispose it when the call is done, e.g. with <c>using</c>; disposing it again does nothing.
 /// </summary>
-public readonly struct DualChunkModelLease : IDisposable
+public sealed class DualChunkModelLease : IDisposable
 {
-    private readonly ModelHandle? _handle;
+    private ModelHandle? _handle;
 
-    internal DualChunkModelLease(ModelHandle handle) => _handle = handle;
+    internal DualChunkModelLease(ModelHandle handle)
+    {
+        _handle = handle;
+        Model = handle.Model;
+        Generation = handle.Generation;
+    }
 
     /// <summary>The model (immutable, safe to call from any thread while the lease is held).</summary>
-    public DualChunkModel Model => _handle?.Model ?? throw new InvalidOperationException("This lease is empty; rent one from DualChunkModelPool.");
+    /// <exception cref="ObjectDisposedException">The lease was disposed.</exception>
+    public DualChunkModel Model
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _handle) is null, this);
+            return field;
+        }
+    }
 
     /// <summary>The load generation of <see cref="Model"/> (see <see cref="DualChunkModelStatus.Generation"/>).</summary>
-    public long Generation => _handle?.Generation ?? 0;
+    public long Generation { get; }
 
-    /// <summary>Ends the lease; the last lease of a replaced model disposes it.</summary>
-    public void Dispose() => _handle?.Release();
+    /// <summary>Ends the lease (once, however often it is called); the last lease of a replaced model disposes it.</summary>
+    public void Dispose() => Interlocked.Exchange(ref _handle, null)?.Release();
 }
 
-/// <summary>A loaded model and its users: the pool holds one reference while it serves, each lease one more.</summary>
+/// <summary>A loaded model and its users: the provider holds one reference while it serves, each lease one more.</summary>
 internal sealed class ModelHandle(DualChunkModel model, long generation)
 {
     private int _refs = 1;
@@ -75,7 +89,7 @@ internal sealed class ModelHandle(DualChunkModel model, long generation)
 
     public long Generation { get; } = generation;
 
-    /// <summary>True while a lease or the pool holds the model (tests).</summary>
+    /// <summary>True while a lease or the provider holds the model (tests).</summary>
     public bool IsAlive => Volatile.Read(ref _refs) > 0;
 
     public bool TryAcquire()
@@ -100,9 +114,9 @@ internal sealed class ModelHandle(DualChunkModel model, long generation)
 /// <summary>
 /// The host's named DualChunk models (registered with
 /// <see cref="DualChunkServiceCollectionExtensions.AddDualChunkModel"/>): loads and warms them when the host starts,
-/// reloads a model whose file changes when asked to, and lends them out by <see cref="Rent"/>.
+/// reloads a model whose file changes when asked to, and lends them out by <see cref="Acquire"/>.
 /// </summary>
-public sealed partial class DualChunkModelPool : IDisposable
+public sealed partial class DualChunkModelProvider : IDisposable
 {
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.OrdinalIgnoreCase);
     private readonly IMeterFactory? _meterFactory;
@@ -112,9 +126,9 @@ public sealed partial class DualChunkModelPool : IDisposable
     private Task? _loading;
     private int _disposed;
 
-    /// <summary>Creates the pool (done by dependency injection).</summary>
-    internal DualChunkModelPool(IEnumerable<DualChunkModelRegistration> registrations, IOptionsMonitor<DualChunkHostedModelOptions> options,
-        IMeterFactory? meterFactory = null, ILogger<DualChunkModelPool>? logger = null)
+    /// <summary>Creates the provider (done by dependency injection).</summary>
+    internal DualChunkModelProvider(IEnumerable<DualChunkModelRegistration> registrations, IOptionsMonitor<DualChunkHostedModelOptions> options,
+        IMeterFactory? meterFactory = null, ILogger<DualChunkModelProvider>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(registrations);
         ArgumentNullException.ThrowIfNull(options);
@@ -165,25 +179,27 @@ public sealed partial class DualChunkModelPool : IDisposable
     /// </summary>
     /// <exception cref="KeyNotFoundException">No model has that name.</exception>
     /// <exception cref="DualChunkModelUnavailableException">The model is still loading, or its load failed.</exception>
-    public DualChunkModelLease Rent(string name)
+    public DualChunkModelLease Acquire(string name)
     {
         var entry = Get(name);
-        if (TryRent(entry, out var lease)) return lease;
+        if (TryAcquire(entry, out var lease)) return lease;
         var s = entry.Status;
         throw new DualChunkModelUnavailableException(s.State == DualChunkModelState.Failed
             ? $"Model '{name}' failed to load: {s.Error}"
             : $"Model '{name}' is still loading; retry shortly.");
     }
 
-    /// <summary>Lends out the serving model <paramref name="name"/> if one serves; see <see cref="Rent"/>.</summary>
-    public bool TryRent(string name, out DualChunkModelLease lease)
+    /// <summary>Lends out the serving model <paramref name="name"/> if one serves; see <see cref="Acquire"/>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="name"/> is null.</exception>
+    public bool TryAcquire(string name, [NotNullWhen(true)] out DualChunkModelLease? lease)
     {
-        if (_entries.TryGetValue(name, out var entry)) return TryRent(entry, out lease);
-        lease = default;
+        ArgumentNullException.ThrowIfNull(name);
+        if (_entries.TryGetValue(name, out var entry)) return TryAcquire(entry, out lease);
+        lease = null;
         return false;
     }
 
-    private static bool TryRent(Entry entry, out DualChunkModelLease lease)
+    private static bool TryAcquire(Entry entry, [NotNullWhen(true)] out DualChunkModelLease? lease)
     {
         while (true)
         {
@@ -196,7 +212,7 @@ public sealed partial class DualChunkModelPool : IDisposable
             }
             // Lost a race with a swap: the retired handle's last reference went; read the new one.
         }
-        lease = default;
+        lease = null;
         return false;
     }
 
