@@ -38,6 +38,38 @@ public sealed unsafe partial class DualChunkModel
         }
     }
 
+    /// <summary>
+    /// A new stream holding <paramref name="snapshot"/> (what <see cref="DualChunkStream.Snapshot()"/> returned for a
+    /// stream of this model), with the snapshot's batch and length: how a server resumes a parked or handed-over
+    /// sequence. The bytes are untrusted and checked as by <see cref="DualChunkStream.Restore"/>; state beyond one
+    /// chunk is allocated only after they passed.
+    /// </summary>
+    /// <exception cref="StreamSnapshotException">The bytes are not a valid snapshot of a stream of this model (the message names the mismatch, e.g. both weights fingerprints), or name a batch outside 1..MaxBatch.</exception>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    public DualChunkStream RestoreStream(ReadOnlySpan<byte> snapshot)
+    {
+        int batch = DualChunkStream.SnapshotBatch(snapshot);
+        if (batch < 1 || batch > (_maxBatch ?? int.MaxValue))
+            throw new StreamSnapshotException(string.Create(CultureInfo.InvariantCulture,
+                $"The snapshot holds batch {batch}, outside this model's 1..{_maxBatch ?? int.MaxValue} (MaxBatch)."));
+        // Every sequence of the batch carries 2H float64 sums: a batch the bytes cannot hold is refused before the
+        // one-chunk workspace of that batch is allocated.
+        if ((long)batch * 2 * Config.HiddenSize * sizeof(double) > snapshot.Length)
+            throw new StreamSnapshotException(string.Create(CultureInfo.InvariantCulture,
+                $"The snapshot claims batch {batch} but is only {snapshot.Length:N0} bytes: it is truncated or corrupted."));
+        var stream = CreateStream(batch, Config.ChunkSize);
+        try
+        {
+            stream.Restore(snapshot);
+            return stream;
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>MaxSeqLen of the options (streams stop there).</summary>
     internal int? MaxSeqLenLimit => _maxSeqLen;
 

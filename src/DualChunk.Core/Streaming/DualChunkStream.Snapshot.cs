@@ -126,6 +126,10 @@ public sealed partial class DualChunkStream
         }
     }
 
+    /// <summary>The batch a snapshot's header names (1 when the bytes have no readable header: Restore then says why).</summary>
+    internal static int SnapshotBatch(ReadOnlySpan<byte> snapshot)
+        => snapshot.Length >= HeaderBytes + sizeof(ulong) && snapshot[..8].SequenceEqual(Magic) ? BinaryPrimitives.ReadInt32LittleEndian(snapshot[44..]) : 1;
+
     private long SnapshotBytes(int chunks)
         => HeaderBytes + (long)_model.Config.NumLayers * Batch * chunks * _state.RowFloats * sizeof(float) + (long)_state.Sums.Length * sizeof(double) + sizeof(ulong);
 

@@ -283,6 +283,38 @@ public sealed class StreamTests
     }
 
     [Test]
+    public void RestoreStreamTakesTheSnapshotsBatchAndLengthAndRefusesHostileBytes()
+    {
+        var config = Shapes[0].Config;
+        using var model = Create(config, 1, seed: 300);
+        int c = config.ChunkSize, e = config.EmbedDim, batch = 3, chunks = 5, n = chunks * c;
+        var input = RandomWeights.Input(batch * n * e, 14);
+        using var original = model.CreateStream(batch);
+        var output = new float[original.OutputLength(OutputMode.All)];
+        for (int k = 0; k < 3; k++) original.Append(Chunk(input, batch, n, e, c, k), output, OutputMode.All);
+        byte[] good = original.Snapshot();
+
+        using var restored = model.RestoreStream(good);
+        Assert.That(restored.Batch, Is.EqualTo(batch));
+        Assert.That(restored.Length, Is.EqualTo(3 * c));
+        for (int k = 3; k < chunks; k++)
+        {
+            var a = new float[original.OutputLength(OutputMode.All)];
+            var b = new float[a.Length];
+            original.Append(Chunk(input, batch, n, e, c, k), a, OutputMode.All);
+            restored.Append(Chunk(input, batch, n, e, c, k), b, OutputMode.All);
+            AssertBitwise(a, b, $"chunk {k} after RestoreStream");
+        }
+
+        Assert.That(() => model.RestoreStream(good.AsSpan(0, 20)), Throws.InstanceOf<StreamSnapshotException>(), "truncated header");
+        Assert.That(() => model.RestoreStream(Patched(good, 44, 0)), Throws.InstanceOf<StreamSnapshotException>().With.Message.Contains("batch 0"));
+        var huge = Patched(Patched(good, 46, 0xff), 47, 0x3f); // claims batch ~2^30: refused before a workspace of that batch
+        Assert.That(() => model.RestoreStream(huge), Throws.InstanceOf<StreamSnapshotException>().With.Message.Contains("batch"));
+        using var other = Create(config, 1, seed: 301);
+        Assert.That(() => other.RestoreStream(good), Throws.InstanceOf<StreamSnapshotException>().With.Message.Contains("weights fingerprint"));
+    }
+
+    [Test]
     public void DisposedStreamAndModelThrow()
     {
         var model = Create(Small, 1);
