@@ -31,7 +31,7 @@ public class BreakdownBenchmarks
 
     private static readonly ModelConfig M = Nominal.Default;
     private int _b, _n, _rows;
-    private ForwardPass _pass = null!;
+    private ForwardPass<LayerNormLayer, GeluFeedForward> _pass = null!;
     private Workspace _ws = null!;
     private float[] _input = [], _output = [];
     private DualChunkModel _model = null!;
@@ -44,7 +44,7 @@ public class BreakdownBenchmarks
         _n = Nominal.SeqLen(Config);
         _rows = _b * _n;
         var tensors = RandomWeights.Create(M, 1);
-        _pass = new ForwardPass(M, tensors, copy: true);
+        _pass = (ForwardPass<LayerNormLayer, GeluFeedForward>)ForwardPass.Create(M, tensors, copy: true);
         _input = RandomWeights.Input(_rows * M.EmbedDim, 2);
         _output = new float[_b * M.HiddenSize];
         _model = DualChunkModel.FromTensors(tensors, M);
@@ -132,7 +132,7 @@ public class BreakdownBenchmarks
 
     /// <summary>Final LN of the B readout rows.</summary>
     [Benchmark]
-    public void FinalNorm() => Ex.LayerNorm(_pass.FinalNorm, _ws.Last[..(_b * H)], _b, _output);
+    public void FinalNorm() => Ex.Norm(_pass.FinalNorm, _ws.Last[..(_b * H)], _b, _output);
 
     /// <summary>The parts whose times add up to a forward pass.</summary>
     internal static readonly string[] Parts =

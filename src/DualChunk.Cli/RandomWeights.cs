@@ -29,7 +29,7 @@ internal static class RandomWeights
             foreach (int s in shape) count *= s;
             var data = new float[count];
             bool kernel = name.EndsWith(".kernel", StringComparison.Ordinal);
-            bool gamma = name.EndsWith(".gamma", StringComparison.Ordinal);
+            bool gamma = name.EndsWith(".gamma", StringComparison.Ordinal) || name.EndsWith("_norm_gamma", StringComparison.Ordinal); // LayerNorm γ, RMSNorm scale
             bool gate = name.EndsWith("_attn_gate", StringComparison.Ordinal);
             double std = kernel ? 1.0 / Math.Sqrt(shape[0]) : gate ? 1.0 : 0.1;
             for (int i = 0; i < count; i++)

@@ -10,8 +10,8 @@ internal interface IExecutor
     /// <summary>C[r, start:start+count] (op)= A[r, :] · W + b for r in [0, m).</summary>
     void Dense(in DenseLayer layer, ReadOnlySpan<float> a, int m, int lda, Span<float> c, int ldc, int start, int count);
 
-    /// <summary>y = LN(x) over <paramref name="rows"/> rows.</summary>
-    void LayerNorm(in LayerNormLayer norm, ReadOnlySpan<float> x, int rows, Span<float> y);
+    /// <summary>y = norm(x) over <paramref name="rows"/> rows.</summary>
+    void Norm<TNorm>(in TNorm norm, ReadOnlySpan<float> x, int rows, Span<float> y) where TNorm : struct, INormLayer;
 
     /// <summary>The chunk means of <paramref name="h"/> [chunkRows·C, H] into <paramref name="means"/> [chunkRows, H].</summary>
     void ChunkMeans(in InterChunkAttention attention, ReadOnlySpan<float> h, int chunkRows, Span<float> means);
@@ -23,7 +23,8 @@ internal interface IExecutor
     void IntraAttention(in IntraChunkAttention attention, in GateBlend gate, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly);
 
     /// <summary>The block's FFN on <paramref name="rows"/> rows (the executor decides how to cut it).</summary>
-    void FeedForward(in DualChunkBlock block, Span<float> x, Span<float> normed, int rows);
+    void FeedForward<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, int rows)
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward;
 
     /// <summary>[FfnRowBlock, F] FFN hidden rows this executor's FFN writes.</summary>
     Span<float> FfnHidden { get; }
@@ -37,7 +38,7 @@ internal readonly struct OnThisThread(WorkerBuffers buffers, int worker) : IExec
     public void Dense(in DenseLayer layer, ReadOnlySpan<float> a, int m, int lda, Span<float> c, int ldc, int start, int count)
         => layer.Apply(a, m, lda, c, ldc, start, count);
 
-    public void LayerNorm(in LayerNormLayer norm, ReadOnlySpan<float> x, int rows, Span<float> y) => norm.Apply(x, rows, y);
+    public void Norm<TNorm>(in TNorm norm, ReadOnlySpan<float> x, int rows, Span<float> y) where TNorm : struct, INormLayer => norm.Apply(x, rows, y);
 
     public void ChunkMeans(in InterChunkAttention attention, ReadOnlySpan<float> h, int chunkRows, Span<float> means)
         => attention.ChunkMeans(h, 0, chunkRows, means);
@@ -58,7 +59,8 @@ internal readonly struct OnThisThread(WorkerBuffers buffers, int worker) : IExec
                 attention.ApplyChunkHead(qkv, inter, gate, output, scratch, lastRowOnly, chunk, head);
     }
 
-    public void FeedForward(in DualChunkBlock block, Span<float> x, Span<float> normed, int rows) => block.FeedForward(this, x, normed, rows);
+    public void FeedForward<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, int rows)
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward => block.FeedForward(this, x, normed, rows);
 }
 
 /// <summary>Every operation split over the call's workers by <see cref="Scheduler"/> (or run inline when too small).</summary>
@@ -69,7 +71,7 @@ internal readonly struct Split(Scheduler scheduler) : IExecutor
     public void Dense(in DenseLayer layer, ReadOnlySpan<float> a, int m, int lda, Span<float> c, int ldc, int start, int count)
         => scheduler.Dense(layer, a, m, lda, c, ldc, start, count);
 
-    public void LayerNorm(in LayerNormLayer norm, ReadOnlySpan<float> x, int rows, Span<float> y) => scheduler.LayerNorm(norm, x, rows, y);
+    public void Norm<TNorm>(in TNorm norm, ReadOnlySpan<float> x, int rows, Span<float> y) where TNorm : struct, INormLayer => scheduler.Norm(norm, x, rows, y);
 
     public void ChunkMeans(in InterChunkAttention attention, ReadOnlySpan<float> h, int chunkRows, Span<float> means)
         => scheduler.ChunkMeans(attention, h, chunkRows, means);
@@ -80,5 +82,6 @@ internal readonly struct Split(Scheduler scheduler) : IExecutor
     public void IntraAttention(in IntraChunkAttention attention, in GateBlend gate, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly)
         => scheduler.IntraAttention(attention, gate, qkv, chunks, inter, output, lastRowOnly);
 
-    public void FeedForward(in DualChunkBlock block, Span<float> x, Span<float> normed, int rows) => scheduler.FeedForward(block, x, normed, rows);
+    public void FeedForward<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, int rows)
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward => scheduler.FeedForward(block, x, normed, rows);
 }

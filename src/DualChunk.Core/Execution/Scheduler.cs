@@ -7,7 +7,7 @@ namespace DualChunk.Core;
 /// <summary>
 /// Cuts each operation of a call into independent work items by data partition and dispatches them, on the calling
 /// thread alone or, when the call holds its model's <see cref="WorkerGroup"/>, on the group's threads too. It
-/// holds no model math: the items call the boxes (<see cref="DenseLayer"/>, <see cref="DualChunkBlock"/>, …).
+/// holds no model math: the items call the boxes (<see cref="DenseLayer"/>, <see cref="DualChunkBlock{TNorm, TFeedForward}"/>, …).
 /// </summary>
 /// <remarks>
 /// Every output element gets the same kernel arithmetic whatever the partition (the GEMM guarantees it for any row
@@ -32,15 +32,13 @@ internal sealed unsafe class Scheduler
     private const int GemmRowBlocksPerItem = 2;
 
     private readonly DenseItems _dense;
-    private readonly LayerNormItems _layerNorm;
+    private readonly NormItems<LayerNormLayer> _layerNorm;
+    private readonly NormItems<RmsNormLayer> _rmsNorm;
     private readonly ChunkMeanItems _chunkMeans;
     private readonly InterHeadItems _inter;
     private readonly IntraHeadItems _intra;
-    private readonly RowGroupItems _rowGroups;
-    private readonly FfnRowBlockItems _ffn;
-    private readonly SummaryItems _summaries;
     private readonly HeadItems _heads;
-    private readonly LastTimestepItems _last;
+    private readonly BlockItems _block;  // the items that hold a block, for the model's architecture (BlockItems<TNorm, TFeedForward>)
     private readonly int _hidden, _chunkSize;
     private WorkerGroup? _group;
     private PendingInter _pending;  // inter-chunk attention left for the next intra-chunk phase to do by head
@@ -51,15 +49,17 @@ internal sealed unsafe class Scheduler
         _hidden = config.HiddenSize;
         _chunkSize = config.ChunkSize;
         _dense = new DenseItems();
-        _layerNorm = new LayerNormItems();
+        _layerNorm = new NormItems<LayerNormLayer>();
+        _rmsNorm = new NormItems<RmsNormLayer>();
         _chunkMeans = new ChunkMeanItems(config);
         _inter = new InterHeadItems(buffers);
         _intra = new IntraHeadItems(buffers, config);
-        _rowGroups = new RowGroupItems(buffers, config);
-        _ffn = new FfnRowBlockItems(buffers, config);
-        _summaries = new SummaryItems(buffers, config);
         _heads = new HeadItems(buffers, config);
-        _last = new LastTimestepItems(buffers, config);
+        _block = config.Architecture switch
+        {
+            ModelArchitecture.DecoderOnly => new BlockItems<RmsNormLayer, SwiGluFeedForward>(buffers, config),
+            _ => new BlockItems<LayerNormLayer, GeluFeedForward>(buffers, config),
+        };
     }
 
     /// <summary>The per-worker buffers the items write.</summary>
@@ -82,26 +82,26 @@ internal sealed unsafe class Scheduler
         Workers = 1;
         _dense.Clear();
         _layerNorm.Clear();
+        _rmsNorm.Clear();
         _chunkMeans.Clear();
         _inter.Clear();
         _intra.Clear();
-        _rowGroups.Clear();
-        _ffn.Clear();
-        _summaries.Clear();
         _heads.Clear();
-        _last.Clear();
+        _block.Clear();
         _pending = default;
     }
 
     /// <summary>
-    /// A block's summaries and inter-chunk attention (<see cref="DualChunkBlock.Summaries"/>) in as few phases as the
+    /// A block's summaries and inter-chunk attention (<see cref="DualChunkBlock{TNorm, TFeedForward}.Summaries"/>) in as few phases as the
     /// shape allows: one item per batch element (its summaries, then its inter-chunk attention) when there are enough
     /// elements; else chunk ranges, with the inter-chunk attention left for the next intra-chunk phase to do by head
     /// (<see cref="IntraAttention"/>) or run by the consumer that cannot (<see cref="FlushInter"/>).
     /// </summary>
-    public void Summaries(in DualChunkBlock block, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
+    public void Summaries<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
         Span<float> inter, int batch, int seqLen, bool lastChunkOnly)
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
     {
+        var summaryItems = Items<TNorm, TFeedForward>().Summaries;
         int h = _hidden, w = Workers, rows = batch * seqLen, chunkRows = rows / _chunkSize;
         if (x.Length < (long)rows * h || normed.Length < (long)rows * h || chunkMeans.Length < (long)chunkRows * h
             || summaries.Length < (long)chunkRows * 3 * h || inter.Length < (long)chunkRows * h)
@@ -109,15 +109,15 @@ internal sealed unsafe class Scheduler
         bool large = (long)rows * h >= MinParallelFloats;
         if (w > 1 && large && batch >= w)
         {
-            _summaries.Set(block, P(x), P(normed), P(chunkMeans), P(summaries), P(inter), chunkRows, seqLen / _chunkSize, seqLen, true, lastChunkOnly);
-            Dispatch(_summaries, batch);
+            summaryItems.Set(block, P(x), P(normed), P(chunkMeans), P(summaries), P(inter), chunkRows, seqLen / _chunkSize, seqLen, true, lastChunkOnly);
+            Dispatch(summaryItems, batch);
             return;
         }
         if (w > 1 && large && chunkRows >= w)
         {
             int perItem = (chunkRows + w - 1) / w;
-            _summaries.Set(block, P(x), P(normed), P(chunkMeans), P(summaries), P(inter), chunkRows, perItem, seqLen, false, lastChunkOnly);
-            Dispatch(_summaries, (chunkRows + perItem - 1) / perItem);
+            summaryItems.Set(block, P(x), P(normed), P(chunkMeans), P(summaries), P(inter), chunkRows, perItem, seqLen, false, lastChunkOnly);
+            Dispatch(summaryItems, (chunkRows + perItem - 1) / perItem);
         }
         else
         {
@@ -140,9 +140,10 @@ internal sealed unsafe class Scheduler
             new Span<float>(p.Inter, (int)(chunkRows * _hidden)), p.LastChunkOnly);
     }
 
-    /// <summary>last_timestep after the last block's summaries (<see cref="ForwardPass.LastTimestepRows"/>): batch ranges as items when there are enough, else each operation split.</summary>
-    public void LastTimestep(ForwardPass forward, in DualChunkBlock block, ReadOnlySpan<float> x, ReadOnlySpan<float> normed, ReadOnlySpan<float> inter,
+    /// <summary>last_timestep after the last block's summaries (<see cref="DualChunkBlock{TNorm, TFeedForward}.LastTimestepRows"/>): batch ranges as items when there are enough, else each operation split.</summary>
+    public void LastTimestep<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, in LayerNormLayer finalNorm, ReadOnlySpan<float> x, ReadOnlySpan<float> normed, ReadOnlySpan<float> inter,
         Span<float> lastAttn, Span<float> last, Span<float> lastNormed, Span<float> output, int batch, int seqLen)
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
     {
         int h = _hidden, w = Workers, rows = batch * seqLen;
         if (x.Length < (long)rows * h || normed.Length < (long)rows * h || inter.Length < (long)rows / _chunkSize * h
@@ -152,11 +153,12 @@ internal sealed unsafe class Scheduler
         {
             FlushInter();
             int perItem = (batch + w - 1) / w;
-            _last.Set(forward, block, P(x), P(normed), P(inter), P(lastAttn), P(last), P(lastNormed), P(output), batch, seqLen, perItem);
-            Dispatch(_last, (batch + perItem - 1) / perItem);
+            var lastItems = Items<TNorm, TFeedForward>().Last;
+            lastItems.Set(block, finalNorm, P(x), P(normed), P(inter), P(lastAttn), P(last), P(lastNormed), P(output), batch, seqLen, perItem);
+            Dispatch(lastItems, (batch + perItem - 1) / perItem);
             return;
         }
-        forward.LastTimestepRows(new Split(this), block, x, normed, inter, Buffers.GroupQkv(0), Buffers.GroupAttn(0), lastAttn, last, lastNormed, output, 0, batch, seqLen);
+        block.LastTimestepRows(new Split(this), finalNorm, x, normed, inter, Buffers.GroupQkv(0), Buffers.GroupAttn(0), lastAttn, last, lastNormed, output, 0, batch, seqLen);
     }
 
     /// <summary>Columns [start, start + count) of C = A · W (+ epilogue), as row × column blocks.</summary>
@@ -185,8 +187,8 @@ internal sealed unsafe class Scheduler
         Dispatch(_dense, rowChunks * colChunks);
     }
 
-    /// <summary>y = LN(x) over <paramref name="rows"/> rows, as row ranges.</summary>
-    public void LayerNorm(in LayerNormLayer norm, ReadOnlySpan<float> x, int rows, Span<float> y)
+    /// <summary>y = norm(x) over <paramref name="rows"/> rows, as row ranges.</summary>
+    public void Norm<TNorm>(in TNorm norm, ReadOnlySpan<float> x, int rows, Span<float> y) where TNorm : struct, INormLayer
     {
         int width = norm.Width;
         if (Workers == 1 || (long)rows * width < MinParallelFloats)
@@ -195,10 +197,12 @@ internal sealed unsafe class Scheduler
             return;
         }
         if (x.Length < (long)rows * width || y.Length < (long)rows * width)
-            throw new ArgumentException("Layer-norm operand shorter than its shape.");
+            throw new ArgumentException("Norm operand shorter than its shape.");
         int perItem = PerItem(rows);
-        _layerNorm.Set(norm, P(x), P(y), rows, perItem);
-        Dispatch(_layerNorm, (rows + perItem - 1) / perItem);
+        // typeof tests on a struct type argument are JIT-time constants: each instantiation keeps one branch.
+        var items = typeof(TNorm) == typeof(LayerNormLayer) ? (NormItems<TNorm>)(object)_layerNorm : (NormItems<TNorm>)(object)_rmsNorm;
+        items.Set(norm, P(x), P(y), rows, perItem);
+        Dispatch(items, (rows + perItem - 1) / perItem);
     }
 
     /// <summary>The chunk means of <paramref name="h"/> [chunkRows·C, H] into <paramref name="means"/> [chunkRows, H], as chunk ranges.</summary>
@@ -249,11 +253,12 @@ internal sealed unsafe class Scheduler
     }
 
     /// <summary>
-    /// A block after its summaries (<see cref="DualChunkBlock.RowGroup"/>) over <paramref name="rows"/> rows in row
+    /// A block after its summaries (<see cref="DualChunkBlock{TNorm, TFeedForward}.RowGroup"/>) over <paramref name="rows"/> rows in row
     /// groups of whole chunks: one group per item when there are enough groups, else group by group with each
     /// operation split.
     /// </summary>
-    public void RowGroups(in DualChunkBlock block, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int rows)
+    public void RowGroups<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int rows)
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
     {
         int h = _hidden, c = _chunkSize, g = Buffers.GroupRows, groups = (rows + g - 1) / g;
         if (x.Length < (long)rows * h || normed.Length < (long)rows * h || inter.Length < (long)rows / c * h)
@@ -261,8 +266,9 @@ internal sealed unsafe class Scheduler
         if (Workers == 1 || groups >= Workers)
         {
             FlushInter();
-            _rowGroups.Set(block, P(x), P(normed), P(inter), rows);
-            Dispatch(_rowGroups, groups);
+            var rowGroups = Items<TNorm, TFeedForward>().RowGroups;
+            rowGroups.Set(block, P(x), P(normed), P(inter), rows);
+            Dispatch(rowGroups, groups);
             return;
         }
         var split = new Split(this);
@@ -275,15 +281,17 @@ internal sealed unsafe class Scheduler
     }
 
     /// <summary>The block's FFN: one FFN row block per item when there are enough of them, else each GEMM split.</summary>
-    public void FeedForward(in DualChunkBlock block, Span<float> x, Span<float> normed, int rows)
+    public void FeedForward<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, int rows)
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
     {
         int rowBlocks = (rows + WorkspacePlan.FfnRowBlock - 1) / WorkspacePlan.FfnRowBlock;
         if (x.Length < (long)rows * _hidden || normed.Length < (long)rows * _hidden)
             throw new ArgumentException("FFN operand shorter than its shape.");
         if (Workers == 1 || rowBlocks >= Workers)
         {
-            _ffn.Set(block, P(x), P(normed), rows);
-            Dispatch(_ffn, rowBlocks);
+            var ffn = Items<TNorm, TFeedForward>().FeedForward;
+            ffn.Set(block, P(x), P(normed), rows);
+            Dispatch(ffn, rowBlocks);
             return;
         }
         block.FeedForward(new Split(this), x, normed, rows);
@@ -299,6 +307,11 @@ internal sealed unsafe class Scheduler
         public readonly int Batch = batch, SeqLen = seqLen;
         public readonly bool LastChunkOnly = lastChunkOnly;
     }
+
+    /// <summary>The items of this workspace's block type (its model's architecture).</summary>
+    private BlockItems<TNorm, TFeedForward> Items<TNorm, TFeedForward>()
+        where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
+        => (BlockItems<TNorm, TFeedForward>)_block;
 
     /// <summary>Rows per item of a row-wise op: up to 4 items per worker.</summary>
     private int PerItem(int rows)

@@ -63,12 +63,12 @@ internal abstract unsafe class RowRangeItems : IParallelWork
     protected abstract void Run(int first, int count, int rows);
 }
 
-/// <summary>A range of rows of y = LN(x).</summary>
-internal sealed unsafe class LayerNormItems : RowRangeItems
+/// <summary>A range of rows of y = norm(x).</summary>
+internal sealed unsafe class NormItems<TNorm> : RowRangeItems where TNorm : struct, INormLayer
 {
-    private LayerNormLayer _norm;
+    private TNorm _norm;
 
-    public void Set(in LayerNormLayer norm, float* x, float* y, int rows, int perItem)
+    public void Set(in TNorm norm, float* x, float* y, int rows, int perItem)
     {
         _norm = norm;
         SetRange(x, y, rows, perItem);
@@ -155,15 +155,46 @@ internal sealed unsafe class IntraHeadItems(WorkerBuffers buffers, ModelConfig c
             new Span<float>(_output, _chunks * _c * _h), buffers.Scratch(worker), _lastRowOnly, item / _attention.Heads, item % _attention.Heads);
 }
 
+/// <summary>
+/// The work items that hold a block, one instance each per workspace, for the block type of the model's architecture
+/// (<see cref="BlockItems{TNorm, TFeedForward}"/>).
+/// </summary>
+internal abstract class BlockItems
+{
+    /// <summary>Forgets every pointer of the call.</summary>
+    public abstract void Clear();
+}
+
+/// <summary>The block-holding items of <c>DualChunkBlock&lt;TNorm, TFeedForward&gt;</c>.</summary>
+internal sealed class BlockItems<TNorm, TFeedForward>(WorkerBuffers buffers, ModelConfig config) : BlockItems
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
+{
+    public readonly SummaryItems<TNorm, TFeedForward> Summaries = new(buffers, config);
+    public readonly RowGroupItems<TNorm, TFeedForward> RowGroups = new(buffers, config);
+    public readonly FfnRowBlockItems<TNorm, TFeedForward> FeedForward = new(buffers, config);
+    public readonly LastTimestepItems<TNorm, TFeedForward> Last = new(buffers, config);
+
+    public override void Clear()
+    {
+        Summaries.Clear();
+        RowGroups.Clear();
+        FeedForward.Clear();
+        Last.Clear();
+    }
+}
+
 /// <summary>One row group of whole chunks: the rest of a block after its summaries, on one thread.</summary>
-internal sealed unsafe class RowGroupItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+internal sealed unsafe class RowGroupItems<TNorm, TFeedForward>(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
 {
     private readonly int _h = config.HiddenSize, _c = config.ChunkSize;
-    private DualChunkBlock _block;
+    private DualChunkBlock<TNorm, TFeedForward> _block;
     private float* _x, _normed, _inter;
     private int _rows;
 
-    public void Set(in DualChunkBlock block, float* x, float* normed, float* inter, int rows)
+    public void Set(in DualChunkBlock<TNorm, TFeedForward> block, float* x, float* normed, float* inter, int rows)
     {
         _block = block; _x = x; _normed = normed; _inter = inter; _rows = rows;
     }
@@ -183,14 +214,16 @@ internal sealed unsafe class RowGroupItems(WorkerBuffers buffers, ModelConfig co
 }
 
 /// <summary>One FFN row block, on one thread.</summary>
-internal sealed unsafe class FfnRowBlockItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+internal sealed unsafe class FfnRowBlockItems<TNorm, TFeedForward>(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
 {
     private readonly int _h = config.HiddenSize;
-    private DualChunkBlock _block;
+    private DualChunkBlock<TNorm, TFeedForward> _block;
     private float* _x, _normed;
     private int _rows;
 
-    public void Set(in DualChunkBlock block, float* x, float* normed, int rows)
+    public void Set(in DualChunkBlock<TNorm, TFeedForward> block, float* x, float* normed, int rows)
     {
         _block = block; _x = x; _normed = normed; _rows = rows;
     }
@@ -208,18 +241,20 @@ internal sealed unsafe class FfnRowBlockItems(WorkerBuffers buffers, ModelConfig
 }
 
 /// <summary>
-/// A range of chunks' summaries (<see cref="DualChunkBlock.ChunkSummaries"/>); with <c>withInter</c> each range is one
+/// A range of chunks' summaries (<see cref="DualChunkBlock{TNorm, TFeedForward}.ChunkSummaries"/>); with <c>withInter</c> each range is one
 /// batch element's chunks and its inter-chunk attention follows on the same thread.
 /// </summary>
-internal sealed unsafe class SummaryItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+internal sealed unsafe class SummaryItems<TNorm, TFeedForward>(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
 {
     private readonly int _h = config.HiddenSize, _c = config.ChunkSize;
-    private DualChunkBlock _block;
+    private DualChunkBlock<TNorm, TFeedForward> _block;
     private float* _x, _normed, _means, _summaries, _inter;
     private int _chunkRows, _perItem, _seqLen;
     private bool _withInter, _lastChunkOnly;
 
-    public void Set(in DualChunkBlock block, float* x, float* normed, float* means, float* summaries, float* inter,
+    public void Set(in DualChunkBlock<TNorm, TFeedForward> block, float* x, float* normed, float* means, float* summaries, float* inter,
         int chunkRows, int perItem, int seqLen, bool withInter, bool lastChunkOnly)
     {
         _block = block; _x = x; _normed = normed; _means = means; _summaries = summaries; _inter = inter;
@@ -286,31 +321,33 @@ internal sealed unsafe class HeadItems(WorkerBuffers buffers, ModelConfig config
     }
 }
 
-/// <summary>A range of batch elements of the last_timestep readout (<see cref="ForwardPass.LastTimestepRows"/>), on one thread.</summary>
-internal sealed unsafe class LastTimestepItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+/// <summary>A range of batch elements of the last_timestep readout (<see cref="DualChunkBlock{TNorm, TFeedForward}.LastTimestepRows"/>), on one thread.</summary>
+internal sealed unsafe class LastTimestepItems<TNorm, TFeedForward>(WorkerBuffers buffers, ModelConfig config) : IParallelWork
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
 {
     private readonly int _h = config.HiddenSize, _c = config.ChunkSize;
-    private ForwardPass? _forward;
-    private DualChunkBlock _block;
+    private LayerNormLayer _finalNorm;
+    private DualChunkBlock<TNorm, TFeedForward> _block;
     private float* _x, _normed, _inter, _lastAttn, _last, _lastNormed, _output;
     private int _batch, _seqLen, _perItem;
 
-    public void Set(ForwardPass forward, in DualChunkBlock block, float* x, float* normed, float* inter, float* lastAttn, float* last,
+    public void Set(in DualChunkBlock<TNorm, TFeedForward> block, in LayerNormLayer finalNorm, float* x, float* normed, float* inter, float* lastAttn, float* last,
         float* lastNormed, float* output, int batch, int seqLen, int perItem)
     {
-        _forward = forward; _block = block; _x = x; _normed = normed; _inter = inter; _lastAttn = lastAttn; _last = last;
+        _finalNorm = finalNorm; _block = block; _x = x; _normed = normed; _inter = inter; _lastAttn = lastAttn; _last = last;
         _lastNormed = lastNormed; _output = output; _batch = batch; _seqLen = seqLen; _perItem = perItem;
     }
 
     public void Clear()
     {
-        _forward = null; _block = default; _x = null; _normed = null; _inter = null; _lastAttn = null; _last = null; _lastNormed = null; _output = null;
+        _finalNorm = default; _block = default; _x = null; _normed = null; _inter = null; _lastAttn = null; _last = null; _lastNormed = null; _output = null;
     }
 
     public void Execute(int item, int worker)
     {
         int first = item * _perItem, count = Math.Min(_perItem, _batch - first), rows = _batch * _seqLen, bh = _batch * _h;
-        _forward!.LastTimestepRows(new OnThisThread(buffers, worker), _block, new ReadOnlySpan<float>(_x, rows * _h), new ReadOnlySpan<float>(_normed, rows * _h),
+        _block.LastTimestepRows(new OnThisThread(buffers, worker), _finalNorm, new ReadOnlySpan<float>(_x, rows * _h), new ReadOnlySpan<float>(_normed, rows * _h),
             new ReadOnlySpan<float>(_inter, rows / _c * _h), buffers.GroupQkv(worker), buffers.GroupAttn(worker),
             new Span<float>(_lastAttn, bh), new Span<float>(_last, bh), new Span<float>(_lastNormed, bh), new Span<float>(_output, bh),
             first, count, _seqLen);

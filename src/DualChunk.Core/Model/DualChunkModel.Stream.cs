@@ -83,16 +83,7 @@ public sealed unsafe partial class DualChunkModel
         {
             if (_fingerprint != 0) return _fingerprint;
             var hash = new XxHash64();
-            if (_forward.InputProjection is { } input) hash.Append(MemoryMarshal.AsBytes(input.Bias.Span));
-            for (int l = 0; l < Config.NumLayers; l++)
-            {
-                ref readonly var b = ref _forward.Block(l);
-                foreach (var span in (ReadOnlySpan<ReadOnlyMemory<float>>)[b.AttnNorm.Gamma, b.AttnNorm.Beta, b.Qkv.Bias, b.Gate.Sigmoid, b.AttnOut.Bias,
-                             b.FfnNorm.Gamma, b.FfnNorm.Beta, b.FfnUp.Bias, b.FfnDown.Bias])
-                    hash.Append(MemoryMarshal.AsBytes(span.Span));
-            }
-            hash.Append(MemoryMarshal.AsBytes(_forward.FinalNorm.Gamma.Span));
-            hash.Append(MemoryMarshal.AsBytes(_forward.FinalNorm.Beta.Span));
+            _forward.AppendFingerprint(hash);
             return _fingerprint = hash.GetCurrentHashAsUInt64() | 1; // never 0
         }
     }
@@ -116,11 +107,11 @@ public sealed unsafe partial class DualChunkModel
                 fixed (float* pinnedInput = chunk)
                 fixed (float* pinnedOutput = output)
                 {
-                    StreamPass.Run(_forward, stream, chunk, output, mode, locate: false, ct);
+                    _forward.RunStream(stream, chunk, output, mode, locate: false, ct);
                     int nonFinite = NonFinite.IndexOf(output);
                     if (nonFinite >= 0)
                         throw Overflow(output, nonFinite, stream.Batch, mode == OutputMode.All ? Config.ChunkSize : 1, mode,
-                            StreamPass.Run(_forward, stream, chunk, output, mode, locate: true, ct));
+                            _forward.RunStream(stream, chunk, output, mode, locate: true, ct));
                 }
             }
             finally

@@ -12,7 +12,7 @@ namespace DualChunk.Core;
 /// <remarks>
 /// This type is the API: the call overloads, validation and lifetime (loading in DualChunkModel.Load.cs, the tensor
 /// overloads in DualChunkModel.Tensors.cs, the pool in <see cref="WorkspacePool"/>). The math is in
-/// <see cref="ForwardPass"/> and the boxes of <see cref="DualChunkBlock"/>; the threads in <see cref="Scheduler"/>.
+/// <see cref="ForwardPass"/> and the boxes of <see cref="DualChunkBlock{TNorm, TFeedForward}"/>; the threads in <see cref="Scheduler"/>.
 /// <para>
 /// <see cref="Dispose"/> may race with calls: calls already running complete normally and the worker threads and
 /// the file mapping are released when the last of them returns; calls starting after it throw
@@ -35,7 +35,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     {
         Config = config;
         MaxDegreeOfParallelism = options.MaxDegreeOfParallelism;
-        _forward = new ForwardPass(config, tensors, copy);
+        _forward = ForwardPass.Create(config, tensors, copy);
         _metrics = DualChunkMetrics.For(options.MeterFactory);
         _pool = new WorkspacePool(config, MaxDegreeOfParallelism, options.MaxWorkspaceBytes, _metrics);
         _maxBatch = options.MaxBatch;

@@ -1,54 +1,88 @@
+using System.IO.Hashing;
 using DualChunk.Kernels;
 
 namespace DualChunk.Core;
 
 /// <summary>
-/// The network's weights, immutable and shared by every call, and the forward pass over them (docs/model.md).
+/// The network's weights, immutable and shared by every call, and the forward pass over them (docs/model.md), for
+/// one architecture: <see cref="Create"/> picks the block type from <see cref="ModelConfig.Architecture"/>.
 /// </summary>
+internal abstract class ForwardPass
+{
+    /// <summary>The pass of <paramref name="config"/>'s architecture over <paramref name="tensors"/> (validated by the caller).</summary>
+    public static ForwardPass Create(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors, bool copy) => config.Architecture switch
+    {
+        ModelArchitecture.DecoderOnly => ForwardPass<RmsNormLayer, SwiGluFeedForward>.Build(config, tensors, copy, Blocks.Decoder),
+        ModelArchitecture.DualChunk => ForwardPass<LayerNormLayer, GeluFeedForward>.Build(config, tensors, copy, Blocks.DualChunk),
+        _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, "Unknown architecture."),
+    };
+
+    /// <summary>
+    /// input [B, N, E] → output ([B, H], or [B, N, H] for <see cref="OutputMode.All"/>) on the workspace's scheduler.
+    /// The token is checked between layers. With <paramref name="locate"/> the residual stream is checked after each
+    /// stage, and the first stage whose output is not finite is returned (0 the input projection, l the block l,
+    /// L + 1 the final norm); otherwise nothing is checked and the result is −1.
+    /// </summary>
+    public abstract int Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct);
+
+    /// <summary>One appended chunk of <paramref name="stream"/> (<see cref="StreamPass"/>); the result as for <see cref="Run"/>.</summary>
+    public abstract int RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct);
+
+    /// <summary>Appends every bias, norm parameter and gate to <paramref name="hash"/> (the model's fingerprint).</summary>
+    public abstract void AppendFingerprint(XxHash64 hash);
+}
+
+/// <summary>The forward pass of a model whose blocks are <c>DualChunkBlock&lt;TNorm, TFeedForward&gt;</c>.</summary>
 /// <remarks>
 /// Dimensions: B batch, N positions (seq_len), E embed, H hidden, NH heads, D = H / NH head width, L layers,
 /// C chunk size, NC = N / C chunks per sequence, F FFN width, G rows of a row group (whole chunks).
 /// Every buffer is row-major; its shape is in the comment where it is taken from the workspace.
 /// </remarks>
-internal sealed class ForwardPass
+internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
 {
     private readonly ModelConfig _config;
-    private readonly DenseLayer? _inputProjection;  // input_projection [E, H], only when E != H
-    private readonly DualChunkBlock[] _blocks;      // dual_chunk_block_1 .. _L
-    private readonly LayerNormLayer _finalNorm;     // final_norm
+    private readonly DenseLayer? _inputProjection;                 // input_projection [E, H], only when E != H
+    private readonly DualChunkBlock<TNorm, TFeedForward>[] _blocks; // blocks 1 .. L
+    private readonly LayerNormLayer _finalNorm;                    // final_norm (LayerNorm in both architectures)
 
-    public ForwardPass(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors, bool copy)
+    private ForwardPass(ModelConfig config, DenseLayer? inputProjection, DualChunkBlock<TNorm, TFeedForward>[] blocks, LayerNormLayer finalNorm)
     {
         _config = config;
-        if (config.HasInputProjection)
-            _inputProjection = new DenseLayer(tensors[CheckpointNames.InputKernel], tensors[CheckpointNames.InputBias], GemmEpilogue.Bias, copy);
-        _blocks = new DualChunkBlock[config.NumLayers];
-        for (int l = 0; l < _blocks.Length; l++)
-            _blocks[l] = new DualChunkBlock(config, tensors, l + 1, copy);
-        _finalNorm = new LayerNormLayer(tensors[CheckpointNames.FinalGamma], tensors[CheckpointNames.FinalBeta], copy);
+        _inputProjection = inputProjection;
+        _blocks = blocks;
+        _finalNorm = finalNorm;
     }
 
-    /// <summary>The block of layer <paramref name="l"/> (0-based), for the breakdown benchmark.</summary>
-    internal ref readonly DualChunkBlock Block(int l) => ref _blocks[l];
+    public static ForwardPass<TNorm, TFeedForward> Build(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors, bool copy,
+        Func<ModelConfig, IReadOnlyDictionary<string, CheckpointTensor>, int, bool, DualChunkBlock<TNorm, TFeedForward>> block)
+    {
+        DenseLayer? inputProjection = config.HasInputProjection
+            ? new DenseLayer(tensors[CheckpointNames.InputKernel], tensors[CheckpointNames.InputBias], GemmEpilogue.Bias, copy)
+            : null;
+        var blocks = new DualChunkBlock<TNorm, TFeedForward>[config.NumLayers];
+        for (int l = 0; l < blocks.Length; l++)
+            blocks[l] = block(config, tensors, l + 1, copy);
+        return new ForwardPass<TNorm, TFeedForward>(config, inputProjection, blocks,
+            new LayerNormLayer(tensors[CheckpointNames.FinalGamma], tensors[CheckpointNames.FinalBeta], copy));
+    }
 
-    /// <summary>input_projection, or null when E == H (the breakdown benchmark).</summary>
+    /// <summary>The block of layer <paramref name="l"/> (0-based), for the stream pass and the breakdown benchmark.</summary>
+    internal ref readonly DualChunkBlock<TNorm, TFeedForward> Block(int l) => ref _blocks[l];
+
+    /// <summary>input_projection, or null when E == H.</summary>
     internal DenseLayer? InputProjection => _inputProjection;
 
-    /// <summary>final_norm (the breakdown benchmark).</summary>
+    /// <summary>final_norm.</summary>
     internal LayerNormLayer FinalNorm => _finalNorm;
 
-    /// <summary>
-    /// input [B, N, E] → output ([B, H], or [B, N, H] for <see cref="OutputMode.All"/>) on the workspace's scheduler.
-    /// The token is checked between layers. With <paramref name="locate"/> the residual stream is checked after each
-    /// stage, and the first stage whose output is not finite is returned (0 the input projection, l the block
-    /// dual_chunk_block_l, L + 1 the final norm); otherwise nothing is checked and the result is −1.
-    /// </summary>
-    public int Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct)
+    public override int Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct)
     {
         var ex = new Split(ws.Scheduler);
         int e = _config.EmbedDim, h = _config.HiddenSize, c = _config.ChunkSize, rows = batch * seqLen, chunkRows = rows / c;
         Span<float> x = ws.X[..(rows * h)];                                  // [B·N, H]   residual stream
-        Span<float> normed = ws.Normed[..(rows * h)];                        // [B·N, H]   layer-norm output
+        Span<float> normed = ws.Normed[..(rows * h)];                        // [B·N, H]   norm output
         Span<float> chunkMeans = ws.ChunkMeans[..(chunkRows * h)];           // [B·NC, H]  chunk means of normed
         Span<float> summaries = ws.Summaries[..(chunkRows * 3 * h)];         // [B·NC, 3H] q̄ | k̄ | v̄
         Span<float> inter = ws.Inter[..(chunkRows * h)];                     // [B·NC, H]  inter-chunk attention
@@ -76,10 +110,10 @@ internal sealed class ForwardPass
         switch (mode)
         {
             case OutputMode.All:                                             // output [B, N, H]
-                ex.LayerNorm(_finalNorm, x, rows, output);
+                ex.Norm(_finalNorm, x, rows, output);
                 break;
             case OutputMode.MeanPool:                                        // output [B, H]
-                ex.LayerNorm(_finalNorm, x, rows, normed);
+                ex.Norm(_finalNorm, x, rows, normed);
                 RowMean.Run(normed, rows, h, h, seqLen, output, h);
                 break;
             default:                                                         // output [B, H]: position N-1
@@ -87,7 +121,7 @@ internal sealed class ForwardPass
                 ref readonly var block = ref _blocks[^1];
                 ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: true);
                 Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at position N-1
-                ws.Scheduler.LastTimestep(this, block, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, seqLen);
+                ws.Scheduler.LastTimestep(block, _finalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, seqLen);
                 if (locate && !AllFinite(last)) return _blocks.Length;
                 break;
             }
@@ -95,30 +129,14 @@ internal sealed class ForwardPass
         return locate && !AllFinite(output) ? _blocks.Length + 1 : -1;
     }
 
-    /// <summary>
-    /// last_timestep after the last block's summaries, for batch elements [<paramref name="first"/>, <paramref name="first"/>
-    /// + <paramref name="count"/>): the attention of each element's last chunk (keys and values, and the query of its
-    /// last row only) into <paramref name="lastAttn"/>, then the output projection, FFN and final norm of those rows.
-    /// Each element needs only its own rows, so any range can be computed alone.
-    /// </summary>
-    public void LastTimestepRows<TExec>(TExec ex, in DualChunkBlock block, ReadOnlySpan<float> x, ReadOnlySpan<float> normed, ReadOnlySpan<float> inter,
-        Span<float> qkv, Span<float> attn, Span<float> lastAttn, Span<float> last, Span<float> lastNormed, Span<float> output,
-        int first, int count, int seqLen) where TExec : struct, IExecutor
+    public override int RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct)
+        => StreamPass.Run(this, stream, input, output, mode, locate, ct);
+
+    public override void AppendFingerprint(XxHash64 hash)
     {
-        int h = _config.HiddenSize, c = _config.ChunkSize, nc = seqLen / c;
-        qkv = qkv[..(c * 3 * h)];                                            // [C, 3H] the last chunk of one sequence
-        attn = attn[..(c * h)];                                              // [C, H]  its attention (row C-1 written)
-        for (int b = first; b < first + count; b++)
-        {
-            int chunkRow = b * seqLen + seqLen - c;                          // first row of b's last chunk
-            block.Attention(ex, normed.Slice(chunkRow * h, c * h), c, qkv, inter.Slice((b * nc + nc - 1) * h, h), attn, lastRowOnly: true);
-            attn.Slice((c - 1) * h, h).CopyTo(lastAttn.Slice(b * h, h));
-            x.Slice((chunkRow + c - 1) * h, h).CopyTo(last.Slice(b * h, h));
-        }
-        var rows = last.Slice(first * h, count * h);                         // [count, H]
-        block.OutputProjection(ex, lastAttn.Slice(first * h, count * h), count, rows);
-        ex.FeedForward(block, rows, lastNormed.Slice(first * h, count * h), count);
-        ex.LayerNorm(_finalNorm, rows, count, output.Slice(first * h, count * h));
+        if (_inputProjection is { } input) hash.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(input.Bias.Span));
+        foreach (var block in _blocks) block.AppendTo(hash);
+        _finalNorm.AppendTo(hash);
     }
 
     private static bool AllFinite(ReadOnlySpan<float> values) => NonFinite.IndexOf(values) < 0;

@@ -1,9 +1,11 @@
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using DualChunk.Kernels;
 
 namespace DualChunk.Core;
 
 // The model's layers, one struct each (docs/model.md). They hold immutable weights and know which kernel computes
-// them; DualChunkBlock composes them into the boxes of a block and ForwardPass wires the boxes together.
+// them; DualChunkBlock<TNorm, TFeedForward> composes them into the boxes of a block and ForwardPass wires the boxes together.
 // Letters: B batch, N positions, E embed, H hidden, NH heads, D head width, C chunk, NC = N / C, F FFN width.
 
 /// <summary>x · W + b with W packed for the GEMM micro-kernel, and a fused epilogue.</summary>
@@ -35,8 +37,24 @@ internal readonly struct DenseLayer
         => Gemm.Run(input, rows, inputStride, Weight, Bias.Span, output, outputStride, Epilogue, start, count);
 }
 
+/// <summary>
+/// The norm before a block's attention and FFN: <see cref="LayerNormLayer"/> (DualChunk.build) or
+/// <see cref="RmsNormLayer"/> (DecoderOnly). The block is generic over it, so each model's pass is compiled for its norm.
+/// </summary>
+internal interface INormLayer
+{
+    /// <summary>H, the row width.</summary>
+    int Width { get; }
+
+    /// <summary>y = norm(x) over <paramref name="rows"/> rows; <paramref name="y"/> may alias <paramref name="x"/>.</summary>
+    void Apply(ReadOnlySpan<float> x, int rows, Span<float> y);
+
+    /// <summary>Appends the parameters to a model fingerprint (stream snapshots).</summary>
+    void AppendTo(XxHash64 hash);
+}
+
 /// <summary>Axon layer norm with its variance clip (LayerNorm kernel). γ and β are used in place unless copied.</summary>
-internal readonly struct LayerNormLayer(CheckpointTensor gamma, CheckpointTensor beta, bool copy)
+internal readonly struct LayerNormLayer(CheckpointTensor gamma, CheckpointTensor beta, bool copy) : INormLayer
 {
     public readonly ReadOnlyMemory<float> Gamma = copy ? gamma.Data.ToArray() : gamma.Data; // [H]
     public readonly ReadOnlyMemory<float> Beta = copy ? beta.Data.ToArray() : beta.Data;    // [H]
@@ -45,6 +63,95 @@ internal readonly struct LayerNormLayer(CheckpointTensor gamma, CheckpointTensor
 
     public void Apply(ReadOnlySpan<float> x, int rows, Span<float> y)
         => LayerNorm.Run(x, rows, Gamma.Length, Gamma.Span, Beta.Span, y);
+
+    public void AppendTo(XxHash64 hash)
+    {
+        hash.Append(MemoryMarshal.AsBytes(Gamma.Span));
+        hash.Append(MemoryMarshal.AsBytes(Beta.Span));
+    }
+}
+
+/// <summary>Edifice's RMSNorm, ε = 1e-6, scale γ and no β (RmsNorm kernel). γ is used in place unless copied.</summary>
+internal readonly struct RmsNormLayer(CheckpointTensor gamma, bool copy) : INormLayer
+{
+    public readonly ReadOnlyMemory<float> Gamma = copy ? gamma.Data.ToArray() : gamma.Data; // [H]
+
+    public int Width => Gamma.Length;
+
+    public void Apply(ReadOnlySpan<float> x, int rows, Span<float> y)
+        => RmsNorm.Run(x, rows, Gamma.Length, Gamma.Span, y);
+
+    public void AppendTo(XxHash64 hash) => hash.Append(MemoryMarshal.AsBytes(Gamma.Span));
+}
+
+/// <summary>
+/// A block's feed-forward network after its norm: <see cref="GeluFeedForward"/> (DualChunk.build) or
+/// <see cref="SwiGluFeedForward"/> (DecoderOnly). Both add their output to the residual stream in the last GEMM's epilogue.
+/// </summary>
+internal interface IFeedForward
+{
+    /// <summary>F, the inner width.</summary>
+    int Inner { get; }
+
+    /// <summary>
+    /// x += FFN(normed) on <paramref name="rows"/> rows (at most <see cref="WorkspacePlan.FfnRowBlock"/>), with
+    /// <paramref name="hidden"/> [rows, F] for the inner activations.
+    /// </summary>
+    void Apply<TExec>(TExec ex, ReadOnlySpan<float> normed, int rows, Span<float> hidden, Span<float> x) where TExec : struct, IExecutor;
+
+    /// <summary>Appends the biases to a model fingerprint (stream snapshots).</summary>
+    void AppendTo(XxHash64 hash);
+}
+
+/// <summary>DualChunk.build's FFN: GELU(h · W_up + b_up) · W_down + b_down, GELU and the residual add fused.</summary>
+internal readonly struct GeluFeedForward(DenseLayer up, DenseLayer down) : IFeedForward
+{
+    public readonly DenseLayer Up = up;          // *_ffn_up     [H, F], GELU fused
+    public readonly DenseLayer Down = down;      // *_ffn_down   [F, H], residual add fused
+
+    public int Inner => Up.Out;
+
+    public void Apply<TExec>(TExec ex, ReadOnlySpan<float> normed, int rows, Span<float> hidden, Span<float> x) where TExec : struct, IExecutor
+    {
+        int h = Up.In, f = Up.Out;
+        ex.Dense(Up, normed, rows, h, hidden, f, 0, f);                           // GELU(h · W_up + b_up)
+        ex.Dense(Down, hidden, rows, f, x, h, 0, h);                              // x += · W_down + b_down
+    }
+
+    public void AppendTo(XxHash64 hash)
+    {
+        hash.Append(MemoryMarshal.AsBytes(Up.Bias.Span));
+        hash.Append(MemoryMarshal.AsBytes(Down.Bias.Span));
+    }
+}
+
+/// <summary>
+/// The decoder's SwiGLU FFN: (SiLU(h · W_gate + b_gate) ⊙ (h · W_up + b_up)) · W_down + b_down. The gate GEMM writes
+/// its pre-activation into the hidden rows; the up GEMM's two-operand epilogue turns them into SiLU(gate) ⊙ up in
+/// place; the down GEMM adds to the residual stream.
+/// </summary>
+internal readonly struct SwiGluFeedForward(DenseLayer gate, DenseLayer up, DenseLayer down) : IFeedForward
+{
+    public readonly DenseLayer Gate = gate;      // *_ffn_gate   [H, F]
+    public readonly DenseLayer Up = up;          // *_ffn_up     [H, F], SiLU(gate) ⊙ up fused
+    public readonly DenseLayer Down = down;      // *_ffn_down   [F, H], residual add fused
+
+    public int Inner => Up.Out;
+
+    public void Apply<TExec>(TExec ex, ReadOnlySpan<float> normed, int rows, Span<float> hidden, Span<float> x) where TExec : struct, IExecutor
+    {
+        int h = Up.In, f = Up.Out;
+        ex.Dense(Gate, normed, rows, h, hidden, f, 0, f);                         // g = h · W_gate + b_gate
+        ex.Dense(Up, normed, rows, h, hidden, f, 0, f);                           // SiLU(g) ⊙ (h · W_up + b_up)
+        ex.Dense(Down, hidden, rows, f, x, h, 0, h);                              // x += · W_down + b_down
+    }
+
+    public void AppendTo(XxHash64 hash)
+    {
+        hash.Append(MemoryMarshal.AsBytes(Gate.Bias.Span));
+        hash.Append(MemoryMarshal.AsBytes(Up.Bias.Span));
+        hash.Append(MemoryMarshal.AsBytes(Down.Bias.Span));
+    }
 }
 
 /// <summary>

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace DualChunk.Core;
 
 /// <summary>
-/// The dimensions of an Edifice DualChunk model. Letters as in docs/model.md: E embed, H hidden, NH heads,
+/// The architecture and dimensions of an Edifice dual chunk attention model. Letters as in docs/model.md: E embed, H hidden, NH heads,
 /// D = H / NH head width, L layers, C chunk size, F = FFN inner width.
 /// </summary>
 public sealed record ModelConfig
@@ -45,7 +45,7 @@ public sealed record ModelConfig
     /// <summary>C: positions per chunk. Not stored in Edifice checkpoints; given by the caller.</summary>
     public int ChunkSize { get; }
 
-    /// <summary>F: inner width of the FFN (4·H in Edifice).</summary>
+    /// <summary>F: inner width of the FFN (4·H in DualChunk.build; round(2.667·H) up to a multiple of 8 in DecoderOnly's SwiGLU).</summary>
     public int FfnSize { get; }
 
     /// <summary>D = H / NH.</summary>
@@ -54,7 +54,11 @@ public sealed record ModelConfig
     /// <summary>Edifice adds the input projection only when E != H.</summary>
     public bool HasInputProjection => EmbedDim != HiddenSize;
 
-    /// <summary>The number of parameter tensors: 13 per layer, 2 for the final norm, 2 for the input projection if any.</summary>
+    /// <summary>
+    /// The number of parameter tensors: 13 per layer in both architectures (DualChunk.build: two LayerNorms of γ, β,
+    /// QKV, gate, out, up, down; DecoderOnly: two RMSNorm scales, QKV, gate, out, and the SwiGLU gate, up and down),
+    /// 2 for the final norm, 2 for the input projection if any.
+    /// </summary>
     public long TensorCount => 13L * NumLayers + 2 + (HasInputProjection ? 2 : 0);
 
     /// <summary>The number of float parameters over all tensors (its weights take 4 bytes each as float32).</summary>
@@ -63,10 +67,11 @@ public sealed record ModelConfig
         get
         {
             long h = HiddenSize, f = FfnSize;
-            long attention = 2 * h + (3 * h * h + 3 * h) + h + (h * h + h); // norm, QKV, gate, out
-            long ffn = 2 * h + (h * f + f) + (f * h + h);                       // norm, up, down
-            long perLayer = attention + ffn;
-            return NumLayers * perLayer + 2 * h + (HasInputProjection ? (long)EmbedDim * h + h : 0);
+            long attention = 3 * h * h + 3 * h + h + (h * h + h);              // QKV, gate, out
+            long block = Architecture == ModelArchitecture.DecoderOnly
+                ? attention + 2 * h + 2 * (h * f + f) + (f * h + h)             // + 2 RMSNorm γ, SwiGLU gate and up, down
+                : attention + 4 * h + (h * f + f) + (f * h + h);                // + 2 LayerNorm γ|β, up, down
+            return NumLayers * block + 2 * h + (HasInputProjection ? (long)EmbedDim * h + h : 0);
         }
     }
 
@@ -88,7 +93,7 @@ public sealed record ModelConfig
 
     /// <inheritdoc />
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"E={EmbedDim} H={HiddenSize} NH={NumHeads} D={HeadDim} L={NumLayers} C={ChunkSize} F={FfnSize}{(HasInputProjection ? "" : " (no input projection)")}");
+        $"{(Architecture == ModelArchitecture.DecoderOnly ? "DecoderOnly " : "")}E={EmbedDim} H={HiddenSize} NH={NumHeads} D={HeadDim} L={NumLayers} C={ChunkSize} F={FfnSize}{(HasInputProjection ? "" : " (no input projection)")}");
 
     /// <summary>
     /// A configuration read from a file: a value the constructor would reject is the file's fault, so it is reported

@@ -3,7 +3,7 @@ using DualChunk.Kernels;
 namespace DualChunk.Core;
 
 /// <summary>
-/// The forward pass of one appended chunk (docs/model.md "Streaming"), from the boxes of <see cref="DualChunkBlock"/>
+/// The forward pass of one appended chunk (docs/model.md "Streaming"), from the boxes of <see cref="DualChunkBlock{TNorm, TFeedForward}"/>
 /// and the readout of <see cref="ForwardPass"/>: per layer LN → chunk mean → q̄ k̄ v̄ of the new chunk (k̄ v̄ kept in the
 /// state) → inter-chunk attention of its q̄ over k̄ v̄ of chunks 0..k → intra-chunk attention and blend → out-proj →
 /// FFN, on the B·C rows of the new chunk only.
@@ -16,7 +16,9 @@ internal static class StreamPass
     /// for MeanPool, the stream's work sums. Returns −1, or with <paramref name="locate"/> the first stage whose output
     /// is not finite, numbered as by <see cref="ForwardPass.Run"/>.
     /// </summary>
-    public static int Run(ForwardPass forward, DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct)
+    public static int Run<TNorm, TFeedForward>(ForwardPass<TNorm, TFeedForward> forward, DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct)
+        where TNorm : struct, INormLayer
+        where TFeedForward : struct, IFeedForward
     {
         var ws = stream.Workspace;
         var state = stream.State;
@@ -48,7 +50,7 @@ internal static class StreamPass
             if (l == layers - 1 && mode == OutputMode.LastTimestep)
             {
                 Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at the chunk's last position
-                ws.Scheduler.LastTimestep(forward, block, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, c);
+                ws.Scheduler.LastTimestep(block, forward.FinalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, c);
                 return locate && NonFinite.IndexOf(last) >= 0 ? layers : Finite(output, locate, layers);
             }
             ws.Scheduler.RowGroups(block, x, normed, inter, rows);           // attention, out-proj, FFN
@@ -58,11 +60,11 @@ internal static class StreamPass
 
         if (mode == OutputMode.All)
         {
-            ex.LayerNorm(forward.FinalNorm, x, rows, output);               // [B, C, H]
+            ex.Norm(forward.FinalNorm, x, rows, output);               // [B, C, H]
             Accumulate(state, stream.SumsWork, output, batch, c, h, k, default); // the mean pool stays readable
             return Finite(output, locate, layers);
         }
-        ex.LayerNorm(forward.FinalNorm, x, rows, normed);
+        ex.Norm(forward.FinalNorm, x, rows, normed);
         Accumulate(state, stream.SumsWork, normed, batch, c, h, k, output); // [B, H]
         return Finite(output, locate, layers);
     }

@@ -1,6 +1,9 @@
 namespace DualChunk.Core;
 
-/// <summary>Edifice's parameter keys for <c>DualChunk.build</c> (docs/model.md "Checkpoint names"). Layers count from 1.</summary>
+/// <summary>
+/// Edifice's parameter keys for <c>DualChunk.build</c> (<see cref="Block"/>) and for <c>DecoderOnly</c> with
+/// <c>attention_type: :dual_chunk</c> (<see cref="DecoderBlock"/>) (docs/model.md "Checkpoint names"). Layers count from 1.
+/// </summary>
 public static class CheckpointNames
 {
 #pragma warning disable CS1591 // the names are their own documentation
@@ -27,6 +30,40 @@ public static class CheckpointNames
             : $"dual_chunk_block_{l}_{BlockSuffixes[(int)tensor]}";
     }
 
+    /// <summary>The prefix of every block tensor of DualChunk.build, followed by the block number.</summary>
+    public const string DualChunkBlockPrefix = "dual_chunk_block_";
+
+    /// <summary>The prefix of every block tensor of DecoderOnly, followed by the block number.</summary>
+    public const string DecoderBlockPrefix = "decoder_block_";
+
+    /// <summary>
+    /// The key of tensor <paramref name="tensor"/> of DecoderOnly's block <paramref name="l"/> (1-based), e.g.
+    /// <c>decoder_block_1_attn_qkv.kernel</c>; the RMSNorm scales and the gate repeat the layer name in their key
+    /// (<c>decoder_block_1_attn_norm.decoder_block_1_attn_norm_gamma</c>).
+    /// </summary>
+    public static string DecoderBlock(int l, DecoderBlockTensor tensor)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(l, 1);
+        string p = $"{DecoderBlockPrefix}{l}_";
+        return tensor switch
+        {
+            DecoderBlockTensor.AttnNormGamma => $"{p}attn_norm.{p}attn_norm_gamma",
+            DecoderBlockTensor.QkvKernel => $"{p}attn_qkv.kernel",
+            DecoderBlockTensor.QkvBias => $"{p}attn_qkv.bias",
+            DecoderBlockTensor.Gate => $"{p}attn_compute.{p}attn_gate",
+            DecoderBlockTensor.OutKernel => $"{p}attn_out.kernel",
+            DecoderBlockTensor.OutBias => $"{p}attn_out.bias",
+            DecoderBlockTensor.FfnNormGamma => $"{p}ffn_norm.{p}ffn_norm_gamma",
+            DecoderBlockTensor.GateKernel => $"{p}ffn_gate.kernel",
+            DecoderBlockTensor.GateBias => $"{p}ffn_gate.bias",
+            DecoderBlockTensor.UpKernel => $"{p}ffn_up.kernel",
+            DecoderBlockTensor.UpBias => $"{p}ffn_up.bias",
+            DecoderBlockTensor.DownKernel => $"{p}ffn_down.kernel",
+            DecoderBlockTensor.DownBias => $"{p}ffn_down.bias",
+            _ => throw new ArgumentOutOfRangeException(nameof(tensor), tensor, "Not a decoder block tensor."),
+        };
+    }
+
     /// <summary>Every key a model of <paramref name="config"/> has, with its shape, in canonical order.</summary>
     public static IReadOnlyList<(string Name, int[] Shape)> Expected(ModelConfig config)
     {
@@ -48,6 +85,23 @@ public static class CheckpointNames
         }
         for (int l = 1; l <= config.NumLayers; l++)
         {
+            if (config.Architecture == ModelArchitecture.DecoderOnly)
+            {
+                yield return (DecoderBlock(l, DecoderBlockTensor.AttnNormGamma), [h]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.QkvKernel), [h, 3 * h]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.QkvBias), [3 * h]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.Gate), [config.NumHeads, config.HeadDim]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.OutKernel), [h, h]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.OutBias), [h]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.FfnNormGamma), [h]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.GateKernel), [h, f]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.GateBias), [f]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.UpKernel), [h, f]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.UpBias), [f]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.DownKernel), [f, h]);
+                yield return (DecoderBlock(l, DecoderBlockTensor.DownBias), [h]);
+                continue;
+            }
             yield return (Block(l, BlockTensor.AttnNormGamma), [h]);
             yield return (Block(l, BlockTensor.AttnNormBeta), [h]);
             yield return (Block(l, BlockTensor.QkvKernel), [h, 3 * h]);
@@ -72,5 +126,13 @@ public enum BlockTensor
 {
 #pragma warning disable CS1591 // the names are their own documentation
     AttnNormGamma, AttnNormBeta, QkvKernel, QkvBias, Gate, OutKernel, OutBias, FfnNormGamma, FfnNormBeta, UpKernel, UpBias, DownKernel, DownBias,
+#pragma warning restore CS1591
+}
+
+/// <summary>The thirteen tensors of one DecoderOnly block, in the checkpoint's canonical order (<see cref="CheckpointNames.DecoderBlock"/>).</summary>
+public enum DecoderBlockTensor
+{
+#pragma warning disable CS1591 // the names are their own documentation
+    AttnNormGamma, QkvKernel, QkvBias, Gate, OutKernel, OutBias, FfnNormGamma, GateKernel, GateBias, UpKernel, UpBias, DownKernel, DownBias,
 #pragma warning restore CS1591
 }
