@@ -1,15 +1,17 @@
 using System.Globalization;
 using System.Text.Json;
-using System.Threading.RateLimiting;
 using DualChunk.Core;
 using DualChunk.Extensions.Hosting;
 using DualChunk.Server;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
-using Microsoft.AspNetCore.RateLimiting;
+using DualChunk.Server.Grpc;
+using DualChunk.Server.Pipeline;
+using DualChunk.Server.Rest;
+using DualChunk.Server.Sequences;
+using Grpc.AspNetCore.Server;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
-using OpenTelemetry.Metrics;
 
 // The DualChunk inference server:
 //   dotnet run -c Release --project src/DualChunk.Server -- --urls http://127.0.0.1:8000 --grpc-urls http://127.0.0.1:8001 \
@@ -20,48 +22,36 @@ var builder = WebApplication.CreateBuilder(args);
 builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 ServerSetup.AddCommandLine(builder.Configuration, args);
 ServerSetup.ConfigureListeners(builder);
-var modelNames = ServerSetup.AddModels(builder.Services, builder.Configuration);
+ServerSetup.AddModels(builder.Services, builder.Configuration);
 
 builder.Services.AddOptions<ServiceOptions>().BindConfiguration("Service").Validate(o =>
 {
     o.Validate(); // throws naming the key and the fix
     return true;
 });
-
+builder.Services.AddOptions<SequenceOptions>().BindConfiguration("Server:Sequences").Validate(o =>
+{
+    o.Validate();
+    return true;
+});
+builder.Services.AddSingleton<RequestGate>();
+builder.Services.AddSingleton<SequenceTable>();
+builder.Services.AddSingleton<InferencePipeline>();
 builder.Services.AddProblemDetails();
 builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServiceOptions>>(
     (k, s) => k.Limits.MaxRequestBodySize = s.Value.MaxRequestBodyBytes + 1);
-
-// Backpressure: MaxConcurrentCalls predict calls run, MaxQueuedCalls wait; the next one gets 503 + Retry-After at once.
-builder.Services.AddRateLimiter(_ => { });
-builder.Services.AddOptions<RateLimiterOptions>().Configure<IOptions<ServiceOptions>>((r, so) =>
+builder.Services.AddGrpc();
+builder.Services.AddOptions<GrpcServiceOptions>().Configure<IOptions<ServiceOptions>>((g, s) =>
 {
-    var s = so.Value;
-    r.AddConcurrencyLimiter("predict", l =>
-    {
-        l.PermitLimit = s.MaxConcurrentCalls;
-        l.QueueLimit = s.MaxQueuedCalls;
-        l.QueueProcessingOrder = QueueProcessingOrder.OldestFirst;
-    });
-    r.RejectionStatusCode = StatusCodes.Status503ServiceUnavailable;
-    r.OnRejected = async (ctx, ct) =>
-    {
-        var http = ctx.HttpContext;
-        http.Response.Headers.RetryAfter = s.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        await PredictEndpoint.Problem(StatusCodes.Status503ServiceUnavailable, "Overloaded",
-            $"{s.MaxConcurrentCalls} calls are running and {s.MaxQueuedCalls} waiting; retry after {s.RetryAfterSeconds} s.")
-            .ExecuteAsync(http);
-    };
+    // A larger message is refused with RESOURCE_EXHAUSTED before it is read into memory.
+    g.MaxReceiveMessageSize = (int)Math.Min(s.Value.MaxRequestBodyBytes, int.MaxValue);
+    g.MaxSendMessageSize = null;
 });
-
-builder.Services.AddOpenTelemetry().WithMetrics(m => m
-    .AddMeter(DualChunkMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
-    .AddPrometheusExporter());
+ServerTelemetry.Add(builder);
 
 var app = builder.Build();
-app.UseRateLimiter();
 
-app.MapPost("/v1/predict", PredictEndpoint.Handle).RequireRateLimiting("predict").DisableAntiforgery();
+app.MapPost("/v1/predict", PredictEndpoint.Handle).DisableAntiforgery();
 app.MapHealthChecks("/health/ready", new HealthCheckOptions
 {
     Predicate = r => r.Tags.Contains(DualChunkServiceCollectionExtensions.ReadyTag),
@@ -69,6 +59,8 @@ app.MapHealthChecks("/health/ready", new HealthCheckOptions
 });
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteHealth });
 app.MapPrometheusScrapingEndpoint("/metrics");
+OipRest.Map(app);
+app.MapGrpcService<OipGrpcService>();
 
 app.Run();
 

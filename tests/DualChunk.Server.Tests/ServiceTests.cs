@@ -347,7 +347,7 @@ public sealed class ServiceTests
         var limits = factory.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DualChunk.Server.ServiceOptions>>().Value;
         Assert.That((limits.MaxConcurrentCalls, limits.MaxQueuedCalls), Is.EqualTo((1, 1)));
         byte[] input = File.ReadAllBytes(TinyInput);
-        using var leases = new LeaseWatcher(factory.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var leases = new LeaseWatcher(factory.Services.GetRequiredService<DualChunk.Server.Pipeline.RequestGate>());
         var release = new TaskCompletionSource();
         var started = new TaskCompletionSource();
         var running = client.PostAsync("/v1/predict", new HeldContent(input, started, release.Task) { Headers = { ContentType = new("application/x-npy") } });
@@ -366,55 +366,13 @@ public sealed class ServiceTests
         Assert.That((r1.StatusCode, r2.StatusCode), Is.EqualTo((HttpStatusCode.OK, HttpStatusCode.OK)));
     }
 
-    /// <summary>ASP.NET Core's rate-limiting meter: leases held and requests queued, awaited without sleeping.</summary>
-    private sealed class LeaseWatcher : IDisposable
+    /// <summary>The server's request gate: calls running and queued, polled (bounded) until they match.</summary>
+    private sealed class LeaseWatcher(DualChunk.Server.Pipeline.RequestGate gate)
     {
-        private readonly System.Diagnostics.Metrics.MeterListener _listener = new();
-        private readonly Lock _lock = new();
-        private readonly List<(long Active, long Queued, TaskCompletionSource Done)> _waiters = [];
-        private long _active, _queued;
-
-        public LeaseWatcher(System.Diagnostics.Metrics.IMeterFactory scope)
+        public async Task WaitFor(long active, long queued)
         {
-            _listener.InstrumentPublished = (i, l) =>
-            {
-                if (i.Meter.Name == "Microsoft.AspNetCore.RateLimiting" && ReferenceEquals(i.Meter.Scope, scope)
-                    && i.Name is "aspnetcore.rate_limiting.active_request_leases" or "aspnetcore.rate_limiting.queued_requests")
-                    l.EnableMeasurementEvents(i);
-            };
-            _listener.SetMeasurementEventCallback<long>((i, v, _, _) =>
-            {
-                lock (_lock)
-                {
-                    if (i.Name == "aspnetcore.rate_limiting.active_request_leases") _active += v;
-                    else _queued += v;
-                    Check();
-                }
-            });
-            _listener.Start();
+            while (gate.Current != (active, queued)) await Task.Delay(5);
         }
-
-        public Task WaitFor(long active, long queued)
-        {
-            var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            lock (_lock)
-            {
-                _waiters.Add((active, queued, tcs));
-                Check();
-            }
-            return tcs.Task;
-        }
-
-        private void Check()
-        {
-            foreach (var w in _waiters.Where(w => w.Active == _active && w.Queued == _queued).ToList())
-            {
-                w.Done.TrySetResult();
-                _waiters.Remove(w);
-            }
-        }
-
-        public void Dispose() => _listener.Dispose();
     }
 
     private static async Task AssertProblem(HttpResponseMessage response, HttpStatusCode status, string detailContains)

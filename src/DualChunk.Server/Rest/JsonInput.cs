@@ -1,5 +1,6 @@
-using System.Buffers;
+using CommunityToolkit.HighPerformance.Buffers;
 using System.Text.Json;
+using DualChunk.Server.Pipeline;
 using static DualChunk.Server.InputLimits;
 
 namespace DualChunk.Server;
@@ -22,43 +23,43 @@ internal static class JsonInput
         {
             Read(ref reader);
             if (reader.TokenType != JsonTokenType.StartObject)
-                throw new BadRequestException("The body must be a JSON object: {\"input\": [[[...]]], \"output_mode\": \"last\"}.");
+                throw new InferenceException("The body must be a JSON object: {\"input\": [[[...]]], \"output_mode\": \"last\"}.");
             while (true)
             {
                 Read(ref reader);
                 if (reader.TokenType == JsonTokenType.EndObject) break;
                 if (reader.ValueTextEquals("input"u8))
                 {
-                    if (input is not null) throw new BadRequestException("The body has \"input\" twice.");
+                    if (input is not null) throw new InferenceException("The body has \"input\" twice.");
                     input = ParseInput(ref reader, limits);
                 }
                 else if (reader.ValueTextEquals("output_mode"u8))
                 {
-                    if (haveMode) throw new BadRequestException("The body has \"output_mode\" twice.");
+                    if (haveMode) throw new InferenceException("The body has \"output_mode\" twice.");
                     haveMode = true;
                     Read(ref reader);
                     if (reader.TokenType == JsonTokenType.Null) continue;
                     if (reader.TokenType != JsonTokenType.String || reader.ValueSpan.Length > 64)
-                        throw new BadRequestException("\"output_mode\" must be one of the strings \"last\", \"all\", \"mean\".");
+                        throw new InferenceException("\"output_mode\" must be one of the strings \"last\", \"all\", \"mean\".");
                     mode = reader.GetString();
                 }
                 else
                 {
                     string name = reader.ValueSpan.Length <= 64 ? reader.GetString() ?? "" : "(a long name)";
-                    throw new BadRequestException($"Unknown property \"{name}\"; the body has \"input\" and optionally \"output_mode\" (\"last\", \"all\" or \"mean\").");
+                    throw new InferenceException($"Unknown property \"{name}\"; the body has \"input\" and optionally \"output_mode\" (\"last\", \"all\" or \"mean\").");
                 }
             }
             if (reader.Read())
-                throw new BadRequestException("The body has data after the JSON object.");
+                throw new InferenceException("The body has data after the JSON object.");
             if (input is null)
-                throw new BadRequestException("The body has no \"input\": send {\"input\": [[[...E floats]...N rows]...B]}.");
+                throw new InferenceException("The body has no \"input\": send {\"input\": [[[...E floats]...N rows]...B]}.");
             var result = (input, mode);
             input = null;
             return result;
         }
         catch (JsonException ex)
         {
-            throw new BadRequestException(Inv($"Malformed JSON at byte {reader.BytesConsumed}: {ex.Message}"));
+            throw new InferenceException(Inv($"Malformed JSON at byte {reader.BytesConsumed}: {ex.Message}"));
         }
         finally
         {
@@ -69,7 +70,7 @@ internal static class JsonInput
     private static void Read(ref Utf8JsonReader reader)
     {
         if (!reader.Read())
-            throw new BadRequestException(Inv($"Malformed JSON: the body ends early (after {reader.BytesConsumed} bytes)."));
+            throw new InferenceException(Inv($"Malformed JSON: the body ends early (after {reader.BytesConsumed} bytes)."));
     }
 
     private static ParsedInput ParseInput(ref Utf8JsonReader reader, InputLimits limits)
@@ -80,12 +81,12 @@ internal static class JsonInput
         {
             Read(ref reader);
             if (reader.TokenType != JsonTokenType.StartArray)
-                throw new BadRequestException("\"input\" must be an array: [[[...E floats]...N rows]...B] or [[...E floats]...N rows].");
+                throw new InferenceException("\"input\" must be an array: [[[...E floats]...N rows]...B] or [[...E floats]...N rows].");
             Read(ref reader);
             if (reader.TokenType == JsonTokenType.EndArray)
-                throw new BadRequestException("\"input\" is empty.");
+                throw new InferenceException("\"input\" is empty.");
             if (reader.TokenType != JsonTokenType.StartArray)
-                throw new BadRequestException($"\"input\" must hold arrays, found {reader.TokenType} at input[0].");
+                throw new InferenceException($"\"input\" must hold arrays, found {reader.TokenType} at input[0].");
             // input[0] is open: its first token tells the rank (a number: rows of a 2-D input; an array: sequences).
             Read(ref reader);
             bool batched = reader.TokenType == JsonTokenType.StartArray;
@@ -124,15 +125,15 @@ internal static class JsonInput
                     {
                         limits.CheckSeqLen(n + 1);
                         if (seqLen >= 0 && n >= seqLen)
-                            throw new BadRequestException(Inv($"Ragged input: input[{b}] has more than {seqLen} rows, input[0] has {seqLen}; every sequence needs the same N."));
+                            throw new InferenceException(Inv($"Ragged input: input[{b}] has more than {seqLen} rows, input[0] has {seqLen}; every sequence needs the same N."));
                         ExpectStartArray(ref reader, $"input[{b}][{n}]", "a row of E floats");
                         ReadRow(ref reader, ref buffer, b, n, e, true, firstTokenRead: false);
                         n++;
                         Read(ref reader);
                     }
-                    if (n == 0) throw new BadRequestException(Inv($"input[{b}] is empty; every sequence needs N rows of {e} floats."));
+                    if (n == 0) throw new InferenceException(Inv($"input[{b}] is empty; every sequence needs N rows of {e} floats."));
                     if (seqLen >= 0 && n != seqLen)
-                        throw new BadRequestException(Inv($"Ragged input: input[{b}] has {n} rows, input[0] has {seqLen}; every sequence needs the same N."));
+                        throw new InferenceException(Inv($"Ragged input: input[{b}] has {n} rows, input[0] has {seqLen}; every sequence needs the same N."));
                     seqLen = n;
                     batch = b + 1;
                 }
@@ -149,7 +150,7 @@ internal static class JsonInput
     private static void ExpectStartArray(ref Utf8JsonReader reader, string where, string what)
     {
         if (reader.TokenType != JsonTokenType.StartArray)
-            throw new BadRequestException($"Ragged input: {where} is {Describe(reader.TokenType)} where {what} is expected; every level must have the same depth.");
+            throw new InferenceException($"Ragged input: {where} is {Describe(reader.TokenType)} where {what} is expected; every level must have the same depth.");
     }
 
     private static string Describe(JsonTokenType t) => t switch
@@ -173,57 +174,45 @@ internal static class JsonInput
         while (reader.TokenType != JsonTokenType.EndArray)
         {
             if (reader.TokenType != JsonTokenType.Number)
-                throw new BadRequestException(reader.TokenType == JsonTokenType.String
+                throw new InferenceException(reader.TokenType == JsonTokenType.String
                     ? $"{Where(count)} is a string; the input must be JSON numbers (NaN and Infinity are not allowed)."
                     : $"Ragged input: {Where(count)} is {Describe(reader.TokenType)} where a number is expected.");
             if (count == e)
-                throw new BadRequestException(Inv($"{Row()} has more than {e} values; the model's embed size E is {e}."));
+                throw new InferenceException(Inv($"{Row()} has more than {e} values; the model's embed size E is {e}."));
             if (!reader.TryGetSingle(out float v) || !float.IsFinite(v))
-                throw new BadRequestException($"{Where(count)} is not a finite float32 (NaN/∞ or out of range); the input must be finite.");
+                throw new InferenceException($"{Where(count)} is not a finite float32 (NaN/∞ or out of range); the input must be finite.");
             buffer.Add(v);
             count++;
             Read(ref reader);
         }
         if (count != e)
-            throw new BadRequestException(Inv($"{Row()} has {count} values; the model's embed size E is {e}."));
+            throw new InferenceException(Inv($"{Row()} has {count} values; the model's embed size E is {e}."));
     }
 
     /// <summary>A growing pooled float buffer that never exceeds a cap.</summary>
     private struct FloatBuffer(long cap) : IDisposable
     {
-        private float[]? _data;
-        private int _count;
+        private ArrayPoolBufferWriter<float>? _data;
 
         public void Add(float v)
         {
-            if (_data is null || _count == _data.Length) Grow();
-            _data![_count++] = v;
-        }
-
-        private void Grow()
-        {
+            _data ??= new ArrayPoolBufferWriter<float>(1024);
             // The JSON checks reject input beyond the limits before it gets here; this cap is a second guard.
-            long want = Math.Min(Math.Max(1024, (_data?.Length ?? 0) * 2L), Math.Min(cap, Array.MaxLength));
-            if (want <= _count) throw new BadRequestException("The input holds more floats than MaxBatch × MaxSeqLen × E allow.");
-            var next = ArrayPool<float>.Shared.Rent((int)want);
-            if (_data is not null)
-            {
-                _data.AsSpan(0, _count).CopyTo(next);
-                ArrayPool<float>.Shared.Return(_data);
-            }
-            _data = next;
+            if (_data.WrittenCount >= cap) throw new InferenceException("The input holds more floats than MaxBatch × MaxSeqLen × E allow.");
+            _data.GetSpan(1)[0] = v;
+            _data.Advance(1);
         }
 
         public ParsedInput ToInput(int batch, int seqLen, int e, bool batched)
         {
-            var data = _data ?? ArrayPool<float>.Shared.Rent(1);
+            var data = _data ?? new ArrayPoolBufferWriter<float>(1);
             _data = null;
             return new ParsedInput(data, batch, seqLen, e, batched);
         }
 
         public void Dispose()
         {
-            if (_data is not null) ArrayPool<float>.Shared.Return(_data);
+            _data?.Dispose();
             _data = null;
         }
     }

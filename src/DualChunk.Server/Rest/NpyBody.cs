@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
+using DualChunk.Server.Pipeline;
 using static DualChunk.Server.InputLimits;
 
 namespace DualChunk.Server;
@@ -23,7 +24,7 @@ internal static class NpyBody
     public static ParsedInput Parse(ReadOnlySpan<byte> body, InputLimits limits)
     {
         if (body.Length < 10 || !body[..6].SequenceEqual(Magic))
-            throw new BadRequestException("The body is not a .npy file (it does not start with \\x93NUMPY); send the bytes numpy.save writes.");
+            throw new InferenceException("The body is not a .npy file (it does not start with \\x93NUMPY); send the bytes numpy.save writes.");
         byte major = body[6];
         int headerStart, headerLength;
         if (major == 1)
@@ -33,25 +34,25 @@ internal static class NpyBody
         }
         else if (major is 2 or 3)
         {
-            if (body.Length < 12) throw new BadRequestException("The .npy header is truncated.");
+            if (body.Length < 12) throw new InferenceException("The .npy header is truncated.");
             uint len = BinaryPrimitives.ReadUInt32LittleEndian(body[8..]);
             headerLength = len > MaxHeaderBytes ? int.MaxValue : (int)len;
             headerStart = 12;
         }
         else
         {
-            throw new BadRequestException(Inv($".npy format version {major} is not supported (1.0, 2.0 and 3.0 are)."));
+            throw new InferenceException(Inv($".npy format version {major} is not supported (1.0, 2.0 and 3.0 are)."));
         }
         if (headerLength > MaxHeaderBytes)
-            throw new BadRequestException(Inv($"The .npy header claims more than {MaxHeaderBytes} bytes; a float32 array's header is under 128."));
+            throw new InferenceException(Inv($"The .npy header claims more than {MaxHeaderBytes} bytes; a float32 array's header is under 128."));
         if (headerLength > body.Length - headerStart)
-            throw new BadRequestException(Inv($"The .npy body is truncated: its header needs {headerLength} bytes, {body.Length - headerStart} follow."));
+            throw new InferenceException(Inv($"The .npy body is truncated: its header needs {headerLength} bytes, {body.Length - headerStart} follow."));
         string header = Encoding.Latin1.GetString(body.Slice(headerStart, headerLength));
         string descr = Value(header, "descr").Trim().Trim('\'', '"');
         if (descr != "<f4")
-            throw new BadRequestException($"The .npy dtype is '{descr}'; send little-endian float32 ('<f4'): x.astype(numpy.float32).");
+            throw new InferenceException($"The .npy dtype is '{descr}'; send little-endian float32 ('<f4'): x.astype(numpy.float32).");
         if (Value(header, "fortran_order").Trim() != "False")
-            throw new BadRequestException("The .npy array is in Fortran order; send a C-order array (numpy.ascontiguousarray).");
+            throw new InferenceException("The .npy array is in Fortran order; send a C-order array (numpy.ascontiguousarray).");
         long[] shape = Shape(Value(header, "shape").Trim());
         int e = limits.EmbedDim;
         long batch, seqLen;
@@ -59,33 +60,23 @@ internal static class NpyBody
         if (shape.Length == 3 && shape[2] == e) (batch, seqLen) = (shape[0], shape[1]);
         else if (shape.Length == 2 && shape[1] == e) (batch, seqLen) = (1, shape[0]);
         else
-            throw new BadRequestException(Inv($"The .npy shape ({string.Join(", ", shape)}) does not fit the model: send [B, N, {e}] or [N, {e}] (E = {e})."));
+            throw new InferenceException(Inv($"The .npy shape ({string.Join(", ", shape)}) does not fit the model: send [B, N, {e}] or [N, {e}] (E = {e})."));
         limits.CheckShape(batch, seqLen);
         long floats = batch * seqLen * e; // within the limits: no overflow
         var data = body[(headerStart + headerLength)..];
         if (data.Length != floats * 4)
-            throw new BadRequestException(Inv($"The .npy shape ({string.Join(", ", shape)}) needs {floats * 4} data bytes; the body has {data.Length}. The body is truncated or corrupt."));
+            throw new InferenceException(Inv($"The .npy shape ({string.Join(", ", shape)}) needs {floats * 4} data bytes; the body has {data.Length}. The body is truncated or corrupt."));
 
-        var buffer = ArrayPool<float>.Shared.Rent((int)floats);
+        var input = ParsedInput.Allocate((int)batch, (int)seqLen, e, batched);
         try
         {
-            for (int i = 0; i < floats; i++)
-            {
-                float v = BinaryPrimitives.ReadSingleLittleEndian(data[(i * 4)..]);
-                if (!float.IsFinite(v))
-                {
-                    long b = i / (seqLen * e), n = i / e % seqLen, k = i % e;
-                    throw new BadRequestException(Inv($"The input holds {v} at [{b}, {n}, {k}]; it must be finite (no NaN/∞)."));
-                }
-                buffer[i] = v;
-            }
-            var input = new ParsedInput(buffer, (int)batch, (int)seqLen, e, batched);
-            buffer = null;
+            TensorData.ReadLittleEndian(data, TensorData.Fp32, input.Writable, (int)seqLen, e);
             return input;
         }
-        finally
+        catch
         {
-            if (buffer is not null) ArrayPool<float>.Shared.Return(buffer);
+            input.Dispose();
+            throw;
         }
     }
 
@@ -93,28 +84,28 @@ internal static class NpyBody
     {
         int k = header.IndexOf($"'{key}'", StringComparison.Ordinal);
         if (k < 0) k = header.IndexOf($"\"{key}\"", StringComparison.Ordinal);
-        if (k < 0) throw new BadRequestException($"The .npy header has no '{key}' entry.");
+        if (k < 0) throw new InferenceException($"The .npy header has no '{key}' entry.");
         int colon = header.IndexOf(':', k);
-        if (colon < 0) throw new BadRequestException($"The .npy header is malformed near '{key}'.");
+        if (colon < 0) throw new InferenceException($"The .npy header is malformed near '{key}'.");
         int start = colon + 1;
         while (start < header.Length && header[start] == ' ') start++;
         int end = start < header.Length && header[start] == '(' ? header.IndexOf(')', start) + 1 : header.IndexOfAny([',', '}'], start);
-        if (end <= start) throw new BadRequestException($"The .npy header is malformed near '{key}'.");
+        if (end <= start) throw new InferenceException($"The .npy header is malformed near '{key}'.");
         return header[start..end];
     }
 
     private static long[] Shape(string text)
     {
         if (!text.StartsWith('(') || !text.EndsWith(')'))
-            throw new BadRequestException($"The .npy shape '{text}' is malformed.");
+            throw new InferenceException($"The .npy shape '{text}' is malformed.");
         var parts = text[1..^1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length is < 2 or > 3)
-            throw new BadRequestException($"The .npy array has rank {parts.Length}; send [B, N, E] or [N, E].");
+            throw new InferenceException($"The .npy array has rank {parts.Length}; send [B, N, E] or [N, E].");
         var shape = new long[parts.Length];
         for (int i = 0; i < parts.Length; i++)
         {
             if (!int.TryParse(parts[i].TrimEnd('L'), NumberStyles.None, CultureInfo.InvariantCulture, out int d))
-                throw new BadRequestException($"The .npy shape {text} has a malformed dimension '{parts[i]}'.");
+                throw new InferenceException($"The .npy shape {text} has a malformed dimension '{parts[i]}'.");
             shape[i] = d;
         }
         return shape;

@@ -1,0 +1,54 @@
+using System.Threading.RateLimiting;
+using Microsoft.Extensions.Options;
+using static DualChunk.Server.Pipeline.InferenceException;
+
+namespace DualChunk.Server.Pipeline;
+
+/// <summary>
+/// Backpressure for every protocol at once: <see cref="ServiceOptions.MaxConcurrentCalls"/> inference calls run,
+/// <see cref="ServiceOptions.MaxQueuedCalls"/> wait (oldest first); the next is refused at once
+/// (<see cref="InferenceErrorKind.Overloaded"/>), never queued without bound.
+/// </summary>
+internal sealed class RequestGate : IDisposable
+{
+    private readonly ConcurrencyLimiter _limiter;
+    private readonly ServiceOptions _options;
+
+    public RequestGate(IOptions<ServiceOptions> options)
+    {
+        _options = options.Value;
+        _limiter = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
+        {
+            PermitLimit = _options.MaxConcurrentCalls,
+            QueueLimit = _options.MaxQueuedCalls,
+            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+        });
+    }
+
+    /// <summary>Calls running and waiting now (tests, metrics).</summary>
+    public (long Running, long Queued) Current
+    {
+        get
+        {
+            var s = _limiter.GetStatistics()!;
+            return (_options.MaxConcurrentCalls - s.CurrentAvailablePermits, s.CurrentQueuedCount);
+        }
+    }
+
+    /// <summary>A slot for one call (dispose it when the call is done), or <see cref="InferenceErrorKind.Overloaded"/>.</summary>
+    public async ValueTask<RateLimitLease> EnterAsync(CancellationToken cancellationToken)
+    {
+        var lease = _limiter.AttemptAcquire();
+        if (!lease.IsAcquired)
+        {
+            lease.Dispose();
+            lease = await _limiter.AcquireAsync(1, cancellationToken).ConfigureAwait(false);
+        }
+        if (lease.IsAcquired) return lease;
+        lease.Dispose();
+        throw new InferenceException(InferenceErrorKind.Overloaded,
+            Inv($"{_options.MaxConcurrentCalls} calls are running and {_options.MaxQueuedCalls} waiting; retry after {_options.RetryAfterSeconds} s."));
+    }
+
+    public void Dispose() => _limiter.Dispose();
+}

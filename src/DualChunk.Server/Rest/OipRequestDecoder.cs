@@ -1,0 +1,399 @@
+using System.Text.Json;
+using DualChunk.Core;
+using DualChunk.Server.Pipeline;
+using static DualChunk.Server.Pipeline.InferenceException;
+
+namespace DualChunk.Server.Rest;
+
+/// <summary>What the client asked of the response: its id, and whether the output goes as binary data.</summary>
+internal readonly record struct OipResponseOptions(string? Id, bool BinaryOutput);
+
+/// <summary>
+/// Decodes an OIP REST inference request (JSON, or JSON + binary tensor data after
+/// <c>Inference-Header-Content-Length</c> bytes). The JSON is read twice without building a document: first
+/// everything but the tensor data (whose place is remembered), then — once the shape has been checked against the
+/// model and the limits — the data straight into a buffer of exactly that size. Every size a client claims is
+/// checked against the body before anything is allocated from it.
+/// </summary>
+internal static class OipRequestDecoder
+{
+    private const string InputName = "input", OutputName = "output";
+
+    /// <param name="body">The whole body.</param>
+    /// <param name="headerLength">The Inference-Header-Content-Length value; null when the body is JSON only.</param>
+    /// <param name="limits">The model's E, C and the request limits.</param>
+    public static (InferenceRequest Request, OipResponseOptions Response) Decode(ReadOnlySpan<byte> body, long? headerLength, InputLimits limits)
+    {
+        if (headerLength is long hl && (hl < 0 || hl > body.Length))
+            throw new InferenceException(Inv($"Inference-Header-Content-Length is {hl}, but the body has {body.Length} bytes; it must be the length of the JSON part, at most the body's."));
+        var json = headerLength is long l ? body[..(int)l] : body;
+        var binary = headerLength is long l2 ? body[(int)l2..] : [];
+
+        var header = ReadHeader(json);
+        var p = header.Parameters;
+        var mode = InferenceRequest.ParseMode(p.OutputMode, "the request parameter \"output_mode\"");
+        var sequence = new SequenceParameters(p.SequenceId, p.SequenceIdIsString, p.SequenceStart, p.SequenceEnd);
+        sequence.Validate();
+
+        if (header.InputCount == 0)
+            throw new InferenceException("The request has no inputs; send \"inputs\": [{\"name\": \"input\", \"datatype\": \"FP32\", \"shape\": [B, N, E], \"data\": [...]}].");
+        if (header.InputCount > 1)
+            throw new InferenceException(Inv($"The request has {header.InputCount} inputs; the model has one, \"input\" ([B, N, E] or [N, E], FP32)."));
+        var input = header.Input;
+        var (batch, seqLen, batched) = CheckTensor(input.Name, input.Datatype, input.Shape, limits);
+        long count = (long)batch * seqLen * limits.EmbedDim; // within the limits
+        int elementSize = TensorData.ElementSize(input.Datatype!);
+
+        if (input.BinaryDataSize is long size)
+        {
+            if (input.DataStart >= 0)
+                throw new InferenceException("Input \"input\" has both \"data\" and the parameter \"binary_data_size\"; send one of them.");
+            if (headerLength is null)
+                throw new InferenceException("Input \"input\" has \"binary_data_size\", but the request has no Inference-Header-Content-Length header saying where the JSON ends and the binary data begins.");
+            if (size != count * elementSize)
+                throw new InferenceException(Inv($"Input \"input\" claims binary_data_size {size}, but its shape [{string.Join(", ", input.Shape!)}] of {input.Datatype} needs {count * elementSize} bytes."));
+            if (size > binary.Length)
+                throw new InferenceException(Inv($"Input \"input\" claims binary_data_size {size}, but the body holds {binary.Length} bytes after the {headerLength}-byte JSON header; the body is truncated or Inference-Header-Content-Length is wrong."));
+            if (size < binary.Length)
+                throw new InferenceException(Inv($"The body has {binary.Length} bytes after the {headerLength}-byte JSON header, but the inputs claim {size} (binary_data_size); Inference-Header-Content-Length or binary_data_size is wrong."));
+            var parsed = ParsedInput.Allocate(batch, seqLen, limits.EmbedDim, batched);
+            try
+            {
+                TensorData.ReadLittleEndian(binary, input.Datatype!, parsed.Writable, seqLen, limits.EmbedDim);
+                return (new InferenceRequest(parsed, mode, sequence), new OipResponseOptions(header.Id, header.BinaryOutput || p.BinaryDataOutput));
+            }
+            catch
+            {
+                parsed.Dispose();
+                throw;
+            }
+        }
+        if (binary.Length > 0)
+            throw new InferenceException(Inv($"The body has {binary.Length} bytes after the {headerLength}-byte JSON header, but no input has the parameter \"binary_data_size\"."));
+        if (input.DataStart < 0)
+            throw new InferenceException("Input \"input\" has no \"data\" (nor the parameter \"binary_data_size\" with the data after the JSON).");
+        var data = ParsedInput.Allocate(batch, seqLen, limits.EmbedDim, batched);
+        try
+        {
+            ReadData(json[input.DataStart..input.DataEnd], input.Datatype!, data.Writable, input.Shape!, seqLen, limits.EmbedDim);
+            return (new InferenceRequest(data, mode, sequence), new OipResponseOptions(header.Id, header.BinaryOutput || p.BinaryDataOutput));
+        }
+        catch
+        {
+            data.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Checks an input tensor's name, datatype and shape ([B, N, E] or [N, E]) against the model and the limits.</summary>
+    public static (int Batch, int SeqLen, bool Batched) CheckTensor(string? name, string? datatype, IReadOnlyList<long>? shape, InputLimits limits)
+    {
+        int e = limits.EmbedDim;
+        if (name != InputName)
+            throw new InferenceException($"Unknown input \"{Short(name)}\"; the model's only input is \"input\" ([B, N, {e}] or [N, {e}], FP32).");
+        if (datatype is not (TensorData.Fp32 or TensorData.Fp64))
+            throw new InferenceException($"Input \"input\" has datatype \"{Short(datatype)}\"; send FP32 (or FP64, converted to FP32).");
+        if (shape is null || shape.Count is not (2 or 3))
+            throw new InferenceException(Inv($"Input \"input\" has shape [{(shape is null ? "" : string.Join(", ", shape))}]; it must be [B, N, {e}] or [N, {e}]."));
+        foreach (long d in shape)
+        {
+            if (d < 0) throw new InferenceException(Inv($"Input \"input\" has shape [{string.Join(", ", shape)}]; dimensions cannot be negative."));
+        }
+        if (shape[^1] != e)
+            throw new InferenceException(Inv($"Input \"input\" has shape [{string.Join(", ", shape)}], but the model's embed size E is {e}: send [B, N, {e}] or [N, {e}]."));
+        bool batched = shape.Count == 3;
+        long batch = batched ? shape[0] : 1, seqLen = batched ? shape[1] : shape[0];
+        limits.CheckShape(batch, seqLen);
+        return ((int)batch, (int)seqLen, batched);
+    }
+
+    private static string Short(string? s) => s is null ? "(none)" : s.Length > 64 ? s[..64] + "…" : s;
+
+    private sealed class InputHeader
+    {
+        public string? Name, Datatype;
+        public List<long>? Shape;
+        public long? BinaryDataSize;
+        public int DataStart = -1, DataEnd = -1;
+    }
+
+    private sealed class Parameters
+    {
+        public string? OutputMode, SequenceId;
+        public bool SequenceIdIsString, SequenceStart, SequenceEnd, BinaryDataOutput;
+    }
+
+    private sealed class Header
+    {
+        public string? Id;
+        public Parameters Parameters = new();
+        public InputHeader Input = new();
+        public int InputCount;
+        public bool BinaryOutput;
+    }
+
+    private static Header ReadHeader(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
+        var h = new Header();
+        try
+        {
+            Read(ref reader);
+            if (reader.TokenType != JsonTokenType.StartObject)
+                throw new InferenceException("The body must be a JSON object: {\"inputs\": [{\"name\": \"input\", \"datatype\": \"FP32\", \"shape\": [...], \"data\": [...]}]}.");
+            while (Next(ref reader))
+            {
+                if (reader.ValueTextEquals("id"u8))
+                {
+                    Read(ref reader);
+                    if (reader.TokenType != JsonTokenType.String || reader.ValueSpan.Length > 256)
+                        throw new InferenceException("\"id\" must be a string of at most 256 characters.");
+                    h.Id = reader.GetString();
+                }
+                else if (reader.ValueTextEquals("parameters"u8)) ReadParameters(ref reader, h.Parameters, null);
+                else if (reader.ValueTextEquals("inputs"u8))
+                {
+                    Read(ref reader);
+                    Expect(ref reader, JsonTokenType.StartArray, "\"inputs\" must be an array of input objects.");
+                    while (true)
+                    {
+                        Read(ref reader);
+                        if (reader.TokenType == JsonTokenType.EndArray) break;
+                        Expect(ref reader, JsonTokenType.StartObject, "Each entry of \"inputs\" must be an object {\"name\", \"datatype\", \"shape\", \"data\"}.");
+                        h.InputCount++;
+                        ReadInput(ref reader, h.InputCount == 1 ? h.Input : new InputHeader());
+                    }
+                }
+                else if (reader.ValueTextEquals("outputs"u8))
+                {
+                    Read(ref reader);
+                    Expect(ref reader, JsonTokenType.StartArray, "\"outputs\" must be an array of requested outputs.");
+                    while (true)
+                    {
+                        Read(ref reader);
+                        if (reader.TokenType == JsonTokenType.EndArray) break;
+                        Expect(ref reader, JsonTokenType.StartObject, "Each entry of \"outputs\" must be an object {\"name\": \"output\"}.");
+                        h.BinaryOutput |= ReadRequestedOutput(ref reader);
+                    }
+                }
+                else
+                {
+                    Read(ref reader);
+                    reader.Skip(); // keys of other servers' dialects: ignored, as the protocol lets a server do
+                }
+            }
+            if (reader.Read())
+                throw new InferenceException(Inv($"The JSON has data after its object (at byte {reader.TokenStartIndex}); binary data needs the Inference-Header-Content-Length header."));
+            return h;
+        }
+        catch (JsonException ex)
+        {
+            throw new InferenceException(Inv($"Malformed JSON at byte {reader.BytesConsumed}: {ex.Message}"));
+        }
+    }
+
+    private static void ReadInput(ref Utf8JsonReader reader, InputHeader input)
+    {
+        while (Next(ref reader))
+        {
+            if (reader.ValueTextEquals("name"u8)) input.Name = ReadString(ref reader, "An input's \"name\"");
+            else if (reader.ValueTextEquals("datatype"u8)) input.Datatype = ReadString(ref reader, "An input's \"datatype\"");
+            else if (reader.ValueTextEquals("shape"u8))
+            {
+                Read(ref reader);
+                Expect(ref reader, JsonTokenType.StartArray, "An input's \"shape\" must be an array of integers.");
+                input.Shape = [];
+                while (true)
+                {
+                    Read(ref reader);
+                    if (reader.TokenType == JsonTokenType.EndArray) break;
+                    if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out long d))
+                        throw new InferenceException("An input's \"shape\" must be an array of integers.");
+                    if (input.Shape.Count == 8) throw new InferenceException("An input's \"shape\" has more than 8 dimensions; the model takes [B, N, E] or [N, E].");
+                    input.Shape.Add(d);
+                }
+            }
+            else if (reader.ValueTextEquals("parameters"u8))
+            {
+                var p = new Parameters();
+                ReadParameters(ref reader, p, input);
+            }
+            else if (reader.ValueTextEquals("data"u8))
+            {
+                Read(ref reader);
+                if (reader.TokenType != JsonTokenType.StartArray)
+                    throw new InferenceException("An input's \"data\" must be an array of numbers (flat, or nested as the shape).");
+                input.DataStart = (int)reader.TokenStartIndex;
+                reader.Skip(); // read later, once the shape is known to fit
+                input.DataEnd = (int)reader.BytesConsumed;
+            }
+            else
+            {
+                Read(ref reader);
+                reader.Skip();
+            }
+        }
+    }
+
+    private static bool ReadRequestedOutput(ref Utf8JsonReader reader)
+    {
+        bool binary = false;
+        while (Next(ref reader))
+        {
+            if (reader.ValueTextEquals("name"u8))
+            {
+                string? name = ReadString(ref reader, "A requested output's \"name\"");
+                if (name != OutputName)
+                    throw new InferenceException($"Unknown output \"{Short(name)}\"; the model's only output is \"output\".");
+            }
+            else if (reader.ValueTextEquals("parameters"u8))
+            {
+                Read(ref reader);
+                Expect(ref reader, JsonTokenType.StartObject, "\"parameters\" must be an object.");
+                while (Next(ref reader))
+                {
+                    if (reader.ValueTextEquals("binary_data"u8)) binary = ReadBool(ref reader, "binary_data");
+                    else
+                    {
+                        Read(ref reader);
+                        reader.Skip();
+                    }
+                }
+            }
+            else
+            {
+                Read(ref reader);
+                reader.Skip();
+            }
+        }
+        return binary;
+    }
+
+    /// <summary>A request's parameters (<paramref name="input"/> null) or an input's (binary_data_size).</summary>
+    private static void ReadParameters(ref Utf8JsonReader reader, Parameters p, InputHeader? input)
+    {
+        Read(ref reader);
+        Expect(ref reader, JsonTokenType.StartObject, "\"parameters\" must be an object of name: value pairs.");
+        while (Next(ref reader))
+        {
+            if (input is not null && reader.ValueTextEquals("binary_data_size"u8))
+            {
+                Read(ref reader);
+                if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out long size) || size < 0)
+                    throw new InferenceException("\"binary_data_size\" must be a non-negative integer (the input's bytes after the JSON header).");
+                input.BinaryDataSize = size;
+            }
+            else if (input is null && reader.ValueTextEquals("output_mode"u8)) p.OutputMode = ReadString(ref reader, "The parameter \"output_mode\"");
+            else if (input is null && reader.ValueTextEquals("sequence_id"u8))
+            {
+                Read(ref reader);
+                if (reader.TokenType == JsonTokenType.Number)
+                {
+                    if (!reader.TryGetUInt64(out ulong id))
+                        throw new InferenceException("\"sequence_id\" must be an unsigned 64-bit integer or a string.");
+                    p.SequenceId = id == 0 ? null : id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    p.SequenceIdIsString = false;
+                }
+                else if (reader.TokenType == JsonTokenType.String)
+                {
+                    if (reader.ValueSpan.Length > 256) throw new InferenceException("\"sequence_id\" is longer than 256 characters.");
+                    string id = reader.GetString()!;
+                    p.SequenceId = id.Length == 0 ? null : id;
+                    p.SequenceIdIsString = true;
+                }
+                else throw new InferenceException("\"sequence_id\" must be an unsigned 64-bit integer or a string.");
+            }
+            else if (input is null && reader.ValueTextEquals("sequence_start"u8)) p.SequenceStart = ReadBool(ref reader, "sequence_start");
+            else if (input is null && reader.ValueTextEquals("sequence_end"u8)) p.SequenceEnd = ReadBool(ref reader, "sequence_end");
+            else if (input is null && reader.ValueTextEquals("binary_data_output"u8)) p.BinaryDataOutput = ReadBool(ref reader, "binary_data_output");
+            else
+            {
+                Read(ref reader);
+                reader.Skip(); // other servers' parameters (priority, timeout, ...): ignored
+            }
+        }
+    }
+
+    /// <summary>The tensor data (flat or nested) into <paramref name="into"/>: exactly its length of finite numbers.</summary>
+    private static void ReadData(ReadOnlySpan<byte> json, string datatype, Span<float> into, List<long> shape, int seqLen, int e)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 16 });
+        int count = 0;
+        bool fp64 = datatype == TensorData.Fp64;
+        try
+        {
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.StartArray:
+                    case JsonTokenType.EndArray:
+                        continue;
+                    case JsonTokenType.Number:
+                        if (count == into.Length)
+                            throw new InferenceException(Inv($"Input \"input\" has more than {into.Length} values in \"data\"; its shape [{string.Join(", ", shape)}] holds {into.Length}."));
+                        if (fp64)
+                        {
+                            if (!reader.TryGetDouble(out double d)) throw new InferenceException(Inv($"data[{count}] is not a number."));
+                            into[count] = TensorData.Finite(d, count, seqLen, e);
+                        }
+                        else
+                        {
+                            if (!reader.TryGetSingle(out float f) || !float.IsFinite(f))
+                                throw new InferenceException(Inv($"data[{count}] is not a finite float32 (NaN/∞ or out of range); the input must be finite."));
+                            into[count] = f;
+                        }
+                        count++;
+                        continue;
+                    case JsonTokenType.String:
+                        throw new InferenceException(Inv($"data[{count}] is a string; the input must be JSON numbers (NaN and Infinity are not allowed)."));
+                    default:
+                        throw new InferenceException(Inv($"data[{count}] is {reader.TokenType}; \"data\" holds numbers (flat, or nested arrays of numbers)."));
+                }
+            }
+        }
+        catch (JsonException ex)
+        {
+            throw new InferenceException(Inv($"Malformed \"data\": {ex.Message}"));
+        }
+        if (count != into.Length)
+            throw new InferenceException(Inv($"Input \"input\" has {count} values in \"data\", but its shape [{string.Join(", ", shape)}] needs {into.Length}."));
+    }
+
+    private static void Read(ref Utf8JsonReader reader)
+    {
+        if (!reader.Read())
+            throw new InferenceException(Inv($"Malformed JSON: it ends early (after {reader.BytesConsumed} bytes)."));
+    }
+
+    /// <summary>Moves to the next property name of the current object; false at its end.</summary>
+    private static bool Next(ref Utf8JsonReader reader)
+    {
+        Read(ref reader);
+        return reader.TokenType == JsonTokenType.PropertyName;
+    }
+
+    private static void Expect(ref Utf8JsonReader reader, JsonTokenType type, string message)
+    {
+        if (reader.TokenType != type) throw new InferenceException(message);
+    }
+
+    private static string? ReadString(ref Utf8JsonReader reader, string what)
+    {
+        Read(ref reader);
+        if (reader.TokenType != JsonTokenType.String || reader.ValueSpan.Length > 256)
+            throw new InferenceException($"{what} must be a string (at most 256 characters).");
+        return reader.GetString();
+    }
+
+    private static bool ReadBool(ref Utf8JsonReader reader, string name)
+    {
+        Read(ref reader);
+        return reader.TokenType switch
+        {
+            JsonTokenType.True => true,
+            JsonTokenType.False => false,
+            _ => throw new InferenceException($"\"{name}\" must be true or false."),
+        };
+    }
+}
