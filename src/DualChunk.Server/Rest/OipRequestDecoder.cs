@@ -182,8 +182,12 @@ internal static class OipRequestDecoder
                     reader.Skip(); // keys of other servers' dialects: ignored, as the protocol lets a server do
                 }
             }
-            if (reader.Read())
-                throw new InferenceException(Inv($"The JSON has data after its object (at byte {reader.TokenStartIndex}); binary data needs the Inference-Header-Content-Length header."));
+            var rest = json[(int)reader.BytesConsumed..];
+            foreach (byte b in rest)
+            {
+                if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n'))
+                    throw new InferenceException(Inv($"The body has {rest.Length} bytes after the JSON object; binary data needs the Inference-Header-Content-Length header (the JSON's length)."));
+            }
             return h;
         }
         catch (JsonException ex)
