@@ -30,14 +30,14 @@ internal static class ServerHarness
     public static async Task<HttpClient> RestClient(WebApplicationFactory<Program> factory)
     {
         var client = factory.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false });
-        await factory.Services.GetRequiredService<DualChunkModelPool>().Loaded.WaitAsync(Bound);
+        await factory.Services.GetRequiredService<DualChunkModelProvider>().Loaded.WaitAsync(Bound);
         return client;
     }
 
     public static async Task<GRPCInferenceService.GRPCInferenceServiceClient> GrpcClient(WebApplicationFactory<Program> factory)
     {
         _ = factory.Server; // starts the host
-        await factory.Services.GetRequiredService<DualChunkModelPool>().Loaded.WaitAsync(Bound);
+        await factory.Services.GetRequiredService<DualChunkModelProvider>().Loaded.WaitAsync(Bound);
         var channel = GrpcChannel.ForAddress(factory.Server.BaseAddress, new GrpcChannelOptions
         {
             HttpHandler = factory.Server.CreateHandler(),
