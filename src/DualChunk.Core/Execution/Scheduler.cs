@@ -121,7 +121,7 @@ internal sealed unsafe class Scheduler
         }
         else
         {
-            block.ChunkSummaries(new Split(this), x, normed, chunkMeans, summaries, 0, chunkRows);
+            block.ChunkSummaries(new Split(this), x, normed, chunkMeans, summaries, 0, chunkRows, valuesOnly: seqLen == _chunkSize);
         }
         if (w > 1 && block.Inter.Heads >= w)
             _pending = new PendingInter(block.Inter, P(summaries), P(inter), batch, seqLen, lastChunkOnly);

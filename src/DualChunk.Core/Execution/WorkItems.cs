@@ -272,7 +272,7 @@ internal sealed unsafe class SummaryItems<TNorm, TFeedForward>(WorkerBuffers buf
         var ex = new OnThisThread(buffers, worker);
         var summaries = new Span<float>(_summaries, _chunkRows * 3 * _h);
         _block.ChunkSummaries(ex, new ReadOnlySpan<float>(_x, rows * _h), new Span<float>(_normed, rows * _h),
-            new Span<float>(_means, _chunkRows * _h), summaries, first, count);
+            new Span<float>(_means, _chunkRows * _h), summaries, first, count, valuesOnly: _seqLen == _c);
         if (_withInter)
             ex.InterAttention(_block.Inter, summaries.Slice(first * 3 * _h, count * 3 * _h), 1, _seqLen,
                 new Span<float>(_inter + (long)first * _h, count * _h), _lastChunkOnly);

@@ -53,24 +53,30 @@ internal readonly struct DualChunkBlock<TNorm, TFeedForward>
     public void Summaries<TExec>(TExec ex, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
         Span<float> inter, int batch, int seqLen, bool lastChunkOnly) where TExec : struct, IExecutor
     {
-        ChunkSummaries(ex, x, normed, chunkMeans, summaries, 0, batch * seqLen / Inter.ChunkSize);
+        ChunkSummaries(ex, x, normed, chunkMeans, summaries, 0, batch * seqLen / Inter.ChunkSize, valuesOnly: seqLen == Inter.ChunkSize);
         ex.InterAttention(Inter, summaries, batch, seqLen, inter, lastChunkOnly);       // inter     [B·NC, H]
     }
 
     /// <summary>
     /// The summaries of chunks [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>) of the
     /// B·NC chunks: the norm of their rows, their means, and the projection of the means. Each chunk needs only
-    /// its own rows, so any chunk range can be computed alone.
+    /// its own rows, so any chunk range can be computed alone. With <paramref name="valuesOnly"/> (each sequence one
+    /// chunk, whose inter-chunk attention is v̄: <see cref="InterChunkAttention.ApplyHead"/>) only the v̄ columns are
+    /// projected, when the kernel can compute them alone; q̄ and k̄ are then left unwritten.
     /// </summary>
     public void ChunkSummaries<TExec>(TExec ex, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
-        int first, int count) where TExec : struct, IExecutor
+        int first, int count, bool valuesOnly = false) where TExec : struct, IExecutor
     {
         int h = H, c = Inter.ChunkSize;
         var n = normed.Slice(first * c * h, count * c * h);
         var means = chunkMeans.Slice(first * h, count * h);
         ex.Norm(AttnNorm, x.Slice(first * c * h, count * c * h), count * c, n);         // normed    [rows, H]
         ex.ChunkMeans(Inter, n, count, means);                                          // h̄         [count, H]
-        ex.Dense(Qkv, means, count, h, summaries.Slice(first * 3 * h, count * 3 * h), 3 * h, 0, 3 * h); // q̄|k̄|v̄ [count, 3H]
+        var projected = summaries.Slice(first * 3 * h, count * 3 * h);                  // q̄|k̄|v̄    [count, 3H]
+        if (valuesOnly && PackedMatrix.CanStartColumnRange(2 * h))
+            ex.Dense(Qkv, means, count, h, projected, 3 * h, 2 * h, h);                 // v̄ only
+        else
+            ex.Dense(Qkv, means, count, h, projected, 3 * h, 0, 3 * h);
     }
 
     /// <summary>

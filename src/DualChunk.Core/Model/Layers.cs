@@ -198,12 +198,22 @@ internal readonly struct InterChunkAttention(ModelConfig config)
     public void ChunkMeans(ReadOnlySpan<float> h, int first, int count, Span<float> chunkMeans)
         => RowMean.Run(h[(first * _c * _h)..], count * _c, _h, _h, _c, chunkMeans[(first * _h)..], _h);
 
-    /// <summary>One (batch element, head) item: causal attention over that element's chunk summaries [NC, 3H].</summary>
+    /// <summary>
+    /// One (batch element, head) item: causal attention over that element's chunk summaries [NC, 3H]. A sequence of
+    /// one chunk attends to one key: its softmax weight is exp(0) / (1 + 1e-8) = 1 exactly in float32 and 1·v̄ = v̄, so
+    /// the output is v̄ bit for bit (for finite scores) and is copied; q̄ and k̄ are not read (nor computed:
+    /// the block's ChunkSummaries with valuesOnly).
+    /// </summary>
     public void ApplyHead(ReadOnlySpan<float> summaries, int seqLen, Span<float> inter, Span<float> scratch, bool lastChunkOnly, int b, int head)
     {
         int h3 = 3 * _h, chunks = seqLen / _c, col = head * _d;
         var s = summaries.Slice(b * chunks * h3, chunks * h3);       // [NC, 3H]
         var o = inter.Slice(b * chunks * _h, chunks * _h);           // [NC, H]
+        if (chunks == 1)
+        {
+            s.Slice(2 * _h + col, _d).CopyTo(o[col..]);
+            return;
+        }
         CausalAttention.Run(s[col..], h3, s[(_h + col)..], h3, s[(2 * _h + col)..], h3,
             chunks, _d, _scale, o[col..], _h, scratch, default, default, lastChunkOnly ? chunks - 1 : 0);
     }

@@ -36,6 +36,29 @@ public class AttentionTests
         }
     }
 
+    [Test]
+    public void OneKey_OutputIsTheValueBitwise([ValueSource(nameof(Isas))] KernelIsa isa)
+    {
+        // The inter-chunk attention of a one-chunk sequence is copied from v̄ instead of computed
+        // (InterChunkAttention.ApplyHead): one key's weight is exp(0) / (1 + 1e-8) = 1 exactly, and 1·v = v. Every
+        // head width (vector tails), magnitudes from tiny to huge, any finite score: the kernel stores v's bits.
+        var rng = new Random(31);
+        foreach (float magnitude in new[] { 1e-30f, 1e-3f, 1f, 1e3f, 1e30f })
+        {
+            for (int d = 1; d <= 40; d++)
+            {
+                float[] q = KernelTestSupport.RandomNonZero(rng, d, Math.Min(magnitude, 1e15f));
+                float[] k = KernelTestSupport.RandomNonZero(rng, d, Math.Min(magnitude, 1e15f));
+                float[] v = KernelTestSupport.RandomNonZero(rng, d, magnitude);
+                var o = new float[d];
+                var scratch = new float[CausalAttention.ScratchFloats(1, d)];
+                CausalAttention.Run(q, d, k, d, v, d, 1, d, 1f / MathF.Sqrt(d), o, d, scratch, default, default, isa);
+                for (int e = 0; e < d; e++)
+                    Assert.That(BitConverter.SingleToInt32Bits(o[e]), Is.EqualTo(BitConverter.SingleToInt32Bits(v[e])), $"{isa} magnitude {magnitude} d {d} e {e}");
+            }
+        }
+    }
+
     /// <summary>
     /// The kernel against its float64 twin, element by element, within the bound stated on <see cref="CausalAttention"/>:
     /// <c>2e-6·(max|ref| + |ref|) + (1 − g_e)·Σ_j p_ij·δ_ij·|v_je − o_ie|</c>. The first term covers the kernel's own
