@@ -79,8 +79,9 @@ public sealed class DualChunkHostedModelOptions
     }
 
     /// <summary>The library options the model is loaded with.</summary>
-    internal DualChunkModelOptions ToModelOptions(System.Diagnostics.Metrics.IMeterFactory? meterFactory) => new()
+    internal DualChunkModelOptions ToModelOptions(System.Diagnostics.Metrics.IMeterFactory? meterFactory, string? name = null) => new()
     {
+        Name = name,
         ChunkSize = ChunkSize,
         MaxDegreeOfParallelism = MaxDegreeOfParallelism,
         AllowSpinning = AllowSpinning,

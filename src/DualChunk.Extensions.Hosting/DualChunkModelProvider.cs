@@ -256,7 +256,7 @@ public sealed partial class DualChunkModelProvider : IDisposable
         {
             e.Options.Validate(e.Name);
             e.LastAttempt = FileIdentity(e.Options.Path!);
-            model = DualChunkModel.Load(e.Options.Path!, e.Options.ToModelOptions(_meterFactory));
+            model = DualChunkModel.Load(e.Options.Path!, e.Options.ToModelOptions(_meterFactory, e.Name));
             if (e.Options.WarmUp)
             {
                 var (batch, seqLen) = WarmUpShape(e.Name, e.Options, model.Config);

@@ -121,6 +121,9 @@ internal sealed class CallInstruments
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DualChunkMetrics.DurationBucketBoundaries });
     }
 
+    /// <summary>The tag value of <paramref name="mode"/>: last, all or mean (interned).</summary>
+    public static string ModeName(OutputMode mode) => (string)ModeTag(mode).Value!;
+
     private static KeyValuePair<string, object?> ModeTag(OutputMode mode) => mode switch
     {
         OutputMode.All => AllTag,

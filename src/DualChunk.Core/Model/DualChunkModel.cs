@@ -34,6 +34,8 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     private DualChunkModel(ModelConfig config, IReadOnlyDictionary<string, CheckpointTensor> tensors, bool copy, DualChunkModelOptions options, MappedFile? mapping)
     {
         Config = config;
+        ConfigText = config.ToString();
+        Name = options.Name;
         MaxDegreeOfParallelism = options.MaxDegreeOfParallelism;
         _forward = ForwardPass.Create(config, tensors, copy);
         _metrics = DualChunkMetrics.For(options.MeterFactory);
@@ -48,6 +50,12 @@ public sealed unsafe partial class DualChunkModel : IDisposable
 
     /// <summary>The model's dimensions, chunk size included.</summary>
     public ModelConfig Config { get; }
+
+    /// <summary>The model's name for traces (<see cref="DualChunkModelOptions.Name"/>), or null.</summary>
+    public string? Name { get; }
+
+    /// <summary><see cref="Config"/> as text, made once (a trace tag).</summary>
+    internal string ConfigText { get; }
 
     /// <summary>Threads one call may use, the calling thread included (<see cref="DualChunkModelOptions.MaxDegreeOfParallelism"/>).</summary>
     public int MaxDegreeOfParallelism { get; }
@@ -132,6 +140,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     public void Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode = OutputMode.LastTimestep, CancellationToken cancellationToken = default)
     {
         long start = Stopwatch.GetTimestamp();
+        using var activity = DualChunkTracing.StartRun(this, batch, seqLen, mode); // null when nothing listens
         try
         {
             Enter();
@@ -153,7 +162,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
                 Exit();
             }
         }
-        catch (Exception ex) when (_metrics.Calls.RecordFailure(mode, start, ex))
+        catch (Exception ex) when (_metrics.Calls.RecordFailure(mode, start, ex) | DualChunkTracing.Failed(activity, ex))
         {
             throw; // never reached: the filter records and declines
         }
@@ -168,6 +177,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         ArgumentNullException.ThrowIfNull(workspace);
+        using var activity = DualChunkTracing.StartRun(this, batch, seqLen, mode); // null when nothing listens
         try
         {
             Enter();
@@ -186,7 +196,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
                 Exit();
             }
         }
-        catch (Exception ex) when (_metrics.Calls.RecordFailure(mode, start, ex))
+        catch (Exception ex) when (_metrics.Calls.RecordFailure(mode, start, ex) | DualChunkTracing.Failed(activity, ex))
         {
             throw; // never reached: the filter records and declines
         }

@@ -73,6 +73,12 @@ public sealed class DualChunkModelOptions
     public long? MaxWorkspaceBytes { get; init; }
 
     /// <summary>
+    /// The model's name, for its traces (<see cref="DualChunkTracing.ModelNameTag"/>); null (the default) leaves the tag
+    /// out. <c>DualChunk.Extensions.Hosting</c> sets the name the model is registered under.
+    /// </summary>
+    public string? Name { get; init; }
+
+    /// <summary>
     /// Where the model's meter comes from: with a factory (e.g. the host's <c>IMeterFactory</c> from dependency
     /// injection) the instruments of <see cref="DualChunkMetrics"/> are created on <c>factory.Create("DualChunk")</c>,
     /// so they are scoped to that host and disposed with it; null (the default) records on one process-wide meter.

@@ -97,6 +97,7 @@ public sealed partial class DualChunkStream : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         var metrics = _model.Metrics.Appends; // dualchunk.stream.appends and .append.duration, like Run's
+        using var activity = DualChunkTracing.StartAppend(_model, Batch, ChunkSize, (long)_chunks * ChunkSize, mode); // null when nothing listens
         try
         {
             Begin();
@@ -115,7 +116,7 @@ public sealed partial class DualChunkStream : IDisposable
                 End();
             }
         }
-        catch (Exception ex) when (metrics.RecordFailure(mode, start, ex))
+        catch (Exception ex) when (metrics.RecordFailure(mode, start, ex) | DualChunkTracing.Failed(activity, ex))
         {
             throw; // never reached: the filter records and declines
         }
