@@ -118,6 +118,7 @@ internal static class BenchCommand
             json.WriteNumber("phases_per_call", Math.Round(phasesPerCall, 2));
             json.WriteString("kernel_isa", KernelSelection.Isa.ToString());
             json.WriteString("gemm_micro_kernel", Gemm.MicroKernel);
+            json.WriteString("gemm_blocking", Gemm.BlockingDescription);
             BuildInfo.WriteJson(json);
             json.WriteNumber("batch", batch);
             json.WriteNumber("seq_len", seqLen);

@@ -57,6 +57,7 @@ internal static class Inspector
     private static void WriteKernels(TextWriter o)
     {
         o.WriteLine($"kernels:  isa={KernelSelection.Isa}, gemm={Gemm.MicroKernel}, cpu offers {BuildInfo.CpuIsa}{(BuildInfo.IsNativeAot ? " (NativeAOT)" : "")}");
+        o.WriteLine($"blocking: {Gemm.BlockingDescription}");
         if (BuildInfo.Shortfall is { } shortfall) o.WriteLine($"note:     {shortfall}");
     }
 

@@ -55,7 +55,7 @@ public static class Gemm
         _ => Blocking128,
     };
 
-    /// <summary>For logs and <c>inspect</c>: the caches and the blocking derived from them, e.g. "72 rows x K 963 (L1D 32 KB, L2 1024 KB, …)".</summary>
+    /// <summary>For logs and <c>inspect</c>: the caches and the blocking derived from them, e.g. "72 rows x K 1445 from L1D 32 KB, L2 1024 KB, …".</summary>
     public static string BlockingDescription => $"{BlockingOf(SelectedIsa)} from {CpuCaches.Current}";
 
     /// <summary>Widest NR of any path (floats per row of a scratch tile).</summary>

@@ -8,15 +8,15 @@ namespace DualChunk.Kernels;
 /// <remarks>
 /// The loop nest (<see cref="Gemm"/>) reuses two things: the M block's A rows [RowBlock, kc], read by every panel,
 /// and one panel block [kc, NR], read by every MR-row tile of the M block. Both are sized to live in L2 together
-/// (half of it: the rest is for C, the stream of the next panel and whatever else runs), so W streams from memory
+/// (three quarters of it: the rest is for the C tiles and the stream of the next panel), so W streams from memory
 /// once per M block and the tiles read both from L2 (the micro-kernel needs NR·4 bytes of B per MR·NR/16 FMA
 /// cycles, 21 B/cycle on the 6×64 kernel, well inside L2 bandwidth).
 /// <list type="bullet">
 /// <item>RowBlock: 64 rows (a chunk, the unit the model's row groups are made of) rounded up to whole tiles of every
 /// path (a multiple of 12 = lcm(6, 4)), 72; fewer only when 72 rows of an L1-sized K block would not fit.</item>
-/// <item>MaxKBlock: the largest kc with (RowBlock + NR)·kc·4 bytes ≤ L2 / 2, and never less than the panel block
-/// that fits L1D (L1D / (NR·4), the old rule). With a 1 MB L2 that is 963 on the 6×64 kernel: K = 256 and 287 run
-/// as one K block (no partial sums stored and reloaded), K = 1024 as two of 512.</item>
+/// <item>MaxKBlock: the largest kc with (RowBlock + NR)·kc·4 bytes ≤ ¾ L2, and never less than the panel block
+/// that fits L1D (L1D / (NR·4), the old rule). With a 1 MB L2 that is 1445 on the 6×64 kernel: K = 256, 287 and
+/// 1024 run as one K block (no partial sums stored and reloaded; measured: docs/performance-notes.md, issue 24).</item>
 /// </list>
 /// </remarks>
 internal readonly record struct GemmBlocking(int RowBlock, int MaxKBlock)
@@ -32,7 +32,7 @@ internal readonly record struct GemmBlocking(int RowBlock, int MaxKBlock)
     {
         long l1 = Math.Max(caches.L1DataBytes, 4 * 1024), l2 = Math.Max(caches.L2Bytes, l1);
         long l1KBlock = Math.Max(RowGranule, l1 / (panelColumns * sizeof(float)));
-        long budget = l2 / 2;
+        long budget = l2 / 4 * 3;
         int rowBlock = MaxRowBlock;
         while (rowBlock > RowGranule && (rowBlock + panelColumns) * l1KBlock * sizeof(float) > budget)
             rowBlock -= RowGranule;
@@ -40,6 +40,6 @@ internal readonly record struct GemmBlocking(int RowBlock, int MaxKBlock)
         return new GemmBlocking(rowBlock, (int)Math.Min(kBlock, 1 << 20));
     }
 
-    /// <summary>e.g. "72 rows x K 963".</summary>
+    /// <summary>e.g. "72 rows x K 1445".</summary>
     public override string ToString() => $"{RowBlock} rows x K {MaxKBlock}";
 }
