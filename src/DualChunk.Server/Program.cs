@@ -20,6 +20,7 @@ using Microsoft.Extensions.Options;
 var builder = WebApplication.CreateBuilder(args);
 // Per-request logs cost more than a small model's call; raise with Logging:LogLevel:Microsoft.AspNetCore=Information.
 builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 ServerSetup.AddCommandLine(builder.Configuration, args);
 ServerSetup.ConfigureListeners(builder);
 ServerSetup.AddModels(builder.Services, builder.Configuration);

@@ -117,9 +117,10 @@ internal sealed class InferencePipeline(DualChunkModelProvider pool, ServerModel
                 : [input.Batch, model.Config.HiddenSize];
             return new InferenceResult(output, shape, target.Name, target.Version, elapsed);
         }
-        catch (ArgumentException ex)
+        catch (Exception ex) when (ex is ArgumentException or NumericalOverflowException)
         {
-            // The model's own checks (a second line behind the decoders'): still the client's input.
+            // The model's own checks (a second line behind the decoders'), or finite input that overflows float32
+            // inside the model: the client's input either way.
             output.Dispose();
             throw new InferenceException(ex.Message, ex);
         }

@@ -174,7 +174,7 @@ internal sealed class SequenceTable : IDisposable
                     result.Span.Slice(b * perChunk * h, perChunk * h).CopyTo(output.Span[((b * chunks + k) * perChunk * h)..]);
             }
         }
-        catch (ArgumentException ex)
+        catch (Exception ex) when (ex is ArgumentException or NumericalOverflowException)
         {
             output.Dispose();
             throw new InferenceException(ex.Message, ex);
