@@ -37,6 +37,7 @@ builder.Services.AddOptions<SequenceOptions>().BindConfiguration("Server:Sequenc
 });
 builder.Services.AddSingleton<RequestGate>();
 builder.Services.AddSingleton<SequenceTable>();
+DualChunk.Server.Sequences.Store.SequenceStoreSetup.AddSequenceStore(builder.Services, builder.Configuration); // Sequences:Store (issue 22)
 builder.Services.AddSingleton<InferencePipeline>();
 builder.Services.AddProblemDetails();
 builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServiceOptions>>(

@@ -24,7 +24,7 @@ internal static class ServerTelemetry
         var otel = builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("dualchunk-server", serviceVersion: Rest.OipRest.ServerInfo.Version))
             .WithMetrics(m => m
-                .AddMeter(DualChunkMetrics.MeterName, ServerMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+                .AddMeter(DualChunkMetrics.MeterName, ServerMetrics.MeterName, Sequences.Store.SequenceStoreMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
                 .AddPrometheusExporter());
         string? endpoint = builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"] ?? builder.Configuration["OpenTelemetry:Otlp:Endpoint"];
         if (string.IsNullOrWhiteSpace(endpoint)) return;

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using DualChunk.Extensions.Hosting;
 using DualChunk.Server.Pipeline;
 using DualChunk.Server.Rest;
+using DualChunk.Server.Sequences.Store;
 using Google.Protobuf;
 using Google.Protobuf.Collections;
 using global::Grpc.Core;
@@ -14,13 +15,13 @@ namespace DualChunk.Server.Grpc;
 /// inputs in <c>contents.fp32_contents</c> / <c>fp64_contents</c> or <c>raw_input_contents</c>, the output in
 /// <c>raw_output_contents</c> (as Triton answers); errors are status codes with REST's messages.
 /// </summary>
-internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelProvider pool) : GRPCInferenceService.GRPCInferenceServiceBase
+internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelProvider pool, ShutdownDrainState drain) : GRPCInferenceService.GRPCInferenceServiceBase
 {
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context)
         => Task.FromResult(new ServerLiveResponse { Live = true });
 
     public override Task<ServerReadyResponse> ServerReady(ServerReadyRequest request, ServerCallContext context)
-        => Task.FromResult(new ServerReadyResponse { Ready = pool.IsReady });
+        => Task.FromResult(new ServerReadyResponse { Ready = pool.IsReady && !drain.IsDraining }); // not ready once shutdown begins
 
     public override Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context)
     {
@@ -154,6 +155,7 @@ internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelP
     {
         string? mode = null, id = null;
         bool isString = false, start = false, end = false;
+        long? length = null;
         foreach (var (key, value) in parameters)
         {
             switch (key)
@@ -188,11 +190,19 @@ internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelP
                 case "sequence_end":
                     end = Bool(value, key);
                     break;
+                case "sequence_length":
+                    length = value.ParameterChoiceCase switch
+                    {
+                        InferParameter.ParameterChoiceOneofCase.Int64Param when value.Int64Param >= 0 => value.Int64Param,
+                        InferParameter.ParameterChoiceOneofCase.Uint64Param when value.Uint64Param <= long.MaxValue => (long)value.Uint64Param,
+                        _ => throw new InferenceException("\"sequence_length\" must be a non-negative int64_param / uint64_param: the positions the sequence holds before this request."),
+                    };
+                    break;
                 default:
                     break; // other servers' parameters (priority, timeout, ...): ignored
             }
         }
-        var sequence = new SequenceParameters(id, isString, start, end);
+        var sequence = new SequenceParameters(id, isString, start, end, length);
         sequence.Validate();
         return (InferenceRequest.ParseMode(mode, "the request parameter \"output_mode\""), sequence);
     }

@@ -23,8 +23,14 @@ public enum InferenceErrorKind
     /// <summary>Too many calls are running and waiting, or the sequence limits are reached; retry later.</summary>
     Overloaded,
 
-    /// <summary>The request contradicts the sequence's state (e.g. a mean after a last-only append).</summary>
+    /// <summary>
+    /// The request contradicts the sequence's state (e.g. a mean after a last-only append, a <c>sequence_length</c>
+    /// that differs from the positions held, state saved by other weights, state lost with a replica).
+    /// </summary>
     Conflict,
+
+    /// <summary>Another replica holds the sequence now (its lease in the sequence store); retry, or route to that replica.</summary>
+    ActiveElsewhere,
 }
 
 /// <summary>A request that cannot be served, with the reason and the fix in <see cref="Exception.Message"/>.</summary>
@@ -58,12 +64,12 @@ public static class ErrorMapping
         InferenceErrorKind.TooLarge => StatusCodes.Status413PayloadTooLarge,
         InferenceErrorKind.UnknownModel => StatusCodes.Status404NotFound,
         InferenceErrorKind.NotReady or InferenceErrorKind.Overloaded => StatusCodes.Status503ServiceUnavailable,
-        InferenceErrorKind.Conflict => StatusCodes.Status409Conflict,
+        InferenceErrorKind.Conflict or InferenceErrorKind.ActiveElsewhere => StatusCodes.Status409Conflict,
         _ => StatusCodes.Status500InternalServerError,
     };
 
     /// <summary>Whether the client should retry later (HTTP 503 + Retry-After, gRPC UNAVAILABLE).</summary>
-    public static bool IsRetryable(InferenceErrorKind kind) => kind is InferenceErrorKind.NotReady or InferenceErrorKind.Overloaded;
+    public static bool IsRetryable(InferenceErrorKind kind) => kind is InferenceErrorKind.NotReady or InferenceErrorKind.Overloaded or InferenceErrorKind.ActiveElsewhere;
 
     /// <summary>gRPC status code.</summary>
     public static global::Grpc.Core.StatusCode GrpcStatus(InferenceErrorKind kind) => kind switch
@@ -73,6 +79,7 @@ public static class ErrorMapping
         InferenceErrorKind.UnknownModel => global::Grpc.Core.StatusCode.NotFound,
         InferenceErrorKind.NotReady or InferenceErrorKind.Overloaded => global::Grpc.Core.StatusCode.Unavailable,
         InferenceErrorKind.Conflict => global::Grpc.Core.StatusCode.FailedPrecondition,
+        InferenceErrorKind.ActiveElsewhere => global::Grpc.Core.StatusCode.Aborted,
         _ => global::Grpc.Core.StatusCode.Internal,
     };
 }

@@ -1,5 +1,6 @@
 using CommunityToolkit.HighPerformance.Buffers;
 using DualChunk.Core;
+using static DualChunk.Server.Pipeline.InferenceException;
 
 namespace DualChunk.Server.Pipeline;
 
@@ -11,7 +12,9 @@ namespace DualChunk.Server.Pipeline;
 /// <param name="IsString">Whether the client sent the id as a string (so "7" and 7 are different sequences).</param>
 /// <param name="Start">sequence_start: open (or restart) the sequence with this request.</param>
 /// <param name="End">sequence_end: free it after answering.</param>
-internal readonly record struct SequenceParameters(string? Id, bool IsString, bool Start, bool End)
+/// <param name="Length">sequence_length: the positions the client believes the sequence holds before this request
+/// (issue 22: a mismatch is refused, never appended to a prefix the client does not have); null when not sent.</param>
+internal readonly record struct SequenceParameters(string? Id, bool IsString, bool Start, bool End, long? Length = null)
 {
     public static SequenceParameters None => default;
 
@@ -27,6 +30,10 @@ internal readonly record struct SequenceParameters(string? Id, bool IsString, bo
         if (Id is null && (Start || End))
             throw new InferenceException(
                 "sequence_start / sequence_end need a sequence_id (a non-zero uint64 or a non-empty string) naming the sequence; add \"sequence_id\" to the request parameters.");
+        if (Length is < 0)
+            throw new InferenceException(Inv($"\"sequence_length\" is {Length}; it must be the positions the sequence holds before this request (0 or more)."));
+        if (Id is null && Length is not null)
+            throw new InferenceException("\"sequence_length\" belongs to a sequence request; add \"sequence_id\" or drop it.");
     }
 }
 

@@ -32,7 +32,7 @@ internal static class OipRequestDecoder
         var header = ReadHeader(json);
         var p = header.Parameters;
         var mode = InferenceRequest.ParseMode(p.OutputMode, "the request parameter \"output_mode\"");
-        var sequence = new SequenceParameters(p.SequenceId, p.SequenceIdIsString, p.SequenceStart, p.SequenceEnd);
+        var sequence = new SequenceParameters(p.SequenceId, p.SequenceIdIsString, p.SequenceStart, p.SequenceEnd, p.SequenceLength);
         sequence.Validate();
 
         if (header.InputCount == 0)
@@ -121,6 +121,7 @@ internal static class OipRequestDecoder
     {
         public string? OutputMode, SequenceId;
         public bool SequenceIdIsString, SequenceStart, SequenceEnd, BinaryDataOutput;
+        public long? SequenceLength;
     }
 
     private sealed class Header
@@ -309,6 +310,13 @@ internal static class OipRequestDecoder
             }
             else if (input is null && reader.ValueTextEquals("sequence_start"u8)) p.SequenceStart = ReadBool(ref reader, "sequence_start");
             else if (input is null && reader.ValueTextEquals("sequence_end"u8)) p.SequenceEnd = ReadBool(ref reader, "sequence_end");
+            else if (input is null && reader.ValueTextEquals("sequence_length"u8))
+            {
+                Read(ref reader);
+                if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out long length) || length < 0)
+                    throw new InferenceException("\"sequence_length\" must be a non-negative integer: the positions the sequence holds before this request.");
+                p.SequenceLength = length;
+            }
             else if (input is null && reader.ValueTextEquals("binary_data_output"u8)) p.BinaryDataOutput = ReadBool(ref reader, "binary_data_output");
             else
             {

@@ -6,6 +6,8 @@ using CommunityToolkit.HighPerformance.Buffers;
 using DualChunk.Core;
 using DualChunk.Extensions.Hosting;
 using DualChunk.Server.Pipeline;
+using DualChunk.Server.Sequences;
+using DualChunk.Server.Sequences.Store;
 using static DualChunk.Server.Pipeline.InferenceException;
 
 namespace DualChunk.Server.Rest;
@@ -22,8 +24,18 @@ internal static class OipRest
     {
         app.MapGet("/v2", ServerMetadata);
         app.MapGet("/v2/health/live", (HttpContext c) => WriteJson(c, 200, w => w.WriteBoolean("live", true)));
-        app.MapGet("/v2/health/ready", (HttpContext c, DualChunkModelProvider pool) =>
-            WriteJson(c, pool.IsReady ? 200 : 503, w => w.WriteBoolean("ready", pool.IsReady)));
+        app.MapGet("/v2/health/ready", (HttpContext c, DualChunkModelProvider pool, ShutdownDrainState drain, SequenceTable sequences) =>
+        {
+            // Not ready from the moment shutdown begins (the balancer moves traffic away while sequences are written);
+            // a sequence store that cannot be reached is reported, but the replica stays ready (issue 22).
+            bool ready = pool.IsReady && !drain.IsDraining;
+            return WriteJson(c, ready ? 200 : 503, w =>
+            {
+                w.WriteBoolean("ready", ready);
+                if (drain.IsDraining) w.WriteBoolean("draining", true);
+                if (sequences.HasStore) w.WriteString("sequence_store", sequences.StoreHealthy ? "ok" : "degraded");
+            });
+        });
         app.MapGet("/v2/models/{name}", (HttpContext c, InferencePipeline p, string name) => ModelMetadata(c, p, name, null));
         app.MapGet("/v2/models/{name}/versions/{version}", (HttpContext c, InferencePipeline p, string name, string version) => ModelMetadata(c, p, name, version));
         app.MapGet("/v2/models/{name}/ready", (HttpContext c, InferencePipeline p, string name) => ModelReady(c, p, name, null));

@@ -69,6 +69,7 @@ internal static class PredictEndpoint
             InferenceErrorKind.NotReady => "Model not ready",
             InferenceErrorKind.UnknownModel => "Unknown model",
             InferenceErrorKind.Conflict => "Conflict",
+            InferenceErrorKind.ActiveElsewhere => "Active on another replica",
             _ => "Bad request",
         };
         return TypedResults.Problem(detail: ex.Message, statusCode: context.Response.StatusCode, title: title).ExecuteAsync(context);

@@ -4,6 +4,7 @@ using CommunityToolkit.HighPerformance.Buffers;
 using DualChunk.Core;
 using DualChunk.Extensions.Hosting;
 using DualChunk.Server.Pipeline;
+using DualChunk.Server.Sequences.Store;
 using Microsoft.Extensions.Options;
 using static DualChunk.Server.Pipeline.InferenceException;
 
@@ -17,12 +18,11 @@ namespace DualChunk.Server.Sequences;
 /// A sequence holds a lease on the model version it started on until it ends.
 /// </summary>
 /// <remarks>
-/// The one place that owns sequence state. What a shared store (spill on idle, drain on shutdown, resume on another
-/// replica) needs slots in here: <see cref="Expire"/> is where an idle sequence would be parked
-/// (<see cref="DualChunkStream.Snapshot"/>) instead of dropped, and <see cref="Enter"/> is where a sequence missing
-/// here would be looked up and restored before "not open" is answered.
+/// The one place that owns sequence state. With a sequence store (SequenceTable.Store.cs, issue 22) an idle sequence
+/// is spilled instead of dropped, every open one is written on shutdown, and one missing here is looked up and
+/// restored before "not open" is answered.
 /// </remarks>
-internal sealed class SequenceTable : IDisposable
+internal sealed partial class SequenceTable : IDisposable
 {
     private const int RememberClosed = 4096;
     private readonly Lock _lock = new();
@@ -36,17 +36,23 @@ internal sealed class SequenceTable : IDisposable
     private long _stateBytes;
     private bool _disposed;
 
-    public SequenceTable(DualChunkModelProvider pool, IOptions<SequenceOptions> options, IMeterFactory meterFactory)
+    public SequenceTable(DualChunkModelProvider pool, IOptions<SequenceOptions> options, IMeterFactory meterFactory,
+        SequenceStoreMetrics? storeMetrics = null, ShutdownDrainState? drain = null, ILogger<SequenceTable>? logger = null, ISequenceStore? store = null)
     {
         _pool = pool;
         _options = options.Value;
+        _store = store;
+        _storeMetrics = storeMetrics ?? new SequenceStoreMetrics();
+        _drain = drain;
+        _logger = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         var meter = meterFactory.Create(ServerMetrics.MeterName);
         meter.CreateObservableUpDownCounter("dualchunk.server.sequences.open", () => (long)OpenCount, "{sequence}", "Sequences open now.");
         meter.CreateObservableUpDownCounter("dualchunk.server.sequences.state_bytes", () => Interlocked.Read(ref _stateBytes), "By", "Stream state held by the open sequences.");
         _appends = meter.CreateCounter<long>("dualchunk.server.sequence.appends", "{request}", "Requests appended to a sequence.");
         _expiries = meter.CreateCounter<long>("dualchunk.server.sequence.idle_expiries", "{sequence}", "Sequences freed after the idle timeout.");
         var period = TimeSpan.FromTicks(Math.Clamp(_options.IdleTimeout.Ticks / 4, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(5).Ticks));
-        _sweeper = new Timer(_ => Expire(), null, period, period);
+        if (store is not null) period = TimeSpan.FromTicks(Math.Max(Math.Min(period.Ticks, store.LeaseDuration.Ticks / 3), TimeSpan.FromMilliseconds(50).Ticks)); // leases renewed in time
+        _sweeper = new Timer(_ => Sweep(), null, period, period);
     }
 
     /// <summary>Sequences open now.</summary>
@@ -74,7 +80,11 @@ internal sealed class SequenceTable : IDisposable
             await sequence.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                return AppendInOrder(sequence, target, request);
+                if (_store is not null) await BeforeAppendAsync(sequence, target, request, cancellationToken).ConfigureAwait(false);
+                CheckLength(sequence, p);
+                var result = AppendInOrder(sequence, target, request);
+                if (_store is not null && p.End) await EndInStoreAsync(sequence).ConfigureAwait(false);
+                return result;
             }
             finally
             {
@@ -93,16 +103,20 @@ internal sealed class SequenceTable : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_drain is { IsDraining: true })
+                throw new InferenceException(InferenceErrorKind.NotReady,
+                    $"This replica is shutting down and writing its sequences to the store; retry sequence {p.Display} on another replica (it resumes there).");
             if (!_open.TryGetValue(p.Key, out var s))
             {
-                if (!p.Start)
+                // With a store, a sequence missing here gets an entry without a stream: the request looks it up (Resume).
+                if (!p.Start && _store is null)
                     throw new InferenceException(InferenceErrorKind.UnknownSequence, NotOpen(p));
                 if (_open.Count >= _options.MaxSequences)
                     throw new InferenceException(InferenceErrorKind.Overloaded,
                         Inv($"{_open.Count} sequences are open, the limit (Server:Sequences:MaxSequences); end finished sequences (sequence_end) or retry later. No open sequence is evicted."));
                 s = new OpenSequence(p.Key, p.Display, modelName);
                 _open.Add(p.Key, s);
-                _closed.Remove(p.Key);
+                if (p.Start) _closed.Remove(p.Key);
             }
             s.Busy++;
             return s;
@@ -306,7 +320,7 @@ internal sealed class SequenceTable : IDisposable
             _closed.Remove(_closedOrder.Dequeue());
     }
 
-    /// <summary>Frees every sequence idle for longer than the timeout (runs on a timer).</summary>
+    /// <summary>Frees every sequence idle for longer than the timeout (runs on a timer when there is no store).</summary>
     internal void Expire()
     {
         List<OpenSequence>? expired = null;
@@ -375,5 +389,8 @@ internal sealed class SequenceTable : IDisposable
         public long Generation;
         public long StateBytes;
         public DualChunkHostedModelOptions? LeaseOptions;
+        public long StoreGeneration;  // the store's fencing generation of this copy (0: none)
+        public long LeaseRenewedAt;   // Stopwatch timestamp of the last lease renewal
+        public string? RestoredFrom;  // what the store held when this copy was restored from it
     }
 }
