@@ -48,6 +48,12 @@ public sealed record ModelConfig
     /// <summary>F: inner width of the FFN (4·H in DualChunk.build; round(2.667·H) up to a multiple of 8 in DecoderOnly's SwiGLU).</summary>
     public int FfnSize { get; }
 
+    /// <summary>
+    /// The SwiGLU inner width Edifice's DecoderOnly gives hidden size <paramref name="hiddenSize"/>: round(2.667·H),
+    /// rounded up to a multiple of 8 (e.g. 688 for H = 256).
+    /// </summary>
+    public static int SwiGluInnerSize(int hiddenSize) => ((int)Math.Round(hiddenSize * 2.667, MidpointRounding.AwayFromZero) + 7) / 8 * 8; // Elixir rounds half away from zero
+
     /// <summary>D = H / NH.</summary>
     public int HeadDim => HiddenSize / NumHeads;
 

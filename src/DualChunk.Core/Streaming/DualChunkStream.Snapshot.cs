@@ -6,13 +6,14 @@ using DualChunk.Kernels;
 
 namespace DualChunk.Core;
 
-// Snapshot format, version 1, little-endian:
+// Snapshot format, version 2, little-endian:
 //   0  "DCSTREAM" (8 bytes)   8 u32 version   12 i32 E, H, NH, L, C, F   36 u64 model fingerprint
-//  44 i32 batch   48 i32 chunks   52 u32 flags (bit 0: the mean pool is readable)
-//  56 float32 k̄ | v̄ [L, B, chunks, 2H]   then float64 sums [B, 2, H]   then u64 XxHash64 of everything before it.
+//  44 i32 batch   48 i32 chunks   52 u32 flags (bit 0: the mean pool is readable)   56 u32 architecture (ModelArchitecture)
+//  60 float32 k̄ | v̄ [L, B, chunks, 2H]   then float64 sums [B, 2, H]   then u64 XxHash64 of everything before it.
+// Version 1 (still read) has no architecture field (a DualChunk.build model) and its state starts at 56.
 public sealed partial class DualChunkStream
 {
-    private const int HeaderBytes = 56, FormatVersion = 1;
+    private const int HeaderBytes = 60, HeaderBytesV1 = 56, FormatVersion = 2;
     private static ReadOnlySpan<byte> Magic => "DCSTREAM"u8;
 
     /// <summary>Bytes <see cref="Snapshot()"/> returns for the current length.</summary>
@@ -42,6 +43,7 @@ public sealed partial class DualChunkStream
             BinaryPrimitives.WriteInt32LittleEndian(w[44..], Batch);
             BinaryPrimitives.WriteInt32LittleEndian(w[48..], _chunks);
             BinaryPrimitives.WriteUInt32LittleEndian(w[52..], _meanValid ? 1u : 0u);
+            BinaryPrimitives.WriteUInt32LittleEndian(w[56..], (uint)config.Architecture);
             int at = HeaderBytes, used = _chunks * _state.RowFloats;
             for (int l = 0; l < config.NumLayers; l++)
                 for (int b = 0; b < Batch; b++, at += used * sizeof(float))
@@ -68,13 +70,19 @@ public sealed partial class DualChunkStream
         try
         {
             var config = _model.Config;
-            if (snapshot.Length < HeaderBytes + sizeof(ulong) || !snapshot[..8].SequenceEqual(Magic))
-                throw Bad(snapshot.Length < HeaderBytes + sizeof(ulong) && snapshot.Length >= 8 && snapshot[..8].SequenceEqual(Magic)
-                    ? $"The snapshot is truncated: {snapshot.Length} bytes, less than its {HeaderBytes + sizeof(ulong)}-byte header and checksum."
+            if (snapshot.Length < HeaderBytesV1 + sizeof(ulong) || !snapshot[..8].SequenceEqual(Magic))
+                throw Bad(snapshot.Length < HeaderBytesV1 + sizeof(ulong) && snapshot.Length >= 8 && snapshot[..8].SequenceEqual(Magic)
+                    ? $"The snapshot is truncated: {snapshot.Length} bytes, less than its {HeaderBytesV1 + sizeof(ulong)}-byte header and checksum."
                     : "The bytes are not a DualChunk stream snapshot (no \"DCSTREAM\" magic); pass what DualChunkStream.Snapshot returned.");
             uint version = BinaryPrimitives.ReadUInt32LittleEndian(snapshot[8..]);
-            if (version != FormatVersion)
-                throw Bad($"The snapshot has format version {version}; this build reads version {FormatVersion}. Take the snapshot with the same DualChunk version.");
+            if (version is not (1 or FormatVersion))
+                throw Bad($"The snapshot has format version {version}; this build reads versions 1 and {FormatVersion}. Take the snapshot with the same DualChunk version.");
+            int header = version == 1 ? HeaderBytesV1 : HeaderBytes;
+            if (snapshot.Length < header + sizeof(ulong))
+                throw Bad($"The snapshot is truncated: {snapshot.Length} bytes, less than its {header + sizeof(ulong)}-byte header and checksum.");
+            uint architecture = version == 1 ? (uint)ModelArchitecture.DualChunk : BinaryPrimitives.ReadUInt32LittleEndian(snapshot[56..]);
+            if (architecture != (uint)config.Architecture)
+                throw Bad($"The snapshot is of a {(Enum.IsDefined((ModelArchitecture)architecture) ? ((ModelArchitecture)architecture).ToString() : $"unknown ({architecture})")} model; this stream's model is {config.Architecture} ({config}). Restore it into a stream of the model it was taken from.");
             string[] names = ["embed_dim E", "hidden_size H", "num_heads NH", "num_layers L", "chunk size C", "ffn size F"];
             int[] dims = [config.EmbedDim, config.HiddenSize, config.NumHeads, config.NumLayers, config.ChunkSize, config.FfnSize];
             for (int i = 0; i < dims.Length; i++)
@@ -95,14 +103,14 @@ public sealed partial class DualChunkStream
             uint flags = BinaryPrimitives.ReadUInt32LittleEndian(snapshot[52..]);
             if (flags > 1)
                 throw Bad($"The snapshot has unknown flags 0x{flags:x}; it was not written by this version.");
-            long expected = SnapshotBytes(chunks);
+            long expected = SnapshotBytes(chunks, header);
             if (snapshot.Length != expected)
                 throw Bad($"The snapshot of {chunks} chunks must be {expected:N0} bytes, got {snapshot.Length:N0}: it is truncated or has trailing bytes.");
             int end = snapshot.Length - sizeof(ulong);
             if (XxHash64.HashToUInt64(snapshot[..end]) != BinaryPrimitives.ReadUInt64LittleEndian(snapshot[end..]))
                 throw Bad("The snapshot's checksum does not match its contents: it was corrupted in storage or transit.");
-            var floats = MemoryMarshal.Cast<byte, float>(snapshot[HeaderBytes..(HeaderBytes + (int)((long)config.NumLayers * Batch * chunks * _state.RowFloats * sizeof(float)))]);
-            var sums = snapshot[(HeaderBytes + floats.Length * sizeof(float))..end];
+            var floats = MemoryMarshal.Cast<byte, float>(snapshot[header..(header + (int)((long)config.NumLayers * Batch * chunks * _state.RowFloats * sizeof(float)))]);
+            var sums = snapshot[(header + floats.Length * sizeof(float))..end];
             if (BitConverter.IsLittleEndian && NonFinite.IndexOf(floats) >= 0)
                 throw Bad("The snapshot's state holds NaN or ∞, which no stream of a finite model produces.");
 
@@ -111,7 +119,7 @@ public sealed partial class DualChunkStream
             int at = 0, used = chunks * _state.RowFloats;
             for (int l = 0; l < config.NumLayers; l++)
                 for (int b = 0; b < Batch; b++, at += used)
-                    ReadLittleEndian(snapshot[(HeaderBytes + at * sizeof(float))..], _state.Rows(l, b)[..used]);
+                    ReadLittleEndian(snapshot[(header + at * sizeof(float))..], _state.Rows(l, b)[..used]);
             for (int i = 0; i < _state.Sums.Length; i++)
             {
                 double s = BinaryPrimitives.ReadDoubleLittleEndian(sums[(i * sizeof(double))..]);
@@ -128,10 +136,10 @@ public sealed partial class DualChunkStream
 
     /// <summary>The batch a snapshot's header names (1 when the bytes have no readable header: Restore then says why).</summary>
     internal static int SnapshotBatch(ReadOnlySpan<byte> snapshot)
-        => snapshot.Length >= HeaderBytes + sizeof(ulong) && snapshot[..8].SequenceEqual(Magic) ? BinaryPrimitives.ReadInt32LittleEndian(snapshot[44..]) : 1;
+        => snapshot.Length >= HeaderBytesV1 + sizeof(ulong) && snapshot[..8].SequenceEqual(Magic) ? BinaryPrimitives.ReadInt32LittleEndian(snapshot[44..]) : 1;
 
-    private long SnapshotBytes(int chunks)
-        => HeaderBytes + (long)_model.Config.NumLayers * Batch * chunks * _state.RowFloats * sizeof(float) + (long)_state.Sums.Length * sizeof(double) + sizeof(ulong);
+    private long SnapshotBytes(int chunks, int header = HeaderBytes)
+        => header + (long)_model.Config.NumLayers * Batch * chunks * _state.RowFloats * sizeof(float) + (long)_state.Sums.Length * sizeof(double) + sizeof(ulong);
 
     private static StreamSnapshotException Bad(string message) => new(message);
 

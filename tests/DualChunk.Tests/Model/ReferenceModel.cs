@@ -3,7 +3,7 @@ using DualChunk.Core;
 namespace DualChunk.Tests.Model;
 
 /// <summary>
-/// The forward pass of docs/model.md in float64 with plain loops and the mask evaluated literally: the
+/// The forward pass of docs/model.md (DualChunk.build, or DecoderOnly when the configuration says so) in float64 with plain loops and the mask evaluated literally: the
 /// reference the engine is checked against on random models of any shape. Test code only.
 /// </summary>
 internal static class ReferenceModel
@@ -21,10 +21,13 @@ internal static class ReferenceModel
         double scale = 1.0 / Math.Sqrt(d);
         for (int l = 1; l <= cfg.NumLayers; l++)
         {
-            var hn = Norm(x, h, W(CheckpointNames.Block(l, BlockTensor.AttnNormGamma)), W(CheckpointNames.Block(l, BlockTensor.AttnNormBeta)));
+            bool decoder = cfg.Architecture == ModelArchitecture.DecoderOnly;
+            string N(BlockTensor dc, DecoderBlockTensor dec) => decoder ? CheckpointNames.DecoderBlock(l, dec) : CheckpointNames.Block(l, dc);
+            var hn = decoder ? RmsNorm(x, h, W(N(BlockTensor.AttnNormGamma, DecoderBlockTensor.AttnNormGamma)))
+                : Norm(x, h, W(CheckpointNames.Block(l, BlockTensor.AttnNormGamma)), W(CheckpointNames.Block(l, BlockTensor.AttnNormBeta)));
             var qkv = new double[batch * n * 3 * h];
-            Dense(hn, batch * n, h, W(CheckpointNames.Block(l, BlockTensor.QkvKernel)), W(CheckpointNames.Block(l, BlockTensor.QkvBias)), 3 * h, qkv);
-            var gate = W(CheckpointNames.Block(l, BlockTensor.Gate));
+            Dense(hn, batch * n, h, W(N(BlockTensor.QkvKernel, DecoderBlockTensor.QkvKernel)), W(N(BlockTensor.QkvBias, DecoderBlockTensor.QkvBias)), 3 * h, qkv);
+            var gate = W(N(BlockTensor.Gate, DecoderBlockTensor.Gate));
             var comb = new double[batch * n * h];
             for (int b = 0; b < batch; b++)
             {
@@ -56,15 +59,26 @@ internal static class ReferenceModel
                 }
             }
             var o = new double[batch * n * h];
-            Dense(comb, batch * n, h, W(CheckpointNames.Block(l, BlockTensor.OutKernel)), W(CheckpointNames.Block(l, BlockTensor.OutBias)), h, o);
+            Dense(comb, batch * n, h, W(N(BlockTensor.OutKernel, DecoderBlockTensor.OutKernel)), W(N(BlockTensor.OutBias, DecoderBlockTensor.OutBias)), h, o);
             for (int i = 0; i < x.Length; i++) x[i] += o[i];
-            var h2 = Norm(x, h, W(CheckpointNames.Block(l, BlockTensor.FfnNormGamma)), W(CheckpointNames.Block(l, BlockTensor.FfnNormBeta)));
+            var h2 = decoder ? RmsNorm(x, h, W(N(BlockTensor.FfnNormGamma, DecoderBlockTensor.FfnNormGamma)))
+                : Norm(x, h, W(CheckpointNames.Block(l, BlockTensor.FfnNormGamma)), W(CheckpointNames.Block(l, BlockTensor.FfnNormBeta)));
             int f = cfg.FfnSize;
             var u = new double[batch * n * f];
-            Dense(h2, batch * n, h, W(CheckpointNames.Block(l, BlockTensor.UpKernel)), W(CheckpointNames.Block(l, BlockTensor.UpBias)), f, u);
-            for (int i = 0; i < u.Length; i++) u[i] = Gelu.ScalarReference(u[i]);
+            Dense(h2, batch * n, h, W(N(BlockTensor.UpKernel, DecoderBlockTensor.UpKernel)), W(N(BlockTensor.UpBias, DecoderBlockTensor.UpBias)), f, u);
+            if (decoder)
+            {
+                // SwiGLU: silu(h·Wg + bg) ⊙ (h·Wu + bu)
+                var g = new double[batch * n * f];
+                Dense(h2, batch * n, h, W(CheckpointNames.DecoderBlock(l, DecoderBlockTensor.GateKernel)), W(CheckpointNames.DecoderBlock(l, DecoderBlockTensor.GateBias)), f, g);
+                for (int i = 0; i < u.Length; i++) u[i] *= g[i] / (1.0 + Math.Exp(-g[i]));
+            }
+            else
+            {
+                for (int i = 0; i < u.Length; i++) u[i] = Gelu.ScalarReference(u[i]);
+            }
             var dn = new double[batch * n * h];
-            Dense(u, batch * n, f, W(CheckpointNames.Block(l, BlockTensor.DownKernel)), W(CheckpointNames.Block(l, BlockTensor.DownBias)), h, dn);
+            Dense(u, batch * n, f, W(N(BlockTensor.DownKernel, DecoderBlockTensor.DownKernel)), W(N(BlockTensor.DownBias, DecoderBlockTensor.DownBias)), h, dn);
             for (int i = 0; i < x.Length; i++) x[i] += dn[i];
         }
         var y = Norm(x, h, W(CheckpointNames.FinalGamma), W(CheckpointNames.FinalBeta));
@@ -107,6 +121,19 @@ internal static class ReferenceModel
             v /= h;
             double inv = v >= 1e-5 ? 1 / Math.Sqrt(v + 1e-5) : 1 / Math.Sqrt(1e-5);
             for (int j = 0; j < h; j++) y[r * h + j] = gamma[j] * inv * (x[r * h + j] - mean) + beta[j];
+        }
+        return y;
+    }
+
+    private static double[] RmsNorm(double[] x, int h, double[] gamma)
+    {
+        var y = new double[x.Length];
+        for (int r = 0; r < x.Length / h; r++)
+        {
+            double ss = 0;
+            for (int j = 0; j < h; j++) ss += x[r * h + j] * x[r * h + j];
+            double inv = 1 / Math.Sqrt(ss / h + 1e-6);
+            for (int j = 0; j < h; j++) y[r * h + j] = x[r * h + j] * inv * gamma[j];
         }
         return y;
     }

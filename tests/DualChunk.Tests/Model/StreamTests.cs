@@ -261,7 +261,7 @@ public sealed class StreamTests
             Assert.That(() => target.Restore(good.AsSpan(0, cut)), Throws.InstanceOf<StreamSnapshotException>(), $"truncated to {cut}");
         Refused([.. good, 0], "trailing byte", "trailing");
         Refused(Patched(good, 0, 0x58), "magic", "magic");
-        Refused(Patched(good, 8, 2), "version", "version 2");
+        Refused(Patched(good, 8, 3), "version", "version 3");
         Refused(Patched(good, 16, 99), "H", "hidden_size H = 99");
         Refused(Patched(good, 44, 3), "batch", "batch 3");
         Refused(Patched(good, 48, 0x7f), "huge length", "chunks"); // claims ~2^31 chunks: refused before allocating

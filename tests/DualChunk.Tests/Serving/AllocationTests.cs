@@ -13,9 +13,12 @@ public sealed class AllocationTests
     {
         foreach (int threads in new[] { 1, 2, 3 })
             foreach (var mode in Modes)
-                yield return new TestCaseData(threads, mode, true).SetName($"ZeroAllocationsPerCall_Threads{threads}_{mode}");
+                yield return new TestCaseData(threads, mode, true, ModelArchitecture.DualChunk).SetName($"ZeroAllocationsPerCall_Threads{threads}_{mode}");
         foreach (var mode in Modes)
-            yield return new TestCaseData(2, mode, false).SetName($"ZeroAllocationsPerCall_Threads2_NoSpinning_{mode}");
+            yield return new TestCaseData(2, mode, false, ModelArchitecture.DualChunk).SetName($"ZeroAllocationsPerCall_Threads2_NoSpinning_{mode}");
+        foreach (int threads in new[] { 1, 2 })
+            foreach (var mode in Modes)
+                yield return new TestCaseData(threads, mode, true, ModelArchitecture.DecoderOnly).SetName($"ZeroAllocationsPerCall_DecoderOnly_Threads{threads}_{mode}");
     }
 
     /// <summary>
@@ -25,9 +28,9 @@ public sealed class AllocationTests
     /// threads allocate while the test runs, even with one thread. The CLI bench, alone in its process, reports it: 0.)
     /// </summary>
     [TestCaseSource(nameof(Cases))]
-    public void ZeroAllocationsPerCall(int threads, OutputMode mode, bool allowSpinning)
+    public void ZeroAllocationsPerCall(int threads, OutputMode mode, bool allowSpinning, ModelArchitecture architecture)
     {
-        var config = Small;
+        var config = Small with { Architecture = architecture };
         using var model = Create(config, threads, allowSpinning: allowSpinning);
         using var splits = threads > 1 ? ForceSplits() : null; // every phase goes through the worker threads
         var measurements = new StrongBox<long>();
