@@ -16,8 +16,6 @@ internal sealed class UsageException(string message) : Exception(message);
 /// </summary>
 internal static class CommandLine
 {
-    public const int DefaultChunkSize = 64;
-
     private static readonly string[] CommandNames = ["run", "convert", "inspect", "bench", "stream"];
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -59,14 +57,14 @@ internal static class CommandLine
         static Option<string> Value(string name, string helpName, string description, bool required = false, params string[] aliases)
             => new(name, aliases) { HelpName = helpName, Description = description, Required = required };
         static Option<bool> Flag(string name, string description) => new(name) { Description = description, Arity = ArgumentArity.Zero };
-        var chunkSize = () => Value("--chunk-size", "C", "chunk size the model was built with (safetensors only; a .dcw stores it). Default: Edifice's 64");
+        var chunkSize = () => Value("--chunk-size", "C", "chunk size the model was built with, for a file that does not store it (safetensors, .nx without a spec). Default: Edifice's 64");
         var outputMode = () => Value("--output-mode", "last|all|mean", "last timestep [B, H] (default), every position [B, N, H], or the mean over positions [B, H]");
         var threads = () => Value("--threads", "T", "threads per call (default 1); results are bitwise identical for any T");
         var noSpinning = () => Flag("--no-spinning", "with T > 1, a call's threads block at every hand-off instead of spinning up to ~50 µs first (less CPU on shared cores, slower calls)");
 
         var run = new Command("run", "Runs the model on a .npy input and writes a float32 .npy output.")
         {
-            Value("--model", "file", "weights: Edifice .safetensors or .dcw", required: true),
+            Value("--model", "file", "weights: Edifice .nx, Nx.serialize, .safetensors, or .dcw", required: true),
             chunkSize(),
             Value("--input", "x.npy", "float32 or float64 .npy of shape [B, N, E], or [N, E] meaning B = 1", required: true),
             Value("--output", "y.npy", "where to write the float32 output", required: true),
@@ -76,7 +74,7 @@ internal static class CommandLine
         };
         var stream = new Command("stream", "Feeds a .npy input through a stream one chunk at a time (each chunk costs one chunk, whatever the length) and writes every chunk's output.")
         {
-            Value("--model", "file", "weights: Edifice .safetensors or .dcw", required: true),
+            Value("--model", "file", "weights: Edifice .nx, Nx.serialize, .safetensors, or .dcw", required: true),
             chunkSize(),
             Value("--input", "x.npy", "float32 or float64 .npy of shape [B, N, E], or [N, E] meaning B = 1; N a multiple of C", required: true),
             Value("--output", "y.npy", "where to write the float32 output: [B, N, H] for all, else [B, N / C, H] (one row per chunk)", required: true),
@@ -84,15 +82,15 @@ internal static class CommandLine
             threads(),
             noSpinning(),
         };
-        var convert = new Command("convert", "Converts an Edifice safetensors checkpoint to .dcw, which stores the chunk size.")
+        var convert = new Command("convert", "Converts an Edifice checkpoint (.nx, Nx.serialize, safetensors) to .dcw, which stores the architecture and chunk size.")
         {
-            new Argument<string>("in.safetensors") { Description = "the checkpoint to convert" },
+            new Argument<string>("checkpoint") { Description = "the checkpoint to convert" },
             chunkSize(),
             Value("--output", "out.dcw", "the .dcw file to write", required: true, "-o"),
         };
-        var inspect = new Command("inspect", "Shows the config, tensors, sizes, checksum and the kernel path chosen on this machine.")
+        var inspect = new Command("inspect", "Shows the format, the Edifice spec, the config, tensors, sizes, checksum and the kernel path chosen on this machine.")
         {
-            new Argument<string>("file") { Description = "a .safetensors or .dcw file" },
+            new Argument<string>("file") { Description = "a .nx, Nx.serialize, .safetensors or .dcw file" },
             chunkSize(),
         };
         var bench = new Command("bench", "Times the forward pass on random input and prints one JSON line.")
@@ -234,17 +232,14 @@ internal static class CommandLine
 
     private static void ConvertCommand(Options o, TextWriter stdout, List<string> notices)
     {
-        string input = o.Positional(0, "the safetensors file to convert");
+        string input = o.Positional(0, "the checkpoint to convert");
         string output = o.Get("-o") ?? o.Get("--output") ?? throw new UsageException("convert needs -o <out.dcw>.");
         o.RejectUnknown();
-        // A .dcw input carries its chunk size: only a safetensors input falls back to Edifice's default.
-        bool dcwInput = WeightsFiles.IsDcw(input);
-        int? chunkSize = o.ChunkSize ?? (dcwInput ? null : DefaultChunkSize);
-        if (o.ChunkSize is null && !dcwInput)
-            notices.Add($"--chunk-size not given: using Edifice's default {DefaultChunkSize}, stored in {output}");
-        var (config, tensors, format) = WeightsLoader.Load(input, chunkSize);
-        DcwFile.Write(output, config, tensors);
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"converted {input} ({format}) -> {output}: {config}"));
+        var loaded = WeightsLoader.Load(input, o.ChunkSize, memoryMap: false).Weights;
+        if (loaded.ChunkSize == ChunkSizeSource.EdificeDefault)
+            notices.Add($"--chunk-size not given and {input} does not store one: using Edifice's default {WeightsLoader.DefaultChunkSize}, stored in {output}");
+        DcwFile.Write(output, loaded.Config, loaded.Tensors);
+        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"converted {input} ({loaded.Format}) -> {output}: {loaded.Config.Architecture}, {loaded.Config}"));
     }
 
     private static void InspectCommand(Options o, TextWriter stdout)
@@ -306,7 +301,7 @@ internal static class CommandLine
             long ffn = 4L * v[1]; // Edifice's FFN width
             if (ffn > int.MaxValue)
                 throw new ArgumentException($"--random-model '{random}': hidden size {v[1]} gives an FFN width 4·H = {ffn}, above {int.MaxValue}; use a smaller hidden size.");
-            var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? DefaultChunkSize, (int)ffn);
+            var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? WeightsLoader.DefaultChunkSize, (int)ffn);
             model = DualChunkModel.FromTensors(RandomWeights.Create(config, seed: 1), config, options);
         }
         else
@@ -329,18 +324,18 @@ internal static class CommandLine
 
     private static DualChunkModel LoadModel(string path, int? chunkSize, int threads, bool allowSpinning, List<string> notices)
     {
-        bool dcw = WeightsFiles.IsDcw(path);
-        if (!dcw && chunkSize is null && !notices.Contains(ChunkNotice))
-            notices.Add(ChunkNotice);
-        return DualChunkModel.Load(path, new DualChunkModelOptions
+        var model = DualChunkModel.Load(path, new DualChunkModelOptions
         {
-            ChunkSize = dcw ? chunkSize : chunkSize ?? DefaultChunkSize,
+            ChunkSize = chunkSize,
             MaxDegreeOfParallelism = threads,
             AllowSpinning = allowSpinning,
         });
+        if (chunkSize is null && !notices.Contains(ChunkNotice) && !WeightsLoader.StoresChunkSize(path))
+            notices.Add(ChunkNotice);
+        return model;
     }
 
-    private static readonly string ChunkNotice = $"--chunk-size not given: using Edifice's default {DefaultChunkSize}";
+    private static readonly string ChunkNotice = $"--chunk-size not given and the file does not store one: using Edifice's default {WeightsLoader.DefaultChunkSize}";
 
     private static OutputMode ParseMode(string text) => text switch
     {

@@ -10,48 +10,40 @@ internal static class Inspector
     public static void Write(string path, int? chunkSize, TextWriter o)
     {
         o.WriteLine($"file:     {path}");
-        if (WeightsFiles.IsDcw(path))
+        using var fs = RegularFile.OpenRead(path); // refuses a FIFO or device instead of blocking on it
+        var reader = CheckpointReader.Open(fs, path);
+        try
         {
-            var info = DcwFile.Inspect(path);
-            o.WriteLine(Invariant($"format:   dcw version {info.Version} ({info.FileLength:N0} bytes, table {info.TableByteLength:N0} bytes, data at {info.DataOffset})"));
-            o.WriteLine($"config:   {info.Config}");
+            o.WriteLine($"format:   {reader.Description}");
+            foreach (var line in reader.Header) o.WriteLine(line);
             WriteKernels(o);
-            WriteTensors(o, info.Tensors.Select(t => (t.Name, t.Dtype, t.ShapeText, t.ByteLength, Invariant($"  @ {t.Offset}"))).ToList());
-            if (info.ChecksumValid)
+            WriteTensors(o, reader.Entries);
+            o.WriteLine(reader.Integrity);
+            foreach (var problem in reader.Problems) o.WriteLine(problem);
+            // Everything run checks (checksum, padding, tensor set, finite values, spec, chunk size), so inspect never
+            // passes a file run rejects, and fails with run's message.
+            var loaded = reader.Load(chunkSize);
+            string from = loaded.ChunkSize switch
             {
-                o.WriteLine(Invariant($"checksum: ok (XxHash3 {info.StoredChecksum:x16})"));
-            }
-            else
-            {
-                o.WriteLine(Invariant($"checksum: MISMATCH (stored {info.StoredChecksum:x16}, computed {info.ComputedChecksum:x16})"));
-                throw new ModelFormatException(Invariant($"{path}: checksum MISMATCH (stored {info.StoredChecksum:x16}, computed {info.ComputedChecksum:x16}): the file is corrupted; convert it again from the checkpoint."));
-            }
-            if (info.PaddingProblem is not null)
-                o.WriteLine($"padding:  NOT ZERO ({info.PaddingProblem})");
-            // Everything run checks (padding, tensor set, finite values, chunk size), so inspect never passes a file run rejects.
-            _ = WeightsLoader.Load(path, chunkSize);
+                ChunkSizeSource.File => " (chunk size stored in the file)",
+                ChunkSizeSource.EdificeDefault => $" (chunk size not stored in the file: Edifice's default {WeightsLoader.DefaultChunkSize} assumed; pass --chunk-size)",
+                _ => "",
+            };
+            o.WriteLine($"config:   {loaded.Config.Architecture}, {loaded.Config}{from}");
         }
-        else
+        finally
         {
-            var info = SafetensorsReader.Inspect(path);
-            o.WriteLine(Invariant($"format:   safetensors ({info.FileLength:N0} bytes, header {info.HeaderLength:N0} bytes)"));
-            foreach (var (k, v) in info.Metadata)
-                o.WriteLine($"metadata: {k} = {v}");
-            var (config, _, _) = WeightsLoader.Load(path, chunkSize ?? WeightsLoader.DefaultChunkSize);
-            o.WriteLine($"config:   {config}{(chunkSize is null ? " (chunk size not stored in safetensors: Edifice's default 64 assumed; pass --chunk-size)" : "")}");
-            WriteKernels(o);
-            WriteTensors(o, info.Entries.Select(t => (t.Name, t.Dtype, t.ShapeText, t.ByteLength, "")).ToList());
-            o.WriteLine("checksum: none (safetensors has no checksum)");
+            (reader as NxCheckpointReader)?.Close();
         }
     }
 
     /// <summary>The tensor table of either format: one line per tensor, then the total.</summary>
-    private static void WriteTensors(TextWriter o, List<(string Name, string Dtype, string Shape, long Bytes, string Where)> tensors)
+    private static void WriteTensors(TextWriter o, IReadOnlyList<CheckpointEntry> tensors)
     {
         o.WriteLine($"tensors:  {tensors.Count}");
         foreach (var t in tensors)
-            o.WriteLine(Invariant($"  {t.Name,-64} {t.Dtype,-4} {t.Shape,-12} {t.Bytes,12:N0} B{t.Where}"));
-        o.WriteLine(Invariant($"total:    {tensors.Sum(t => t.Bytes):N0} bytes of tensor data"));
+            o.WriteLine(Invariant($"  {t.Name,-64} {t.Dtype,-4} {t.ShapeText,-12} {t.ByteLength,12:N0} B{t.Where}"));
+        o.WriteLine(Invariant($"total:    {tensors.Sum(t => t.ByteLength):N0} bytes of tensor data"));
     }
 
     private static void WriteKernels(TextWriter o)
@@ -62,18 +54,4 @@ internal static class Inspector
     }
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-}
-
-/// <summary>Telling weights formats apart by content.</summary>
-internal static class WeightsFiles
-{
-    /// <summary>True when the file starts with the .dcw magic (missing or short files are not .dcw).</summary>
-    public static bool IsDcw(string path)
-    {
-        if (!File.Exists(path)) return false;
-        Span<byte> prefix = stackalloc byte[8];
-        using var s = RegularFile.OpenRead(path); // refuses a FIFO or device instead of blocking on it
-        int n = s.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false);
-        return DcwFile.HasMagic(prefix[..n]);
-    }
 }

@@ -22,10 +22,10 @@ public sealed partial class DualChunkModel
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var (config, tensors, _, mapping) = WeightsLoader.Load(path, options.ChunkSize, options.MemoryMap);
+        var (weights, mapping) = WeightsLoader.Load(path, options.ChunkSize, options.MemoryMap);
         try
         {
-            return new DualChunkModel(config, tensors, copy: false, options, mapping);
+            return new DualChunkModel(weights.Config, weights.Tensors, copy: false, options, mapping);
         }
         catch
         {

@@ -162,7 +162,7 @@ public static class SafetensorsReader
 
     internal static FileStream OpenFile(string path) => RegularFile.OpenRead(path);
 
-    private static (SafetensorsInfo Info, long DataStart) ReadStructure(Stream stream, string source)
+    internal static (SafetensorsInfo Info, long DataStart) ReadStructure(Stream stream, string source)
     {
         long fileLength = stream.Length;
         if (fileLength < 8)
@@ -199,8 +199,6 @@ public static class SafetensorsReader
     private static long CheckHeaderLength(ReadOnlySpan<byte> prefix, long fileLength, string source)
     {
         ulong raw = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
-        if (raw > MaxHeaderLength && LooksLikeDamagedDcw(prefix))
-            throw new ModelFormatException(Inv($"{source}: the file starts like a .dcw file whose magic is damaged ({System.Convert.ToHexString(prefix[..8])}, expected \"DCWEIGHT\"), and is neither a valid .dcw nor a safetensors file. Re-convert it from the checkpoint or re-download it."));
         if (raw < 2)
             throw new ModelFormatException(Inv($"{source}: header length is {raw}; a safetensors header is a JSON object of at least 2 bytes. The file is not a safetensors file or is corrupted."));
         if (raw > MaxHeaderLength)
@@ -208,18 +206,6 @@ public static class SafetensorsReader
         if (raw > (ulong)(fileLength - 8))
             throw new ModelFormatException(Inv($"{source}: header length {raw} exceeds the {fileLength - 8} bytes after the length field. The file is truncated or not a safetensors file."));
         return (long)raw;
-    }
-
-    /// <summary>
-    /// True when the first 8 bytes differ from <c>DCWEIGHT</c> in at most 2 places, or the bytes after them are a .dcw's
-    /// version 1 and flags 0 — a .dcw with a damaged magic rather than a safetensors file.
-    /// </summary>
-    private static bool LooksLikeDamagedDcw(ReadOnlySpan<byte> prefix)
-    {
-        int same = 0;
-        for (int i = 0; i < 8; i++)
-            if (prefix[i] == DcwFile.Magic[i]) same++;
-        return same >= 6 || (prefix.Length >= 16 && BinaryPrimitives.ReadUInt64LittleEndian(prefix[8..]) == DcwFile.CurrentVersion);
     }
 
     private static SafetensorsInfo ParseHeader(byte[] header, long fileLength, long headerLength, string source)

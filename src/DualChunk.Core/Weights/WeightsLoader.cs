@@ -3,7 +3,10 @@ using System.Runtime.InteropServices;
 
 namespace DualChunk.Core;
 
-/// <summary>Loads model weights from either an Edifice safetensors checkpoint or a .dcw file, detected by content.</summary>
+/// <summary>
+/// Loads model weights from an Edifice checkpoint (<c>.nx</c> from <c>Edifice.Checkpoint.save</c>, a bare
+/// <c>Nx.serialize</c> payload, or safetensors) or a .dcw file, the format detected by content.
+/// </summary>
 public static class WeightsLoader
 {
     /// <summary>The <c>Format</c> reported for .dcw files.</summary>
@@ -12,26 +15,30 @@ public static class WeightsLoader
     /// <summary>The <c>Format</c> reported for safetensors files.</summary>
     public const string SafetensorsFormat = "safetensors";
 
-    /// <summary>Edifice's default chunk size, used for safetensors when none is given.</summary>
+    /// <summary>The <c>Format</c> reported for Edifice .nx checkpoints and bare Nx.serialize payloads.</summary>
+    public const string NxFormat = "nx";
+
+    /// <summary>Edifice's default chunk size, used for a file that does not store one (safetensors, .nx without a spec) when none is given.</summary>
     public const int DefaultChunkSize = 64;
 
     /// <summary>
-    /// Loads the weights at <paramref name="path"/>. A file starting with the .dcw magic is read as .dcw and its
-    /// stored chunk size is used; anything else is read as safetensors and the configuration is inferred from the
-    /// tensors with <paramref name="chunkSize"/> (default <see cref="DefaultChunkSize"/>).
+    /// Loads the weights at <paramref name="path"/>. A file that stores its chunk size (.dcw, or a .nx checkpoint with
+    /// Edifice's spec, which also gives the architecture and dimensions) uses it; for any other (safetensors, .nx
+    /// without a spec, a bare Nx.serialize payload) the configuration is inferred from the tensors with
+    /// <paramref name="chunkSize"/> (default <see cref="DefaultChunkSize"/>).
     /// </summary>
     /// <param name="path">The weights file.</param>
-    /// <param name="chunkSize">The chunk size the model was built with; for .dcw files it must match the stored one if given.</param>
-    /// <returns>The configuration, the tensors by name, and the detected format (<see cref="DcwFormat"/> or <see cref="SafetensorsFormat"/>).</returns>
+    /// <param name="chunkSize">The chunk size the model was built with; for a file that stores one it must match if given.</param>
+    /// <returns>The configuration, the tensors by name, and the detected format (<see cref="DcwFormat"/>, <see cref="NxFormat"/> or <see cref="SafetensorsFormat"/>).</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is not positive.</exception>
-    /// <exception cref="ArgumentException"><paramref name="chunkSize"/> disagrees with a .dcw file's chunk size.</exception>
+    /// <exception cref="ArgumentException"><paramref name="chunkSize"/> disagrees with the chunk size the file stores.</exception>
     /// <exception cref="ArgumentException">The path is empty or names a directory, a FIFO, a device or a socket.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ModelFormatException">The file is damaged or not a DualChunk model.</exception>
     public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) Load(string path, int? chunkSize)
     {
-        var (config, tensors, format, _) = Load(path, chunkSize, memoryMap: false);
-        return (config, tensors, format);
+        var (loaded, _) = Load(path, chunkSize, memoryMap: false);
+        return (loaded.Config, loaded.Tensors, loaded.Format);
     }
 
     /// <summary>The default bound on the bytes <see cref="Load(Stream, int?, string, long)"/> reads (2 GB, just under the largest array).</summary>
@@ -43,11 +50,11 @@ public static class WeightsLoader
     /// never more than <paramref name="maxLength"/> bytes: a longer stream is an error, whatever its
     /// <see cref="Stream.Length"/> claims. Memory is allocated as bytes arrive, not from that claim.
     /// </summary>
-    /// <param name="stream">A readable stream holding one safetensors or .dcw file. Not disposed.</param>
+    /// <param name="stream">A readable stream holding one weights file (.nx, Nx.serialize, safetensors or .dcw). Not disposed.</param>
     /// <param name="chunkSize">As for <see cref="Load(string, int?)"/>.</param>
     /// <param name="sourceName">Names the stream in error messages, e.g. its origin.</param>
     /// <param name="maxLength">The most bytes to read, at most <see cref="DefaultMaxStreamLength"/>.</param>
-    /// <exception cref="ArgumentException">The stream is not readable, or <paramref name="chunkSize"/> disagrees with a .dcw file's.</exception>
+    /// <exception cref="ArgumentException">The stream is not readable, or <paramref name="chunkSize"/> disagrees with the chunk size the file stores.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> or <paramref name="maxLength"/> is out of range.</exception>
     /// <exception cref="ModelFormatException">The stream is longer than <paramref name="maxLength"/>, damaged, or not a DualChunk model.</exception>
     public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) Load(Stream stream, int? chunkSize,
@@ -62,14 +69,15 @@ public static class WeightsLoader
             throw new ArgumentException("The stream must be readable.", nameof(stream));
         var bytes = ReadBounded(stream, maxLength, sourceName);
         using var memory = new MemoryStream(bytes.Buffer, 0, bytes.Length, writable: false);
-        return LoadSeekable(memory, sourceName, chunkSize);
+        var loaded = CheckpointReader.Open(memory, sourceName).Load(chunkSize);
+        return (loaded.Config, loaded.Tensors, loaded.Format);
     }
 
-    /// <summary>Loads weights held in memory (a whole safetensors or .dcw file), as <see cref="Load(string, int?)"/> does from a file.</summary>
+    /// <summary>Loads weights held in memory (a whole weights file of any format <see cref="Load(string, int?)"/> reads), as <see cref="Load(string, int?)"/> does from a file.</summary>
     /// <param name="file">The file's bytes. Only read during the call; the result does not refer to them.</param>
     /// <param name="chunkSize">As for <see cref="Load(string, int?)"/>.</param>
     /// <param name="sourceName">Names the bytes in error messages.</param>
-    /// <exception cref="ArgumentException"><paramref name="chunkSize"/> disagrees with a .dcw file's.</exception>
+    /// <exception cref="ArgumentException"><paramref name="chunkSize"/> disagrees with the chunk size the file stores.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is not positive.</exception>
     /// <exception cref="ModelFormatException">The bytes are damaged or not a DualChunk model.</exception>
     public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) Load(ReadOnlyMemory<byte> file, int? chunkSize,
@@ -79,77 +87,51 @@ public static class WeightsLoader
         CheckChunkSize(chunkSize);
         var array = MemoryMarshal.TryGetArray(file, out var segment) ? segment : new ArraySegment<byte>(file.ToArray());
         using var memory = new MemoryStream(array.Array!, array.Offset, array.Count, writable: false);
-        return LoadSeekable(memory, sourceName, chunkSize);
+        var loaded = CheckpointReader.Open(memory, sourceName).Load(chunkSize);
+        return (loaded.Config, loaded.Tensors, loaded.Format);
     }
 
     /// <summary>
     /// As <see cref="Load(string, int?)"/>; with <paramref name="memoryMap"/> a .dcw file is mapped and its tensors lie in
     /// the returned mapping (owned by the caller), otherwise <c>Mapping</c> is null and nothing refers to the file.
     /// </summary>
-    internal static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format, MappedFile? Mapping) Load(string path, int? chunkSize, bool memoryMap)
+    internal static (LoadedWeights Weights, MappedFile? Mapping) Load(string path, int? chunkSize, bool memoryMap)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         CheckChunkSize(chunkSize);
         using (var fs = RegularFile.OpenRead(path))
         {
-            if (!(memoryMap && BitConverter.IsLittleEndian && IsDcw(fs)))
-            {
-                var (config, tensors, format) = LoadSeekable(fs, path, chunkSize);
-                return (config, tensors, format, null);
-            }
+            var reader = CheckpointReader.Open(fs, path);
+            if (!(memoryMap && BitConverter.IsLittleEndian && reader is DcwCheckpointReader))
+                return (reader.Load(chunkSize), null);
         }
-        var (mappedConfig, mappedTensors, mapping) = DcwFile.Map(path);
+        var (config, tensors, mapping) = DcwFile.Map(path);
         try
         {
-            CheckDcwChunkSize(mappedConfig, chunkSize, path);
+            DcwCheckpointReader.CheckChunkSize(config, chunkSize, path);
         }
         catch
         {
             mapping.Dispose();
             throw;
         }
-        return (mappedConfig, mappedTensors, DcwFormat, mapping);
+        return (new LoadedWeights(config, tensors, DcwFormat, ChunkSizeSource.File), mapping);
     }
 
-    /// <summary>The shared path: a seekable stream over a whole file, the format detected by its first 8 bytes.</summary>
-    private static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) LoadSeekable(Stream s, string source, int? chunkSize)
+    /// <summary>True when the file at <paramref name="path"/> stores its chunk size (.dcw, or .nx with an Edifice spec).</summary>
+    /// <exception cref="ModelFormatException">The file's header is damaged.</exception>
+    internal static bool StoresChunkSize(string path)
     {
-        if (IsDcw(s))
-        {
-            var (config, tensors) = DcwFile.Read(s, source);
-            CheckDcwChunkSize(config, chunkSize, source);
-            return (config, tensors, DcwFormat);
-        }
-        int chunk = chunkSize ?? DefaultChunkSize;
-        ModelConfig? inferred = null;
+        using var fs = RegularFile.OpenRead(path);
+        var reader = CheckpointReader.Open(fs, path);
         try
         {
-            // Names, shapes and the configuration are checked from the header, before any data is read or converted.
-            var st = SafetensorsReader.Read(s, source, info => inferred = TensorSetValidator.InferFromShapes(ShapesOf(info), chunk));
-            TensorSetValidator.Validate(st, inferred!);
-            return (inferred!, st, SafetensorsFormat);
+            return reader.StoresChunkSize;
         }
-        catch (ModelFormatException ex) when (!ex.Message.StartsWith(source + ": ", StringComparison.Ordinal))
+        finally
         {
-            throw new ModelFormatException($"{source}: {ex.Message}", ex);
+            (reader as NxCheckpointReader)?.Close();
         }
-    }
-
-    private static Dictionary<string, int[]> ShapesOf(SafetensorsInfo info)
-    {
-        var shapes = new Dictionary<string, int[]>(info.Entries.Count, StringComparer.Ordinal);
-        foreach (var e in info.Entries)
-            shapes[e.Name] = [.. e.Shape.Select(d => (int)d)]; // each dimension was checked to be ≤ int.MaxValue
-        return shapes;
-    }
-
-    private static bool IsDcw(Stream s)
-    {
-        Span<byte> prefix = stackalloc byte[8];
-        s.Position = 0;
-        int n = s.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false);
-        s.Position = 0;
-        return DcwFile.HasMagic(prefix[..n]);
     }
 
     private static void CheckChunkSize(int? chunkSize)
@@ -157,14 +139,6 @@ public static class WeightsLoader
         if (chunkSize is <= 0)
             throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
                 "Chunk size must be positive; pass the chunk size the model was built with (Edifice's default is 64).");
-    }
-
-    private static void CheckDcwChunkSize(ModelConfig config, int? chunkSize, string source)
-    {
-        if (chunkSize is int c && c != config.ChunkSize)
-            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"The .dcw file '{source}' was converted with chunk size {config.ChunkSize}; the requested chunk size {c} disagrees. Omit the chunk size (--chunk-size), or re-convert the safetensors checkpoint with chunk size {c}."),
-                nameof(chunkSize));
     }
 
     /// <summary>Reads at most <paramref name="maxLength"/> bytes, growing the buffer with what arrives.</summary>

@@ -81,6 +81,13 @@ internal sealed class GoldenCase
         }
     }
 
+    public static OutputMode ModeFromKey(string key) => key switch
+    {
+        "all" => OutputMode.All,
+        "mean" => OutputMode.MeanPool,
+        _ => OutputMode.LastTimestep,
+    };
+
     public static string ModeKey(OutputMode mode) => mode switch
     {
         OutputMode.All => "all",
@@ -92,7 +99,7 @@ internal sealed class GoldenCase
     /// Reads an F64 tensor at full precision. The engine's reader converts to float32 at load,
     /// which would round the reference; this small reader keeps the doubles.
     /// </summary>
-    private static double[] ReadF64(string path, string key)
+    internal static double[] ReadF64(string path, string key)
     {
         var bytes = File.ReadAllBytes(path);
         long headerLength = BitConverter.ToInt64(bytes, 0);
