@@ -239,7 +239,7 @@ internal static class CommandLine
         if (loaded.ChunkSize == ChunkSizeSource.EdificeDefault)
             notices.Add($"--chunk-size not given and {input} does not store one: using Edifice's default {WeightsLoader.DefaultChunkSize}, stored in {output}");
         DcwFile.Write(output, loaded.Config, loaded.Tensors);
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"converted {input} ({loaded.Format}) -> {output}: {loaded.Config.Architecture}, {loaded.Config}"));
+        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"converted {input} ({loaded.Format}) -> {output}: {loaded.Config}"));
     }
 
     private static void InspectCommand(Options o, TextWriter stdout)

@@ -29,7 +29,7 @@ internal static class Inspector
                 ChunkSizeSource.EdificeDefault => $" (chunk size not stored in the file: Edifice's default {WeightsLoader.DefaultChunkSize} assumed; pass --chunk-size)",
                 _ => "",
             };
-            o.WriteLine($"config:   {loaded.Config.Architecture}, {loaded.Config}{from}");
+            o.WriteLine($"config:   {loaded.Config}{from}");
         }
         finally
         {

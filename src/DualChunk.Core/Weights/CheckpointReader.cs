@@ -142,7 +142,7 @@ internal sealed class DcwCheckpointReader(Stream stream, string source) : Checkp
 
     public override string Description => Inv($"dcw version {Info.Version} ({Info.FileLength:N0} bytes, table {Info.TableByteLength:N0} bytes, data at {Info.DataOffset})");
 
-    public override IEnumerable<string> Header => [$"stored:   {Info.Config.Architecture}, {Info.Config}"];
+    public override IEnumerable<string> Header => [$"stored:   {Info.Config}"];
 
     public override IReadOnlyList<CheckpointEntry> Entries
         => [.. Info.Tensors.Select(t => new CheckpointEntry(t.Name, t.Dtype, t.ShapeText, t.ByteLength, Inv($"  @ {t.Offset}")))];

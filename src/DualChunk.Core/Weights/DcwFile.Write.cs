@@ -54,7 +54,7 @@ public static partial class DcwFile
         Magic.CopyTo(preamble);
         var p = preamble.AsSpan();
         BinaryPrimitives.WriteUInt32LittleEndian(p[8..], CurrentVersion);
-        BinaryPrimitives.WriteUInt32LittleEndian(p[12..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[12..], (uint)config.Architecture);
         BinaryPrimitives.WriteUInt32LittleEndian(p[16..], (uint)config.EmbedDim);
         BinaryPrimitives.WriteUInt32LittleEndian(p[20..], (uint)config.HiddenSize);
         BinaryPrimitives.WriteUInt32LittleEndian(p[24..], (uint)config.NumHeads);

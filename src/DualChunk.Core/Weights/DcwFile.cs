@@ -20,8 +20,8 @@ public static partial class DcwFile
     /// <summary>The 8 magic bytes at offset 0: ASCII <c>DCWEIGHT</c>.</summary>
     public static ReadOnlySpan<byte> Magic => "DCWEIGHT"u8;
 
-    /// <summary>The format version this build writes and reads.</summary>
-    public const int CurrentVersion = 1;
+    /// <summary>The format version this build writes; it reads this one and version 1 (which has no architecture field: DualChunk).</summary>
+    public const int CurrentVersion = 2;
 
     /// <summary>Size of the fixed preamble.</summary>
     public const int PreambleSize = 64;
@@ -92,7 +92,7 @@ public static partial class DcwFile
         if (!info.ChecksumValid)
             throw new ModelFormatException(Inv($"{sourceName}: the file is corrupted: its checksum is 0x{info.StoredChecksum:x16} but its contents hash to 0x{info.ComputedChecksum:x16}. Re-convert or re-download it."));
         if (info.PaddingProblem is not null)
-            throw new ModelFormatException($"{sourceName}: {info.PaddingProblem}; version 1 requires zero padding. The file is corrupted or from a non-conforming writer.");
+            throw new ModelFormatException($"{sourceName}: {info.PaddingProblem}; the format requires zero padding. The file is corrupted or from a non-conforming writer.");
         try
         {
             TensorSetValidator.Validate(tensors, info.Config);
@@ -149,11 +149,15 @@ public static partial class DcwFile
         if (!p.StartsWith(Magic))
             throw Err(src, $"wrong magic {Hex(p[..8])} (expected \"DCWEIGHT\" = {Hex(Magic)}): not a .dcw file.");
         uint version = U32(p, 8);
-        if (version != CurrentVersion)
-            throw Err(src, $"format version {version} is not supported; this build reads version {CurrentVersion}. Use a matching DualChunk.NET build or re-convert the checkpoint.");
-        uint flags = U32(p, 12);
+        if (version is not (1 or CurrentVersion))
+            throw Err(src, $"format version {version} is not supported; this build reads versions 1 and {CurrentVersion}. Use a matching DualChunk.NET build or re-convert the checkpoint.");
+        // Offset 12: version 1's flags (always 0: the model is a DualChunk.build one), version 2's architecture code.
+        uint flags = version == 1 ? U32(p, 12) : 0;
         if (flags != 0)
             throw Err(src, $"flags field is 0x{flags:x8}; version 1 defines no flags and requires 0. The file is corrupted or from an incompatible writer.");
+        uint architecture = version == 1 ? 0 : U32(p, 12);
+        if (architecture > (uint)ModelArchitecture.DecoderOnly)
+            throw Err(src, $"architecture code {architecture} is unknown; version {version} defines 0 (DualChunk) and 1 (DecoderOnly). The file is corrupted or from a newer writer.");
         string[] fieldNames = ["embed_dim (E)", "hidden_size (H)", "num_heads (NH)", "num_layers (L)", "chunk_size (C)", "ffn_size (F)"];
         var dims = new int[6];
         for (int i = 0; i < 6; i++)
@@ -163,7 +167,8 @@ public static partial class DcwFile
                 throw Err(src, $"config field {fieldNames[i]} at offset {16 + 4 * i} is {v}; expected 1..{int.MaxValue}. The file is corrupted.");
             dims[i] = (int)v;
         }
-        var config = ModelConfig.FromFile($"{src}: the stored model configuration is invalid", dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
+        var config = ModelConfig.FromFile($"{src}: the stored model configuration is invalid", dims[0], dims[1], dims[2], dims[3], dims[4], dims[5])
+            with { Architecture = (ModelArchitecture)architecture };
         uint count = U32(p, 40);
         uint tableLength = U32(p, 44);
         ulong dataOffset = BinaryPrimitives.ReadUInt64LittleEndian(p[48..]);
@@ -266,7 +271,7 @@ public static partial class DcwFile
                 throw Err(src, $"{where}: the name appears more than once in the table. The file is corrupted.");
             uint dtype = TableU32(table, ref pos, src, where, "dtype");
             if (dtype != DtypeF32)
-                throw Err(src, $"{where}: dtype code {dtype} is unknown; version 1 supports only code {DtypeF32} (F32).");
+                throw Err(src, $"{where}: dtype code {dtype} is unknown; versions 1 and 2 support only code {DtypeF32} (F32).");
             uint rank = TableU32(table, ref pos, src, where, "rank");
             if (rank > MaxRank)
                 throw Err(src, $"{where}: rank {rank} exceeds the maximum {MaxRank}. The file is corrupted.");

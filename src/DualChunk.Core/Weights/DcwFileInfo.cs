@@ -2,7 +2,7 @@ namespace DualChunk.Core;
 
 /// <summary>One entry of a .dcw tensor table (weights-format.md, "Tensor table").</summary>
 /// <param name="Name">The tensor's key, e.g. <c>final_norm.gamma</c>.</param>
-/// <param name="Dtype">The element type; version 1 only has <c>F32</c>.</param>
+/// <param name="Dtype">The element type; versions 1 and 2 only have <c>F32</c>.</param>
 /// <param name="Shape">The shape, outermost first.</param>
 /// <param name="Offset">Absolute file offset of the tensor's first byte (a multiple of 64).</param>
 /// <param name="ByteLength">The tensor's size in bytes (elements × 4).</param>
@@ -16,9 +16,9 @@ public sealed record DcwTensorEntry(string Name, string Dtype, IReadOnlyList<int
 /// The structure of a .dcw file as reported by <see cref="DcwFile.Inspect(string)"/>. Produced even when the
 /// checksum fails (see <see cref="ChecksumValid"/>), so a tool can report the damage.
 /// </summary>
-/// <param name="Version">The format version (1).</param>
-/// <param name="Flags">The flags field (0 in version 1).</param>
-/// <param name="Config">The model configuration stored in the preamble, chunk size included.</param>
+/// <param name="Version">The format version (1 or 2).</param>
+/// <param name="Flags">Version 1's flags field (0); version 2 has none (0).</param>
+/// <param name="Config">The model configuration stored in the preamble, chunk size and architecture included (version 1: DualChunk).</param>
 /// <param name="Tensors">The tensor table in file order.</param>
 /// <param name="FileLength">The file's size in bytes.</param>
 /// <param name="TableByteLength">The tensor table's size in bytes.</param>

@@ -252,7 +252,7 @@ public class BadInputTests
         ExpectFormatError(() => ReadDcw(dcw), "wrong magic", "DCWEIGHT", "not a .dcw file");
     }
 
-    [TestCase(2u)]
+    [TestCase(3u)]
     [TestCase(0u)]
     [TestCase(0xFFFFFFFFu)]
     public void UnsupportedVersion(uint version)
@@ -260,7 +260,7 @@ public class BadInputTests
         var dcw = SmallDcw();
         BinaryPrimitives.WriteUInt32LittleEndian(dcw.AsSpan(8), version);
         Resign(dcw);
-        ExpectFormatError(() => ReadDcw(dcw), $"format version {version} is not supported; this build reads version 1");
+        ExpectFormatError(() => ReadDcw(dcw), $"format version {version} is not supported; this build reads versions 1 and 2");
         ExpectFormatError(() => InspectDcw(dcw), $"format version {version} is not supported");
     }
 
@@ -268,6 +268,7 @@ public class BadInputTests
     public void NonZeroFlags()
     {
         var dcw = SmallDcw();
+        dcw[8] = 1; // version 1: offset 12 holds flags, which must be 0
         dcw[12] = 1;
         Resign(dcw);
         ExpectFormatError(() => ReadDcw(dcw), "flags");

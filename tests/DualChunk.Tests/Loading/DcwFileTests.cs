@@ -28,7 +28,7 @@ public class DcwFileTests
         var info = DcwFile.Inspect(path);
         Assert.That(info.ChecksumValid, Is.True);
         Assert.That(info.StoredChecksum, Is.EqualTo(info.ComputedChecksum));
-        Assert.That(info.Version, Is.EqualTo(1));
+        Assert.That(info.Version, Is.EqualTo(DcwFile.CurrentVersion));
         Assert.That(info.Flags, Is.Zero);
         Assert.That(info.Config, Is.EqualTo(config));
         Assert.That(info.FileLength, Is.EqualTo(new FileInfo(path).Length));
@@ -122,6 +122,37 @@ public class DcwFileTests
     }
 
     [Test]
+    public void Version1FilesStayReadableAsDualChunk()
+    {
+        // A version-1 file is the version-2 one with version 1 and flags 0 at offset 12 (the architecture's place).
+        var v2 = SmallDcw();
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(v2.AsSpan(8)), Is.EqualTo(2));
+        var v1 = (byte[])v2.Clone();
+        BinaryPrimitives.WriteUInt32LittleEndian(v1.AsSpan(8), 1);
+        Resign(v1);
+        var (config, tensors) = DcwFile.Read(new MemoryStream(v1), "v1.dcw");
+        Assert.That(config, Is.EqualTo(SmallConfig));
+        Assert.That(config.Architecture, Is.EqualTo(ModelArchitecture.DualChunk));
+        AssertBitwiseEqual(ReadDcw(v2), tensors);
+        Assert.That(InspectDcw(v1).Version, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void TheArchitectureIsStoredAndAnUnknownOneIsRefused()
+    {
+        var decoder = new ModelConfig(6, 4, 2, 1, 2, 16) { Architecture = ModelArchitecture.DecoderOnly };
+        var tensors = MakeTensors(decoder);
+        var bytes = Dcw(decoder, tensors);
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(12)), Is.EqualTo(1));
+        var (config, read) = DcwFile.Read(new MemoryStream(bytes), "decoder.dcw");
+        Assert.That(config.Architecture, Is.EqualTo(ModelArchitecture.DecoderOnly));
+        AssertBitwiseEqual(tensors, read);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(12), 2);
+        Resign(bytes);
+        Assert.That(() => ReadDcw(bytes), Throws.TypeOf<ModelFormatException>().With.Message.Contains("architecture code 2 is unknown"));
+    }
+
+    [Test]
     public void DocumentedExampleMatchesTheWriter()
     {
         // weights-format.md, "Worked example": E=H=4, NH=2, L=1, C=2, F=16, every element 0.5.
@@ -162,7 +193,7 @@ public class DcwFileTests
         }
     }
 
-    internal const string ExamplePreambleHex = "444357454947485401000000000000000400000004000000020000000100000002000000100000000F000000D70300004004000000000000BFC78BCEA68DF1B4";
+    internal const string ExamplePreambleHex = "444357454947485402000000000000000400000004000000020000000100000002000000100000000F000000D703000040040000000000007E528B09D2D07B4A";
     internal const string ExampleFirstEntryHex = "220000006475616C5F6368756E6B5F626C6F636B5F315F6174746E5F6E6F726D2E67616D6D6101000000010000000400000040040000000000001000000000000000";
     internal const int ExampleFileLength = 2512;
 }
