@@ -49,6 +49,45 @@ public sealed partial class DualChunkModel
         return new DualChunkModel(config, tensors, copy: false, options, null);
     }
 
+    /// <summary>
+    /// As <see cref="Load(Stream, DualChunkModelOptions, long)"/>, reading <paramref name="stream"/> asynchronously: use it
+    /// for an ASP.NET Core request body (Kestrel refuses synchronous reads) or any stream whose reads should not block
+    /// a thread. Parsing and packing the weights then run on the thread the read completes on.
+    /// </summary>
+    /// <exception cref="ModelFormatException">The content is malformed, not a DualChunk model, or longer than <paramref name="maxLength"/>.</exception>
+    /// <exception cref="ArgumentException">The stream is not readable, an option is out of range, or the chunk size disagrees with a .dcw file's.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while reading.</exception>
+    public static async Task<DualChunkModel> LoadAsync(Stream stream, DualChunkModelOptions options, long maxLength = WeightsLoader.DefaultMaxStreamLength,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var (config, tensors, _) = await WeightsLoader.LoadAsync(stream, options.ChunkSize, "stream", maxLength, cancellationToken).ConfigureAwait(false);
+        return new DualChunkModel(config, tensors, copy: false, options, null);
+    }
+
+    /// <summary>
+    /// As <see cref="Load(string, DualChunkModelOptions)"/>, reading the file asynchronously. With
+    /// <see cref="DualChunkModelOptions.MemoryMap"/> a .dcw file is mapped, which reads nothing up front: that load
+    /// completes synchronously.
+    /// </summary>
+    /// <exception cref="ModelFormatException">The file is malformed or is not a DualChunk model.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty or not a regular file, an option is out of range, or the chunk size disagrees with a .dcw file's.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while reading.</exception>
+    public static async Task<DualChunkModel> LoadAsync(string path, DualChunkModelOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (options.MemoryMap) return Load(path, options);
+        (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) loaded;
+        using (var file = RegularFile.OpenRead(path))
+            loaded = await WeightsLoader.LoadAsync(file, options.ChunkSize, path, WeightsLoader.DefaultMaxStreamLength, cancellationToken).ConfigureAwait(false);
+        return new DualChunkModel(loaded.Config, loaded.Tensors, copy: false, options, null);
+    }
+
     /// <summary>Loads a safetensors or .dcw file held in memory; the model does not refer to <paramref name="file"/> afterwards.</summary>
     /// <exception cref="ModelFormatException">The bytes are malformed or not a DualChunk model.</exception>
     /// <exception cref="ArgumentException">An option is out of range, or the chunk size disagrees with a .dcw file's.</exception>

@@ -73,6 +73,35 @@ public static class WeightsLoader
         return (loaded.Config, loaded.Tensors, loaded.Format);
     }
 
+    /// <summary>
+    /// As <see cref="Load(Stream, int?, string, long)"/>, reading <paramref name="stream"/> asynchronously (e.g. an
+    /// ASP.NET Core request body, which refuses synchronous reads); the bytes are then parsed on the calling thread.
+    /// </summary>
+    /// <param name="stream">A readable stream holding one safetensors or .dcw file. Not disposed.</param>
+    /// <param name="chunkSize">As for <see cref="Load(string, int?)"/>.</param>
+    /// <param name="sourceName">Names the stream in error messages, e.g. its origin.</param>
+    /// <param name="maxLength">The most bytes to read, at most <see cref="DefaultMaxStreamLength"/>.</param>
+    /// <param name="cancellationToken">Cancels the reading.</param>
+    /// <exception cref="ArgumentException">The stream is not readable, or <paramref name="chunkSize"/> disagrees with a .dcw file's.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> or <paramref name="maxLength"/> is out of range.</exception>
+    /// <exception cref="ModelFormatException">The stream is longer than <paramref name="maxLength"/>, damaged, or not a DualChunk model.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public static async Task<(ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format)> LoadAsync(Stream stream, int? chunkSize,
+        string sourceName = "stream", long maxLength = DefaultMaxStreamLength, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(sourceName);
+        CheckChunkSize(chunkSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxLength, DefaultMaxStreamLength);
+        if (!stream.CanRead)
+            throw new ArgumentException("The stream must be readable.", nameof(stream));
+        var bytes = await ReadBoundedAsync(stream, maxLength, sourceName, cancellationToken).ConfigureAwait(false);
+        using var memory = new MemoryStream(bytes.Buffer, 0, bytes.Length, writable: false);
+        var loaded = CheckpointReader.Open(memory, sourceName).Load(chunkSize);
+        return (loaded.Config, loaded.Tensors, loaded.Format);
+    }
+
     /// <summary>Loads weights held in memory (a whole weights file of any format <see cref="Load(string, int?)"/> reads), as <see cref="Load(string, int?)"/> does from a file.</summary>
     /// <param name="file">The file's bytes. Only read during the call; the result does not refer to them.</param>
     /// <param name="chunkSize">As for <see cref="Load(string, int?)"/>.</param>
@@ -144,34 +173,75 @@ public static class WeightsLoader
     /// <summary>Reads at most <paramref name="maxLength"/> bytes, growing the buffer with what arrives.</summary>
     private static (byte[] Buffer, int Length) ReadBounded(Stream stream, long maxLength, string source)
     {
-        // A seekable stream's length is a hint for the first buffer only, capped: it is not trusted to allocate.
-        long hint = 1 << 16;
-        if (stream.CanSeek)
+        var reader = new BoundedReader(stream, maxLength, source);
+        while (reader.Read(stream.Read(reader.Free))) { }
+        return reader.Result();
+    }
+
+    /// <summary>As <see cref="ReadBounded"/>, with asynchronous reads.</summary>
+    private static async Task<(byte[] Buffer, int Length)> ReadBoundedAsync(Stream stream, long maxLength, string source, CancellationToken cancellationToken)
+    {
+        var reader = new BoundedReader(stream, maxLength, source);
+        while (reader.Read(await stream.ReadAsync(reader.FreeMemory, cancellationToken).ConfigureAwait(false))) { }
+        return reader.Result();
+    }
+
+    /// <summary>The buffer of a bounded read: grows with what arrives, never past maxLength + 1 bytes.</summary>
+    private sealed class BoundedReader
+    {
+        private readonly long _maxLength;
+        private readonly string _source;
+        private byte[] _buffer;
+        private int _length;
+
+        public BoundedReader(Stream stream, long maxLength, string source)
         {
-            long remaining = stream.Length - stream.Position;
-            if (remaining > maxLength)
-                throw new ModelFormatException(string.Create(CultureInfo.InvariantCulture,
-                    $"{source}: the stream holds {remaining} bytes, more than the limit of {maxLength}. Raise maxLength, or load the model from a file path."));
-            hint = Math.Clamp(remaining + 1, 1, 64L << 20);
-        }
-        var buffer = new byte[hint];
-        int length = 0;
-        while (true)
-        {
-            if (length == buffer.Length)
+            _maxLength = maxLength;
+            _source = source;
+            // A seekable stream's length is a hint for the first buffer only, capped: it is not trusted to allocate.
+            long hint = 1 << 16;
+            if (stream.CanSeek)
             {
-                // The buffer reaches maxLength + 1 at most: one byte past the limit tells a stream of exactly maxLength
-                // bytes from a longer one.
-                if (length > maxLength) break;
-                Array.Resize(ref buffer, (int)Math.Min(2L * buffer.Length, maxLength + 1));
+                long remaining = stream.Length - stream.Position;
+                if (remaining > maxLength)
+                    throw new ModelFormatException(string.Create(CultureInfo.InvariantCulture,
+                        $"{source}: the stream holds {remaining} bytes, more than the limit of {maxLength}. Raise maxLength, or load the model from a file path."));
+                hint = Math.Clamp(remaining + 1, 1, 64L << 20);
             }
-            int n = stream.Read(buffer, length, buffer.Length - length);
-            if (n == 0) break;
-            length += n;
+            _buffer = new byte[hint];
         }
-        if (length > maxLength)
-            throw new ModelFormatException(string.Create(CultureInfo.InvariantCulture,
-                $"{source}: the stream is longer than the limit of {maxLength} bytes. Raise maxLength, or load the model from a file path."));
-        return (buffer, length);
+
+        /// <summary>Where the next read goes (empty once the limit is passed).</summary>
+        public Span<byte> Free => FreeMemory.Span;
+
+        /// <summary>Where the next read goes, as memory (empty once the limit is passed).</summary>
+        public Memory<byte> FreeMemory
+        {
+            get
+            {
+                if (_length == _buffer.Length && _length <= _maxLength)
+                {
+                    // The buffer reaches maxLength + 1 at most: one byte past the limit tells a stream of exactly
+                    // maxLength bytes from a longer one.
+                    Array.Resize(ref _buffer, (int)Math.Min(2L * _buffer.Length, _maxLength + 1));
+                }
+                return _buffer.AsMemory(_length);
+            }
+        }
+
+        /// <summary>Counts <paramref name="read"/> bytes; false when the stream ended or the limit was passed.</summary>
+        public bool Read(int read)
+        {
+            _length += read;
+            return read > 0 && _length <= _maxLength;
+        }
+
+        public (byte[] Buffer, int Length) Result()
+        {
+            if (_length > _maxLength)
+                throw new ModelFormatException(string.Create(CultureInfo.InvariantCulture,
+                    $"{_source}: the stream is longer than the limit of {_maxLength} bytes. Raise maxLength, or load the model from a file path."));
+            return (_buffer, _length);
+        }
     }
 }
