@@ -4,8 +4,9 @@
 # Measures the peak first (DualChunk.Bench peak 400), then alternates baseline and candidate (A B A B ...) for each
 # config (default "a"; "abcd" for all four) and prints, per config and binary, the quietest call of all rounds
 # (min_ms), the median of the rounds' medians, the ratio candidate / baseline of both, and for config a the share of
-# the peak at the quietest call (0.342 GFLOP of pruned work ÷ min time). The load average is printed every round:
-# above ~1 the medians mean little, the minima somewhat more.
+# the peak at the quietest call (0.342 GFLOP of pruned work ÷ min time), and the median of the rounds' CPU time per
+# call (the calling thread's, so time the OS gave to other processes is not in it; cache interference still is).
+# The load average is printed every round: above ~1 the medians mean little, the minima and CPU times somewhat more.
 # DUALCHUNK defaults to a Release build of src/DualChunk.Cli (built first). To build a baseline from main:
 #   git worktree add /tmp/base origin/main && dotnet build /tmp/base/src/DualChunk.Cli -c Release -o /tmp/base-cli
 set -euo pipefail
@@ -38,7 +39,7 @@ results=$work/results
 run() { # label binary batch seq [calls...]
   local json
   json=$("$2" bench --random-model 287,256,8,4 --chunk-size 64 --batch "$3" --seq "$4" --threads 1 "${@:5}" --json)
-  python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(sys.argv[1], d["min_ms"], d["median_ms"], d["allocated_bytes_per_call"])' "$1" "$json" >>"$results"
+  python3 -c 'import json,sys; d=json.loads(sys.argv[2]); print(sys.argv[1], d["min_ms"], d["median_ms"], d["allocated_bytes_per_call"], d["cpu_ms_per_call"])' "$1" "$json" >>"$results"
 }
 for ((r = 1; r <= rounds; r++)); do
   for ((i = 0; i < ${#configs}; i++)); do
@@ -55,20 +56,21 @@ python3 - "$results" "$rounds" "$peak" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF
 import sys, statistics
 rows = {}
 for line in open(sys.argv[1]):
-    c, kind, mn, med, alloc = line.split()
-    rows.setdefault((c, kind), []).append((float(mn), float(med), int(alloc)))
+    c, kind, mn, med, alloc, cpu = line.split()
+    rows.setdefault((c, kind), []).append((float(mn), float(med), int(alloc), float(cpu)))
 peak = float(sys.argv[3])
 print(f"1 thread, E287 H256 NH8 L4 C64 last_timestep; {sys.argv[2]} alternating rounds (base new base new ...); FMA peak {peak} GFLOP/s; load at the end {sys.argv[4]}")
 print()
-print("| config | base min | new min | new/base (min) | base median | new median | new/base (median) | new: % of peak at min | B/call |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| config | base min | new min | new/base (min) | base median | new median | new/base (median) | base CPU/call | new CPU/call | new/base (CPU) | new: % of peak at min | B/call |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in sorted({c for c, _ in rows}):
     b, n = rows[(c, "base")], rows[(c, "new")]
     bmin, nmin = min(x[0] for x in b), min(x[0] for x in n)
     bmed, nmed = statistics.median(x[1] for x in b), statistics.median(x[1] for x in n)
+    bcpu, ncpu = statistics.median(x[3] for x in b), statistics.median(x[3] for x in n)
     share = f"{0.342 / (nmin / 1000) / peak * 100:.1f} %" if c == "a" else ""
     alloc = max(x[2] for x in n)
-    print(f"| {c} | {bmin:.3f} | {nmin:.3f} | {nmin / bmin:.3f} | {bmed:.3f} | {nmed:.3f} | {nmed / bmed:.3f} | {share} | {alloc} |")
+    print(f"| {c} | {bmin:.3f} | {nmin:.3f} | {nmin / bmin:.3f} | {bmed:.3f} | {nmed:.3f} | {nmed / bmed:.3f} | {bcpu:.3f} | {ncpu:.3f} | {ncpu / bcpu:.3f} | {share} | {alloc} |")
 print()
 print("Every round (min / median ms): " + "; ".join(f"{c} {k}: " + ", ".join(f"{x[0]:.3f}/{x[1]:.3f}" for x in v) for (c, k), v in sorted(rows.items())))
 EOF
