@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using static DualChunk.Server.Pipeline.InferenceException;
@@ -14,9 +15,13 @@ internal sealed class RequestGate : IDisposable
     private readonly ConcurrencyLimiter _limiter;
     private readonly ServiceOptions _options;
 
-    public RequestGate(IOptions<ServiceOptions> options)
+    public RequestGate(IOptions<ServiceOptions> options, IMeterFactory meterFactory)
     {
         _options = options.Value;
+        // Scale on the queue (docs/deploy.md): a replica whose queue grows needs help; a busy one with none does not.
+        var meter = meterFactory.Create(ServerMetrics.MeterName);
+        meter.CreateObservableUpDownCounter("dualchunk.server.requests.running", () => Current.Running, "{request}", "Inference calls running now (every protocol).");
+        meter.CreateObservableUpDownCounter("dualchunk.server.requests.queued", () => Current.Queued, "{request}", "Inference calls waiting for a slot.");
         _limiter = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
         {
             PermitLimit = _options.MaxConcurrentCalls,
