@@ -52,6 +52,9 @@ internal static class FuzzTargets
         new("dcw", ParseDcw, IsModelFormat),
         // The .npy reader of --input (documented failure: NpyFormatException).
         new("npy", b => Npy.Read(b, "fuzz.npy"), ex => ex is NpyFormatException),
+        // Edifice .nx checkpoints (plain, compressed) and bare Nx.serialize payloads: header, metadata and spec, the
+        // Erlang term, zlib, tensors, through the same seam WeightsLoader uses.
+        new("nx", ParseNx, IsModelFormat),
         // Model config inference from tensor names and shapes (text: one "name:d0,d1,..." per line, "chunk=N").
         new("config", ParseConfig, IsModelFormat),
     ];
@@ -66,6 +69,16 @@ internal static class FuzzTargets
     {
         var tensors = SafetensorsReader.Read(b, "fuzz.safetensors");
         TensorSetValidator.Infer(tensors, 1 + (b.Length % 8));
+    }
+
+    private static void ParseNx(byte[] b)
+    {
+        using var ms = new MemoryStream(b, writable: false);
+        var reader = CheckpointReader.Open(ms, "fuzz.nx");
+        _ = reader.Description;
+        _ = reader.Header.ToList();
+        _ = reader.Entries;
+        reader.Load(null);
     }
 
     private static void ParseDcw(byte[] b)

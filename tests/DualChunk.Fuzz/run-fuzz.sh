@@ -39,6 +39,7 @@ case $target in
   safetensors*|config) dict=(-x "$here/dict/safetensors.dict") ;;
   npy) dict=(-x "$here/dict/npy.dict") ;;
   dcw) dict=(-x "$here/dict/dcw.dict") ;;
+  nx) dict=(-x "$here/dict/nx.dict") ;;
   *) dict=() ;;
 esac
 

@@ -36,8 +36,11 @@ internal sealed class NxCheckpoint
 
     private readonly Stream _payload;    // positioned at the first byte of the buffer area
     private readonly string _source;
+    private readonly Adler32? _adler;    // of the inflated bytes, for a compressed payload
+    private readonly uint _storedAdler;  // the zlib trailer: the file's last 4 bytes
 
-    private NxCheckpoint(Stream payload, string source) => (_payload, _source) = (payload, source);
+    private NxCheckpoint(Stream payload, string source, Adler32? adler, uint storedAdler)
+        => (_payload, _source, _adler, _storedAdler) = (payload, source, adler, storedAdler);
 
     /// <summary>True for an <c>Edifice.Checkpoint</c> file, false for a bare <c>Nx.serialize</c> payload.</summary>
     public bool IsCheckpoint { get; private init; }
@@ -116,13 +119,25 @@ internal sealed class NxCheckpoint
         long compressedLength = fileLength - payloadStart;
         // Everything the payload may inflate to; a plain payload is bounded by the file.
         long payloadLimit = compressed ? (long)MaxInflationRatio * compressedLength + (1 << 20) : compressedLength;
+        // .NET's inflater does not check zlib's Adler-32 trailer, so a cut or damaged stream could inflate "cleanly":
+        // the sum is kept over every inflated byte and compared with the file's last 4 bytes at the end.
+        uint storedAdler = 0;
+        if (compressed && compressedLength >= 4)
+        {
+            Span<byte> trailer = stackalloc byte[4];
+            stream.Position = fileLength - 4;
+            ReadExactly(stream, trailer, source, "the zlib trailer");
+            storedAdler = BinaryPrimitives.ReadUInt32BigEndian(trailer);
+            stream.Position = payloadStart;
+        }
+        var adler = compressed ? new Adler32() : null;
         Stream payload = compressed
             ? new ZLibStream(stream, CompressionMode.Decompress, leaveOpen: true)
             : stream;
         try
         {
             Span<byte> head = stackalloc byte[12];
-            int n = ReadPayload(payload, head, source);
+            int n = ReadPayload(payload, head, source, adler);
             if (n < 12)
                 throw Err(source, $"the Nx payload ends after {n} bytes, inside its 12-byte header (\"nx\", version, endianness, term size). The file is truncated.");
             if (!head.StartsWith(NxMagic.Span))
@@ -135,7 +150,7 @@ internal sealed class NxCheckpoint
             if (termSize > (ulong)(payloadLimit - 12) || termSize > Etf.MaxTermBytes)
                 throw Err(source, $"the Nx term claims {termSize} bytes, more than the {(compressed ? "payload may inflate to" : "file holds after the header")} ({payloadLimit - 12}) or the limit of {Etf.MaxTermBytes}. The file is truncated or corrupted.");
             var termBytes = new byte[termSize];
-            if (ReadPayload(payload, termBytes, source) < termBytes.Length)
+            if (ReadPayload(payload, termBytes, source, adler) < termBytes.Length)
                 throw Err(source, $"the Nx payload ends inside its {termSize}-byte term. The file is truncated.");
             var term = Guard(source, () => Etf.Parse(termBytes, "the Nx term"));
             var (container, entries) = Guard(source, () => Flatten(term));
@@ -147,7 +162,7 @@ internal sealed class NxCheckpoint
                     : $"the tensors need {dataLength} bytes, but only {available} follow the term. The file is truncated.");
             if (compressed && dataLength > available)
                 throw Err(source, $"the tensors claim {dataLength} bytes inflated from {compressedLength} compressed bytes, more than {MaxInflationRatio}× (+1 MiB): refused as a zlib bomb before inflating it.");
-            return new NxCheckpoint(payload, source)
+            return new NxCheckpoint(payload, source, adler, storedAdler)
             {
                 IsCheckpoint = checkpoint, Compressed = compressed, Metadata = metadata, Spec = spec, FileLength = fileLength,
                 TermLength = (long)termSize, DataLength = dataLength, BigEndian = head[3] == 1, Container = container, Entries = entries,
@@ -203,8 +218,14 @@ internal sealed class NxCheckpoint
                 }
                 result.Add(e.Name, new CheckpointTensor(e.Name, e.Shape, data));
             }
-            if (Compressed && _payload.ReadByte() >= 0)
-                throw Err(_source, $"the compressed payload inflates to more than the {DataLength} bytes its tensors claim: corrupted, or a zlib bomb.");
+            if (Compressed)
+            {
+                Span<byte> one = stackalloc byte[1];
+                if (ReadPayload(_payload, one, _source, null) > 0)
+                    throw Err(_source, $"the compressed payload inflates to more than the {DataLength} bytes its tensors claim: corrupted, or a zlib bomb.");
+                if (_adler!.Value != _storedAdler)
+                    throw Err(_source, $"the compressed payload's Adler-32 is 0x{_adler.Value:x8}, but its zlib trailer says 0x{_storedAdler:x8}: the file is truncated or corrupted.");
+            }
         }
         finally
         {
@@ -221,15 +242,17 @@ internal sealed class NxCheckpoint
 
     private void Fill(Span<byte> dest, NxTensorEntry e)
     {
-        if (ReadPayload(_payload, dest, _source) < dest.Length)
+        if (ReadPayload(_payload, dest, _source, _adler) < dest.Length)
             throw Err(_source, $"the file ended while reading tensor '{e.Name}' (truncated, or changed while being read).");
     }
 
-    private static int ReadPayload(Stream payload, Span<byte> dest, string source)
+    private static int ReadPayload(Stream payload, Span<byte> dest, string source, Adler32? adler)
     {
         try
         {
-            return payload.ReadAtLeast(dest, dest.Length, throwOnEndOfStream: false);
+            int n = payload.ReadAtLeast(dest, dest.Length, throwOnEndOfStream: false);
+            adler?.Append(dest[..n]);
+            return n;
         }
         catch (InvalidDataException ex)
         {
@@ -391,4 +414,29 @@ internal sealed class NxCheckpoint
 
     private static ModelFormatException Err(string source, FormattableString message)
         => new(source + ": " + message.ToString(CultureInfo.InvariantCulture));
+}
+
+/// <summary>zlib's Adler-32 (RFC 1950), over bytes as they are inflated.</summary>
+internal sealed class Adler32
+{
+    private uint _a = 1, _b;
+
+    public uint Value => (_b << 16) | _a;
+
+    public void Append(ReadOnlySpan<byte> data)
+    {
+        // 5552 bytes is the most that keep b below 2^32 before the modulo (RFC 1950's NMAX).
+        while (data.Length > 0)
+        {
+            int n = Math.Min(data.Length, 5552);
+            foreach (byte x in data[..n])
+            {
+                _a += x;
+                _b += _a;
+            }
+            _a %= 65521;
+            _b %= 65521;
+            data = data[n..];
+        }
+    }
 }

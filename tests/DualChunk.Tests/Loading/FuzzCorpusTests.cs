@@ -51,12 +51,12 @@ public class FuzzCorpusTests
         var elapsed = Stopwatch.GetElapsedTime(start);
         Assert.That(elapsed, Is.LessThan(PerInputBudget), $"{relativePath} took {elapsed.TotalMilliseconds:F0} ms");
 
-        if (targetName is "safetensors" or "dcw")
+        if (targetName is "safetensors" or "dcw" or "nx")
         {
             bool fromDisk;
             try
             {
-                WeightsLoader.Load(path, targetName == "dcw" ? null : 1 + (bytes.Length % 8));
+                WeightsLoader.Load(path, targetName == "safetensors" ? 1 + (bytes.Length % 8) : null);
                 fromDisk = true;
             }
             catch (ModelFormatException)

@@ -48,6 +48,99 @@ public class FuzzTests
     [TestCase(6_000)]
     public void MutatedDcw(int count) => Campaign(DcwCampaign(), Count(count)).AssertHeld();
 
+    [TestCase(3_000)]
+    public void MutatedNx(int count) => Campaign(NxCampaign(), Count(count)).AssertHeld();
+
+    /// <summary>Issue 20's ≥ 100,000-file campaign over Edifice's .nx files (plain, compressed, no spec, Nx.serialize); minutes, so not in CI.</summary>
+    [Test, Explicit("≥ 100,000 files, minutes: run with --filter TestCategory=FuzzLarge"), Category("FuzzLarge")]
+    public void MutatedNxLarge()
+    {
+        var nx = Campaign(NxCampaign(), Count(100_000));
+        TestContext.Out.WriteLine($"total: {nx.Total} files, {nx.Clean} clean loads, {nx.Rejected} ModelFormatException, {nx.Others.Count} other outcomes");
+        nx.AssertHeld();
+    }
+
+    private static CampaignSpec NxCampaign()
+    {
+        // Edifice's own files of a DualChunk and a DecoderOnly case, every variant.
+        var bases = new List<(byte[] File, string Name)>();
+        foreach (var c in new[] { "d1", "x1" })
+            foreach (var v in new[] { "model.nx", "model_c6.nx", "model_nospec.nx", "model_serialize.nx", "model_serialize_data.nx" })
+                bases.Add((File.ReadAllBytes(Path.Combine(TestContext.CurrentContext.TestDirectory, "golden", "edifice-l", c, v)), $"{c}/{v}"));
+        return new("nx", 2020,
+            (rng, i) =>
+            {
+                var (file, name) = bases[i % bases.Count];
+                var (m, what, truncated) = MutateNx(file, rng);
+                // The buffers must tile to the end of the file (or of the zlib stream), so no strict prefix is valid.
+                return (m, $"{name}: {what}", truncated, truncated);
+            },
+            (file, rng) =>
+            {
+                using var ms = new MemoryStream(file, writable: false);
+                var reader = CheckpointReader.Open(ms, "fuzz.nx");
+                string described = reader.Description + reader.Entries.Count;
+                reader.Load(null);
+            },
+            path => WeightsLoader.Load(path, null), FileEvery: 20);
+    }
+
+    private static (byte[], string, bool) MutateNx(byte[] file, Random rng)
+    {
+        switch (rng.Next(6))
+        {
+            case 0:
+            {
+                int len = rng.Next(file.Length);
+                return (file[..len], $"truncate to {len}", true);
+            }
+            case 1:
+            case 2:
+            {
+                // Bytes in the header, metadata and term (where the structure is), a few anywhere.
+                var m = (byte[])file.Clone();
+                int n = 1 + rng.Next(4);
+                var sb = new StringBuilder("set");
+                int structure = Math.Min(m.Length, 4096);
+                for (int k = 0; k < n; k++)
+                {
+                    int pos = rng.Next(4) == 0 ? rng.Next(m.Length) : rng.Next(structure);
+                    m[pos] = rng.Next(3) == 0 ? (byte)"adhlmjtnbvw"[rng.Next(11)] : (byte)rng.Next(256);
+                    sb.Append(CultureInfo.InvariantCulture, $" {pos}={m[pos]}");
+                }
+                return (m, sb.ToString(), false);
+            }
+            case 3:
+            {
+                // A 1-, 2-, 4- or 8-byte big-endian field (sizes, counts, offsets) in the structure.
+                var m = (byte[])file.Clone();
+                int width = 1 << rng.Next(4);
+                int pos = rng.Next(Math.Min(m.Length, 4096) - 8);
+                long v = PickInteresting(rng, file.Length);
+                for (int k = 0; k < width; k++) m[pos + k] = (byte)(v >> (8 * (width - 1 - k)));
+                return (m, $"{width}-byte field at {pos} := {v}", false);
+            }
+            case 4:
+            {
+                // Insert or delete bytes in the structure.
+                var list = file.ToList();
+                int pos = rng.Next(Math.Min(file.Length, 4096));
+                int n = 1 + rng.Next(16);
+                bool insert = rng.Next(2) == 0;
+                if (insert) list.InsertRange(pos, Enumerable.Range(0, n).Select(_ => (byte)rng.Next(256)));
+                else list.RemoveRange(pos, Math.Min(n, list.Count - pos));
+                return (list.ToArray(), $"{(insert ? "insert" : "delete")} {n} at {pos}", false);
+            }
+            default:
+            {
+                int n = 1 + rng.Next(100);
+                var extra = new byte[n];
+                rng.NextBytes(extra);
+                return ([.. file, .. extra], $"append {n}", false);
+            }
+        }
+    }
+
     /// <summary>The ≥ 200,000-file campaign of issue 9 (both formats, every dtype); minutes, so not in CI.</summary>
     [Test, Explicit("≥ 200,000 files, minutes: run with --filter TestCategory=FuzzLarge"), Category("FuzzLarge")]
     public void MutatedFilesLarge()
