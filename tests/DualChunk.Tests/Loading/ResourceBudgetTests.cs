@@ -37,6 +37,11 @@ public class ResourceBudgetTests
         yield return new TestCaseData("st-f32-over-2GiB-wrong-names").SetName("SparseF32TensorOver2GiBWithWrongNames");
         yield return new TestCaseData("st-huge-misshaped-tensor").SetName("SparseMisShapedTensorInARealModel");
         yield return new TestCaseData("st-lone-surrogate").SetName("LoneSurrogateInHeader");
+        yield return new TestCaseData("nx-zlib-bomb").SetName("NxCompressedTensorClaiming4GB");
+        yield return new TestCaseData("nx-deep-nesting").SetName("NxMillionNestedListsInTheMetadata");
+        yield return new TestCaseData("nx-term-size-2^40").SetName("NxTermSizeLie");
+        yield return new TestCaseData("nx-list-count-2^31").SetName("NxListCountLie");
+        yield return new TestCaseData("nx-sparse-2GB-tensor-wrong-names").SetName("NxSparse2GBTensorWithWrongNames");
     }
 
     [TestCaseSource(nameof(BadFiles))]
@@ -117,6 +122,56 @@ public class ResourceBudgetTests
             case "st-lone-surrogate":
                 File.WriteAllBytes(path, Assemble("""{"\ud800":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""", new byte[4]));
                 break;
+            case "nx-zlib-bomb":
+                File.WriteAllBytes(path, NxCheckpointTests.HugeTensorCompressed());
+                break;
+            case "nx-deep-nesting":
+            {
+                const int depth = 1_000_000;
+                var file = new byte[5 + 1 + 5 * depth + depth];
+                BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(1), (uint)(file.Length - 5));
+                file[5] = 131;
+                for (int i = 0; i < depth; i++)
+                {
+                    file[6 + 5 * i] = 108;
+                    BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(7 + 5 * i), 1);
+                }
+                file.AsSpan(6 + 5 * depth).Fill(106);
+                File.WriteAllBytes(path, file);
+                break;
+            }
+            case "nx-term-size-2^40":
+            {
+                var file = File.ReadAllBytes(Path.Combine(TestContext.CurrentContext.TestDirectory, "golden", "edifice-l", "d1", "model_nospec.nx"));
+                BinaryPrimitives.WriteUInt64BigEndian(file.AsSpan(5 + 4), 1UL << 40);
+                File.WriteAllBytes(path, file);
+                break;
+            }
+            case "nx-list-count-2^31":
+            {
+                // An Nx.serialize payload whose term is a list claiming 2^31 elements.
+                byte[] term = [131, 108, 0x80, 0, 0, 0, 106];
+                var file = new byte[12 + term.Length];
+                "nx"u8.CopyTo(file);
+                file[2] = 1;
+                BinaryPrimitives.WriteUInt64BigEndian(file.AsSpan(4), (ulong)term.Length);
+                term.CopyTo(file, 12);
+                File.WriteAllBytes(path, file);
+                break;
+            }
+            case "nx-sparse-2GB-tensor-wrong-names":
+            {
+                var tensor = EtfTerm.MakeCompound(EtfKind.Tuple, [EtfTerm.MakeAtom("t"), EtfTerm.MakeCompound(EtfKind.Tuple, [EtfTerm.MakeInteger(500_000_000)]),
+                    EtfTerm.MakeCompound(EtfKind.Tuple, [EtfTerm.MakeAtom("f"), EtfTerm.MakeInteger(32)]), EtfTerm.MakeCompound(EtfKind.List, [EtfTerm.MakeAtom("nil")]),
+                    EtfTerm.MakeCompound(EtfKind.List, []), EtfTerm.MakeInteger(0), EtfTerm.MakeInteger(2_000_000_000)]);
+                var map = EtfTerm.MakeCompound(EtfKind.Tuple, [EtfTerm.MakeAtom("Elixir.Nx.Container.Map"),
+                    EtfTerm.MakeCompound(EtfKind.List, [EtfTerm.MakeCompound(EtfKind.Tuple, [EtfTerm.MakeBinary("x"u8.ToArray()), tensor])]), EtfTerm.MakeAtom("ok")]);
+                var head = NxTestFiles.Join(new NxTestFiles.Parts(Checkpoint: false, Compressed: false, Metadata: null, Term: map, Buffers: []));
+                using var fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+                fs.Write(head);
+                fs.SetLength(head.Length + 2_000_000_000L); // a hole: a few KB on disk
+                break;
+            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind), kind, null);
         }
