@@ -129,7 +129,7 @@ def main():
             hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
             with open(path, "wb") as f:
                 f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack(f"<{len(whole)}f", *whole))
-            subprocess.run(["dotnet", CLI, "stream", "--model", a.model, "--input", path, "--output", outp, "--max-seq-len", str(n_max)], capture_output=True)
+            subprocess.run(["dotnet", CLI, "stream", "--model", a.model, "--input", path, "--output", outp], capture_output=True)
             ref = open(outp, "rb").read()
             hl = struct.unpack("<H", ref[8:10])[0]; ref = ref[10 + hl:]
             if ref[-len(got):] == got: ok += 1

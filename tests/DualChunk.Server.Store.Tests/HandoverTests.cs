@@ -170,7 +170,7 @@ public sealed class HandoverTests
     {
         string prefix = NewPrefix();
         var a = await Replica(prefix);
-        var b = await Replica(prefix);
+        var b = await Replica(prefix, extra: ("threads", "2")); // A at 1 thread, B at 2: the handover is exact at both
         Client[] clients =
         [
             new("drain-last", "last", 2, 6, seed: 1),
