@@ -75,7 +75,10 @@ rounds=2
 : >"$work/cli.jsonl"
 cli_calls="by time (≥ 1.5 s and 50 calls warm-up, ≥ 2 s and 30 calls timed)"
 [ $quick = 1 ] && cli_calls="--warmup 30 --iterations 30 (d: --warmup 2 --iterations 5)"
-printf '%s\n' "$cli bench --random-model 287,256,8,4 --chunk-size 64 --batch B --seq N --threads T --json   # a: B1 N64, b: B1 N128, c: B16 N64, d: B1 N4096; T = 1, 2 per config, $rounds round(s); calls: $cli_calls" >>"$commands"
+printf '%s\n' "$cli bench --random-model 287,256,8,4 --arch A --chunk-size 64 --batch B --seq N --threads T --json   # a: B1 N64, b: B1 N128, c: B16 N64, d: B1 N4096; A = dualchunk, decoder and T = 1, 2 per config, alternating, $rounds round(s); calls: $cli_calls" >>"$commands"
+# The one-core FMA peak, for the share-of-peak column (DualChunk.Bench peak, as bench/peak-ab.sh measures it).
+peak=$(dotnet "$bdn" peak 400 | sed -n 's/.*peak_gflops=\([0-9.]*\).*/\1/p' | tail -1)
+printf '%s\n' "dotnet $bdn peak 400   # one-core FMA peak: $peak GFLOP/s" >>"$commands"
 for round in $(seq 1 $rounds); do
   for cfg in $configs; do
     IFS=: read -r name batch seq <<<"$cfg"
@@ -84,8 +87,10 @@ for round in $(seq 1 $rounds); do
       if [ "$seq" -ge 4096 ]; then calls=(--warmup 2 --iterations 5); else calls=(--warmup 30 --iterations 30); fi
     fi
     for threads in 1 2; do
-      line=$("$cli" bench --random-model 287,256,8,4 --chunk-size 64 --batch "$batch" --seq "$seq" --threads "$threads" "${calls[@]}" --json)
-      jq -c --arg config "$name" --argjson round "$round" '. + {config: $config, round: $round}' <<<"$line" >>"$work/cli.jsonl"
+      for arch in dualchunk decoder; do   # DualChunk.build and DecoderOnly alternate: A B A B
+        line=$("$cli" bench --random-model 287,256,8,4 --arch "$arch" --chunk-size 64 --batch "$batch" --seq "$seq" --threads "$threads" "${calls[@]}" --json)
+        jq -c --arg config "$name" --arg arch "$arch" --argjson round "$round" '. + {config: $config, arch: $arch, round: $round}' <<<"$line" >>"$work/cli.jsonl"
+      done
     done
   done
 done
@@ -154,18 +159,21 @@ cores=$(lscpu | awk -F: '/^Core\(s\) per socket/ {gsub(/ /, "", $2); c=$2} /^Soc
   echo
   echo "Median wall time per call of each round (rounds alternate 1 and 2 threads per config), the median of the rounds,"
   echo "the calling thread's CPU time and run-queue wait per call (/proc/thread-self/schedstat), bytes allocated per call, and the"
-  echo "speed-up: 1-thread median / 2-thread median."
+  echo "speed-up: 1-thread median / 2-thread median. Architectures alternate in every round: \`dualchunk\` is DualChunk.build (F = 1024),"
+  echo "\`decoder\` is DecoderOnly with attention_type: :dual_chunk (RMSNorm, SwiGLU F = 688; nominal FLOPs count its three FFN"
+  echo "matrices). Share of peak: GFLOP/s over T × the one-core FMA peak ($peak GFLOP/s, \`DualChunk.Bench peak\`)."
   echo
-  echo "| config | threads | median per round (ms) | median (ms) | p90 (ms) | CPU ms/call | run-queue wait ms/call | allocated B/call | GFLOP/s | speed-up |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  jq -rs '
+  echo "| config | arch | threads | median per round (ms) | median (ms) | p90 (ms) | CPU ms/call | run-queue wait ms/call | allocated B/call | GFLOP/s | share of FMA peak | speed-up |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  jq -rs --argjson peak "${peak:-0}" '
     def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def r2: (. * 100 | round) / 100;
-    group_by(.config) | .[] | . as $c
+    map(.arch //= "dualchunk") | group_by(.config, .arch) | .[] | . as $c
     | ($c | map(select(.threads == 1) | .median_ms) | med) as $one
     | group_by(.threads) | .[]
     | (map(.median_ms) | med) as $m
-    | "| \(.[0].config): B\(.[0].batch) N\(.[0].seq_len) | \(.[0].threads) | \(map(.median_ms | r2 | tostring) | join(" / ")) | \($m | r2) | \(map(.p90_ms) | med | r2) | \(map(.cpu_ms_per_call) | med | r2) | \(map(.runqueue_wait_ms_per_call) | med | r2) | \(map(.allocated_bytes_per_call) | max) | \(map(.gflops_at_median) | med | r2) | \(if .[0].threads == 1 then "—" else "\($one / $m | r2)×" end) |"
+    | (map(.gflops_at_median) | med) as $g
+    | "| \(.[0].config): B\(.[0].batch) N\(.[0].seq_len) | \(.[0].arch) | \(.[0].threads) | \(map(.median_ms | r2 | tostring) | join(" / ")) | \($m | r2) | \(map(.p90_ms) | med | r2) | \(map(.cpu_ms_per_call) | med | r2) | \(map(.runqueue_wait_ms_per_call) | med | r2) | \(map(.allocated_bytes_per_call) | max) | \($g | r2) | \(if $peak > 0 then "\($g / ($peak * .[0].threads) * 1000 | round / 10) %" else "—" end) | \(if .[0].threads == 1 then "—" else "\($one / $m | r2)×" end) |"
   ' "$work/cli.jsonl"
   echo
 } >"$work/page.md"

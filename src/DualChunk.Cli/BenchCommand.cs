@@ -11,8 +11,8 @@ namespace DualChunk.Cli;
 
 /// <summary>
 /// <c>dualchunk bench</c>: times the forward pass on random input and prints one JSON line.
-/// Nominal FLOPs (docs/benchmarks.md): 2·B·N·(E·H [if E≠H] + L·(3H² + H² + 2·H·F)) for the dense
-/// layers, plus 4·B·N·C·H·L for intra-chunk QKᵀ and P·V and 4·B·NC²·H·L for inter-chunk ones.
+/// Nominal FLOPs (docs/benchmarks.md): 2·B·N·(E·H [if E≠H] + L·(3H² + H² + m·H·F)) for the dense
+/// layers (m = 2 FFN matrices for DualChunk.build, 3 for DecoderOnly's SwiGLU), plus 4·B·N·C·H·L for intra-chunk QKᵀ and P·V and 4·B·NC²·H·L for inter-chunk ones.
 /// </summary>
 internal static class BenchCommand
 {
@@ -21,7 +21,8 @@ internal static class BenchCommand
     public static double NominalGflop(ModelConfig c, int batch, int seqLen)
     {
         double rows = (double)batch * seqLen, h = c.HiddenSize, chunks = seqLen / c.ChunkSize;
-        double dense = 2 * rows * ((c.HasInputProjection ? c.EmbedDim * h : 0) + c.NumLayers * (4 * h * h + 2 * h * c.FfnSize));
+        double ffnMatrices = c.Architecture == ModelArchitecture.DecoderOnly ? 3 : 2; // gate, up, down | up, down
+        double dense = 2 * rows * ((c.HasInputProjection ? c.EmbedDim * h : 0) + c.NumLayers * (4 * h * h + ffnMatrices * h * c.FfnSize));
         double attention = c.NumLayers * (4 * rows * c.ChunkSize * h + 4 * batch * chunks * chunks * h);
         return (dense + attention) / 1e9;
     }
@@ -126,6 +127,7 @@ internal static class BenchCommand
             json.WriteString("output_mode", ModeName(mode));
             json.WriteNumber("iterations", iterations);
             json.WriteNumber("warmup", warmup);
+            json.WriteString("architecture", model.Config.Architecture == ModelArchitecture.DecoderOnly ? "decoder" : "dualchunk");
             json.WriteString("config", model.Config.ToString());
             json.WriteNumber("load_ms", Math.Round(loadMs, 2));
             json.WriteBoolean("memory_mapped", model.IsMemoryMapped);

@@ -97,6 +97,7 @@ internal static class CommandLine
         {
             Value("--model", "file", "weights to time (or --random-model)"),
             Value("--random-model", "E,H,NH,L", "random weights of this shape, F = 4H (e.g. 287,256,8,4)"),
+            Value("--arch", "dualchunk|decoder", "architecture of --random-model: DualChunk.build (default) or DecoderOnly with attention_type: :dual_chunk (RMSNorm, SwiGLU F = round(2.667H) up to a multiple of 8)"),
             chunkSize(),
             Value("--batch", "B", "batch size", required: true),
             Value("--seq", "N", "sequence length (a multiple of C)", required: true),
@@ -253,6 +254,7 @@ internal static class CommandLine
     {
         string? modelPath = o.Get("--model");
         string? random = o.Get("--random-model");
+        string? arch = o.Get("--arch");
         int batch = o.PositiveInt("--batch") ?? throw new UsageException("bench needs --batch B.");
         int seqLen = o.PositiveInt("--seq") ?? throw new UsageException("bench needs --seq N.");
         var mode = ParseMode(o.Get("--output-mode") ?? "last");
@@ -273,7 +275,7 @@ internal static class CommandLine
         double firstLoadMs = 0;
         for (int i = 0; i < copies; i++)
         {
-            models.Add(LoadBenchModel(o, modelPath, random, options, notices));
+            models.Add(LoadBenchModel(o, modelPath, random, arch, options, notices));
             if (i == 0) firstLoadMs = System.Diagnostics.Stopwatch.GetElapsedTime(loadStart).TotalMilliseconds;
         }
         try
@@ -288,9 +290,17 @@ internal static class CommandLine
         }
     }
 
-    private static DualChunkModel LoadBenchModel(Options o, string? modelPath, string? random, DualChunkModelOptions options, List<string> notices)
+    private static DualChunkModel LoadBenchModel(Options o, string? modelPath, string? random, string? arch, DualChunkModelOptions options, List<string> notices)
     {
         DualChunkModel model;
+        var architecture = arch switch
+        {
+            null or "dualchunk" => ModelArchitecture.DualChunk,
+            "decoder" => ModelArchitecture.DecoderOnly,
+            _ => throw new UsageException($"--arch '{arch}' must be dualchunk or decoder."),
+        };
+        if (arch is not null && random is null)
+            throw new UsageException("--arch applies to --random-model; a --model file's architecture comes from its tensor names.");
         if (random is not null)
         {
             if (modelPath is not null) throw new UsageException("give either --model or --random-model, not both.");
@@ -298,10 +308,12 @@ internal static class CommandLine
             if (dims.Length != 4 || !dims.All(d => int.TryParse(d, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0))
                 throw new UsageException($"--random-model '{random}' must be E,H,NH,L (e.g. 287,256,8,4).");
             int[] v = Array.ConvertAll(dims, d => int.Parse(d, CultureInfo.InvariantCulture));
-            long ffn = 4L * v[1]; // Edifice's FFN width
+            // Edifice's FFN width: 4·H (DualChunk.build), round(2.667·H) up to a multiple of 8 (DecoderOnly's SwiGLU).
+            long ffn = architecture == ModelArchitecture.DecoderOnly ? (long)Math.Round(v[1] * 2.667, MidpointRounding.AwayFromZero) + 8 : 4L * v[1];
             if (ffn > int.MaxValue)
-                throw new ArgumentException($"--random-model '{random}': hidden size {v[1]} gives an FFN width 4·H = {ffn}, above {int.MaxValue}; use a smaller hidden size.");
-            var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? WeightsLoader.DefaultChunkSize, (int)ffn);
+                throw new ArgumentException($"--random-model '{random}': hidden size {v[1]} gives an FFN width of about {ffn}, above {int.MaxValue}; use a smaller hidden size.");
+            int f = architecture == ModelArchitecture.DecoderOnly ? ModelConfig.SwiGluInnerSize(v[1]) : (int)ffn;
+            var config = new ModelConfig(v[0], v[1], v[2], v[3], o.ChunkSize ?? WeightsLoader.DefaultChunkSize, f) { Architecture = architecture };
             model = DualChunkModel.FromTensors(RandomWeights.Create(config, seed: 1), config, options);
         }
         else

@@ -128,6 +128,22 @@ public sealed class CliTests
     }
 
     [Test]
+    public void BenchArchDecoderTimesARandomDecoderOnlyModel()
+    {
+        var r = Cli("bench", "--random-model", "20,32,4,2", "--arch", "decoder", "--chunk-size", "8", "--batch", "2", "--seq", "64", "--warmup", "2", "--iterations", "3");
+        Assert.That(r.Code, Is.EqualTo(0), r.Err);
+        var root = System.Text.Json.JsonDocument.Parse(r.Out).RootElement;
+        Assert.That(root.GetProperty("architecture").GetString(), Is.EqualTo("decoder"));
+        Assert.That(root.GetProperty("config").GetString(), Does.StartWith("DecoderOnly ").And.Contain("F=88"));
+        Assert.That(root.GetProperty("allocated_bytes_per_call").GetInt64(), Is.Zero);
+        var plain = Cli("bench", "--random-model", "20,32,4,2", "--chunk-size", "8", "--batch", "2", "--seq", "64", "--warmup", "1", "--iterations", "1");
+        Assert.That(System.Text.Json.JsonDocument.Parse(plain.Out).RootElement.GetProperty("architecture").GetString(), Is.EqualTo("dualchunk"));
+        var bad = Cli("bench", "--random-model", "20,32,4,2", "--arch", "gpt", "--chunk-size", "8", "--batch", "2", "--seq", "64");
+        Assert.That(bad.Code, Is.EqualTo(2), bad.Err);
+        Assert.That(bad.Err, Does.Contain("--arch 'gpt'"));
+    }
+
+    [Test]
     public void SafetensorsWithoutChunkSizeDefaultsTo64AndSaysSo()
     {
         // no_proj has N = 64, so Edifice's default chunk size 64 is valid for its input (one chunk),
