@@ -48,14 +48,18 @@ internal static class ServerHarness
     }
 
     /// <summary>Runs `dualchunk run` or `dualchunk stream` (the real CLI, as a process) and returns its output's floats.</summary>
-    public static float[] CliOutput(string command, float[] input, int[] shape, string mode)
+    public static float[] CliOutput(string command, float[] input, int[] shape, string mode) =>
+        NpyData(CliOutputFile(command, Npy(input, shape), mode));
+
+    /// <summary>Runs `dualchunk run` or `dualchunk stream` on the tiny model and returns its output file's bytes.</summary>
+    public static byte[] CliOutputFile(string command, byte[] inputNpy, string mode)
     {
         string dir = Path.Combine(Path.GetTempPath(), "dualchunk-cli-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try
         {
             string inPath = Path.Combine(dir, "in.npy"), outPath = Path.Combine(dir, "out.npy");
-            File.WriteAllBytes(inPath, Npy(input, shape));
+            File.WriteAllBytes(inPath, inputNpy);
             var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "dualchunk.dll"), command, "--model", TinyModel, "--chunk-size", "4", "--input", inPath, "--output", outPath, "--output-mode", mode })
                 psi.ArgumentList.Add(a);
@@ -68,7 +72,7 @@ internal static class ServerHarness
                 Assert.Fail($"dualchunk {command} did not finish in 60 s");
             }
             Assert.That(p.ExitCode, Is.Zero, () => $"dualchunk {command} failed: " + stderr.Result);
-            return NpyData(File.ReadAllBytes(outPath));
+            return File.ReadAllBytes(outPath);
         }
         finally
         {

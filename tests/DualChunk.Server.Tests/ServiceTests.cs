@@ -18,7 +18,7 @@ namespace DualChunk.Server.Tests;
 public sealed class ServiceTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
-    private static string TinyModel => Path.Combine(AppContext.BaseDirectory, "tiny", "model.safetensors");
+    private static string TinyModel => ServerHarness.TinyModel;
     private static string TinyInput => Path.Combine(AppContext.BaseDirectory, "tiny", "input.npy");
     private const int E = 32, H = 32, C = 4; // samples/tiny
 
@@ -44,63 +44,6 @@ public sealed class ServiceTests
         var client = factory.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false });
         await factory.Services.GetRequiredService<DualChunkModelProvider>().Loaded.WaitAsync(Bound);
         return client;
-    }
-
-    /// <summary>Runs `dualchunk run` (the real CLI, as a process) and returns its output file's bytes.</summary>
-    private static byte[] CliRun(string model, byte[] inputNpy, string mode)
-    {
-        string dir = Path.Combine(Path.GetTempPath(), "dualchunk-cli-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            string input = Path.Combine(dir, "in.npy"), output = Path.Combine(dir, "out.npy");
-            File.WriteAllBytes(input, inputNpy);
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "dualchunk.dll"), "run", "--model", model, "--chunk-size", "4", "--input", input, "--output", output, "--output-mode", mode })
-                psi.ArgumentList.Add(a);
-            using var p = Process.Start(psi)!;
-            var stderr = p.StandardError.ReadToEndAsync();
-            _ = p.StandardOutput.ReadToEndAsync();
-            if (!p.WaitForExit(60_000))
-            {
-                p.Kill(entireProcessTree: true);
-                Assert.Fail("dualchunk run did not finish in 60 s");
-            }
-            Assert.That(p.ExitCode, Is.Zero, () => "dualchunk run failed: " + stderr.Result);
-            return File.ReadAllBytes(output);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
-    }
-
-    /// <summary>
-    /// A float32 .npy (format 1.0) whose header claims <paramref name="shape"/> whatever <paramref name="data"/> holds,
-    /// so a test can send a body that lies about its shape (Npy.Write refuses to).
-    /// </summary>
-    private static byte[] Npy(float[] data, params int[] shape)
-    {
-        string shapeText = shape.Length == 1 ? $"({shape[0]},)" : "(" + string.Join(", ", shape) + ")";
-        string dict = $"{{'descr': '<f4', 'fortran_order': False, 'shape': {shapeText}, }}";
-        string text = dict + new string(' ', 63 - (10 + dict.Length) % 64) + "\n";
-        var bytes = new byte[10 + text.Length + data.Length * 4];
-        ReadOnlySpan<byte> magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
-        magic.CopyTo(bytes);
-        bytes[6] = 1;
-        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(8), (ushort)text.Length);
-        Encoding.ASCII.GetBytes(text, bytes.AsSpan(10));
-        for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(10 + text.Length + i * 4), data[i]);
-        return bytes;
-    }
-
-    private static float[] NpyData(byte[] npy)
-    {
-        int headerLength = BinaryPrimitives.ReadUInt16LittleEndian(npy.AsSpan(8));
-        var data = npy.AsSpan(10 + headerLength);
-        var result = new float[data.Length / 4];
-        for (int i = 0; i < result.Length; i++) result[i] = BinaryPrimitives.ReadSingleLittleEndian(data[(i * 4)..]);
-        return result;
     }
 
     private static string Json(float[] data, int b, int n, int e, bool batched = true)
@@ -150,9 +93,9 @@ public sealed class ServiceTests
         using var factory = Service(TinyModel);
         using var client = await Ready(factory);
         byte[] inputNpy = File.ReadAllBytes(TinyInput); // float32 [2, 8, 32]
-        float[] input = NpyData(inputNpy);
-        byte[] expectedNpy = CliRun(TinyModel, inputNpy, mode);
-        float[] expected = NpyData(expectedNpy);
+        float[] input = ServerHarness.NpyData(inputNpy);
+        byte[] expectedNpy = ServerHarness.CliOutputFile("run", inputNpy, mode);
+        float[] expected = ServerHarness.NpyData(expectedNpy);
 
         using var npyResponse = await client.PostAsync($"/v1/predict?output_mode={mode}", NpyBody(inputNpy));
         Assert.That(npyResponse.StatusCode, Is.EqualTo(HttpStatusCode.OK), await npyResponse.Content.ReadAsStringAsync());
@@ -183,15 +126,15 @@ public sealed class ServiceTests
         using var factory = Service(TinyModel);
         using var client = await Ready(factory);
         var input = RandomWeights.Input(12 * E, 5);
-        byte[] expectedNpy = CliRun(TinyModel, Npy(input, 12, E), "last");
-        using var npy = await client.PostAsync("/v1/predict", NpyBody(Npy(input, 12, E)));
+        byte[] expectedNpy = ServerHarness.CliOutputFile("run", ServerHarness.Npy(input, 12, E), "last");
+        using var npy = await client.PostAsync("/v1/predict", NpyBody(ServerHarness.Npy(input, 12, E)));
         Assert.That(await npy.Content.ReadAsByteArrayAsync(), Is.EqualTo(expectedNpy), "[N, E] .npy: output [1, H] as the CLI writes it");
         using var json = await client.PostAsync("/v1/predict", JsonBody(Json(input, 1, 12, E, batched: false)));
         Assert.That(json.StatusCode, Is.EqualTo(HttpStatusCode.OK), await json.Content.ReadAsStringAsync());
         using var doc = JsonDocument.Parse(await json.Content.ReadAsStringAsync());
         Assert.That(doc.RootElement.GetProperty("shape").EnumerateArray().Select(x => x.GetInt32()), Is.EqualTo(new[] { 1, H }));
         var values = doc.RootElement.GetProperty("output")[0].EnumerateArray().Select(x => x.GetSingle()).ToArray();
-        Assert.That(values, Is.EqualTo(NpyData(expectedNpy)), "shortest round-trip floats: JSON is exact too");
+        Assert.That(values, Is.EqualTo(ServerHarness.NpyData(expectedNpy)), "shortest round-trip floats: JSON is exact too");
     }
 
     private static IEnumerable<TestCaseData> BadJson()
@@ -234,20 +177,20 @@ public sealed class ServiceTests
 
     private static IEnumerable<TestCaseData> BadNpy()
     {
-        var ok = Npy(new float[4 * E], 1, 4, E);
+        var ok = ServerHarness.Npy(new float[4 * E], 1, 4, E);
         yield return new TestCaseData(Encoding.ASCII.GetBytes("not npy at all"), "", "not a .npy file").SetName("npy: not npy");
         yield return new TestCaseData(ok[..40], "", "truncated").SetName("npy: truncated header");
         yield return new TestCaseData(ok[..^4], "", "needs 512 data bytes; the body has 508").SetName("npy: truncated data");
-        yield return new TestCaseData(Npy(new float[4 * 31], 1, 4, 31), "", "does not fit the model").SetName("npy: wrong E");
-        yield return new TestCaseData(Npy(new float[6 * E], 1, 6, E), "", "not a multiple of the model's chunk size C = 4").SetName("npy: N not a multiple of C");
-        yield return new TestCaseData(Npy(new float[4 * E], 4 * E), "", "rank 1").SetName("npy: rank 1");
-        yield return new TestCaseData(Npy([float.NaN, .. new float[4 * E - 1]], 1, 4, E), "", "NaN").SetName("npy: NaN");
-        yield return new TestCaseData(Npy([.. new float[5], float.PositiveInfinity, .. new float[4 * E - 6]], 1, 4, E), "", "at [0, 0, 5]").SetName("npy: infinity");
+        yield return new TestCaseData(ServerHarness.Npy(new float[4 * 31], 1, 4, 31), "", "does not fit the model").SetName("npy: wrong E");
+        yield return new TestCaseData(ServerHarness.Npy(new float[6 * E], 1, 6, E), "", "not a multiple of the model's chunk size C = 4").SetName("npy: N not a multiple of C");
+        yield return new TestCaseData(ServerHarness.Npy(new float[4 * E], 4 * E), "", "rank 1").SetName("npy: rank 1");
+        yield return new TestCaseData(ServerHarness.Npy([float.NaN, .. new float[4 * E - 1]], 1, 4, E), "", "NaN").SetName("npy: NaN");
+        yield return new TestCaseData(ServerHarness.Npy([.. new float[5], float.PositiveInfinity, .. new float[4 * E - 6]], 1, 4, E), "", "at [0, 0, 5]").SetName("npy: infinity");
         yield return new TestCaseData(ok, "sum", "Unknown output mode 'sum'").SetName("npy: unknown output mode");
         // A 60-byte body claiming a huge shape: rejected from the header, nothing allocated from it.
-        yield return new TestCaseData(Npy([], 1000000, 1000000, E), "", "more than 2 sequences").SetName("npy: huge claimed batch");
-        yield return new TestCaseData(Npy([], 1, 2000000000, E), "", "more than 8 positions").SetName("npy: huge claimed length");
-        var f8 = Npy(new float[8 * E], 1, 4, E);
+        yield return new TestCaseData(ServerHarness.Npy([], 1000000, 1000000, E), "", "more than 2 sequences").SetName("npy: huge claimed batch");
+        yield return new TestCaseData(ServerHarness.Npy([], 1, 2000000000, E), "", "more than 8 positions").SetName("npy: huge claimed length");
+        var f8 = ServerHarness.Npy(new float[8 * E], 1, 4, E);
         Encoding.ASCII.GetBytes("<f8").CopyTo(f8, 21);
         yield return new TestCaseData(f8, "", "dtype is '<f8'").SetName("npy: float64");
         var bigHeader = (byte[])ok.Clone();
