@@ -14,9 +14,6 @@ namespace DualChunk.Tests.Model;
 [TestFixture]
 public sealed class DecoderOnlyTests
 {
-    private static double RelativeBound(ModelConfig c)
-        => 1.5 * Math.Sqrt(Math.Max(c.EmbedDim, Math.Max(c.HiddenSize, c.FfnSize))) * Math.Pow(2, -24);
-
     private static ModelConfig Decoder(int e, int h, int nh, int l, int c)
         => new ModelConfig(e, h, nh, l, c, ModelConfig.SwiGluInnerSize(h)) { Architecture = ModelArchitecture.DecoderOnly };
 
@@ -53,19 +50,7 @@ public sealed class DecoderOnlyTests
         using var model = DualChunkModel.FromTensors(tensors, config);
         Assert.That(model.Config.Architecture, Is.EqualTo(ModelArchitecture.DecoderOnly));
 
-        var ours = model.Run(input, batch, n, mode);
-        var reference = ReferenceModel.Run(tensors, config, input, batch, n, mode);
-
-        double maxRef = 0, maxErr = 0;
-        for (int i = 0; i < reference.Length; i++)
-        {
-            maxRef = Math.Max(maxRef, Math.Abs(reference[i]));
-            maxErr = Math.Max(maxErr, Math.Abs(ours[i] - reference[i]));
-        }
-        TestContext.Out.WriteLine($"{config} N={n} B={batch} {mode} isa={KernelSelection.Isa}: max|ours-ref|/max|ref| = {maxErr / maxRef:E2} (bound {RelativeBound(config):E2})");
-        Assert.That(ours, Has.Length.EqualTo(reference.Length));
-        Assert.That(maxRef, Is.GreaterThan(0.1), "the reference is not trivial");
-        Assert.That(maxErr / maxRef, Is.LessThanOrEqualTo(RelativeBound(config)));
+        ModelTests.AssertMatchesReference(model, tensors, config, input, batch, n, mode);
     }
 
     [Test]

@@ -16,7 +16,7 @@ public sealed class ModelTests
     /// the output error grows like √K (measured 0.3–0.55·√K·2^-24 on the Vector256 and portable paths, e.g. 9.0e-7 at
     /// K = 1024), so this is ≥ 2.7× the worst measured and a 3× accuracy regression fails for most shapes.
     /// </summary>
-    private static double RelativeBound(ModelConfig c)
+    internal static double RelativeBound(ModelConfig c)
         => 1.5 * Math.Sqrt(Math.Max(c.EmbedDim, Math.Max(c.HiddenSize, c.FfnSize))) * Math.Pow(2, -24);
 
     // E, H, NH, L, C, N, B
@@ -54,6 +54,16 @@ public sealed class ModelTests
         var input = RandomWeights.Input(batch * n * config.EmbedDim, seed: 200 + shapeIndex);
         using var model = DualChunkModel.FromTensors(tensors, config);
 
+        AssertMatchesReference(model, tensors, config, input, batch, n, mode);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="model"/> and the float64 reference on the same tensors and input, and holds the output to
+    /// max|ours − ref| ≤ <see cref="RelativeBound"/> · max|ref| (either architecture).
+    /// </summary>
+    internal static void AssertMatchesReference(DualChunkModel model, Dictionary<string, CheckpointTensor> tensors, ModelConfig config,
+        float[] input, int batch, int n, OutputMode mode)
+    {
         var ours = model.Run(input, batch, n, mode);
         var reference = ReferenceModel.Run(tensors, config, input, batch, n, mode);
 
