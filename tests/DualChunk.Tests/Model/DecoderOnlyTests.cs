@@ -150,21 +150,7 @@ public sealed class DecoderOnlyTests
         var tensors = RandomWeights.Create(config, seed: 900);
         int n = 64, batch = 3;
         var input = RandomWeights.Input(batch * n * config.EmbedDim, seed: 901);
-        using var serial = DualChunkModel.FromTensors(tensors, config);
-        foreach (bool forced in new[] { false, true })
-        {
-            using var splits = forced ? ForceSplits() : null;
-            for (int threads = 2; threads <= 4; threads++)
-            {
-                using var parallel = DualChunkModel.FromTensors(tensors, config, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
-                foreach (var mode in Modes)
-                    foreach (var (b, len) in new[] { (batch, n), (1, config.ChunkSize) })
-                    {
-                        var x = input.AsSpan(0, b * len * config.EmbedDim).ToArray();
-                        AssertBitwise(Run(serial, x, b, len, mode), Run(parallel, x, b, len, mode), $"threads {threads}, forced splits {forced}, {mode}, B={b}, N={len}");
-                    }
-            }
-        }
+        AssertThreadCountsBitwise(tensors, config, input, batch, n);
     }
 
     [Test]

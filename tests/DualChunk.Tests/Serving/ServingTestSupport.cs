@@ -90,6 +90,33 @@ internal static class ServingTestSupport
         if (!signal.Wait(WaitBound)) Assert.Fail($"timed out after {WaitBound} waiting for {what}");
     }
 
+    /// <summary>
+    /// The outputs at 2, 3 and 4 threads, with and without forced splits, equal 1 thread's bit for bit in every mode, for
+    /// the call [<paramref name="batch"/>, <paramref name="n"/>] and a smaller one (B = 1, N = C) on the same pooled workspace.
+    /// </summary>
+    public static void AssertThreadCountsBitwise(Dictionary<string, CheckpointTensor> tensors, ModelConfig config, float[] input, int batch, int n)
+    {
+        using var serial = DualChunkModel.FromTensors(tensors, config);
+        foreach (bool forced in new[] { false, true })
+        {
+            using var splits = forced ? ForceSplits() : null;
+            for (int threads = 2; threads <= 4; threads++)
+            {
+                using var parallel = DualChunkModel.FromTensors(tensors, config, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
+                foreach (var mode in Modes)
+                {
+                    // Also a smaller call on the same (pooled, larger) workspace.
+                    foreach (var (b, len) in new[] { (batch, n), (1, config.ChunkSize) })
+                    {
+                        var x = input.AsSpan(0, b * len * config.EmbedDim).ToArray();
+                        AssertBitwise(Run(serial, x, b, len, mode), Run(parallel, x, b, len, mode),
+                            $"threads {threads}, forced splits {forced}, {mode}, B={b}, N={len}");
+                    }
+                }
+            }
+        }
+    }
+
     /// <summary>Makes every operation split over the workers, however small (restored on dispose).</summary>
     public static IDisposable ForceSplits() => new Thresholds();
 
