@@ -168,7 +168,7 @@ public sealed class TiledAttention : AttentionMethod
         int w = TOps.Count;
         TV mx = TOps.Load(ref sr, 0);
         for (int j = w; j < kvEnd; j += w) mx = TOps.MaxNative(mx, TOps.Load(ref sr, (nuint)j));
-        float mNew = MathF.Max(m, TOps.MaxAcross(mx));
+        float mNew = MathF.Max(m, SimdReductions.MaxAcross(mx));
         float corr = MathF.Exp(m - mNew); // 0 on the row's first tile (m = −∞)
         TV mv = TOps.Create(mNew), sum = TOps.Zero;
         for (int j = 0; j < kvEnd; j += w)
@@ -177,7 +177,7 @@ public sealed class TiledAttention : AttentionMethod
             TOps.Store(p, ref sr, (nuint)j);
             sum = TOps.Add(sum, p);
         }
-        l = l * corr + TOps.Sum(sum);
+        l = l * corr + SimdReductions.Sum(sum);
         m = mNew;
         return corr;
     }

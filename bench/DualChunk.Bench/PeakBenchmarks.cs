@@ -68,7 +68,7 @@ public static class FmaPeak
             a10 = TOps.MultiplyAddEstimate(a10, m, c); a11 = TOps.MultiplyAddEstimate(a11, m, c);
         }
         TV sum = TOps.Add(TOps.Add(TOps.Add(a0, a1), TOps.Add(a2, a3)), TOps.Add(TOps.Add(a4, a5), TOps.Add(a6, a7)));
-        return TOps.Sum(TOps.Add(sum, TOps.Add(TOps.Add(a8, a9), TOps.Add(a10, a11))));
+        return SimdReductions.Sum(TOps.Add(sum, TOps.Add(TOps.Add(a8, a9), TOps.Add(a10, a11))));
     }
 
     /// <summary>Best GFLOP/s over <paramref name="runs"/> timed calls (after a warm-up), for the quick mode.</summary>

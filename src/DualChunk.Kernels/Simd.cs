@@ -34,27 +34,20 @@ internal interface ISimd<TVec>
     static abstract TVec Divide(TVec a, TVec b);
     static abstract TVec Negate(TVec a);
     static abstract TVec And(TVec a, TVec b);
-    static abstract TVec Or(TVec a, TVec b);
 
     /// <summary>a·b + c: one FMA where the hardware has it, multiply + add otherwise.</summary>
     static abstract TVec MultiplyAddEstimate(TVec a, TVec b, TVec c);
     static abstract TVec Abs(TVec a);
-    static abstract TVec Max(TVec a, TVec b);
     static abstract TVec MaxNative(TVec a, TVec b);
     static abstract TVec MinNative(TVec a, TVec b);
 
     static abstract TVec Equals(TVec a, TVec b);
     static abstract TVec LessThan(TVec a, TVec b);
     static abstract TVec GreaterThan(TVec a, TVec b);
-    static abstract bool GreaterThanAny(TVec a, TVec b);
-    static abstract bool GreaterThanAll(TVec a, TVec b);
     static abstract TVec ConditionalSelect(TVec mask, TVec whenTrue, TVec whenFalse);
 
     /// <summary>Mask of the lanes k ≥ <paramref name="first"/> (Indices ≥ first, as float bits).</summary>
     static abstract TVec LanesFrom(int first);
-
-    /// <summary>All-ones in lanes 0..<paramref name="last"/>, zero above.</summary>
-    static abstract TVec LanesUpTo(int last);
 
     /// <summary>((v as int32) &lt;&lt; <paramref name="shift"/>) + <paramref name="addend"/>, reinterpreted as float.</summary>
     static abstract TVec ShiftLeftAddInt32(TVec v, int shift, int addend);
@@ -62,11 +55,6 @@ internal interface ISimd<TVec>
     /// <summary>(<paramref name="a"/> as int32) + ((<paramref name="v"/> as int32) &lt;&lt; <paramref name="shift"/>), reinterpreted as float.</summary>
     static abstract TVec AddShiftedInt32(TVec a, TVec v, int shift);
 
-    /// <summary>Sum of the lanes.</summary>
-    static abstract float Sum(TVec v);
-
-    /// <summary>Largest lane (NaN if any lane is NaN).</summary>
-    static abstract float MaxAcross(TVec v);
 }
 
 /// <summary>
@@ -106,24 +94,17 @@ internal readonly struct V128 : ISimdWide<Vector128<float>, Vector128<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Divide(Vector128<float> a, Vector128<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Negate(Vector128<float> a) => -a;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> And(Vector128<float> a, Vector128<float> b) => a & b;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Or(Vector128<float> a, Vector128<float> b) => a | b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAddEstimate(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> a) => Vector128.Abs(a);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MaxNative(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MinNative(Vector128<float> a, Vector128<float> b) => Vector128.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Equals(Vector128<float> a, Vector128<float> b) => Vector128.Equals(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LessThan(Vector128<float> a, Vector128<float> b) => Vector128.LessThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> GreaterThan(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAny(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThanAny(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAll(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThanAll(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConditionalSelect(Vector128<float> mask, Vector128<float> whenTrue, Vector128<float> whenFalse) => Vector128.ConditionalSelect(mask, whenTrue, whenFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LanesFrom(int first) => Vector128.GreaterThanOrEqual(Vector128<int>.Indices, Vector128.Create(first)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LanesUpTo(int last) => Vector128.LessThanOrEqual(Vector128<int>.Indices, Vector128.Create(last)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftLeftAddInt32(Vector128<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector128.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddShiftedInt32(Vector128<float> a, Vector128<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector128<float> v) => VectorMath.MaxAcross(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> CreateD(double value) => Vector128.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> AddD(Vector128<double> a, Vector128<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> SubtractD(Vector128<double> a, Vector128<double> b) => a - b;
@@ -149,24 +130,17 @@ internal readonly struct V256 : ISimdWide<Vector256<float>, Vector256<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Negate(Vector256<float> a) => -a;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Or(Vector256<float> a, Vector256<float> b) => a | b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAddEstimate(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> a) => Vector256.Abs(a);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MaxNative(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MinNative(Vector256<float> a, Vector256<float> b) => Vector256.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Equals(Vector256<float> a, Vector256<float> b) => Vector256.Equals(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LessThan(Vector256<float> a, Vector256<float> b) => Vector256.LessThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> GreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAny(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThanAny(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAll(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThanAll(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ConditionalSelect(Vector256<float> mask, Vector256<float> whenTrue, Vector256<float> whenFalse) => Vector256.ConditionalSelect(mask, whenTrue, whenFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LanesFrom(int first) => Vector256.GreaterThanOrEqual(Vector256<int>.Indices, Vector256.Create(first)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LanesUpTo(int last) => Vector256.LessThanOrEqual(Vector256<int>.Indices, Vector256.Create(last)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ShiftLeftAddInt32(Vector256<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector256.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AddShiftedInt32(Vector256<float> a, Vector256<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> v) => VectorMath.MaxAcross(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> CreateD(double value) => Vector256.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddD(Vector256<double> a, Vector256<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> SubtractD(Vector256<double> a, Vector256<double> b) => a - b;
@@ -192,24 +166,17 @@ internal readonly struct V512 : ISimdWide<Vector512<float>, Vector512<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Negate(Vector512<float> a) => -a;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Or(Vector512<float> a, Vector512<float> b) => a | b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAddEstimate(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> a) => Vector512.Abs(a);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MaxNative(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MinNative(Vector512<float> a, Vector512<float> b) => Vector512.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Equals(Vector512<float> a, Vector512<float> b) => Vector512.Equals(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LessThan(Vector512<float> a, Vector512<float> b) => Vector512.LessThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> GreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAny(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThanAny(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool GreaterThanAll(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThanAll(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ConditionalSelect(Vector512<float> mask, Vector512<float> whenTrue, Vector512<float> whenFalse) => Vector512.ConditionalSelect(mask, whenTrue, whenFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LanesFrom(int first) => Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(first)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LanesUpTo(int last) => Vector512.LessThanOrEqual(Vector512<int>.Indices, Vector512.Create(last)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ShiftLeftAddInt32(Vector512<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector512.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> AddShiftedInt32(Vector512<float> a, Vector512<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> v) => VectorMath.MaxAcross(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> CreateD(double value) => Vector512.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> AddD(Vector512<double> a, Vector512<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> SubtractD(Vector512<double> a, Vector512<double> b) => a - b;

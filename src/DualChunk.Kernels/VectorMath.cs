@@ -4,14 +4,13 @@ using System.Runtime.Intrinsics;
 namespace DualChunk.Kernels;
 
 /// <summary>
-/// Float32 exp, erf and GELU for one vector at a time: the math of the GEMM epilogue (GELU) and the
-/// attention kernel (exp). Every width runs the same algorithm, so every
+/// Float32 exp, GELU and SiLU for one vector at a time: the math of the GEMM epilogues (GELU, SiLU) and the
+/// attention kernel (<see cref="ExpNonPositive"/>). Every width runs the same algorithm, so every
 /// <see cref="KernelIsa"/> path has the same error bound (measured in ErfGeluTests, against scalar float twins of the
 /// same algorithm that live with the tests).
 /// </summary>
 /// <remarks>
 /// exp: Cody–Waite reduction and a degree-5 minimax polynomial (≈ 1–2 ulp; +0 below ln FLT_MIN, +∞ above 88.38).
-/// erf: an odd minimax polynomial for |x| ≤ 0.9, exp of a fitted polynomial for the erfc tail, clamped at 4.
 /// GELU: one branch-free formula max(x, 0) − ½·a·erfc(a/√2), a = min(|x|, 6), with erfc as 2^Q(a), so 1 + erf is
 /// never formed and the negative tail keeps its relative accuracy. How the polynomials were fitted and checked:
 /// docs/performance-notes.md, "Vector math". All multiply-adds are MultiplyAddEstimate: one FMA where the hardware
@@ -26,11 +25,6 @@ internal static class VectorMath
     internal const float ExpMin = -87.33654f;            // ln(FLT_MIN): below it the result is flushed to +0
     internal const float ExpMax = 88.37626f;             // ln(2^127.5): above it the result is +∞
     internal const float E0 = 0.5f, E1 = 0.16666666f, E2 = 0.041666295f, E3 = 0.008333497f, E4 = 0.001394466f, E5 = 0.00019790346f;
-
-    internal const float ErfSplit = 0.9f;   // |x| ≤ ErfSplit: odd polynomial; above: 1 − exp(P(|x|))
-    internal const float ErfClamp = 4f;     // erf(4) = 1 − 1.5e-8, which rounds to 1f
-    internal const float S0 = 0.12837917f, S1 = -0.37612635f, S2 = 0.112837195f, S3 = -0.026860753f, S4 = 0.005204436f, S5 = -0.0008181927f, S6 = 8.538839E-05f;
-    internal const float L0 = 0.00017056083f, L1 = -1.1294951f, L2 = -0.6333867f, L3 = -0.10823662f, L4 = 0.025091497f, L5 = -0.004160527f, L6 = 0.00043230303f, L7 = -2.0909556E-05f;
 
     internal const float GeluClamp = 6f;      // |x| clamp: 3·erfc(6/√2) ≈ 5.9e-9 is all that is left past it
     internal const float GeluShift = 0.8125f; // Q is a polynomial in |x| − GeluShift
@@ -90,49 +84,6 @@ internal static class VectorMath
         return TSimd.MultiplyAddEstimate(p, TSimd.Multiply(r, r), r);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVec ErfSmall<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
-    {
-        TVec s = TSimd.Multiply(x, x);
-        TVec q = TSimd.MultiplyAddEstimate(TSimd.Create(S6), s, TSimd.Create(S5));
-        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S4));
-        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S3));
-        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S2));
-        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S1));
-        q = TSimd.MultiplyAddEstimate(q, s, TSimd.Create(S0));
-        return TSimd.MultiplyAddEstimate(x, q, x);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVec ErfcLarge<TSimd, TVec>(TVec ax) where TSimd : struct, ISimd<TVec> where TVec : struct
-    {
-        TVec t = TSimd.MinNative(ax, TSimd.Create(ErfClamp)); // lanes that are NaN or ≤ 0.9 are discarded by the caller
-        TVec p = TSimd.MultiplyAddEstimate(TSimd.Create(L7), t, TSimd.Create(L6));
-        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L5));
-        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L4));
-        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L3));
-        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L2));
-        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L1));
-        p = TSimd.MultiplyAddEstimate(p, t, TSimd.Create(L0));
-        return Exp<TSimd, TVec>(p);
-    }
-
-    /// <summary>erf on the lanes of one vector. Both branches are evaluated only when the vector holds lanes of both kinds.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static TVec Erf<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
-    {
-        TVec ax = TSimd.Abs(x);
-        TVec large = TSimd.GreaterThan(ax, TSimd.Create(ErfSplit)); // false for NaN: NaN takes the polynomial and stays NaN
-        if (!TSimd.GreaterThanAny(ax, TSimd.Create(ErfSplit))) return ErfSmall<TSimd, TVec>(x);
-        TVec sign = TSimd.And(x, TSimd.Create(-0f));
-        // Inlined kernels (ErfSmall, ErfcLarge) go into locals before they meet constants in an expression: an operand
-        // evaluated ahead of an inlined call is kept in a temp and stretches register pressure across the call.
-        TVec ec = ErfcLarge<TSimd, TVec>(ax);
-        TVec big = TSimd.Or(TSimd.Subtract(TSimd.One, ec), sign); // 1 − erfc ≥ 0, so OR-ing the sign bit is copysign
-        if (TSimd.GreaterThanAll(ax, TSimd.Create(ErfSplit))) return big;
-        return TSimd.ConditionalSelect(large, big, ErfSmall<TSimd, TVec>(x));
-    }
-
     /// <summary>Exact GELU on the lanes of one vector: max(x, 0) − ½·a·erfc(a/√2), a = min(|x|, 6), one branch-free formula.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static TVec Gelu<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
@@ -172,20 +123,4 @@ internal static class VectorMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static TVec Silu<TSimd, TVec>(TVec x) where TSimd : struct, ISimd<TVec> where TVec : struct
         => TSimd.Divide(x, TSimd.Add(TSimd.One, Exp<TSimd, TVec>(TSimd.Negate(x))));
-
-    // ---------------- horizontal max: halve the vector until one Vector128 is left, then two shuffles ----------------
-
-    /// <summary>Largest lane (NaN if any lane is NaN).</summary>
-    internal static float MaxAcross(Vector512<float> v) => MaxAcross(Vector256.Max(v.GetLower(), v.GetUpper()));
-
-    /// <summary>Largest lane (NaN if any lane is NaN).</summary>
-    internal static float MaxAcross(Vector256<float> v) => MaxAcross(Vector128.Max(v.GetLower(), v.GetUpper()));
-
-    /// <summary>Largest lane (NaN if any lane is NaN).</summary>
-    internal static float MaxAcross(Vector128<float> v)
-    {
-        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1)));
-        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2)));
-        return v.ToScalar();
-    }
 }

@@ -25,8 +25,8 @@ public class ErfGeluTests
     }
 
     /// <summary>
-    /// The inputs of the sweeps: 2^24 + 1 evenly spaced points over [−8, 8]; every float in [0.5, 1) (across the
-    /// 0.9 branch split; erf is computed as an exactly odd function, so the negated band adds nothing); the 2^20
+    /// The inputs of the sweeps: 2^24 + 1 evenly spaced points over [−8, 8]; every float in [0.5, 1) (around the
+    /// centre |x| = 0.8125 of GELU's polynomial); the 2^20
     /// floats of smallest magnitude of each sign (denormals, ±0); every 1024th bit pattern over all floats (every
     /// exponent); and the special values.
     /// </summary>
@@ -65,46 +65,6 @@ public class ErfGeluTests
             for (int i = c * 65536; i < end; i++) r[i] = f(x[i]);
         });
         return r;
-    }
-
-    [Test]
-    public void Erf_sweep_within_bound_on_every_path()
-    {
-        float[] x = Inputs.Value;
-        double[] reference = References(x, Gelu.ErfReference);
-        var y = new float[x.Length];
-        foreach (KernelIsa isa in KernelTestSupport.Isas())
-        {
-            Erf.Run(x, y, isa);
-            (double max, float at) = MaxAbsError(x, y, reference);
-            TestContext.Out.WriteLine($"erf {isa}: max abs error {max:E3} at x = {at:R} over {x.Length} inputs");
-            Assert.That(max, Is.LessThanOrEqualTo(Erf.MaxAbsError), $"{isa} at x = {at:R}");
-        }
-        for (int i = 0; i < x.Length; i += 97) y[i / 97] = Erf.Scalar(x[i]);
-        double maxScalar = 0;
-        for (int i = 0; i < x.Length; i += 97) maxScalar = Math.Max(maxScalar, Math.Abs(y[i / 97] - reference[i]));
-        TestContext.Out.WriteLine($"erf scalar float twin: max abs error {maxScalar:E3} (every 97th input)");
-        Assert.That(maxScalar, Is.LessThanOrEqualTo(Erf.MaxAbsError));
-        Assert.That(float.IsNaN(Erf.Scalar(float.NaN)), Is.True);
-        float[] nan = [float.NaN, 1f, float.NaN, -2f, 0.3f];
-        foreach (KernelIsa isa in KernelTestSupport.Isas())
-        {
-            var o = new float[nan.Length];
-            Erf.Run(nan, o, isa);
-            Assert.That(float.IsNaN(o[0]) && float.IsNaN(o[2]) && !float.IsNaN(o[1]), Is.True, $"{isa}: NaN in, NaN out");
-        }
-    }
-
-    private static (double Max, float At) MaxAbsError(float[] x, float[] y, double[] reference)
-    {
-        double max = 0; float at = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            double e = y[i] == reference[i] ? 0 : Math.Abs(y[i] - reference[i]);
-            if (double.IsNaN(e)) e = double.PositiveInfinity; // NaN is an unbounded error, never overwritten
-            if (e > max) { max = e; at = x[i]; }
-        }
-        return (max, at);
     }
 
     [Test]
@@ -216,18 +176,13 @@ public class ErfGeluTests
         for (int n = 0; n <= 257; n++)
         {
             float[] x = KernelTestSupport.RandomNonZero(rng, n, 4f);
-            var y = new float[n + 3];
-            y[n] = 42f; // sentinel: nothing past the length is written
-            Erf.Run(x, y.AsSpan(0, n), isa);
             var g = (float[])x.Clone();
             Gelu.Run(g, g, isa); // in place
             for (int i = 0; i < n; i++)
             {
-                Assert.That(y[i], Is.EqualTo(Gelu.ErfReference(x[i])).Within(Erf.MaxAbsError), $"erf n={n} i={i}");
                 double r = Gelu.ScalarReference(x[i]);
                 Assert.That(g[i], Is.EqualTo(r).Within(Gelu.MaxAbsError + Gelu.MaxRelError * Math.Abs(r)), $"gelu n={n} i={i}");
             }
-            Assert.That(y[n], Is.EqualTo(42f));
         }
     }
 

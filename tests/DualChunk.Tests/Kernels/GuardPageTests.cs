@@ -23,7 +23,6 @@ public class GuardPageTests
     [
         ("Gelu", 0, (b, isa, n) => Gelu.Run(b.In(n), b.Out(n), isa)),
         ("Gelu in place", 0, (b, isa, n) => { var x = b.InOut(n); Gelu.Run(x, x, isa); }),
-        ("Erf", 0, (b, isa, n) => Erf.Run(b.In(n), b.Out(n), isa)),
         ("NonFinite", 0, (b, isa, n) =>
         {
             var x = b.In(n);

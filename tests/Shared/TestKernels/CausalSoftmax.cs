@@ -80,8 +80,8 @@ internal static class CausalSoftmax
         int w = TSimd.Count;
         TVec last = TSimd.Load(ref s, (nuint)(n - w));
         TVec mx = last;
-        for (int j = 0; j + w <= n; j += w) mx = TSimd.Max(mx, TSimd.Load(ref s, (nuint)j)); // overlap is harmless for max
-        TVec max = TSimd.Create(TSimd.MaxAcross(mx));
+        for (int j = 0; j + w <= n; j += w) mx = SimdReductions.Max(mx, TSimd.Load(ref s, (nuint)j)); // overlap is harmless for max
+        TVec max = TSimd.Create(SimdReductions.MaxAcross(mx));
         TVec sum = TSimd.Zero;
         int i = 0;
         for (; i + w <= n; i += w)
@@ -98,7 +98,7 @@ internal static class CausalSoftmax
             TVec fresh = TSimd.LanesFrom(i - (n - w));
             sum = TSimd.Add(sum, TSimd.And(e, fresh));
         }
-        TVec inv = TSimd.Create(1f / (TSimd.Sum(sum) + CausalAttention.DenominatorEpsilon));
+        TVec inv = TSimd.Create(1f / (SimdReductions.Sum(sum) + CausalAttention.DenominatorEpsilon));
         TVec lastP = TSimd.Multiply(TSimd.Load(ref p, (nuint)(n - w)), inv);
         for (i = 0; i + w <= n; i += w) TSimd.Store(TSimd.Multiply(TSimd.Load(ref p, (nuint)i), inv), ref p, (nuint)i);
         if (i != n) TSimd.Store(lastP, ref p, (nuint)(n - w));

@@ -28,40 +28,6 @@ internal static class ScalarMath
         return p * scale;
     }
 
-    private static float ErfSmall(float x)
-    {
-        float s = x * x;
-        float q = float.MultiplyAddEstimate(VectorMath.S6, s, VectorMath.S5);
-        q = float.MultiplyAddEstimate(q, s, VectorMath.S4);
-        q = float.MultiplyAddEstimate(q, s, VectorMath.S3);
-        q = float.MultiplyAddEstimate(q, s, VectorMath.S2);
-        q = float.MultiplyAddEstimate(q, s, VectorMath.S1);
-        q = float.MultiplyAddEstimate(q, s, VectorMath.S0);
-        return float.MultiplyAddEstimate(x, q, x);
-    }
-
-    /// <summary>erfc(t) for t in [0.9, 4] (t is clamped to 4).</summary>
-    private static float ErfcLarge(float t)
-    {
-        t = MathF.Min(t, VectorMath.ErfClamp);
-        float p = float.MultiplyAddEstimate(VectorMath.L7, t, VectorMath.L6);
-        p = float.MultiplyAddEstimate(p, t, VectorMath.L5);
-        p = float.MultiplyAddEstimate(p, t, VectorMath.L4);
-        p = float.MultiplyAddEstimate(p, t, VectorMath.L3);
-        p = float.MultiplyAddEstimate(p, t, VectorMath.L2);
-        p = float.MultiplyAddEstimate(p, t, VectorMath.L1);
-        p = float.MultiplyAddEstimate(p, t, VectorMath.L0);
-        return Exp(p);
-    }
-
-    /// <summary>erf, the same algorithm as the vector version.</summary>
-    internal static float Erf(float x)
-    {
-        float ax = MathF.Abs(x);
-        if (!(ax > VectorMath.ErfSplit)) return ErfSmall(x); // NaN goes here and stays NaN
-        return MathF.CopySign(1f - ErfcLarge(ax), x);
-    }
-
     /// <summary>GELU, the same algorithm as the vector version.</summary>
     internal static float Gelu(float x)
     {
