@@ -63,8 +63,12 @@ internal readonly struct OnThisThread(WorkerBuffers buffers, int worker) : IExec
         where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward => block.FeedForward(this, x, normed, rows);
 }
 
-/// <summary>Every operation split over the call's workers by <see cref="Scheduler"/> (or run inline when too small).</summary>
-internal readonly struct Split(Scheduler scheduler) : IExecutor
+/// <summary>
+/// Every operation split over the call's workers by <see cref="Scheduler"/> (or run inline when too small). With
+/// <paramref name="deferred"/> inter-chunk attention, its intra-chunk phase does that first, by head: the scheduler
+/// gives one to an executor that runs exactly one intra-chunk phase.
+/// </summary>
+internal readonly struct Split(Scheduler scheduler, DeferredInter deferred = default) : IExecutor
 {
     public Span<float> FfnHidden => scheduler.Buffers.FfnHidden(0);
 
@@ -80,7 +84,7 @@ internal readonly struct Split(Scheduler scheduler) : IExecutor
         => scheduler.InterAttention(attention, summaries, batch, seqLen, inter, lastChunkOnly);
 
     public void IntraAttention(in IntraChunkAttention attention, in GateBlend gate, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly)
-        => scheduler.IntraAttention(attention, gate, qkv, chunks, inter, output, lastRowOnly);
+        => scheduler.IntraAttention(attention, gate, qkv, chunks, inter, output, lastRowOnly, deferred);
 
     public void FeedForward<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, int rows)
         where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward => scheduler.FeedForward(block, x, normed, rows);

@@ -41,7 +41,6 @@ internal sealed unsafe class Scheduler
     private readonly BlockItems _block;  // the items that hold a block, for the model's architecture (BlockItems<TNorm, TFeedForward>)
     private readonly int _hidden, _chunkSize;
     private WorkerGroup? _group;
-    private PendingInter _pending;  // inter-chunk attention left for the next intra-chunk phase to do by head
 
     public Scheduler(WorkerBuffers buffers, ModelConfig config)
     {
@@ -88,16 +87,16 @@ internal sealed unsafe class Scheduler
         _intra.Clear();
         _heads.Clear();
         _block.Clear();
-        _pending = default;
     }
 
     /// <summary>
     /// A block's summaries and inter-chunk attention (<see cref="DualChunkBlock{TNorm, TFeedForward}.Summaries"/>) in as few phases as the
     /// shape allows: one item per batch element (its summaries, then its inter-chunk attention) when there are enough
-    /// elements; else chunk ranges, with the inter-chunk attention left for the next intra-chunk phase to do by head
-    /// (<see cref="IntraAttention"/>) or run by the consumer that cannot (<see cref="FlushInter"/>).
+    /// elements; else chunk ranges, with the inter-chunk attention returned undone when the next phase can do it by
+    /// head (<see cref="DeferredInter"/>). The caller hands the result to <see cref="RowGroups"/> or
+    /// <see cref="LastTimestep"/>; an empty result means <paramref name="inter"/> is complete.
     /// </summary>
-    public void Summaries<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
+    public DeferredInter Summaries<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, ReadOnlySpan<float> x, Span<float> normed, Span<float> chunkMeans, Span<float> summaries,
         Span<float> inter, int batch, int seqLen, bool lastChunkOnly)
         where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
     {
@@ -111,7 +110,7 @@ internal sealed unsafe class Scheduler
         {
             summaryItems.Set(block, P(x), P(normed), P(chunkMeans), P(summaries), P(inter), chunkRows, seqLen / _chunkSize, seqLen, true, lastChunkOnly);
             Dispatch(summaryItems, batch);
-            return;
+            return default;
         }
         if (w > 1 && large && chunkRows >= w)
         {
@@ -124,25 +123,27 @@ internal sealed unsafe class Scheduler
             block.ChunkSummaries(new Split(this), x, normed, chunkMeans, summaries, 0, chunkRows, valuesOnly: seqLen == _chunkSize);
         }
         if (w > 1 && block.Inter.Heads >= w)
-            _pending = new PendingInter(block.Inter, P(summaries), P(inter), batch, seqLen, lastChunkOnly);
-        else
-            InterAttention(block.Inter, summaries, batch, seqLen, inter, lastChunkOnly);
+            return new DeferredInter(block.Inter, P(summaries), P(inter), batch, seqLen, lastChunkOnly);
+        InterAttention(block.Inter, summaries, batch, seqLen, inter, lastChunkOnly);
+        return default;
     }
 
-    /// <summary>Runs the inter-chunk attention <see cref="Summaries"/> left pending, for a consumer that needs all of it first.</summary>
-    private void FlushInter()
+    /// <summary>Runs <paramref name="deferred"/> as a phase of its own, for a consumer that needs all of it first.</summary>
+    private void RunDeferred(in DeferredInter deferred)
     {
-        if (_pending.Summaries == null) return;
-        var p = _pending;
-        _pending = default;
-        long chunkRows = (long)p.Batch * (p.SeqLen / _chunkSize);
-        InterAttention(p.Attention, new ReadOnlySpan<float>(p.Summaries, (int)(chunkRows * 3 * _hidden)), p.Batch, p.SeqLen,
-            new Span<float>(p.Inter, (int)(chunkRows * _hidden)), p.LastChunkOnly);
+        if (deferred.IsEmpty) return;
+        long chunkRows = (long)deferred.Batch * (deferred.SeqLen / _chunkSize);
+        InterAttention(deferred.Attention, new ReadOnlySpan<float>(deferred.Summaries, (int)(chunkRows * 3 * _hidden)), deferred.Batch, deferred.SeqLen,
+            new Span<float>(deferred.Inter, (int)(chunkRows * _hidden)), deferred.LastChunkOnly);
     }
 
-    /// <summary>last_timestep after the last block's summaries (<see cref="DualChunkBlock{TNorm, TFeedForward}.LastTimestepRows"/>): batch ranges as items when there are enough, else each operation split.</summary>
+    /// <summary>
+    /// last_timestep after the last block's summaries (<see cref="DualChunkBlock{TNorm, TFeedForward}.LastTimestepRows"/>), with
+    /// <paramref name="deferred"/> what <see cref="Summaries"/> returned: batch ranges as items when there are enough,
+    /// else each operation split (the first element's intra-chunk phase doing the deferred inter-chunk attention by head).
+    /// </summary>
     public void LastTimestep<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, in LayerNormLayer finalNorm, ReadOnlySpan<float> x, ReadOnlySpan<float> normed, ReadOnlySpan<float> inter,
-        Span<float> lastAttn, Span<float> last, Span<float> lastNormed, Span<float> output, int batch, int seqLen)
+        Span<float> lastAttn, Span<float> last, Span<float> lastNormed, Span<float> output, int batch, int seqLen, in DeferredInter deferred)
         where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
     {
         int h = _hidden, w = Workers, rows = batch * seqLen;
@@ -151,14 +152,23 @@ internal sealed unsafe class Scheduler
             throw new ArgumentException("Readout operand shorter than its shape.");
         if (w > 1 && batch >= w)
         {
-            FlushInter();
+            RunDeferred(deferred);
             int perItem = (batch + w - 1) / w;
             var lastItems = Items<TNorm, TFeedForward>().Last;
             lastItems.Set(block, finalNorm, P(x), P(normed), P(inter), P(lastAttn), P(last), P(lastNormed), P(output), batch, seqLen, perItem);
             Dispatch(lastItems, (batch + perItem - 1) / perItem);
             return;
         }
-        block.LastTimestepRows(new Split(this), finalNorm, x, normed, inter, Buffers.GroupQkv(0), Buffers.GroupAttn(0), lastAttn, last, lastNormed, output, 0, batch, seqLen);
+        if (deferred.IsEmpty)
+        {
+            block.LastTimestepRows(new Split(this), finalNorm, x, normed, inter, Buffers.GroupQkv(0), Buffers.GroupAttn(0), lastAttn, last, lastNormed, output, 0, batch, seqLen);
+            return;
+        }
+        // Element 0 alone, so exactly one intra-chunk phase gets the deferred work; the rest after it. Any batch range
+        // gives the same bits (each element needs only its own rows).
+        block.LastTimestepRows(new Split(this, deferred), finalNorm, x, normed, inter, Buffers.GroupQkv(0), Buffers.GroupAttn(0), lastAttn, last, lastNormed, output, 0, 1, seqLen);
+        if (batch > 1)
+            block.LastTimestepRows(new Split(this), finalNorm, x, normed, inter, Buffers.GroupQkv(0), Buffers.GroupAttn(0), lastAttn, last, lastNormed, output, 1, batch - 1, seqLen);
     }
 
     /// <summary>Columns [start, start + count) of C = A · W (+ epilogue), as row × column blocks.</summary>
@@ -231,20 +241,20 @@ internal sealed unsafe class Scheduler
     }
 
     /// <summary>
-    /// Intra-chunk attention blended with the inter rows, one item per (chunk, head); or, when <see cref="Summaries"/>
-    /// left the inter-chunk attention pending, one item per head doing that head's inter-chunk attention first (the
-    /// intra part reads only the inter columns of its own head, so the two need no barrier between them).
+    /// Intra-chunk attention blended with the inter rows, one item per (chunk, head); or, with <paramref name="deferred"/>
+    /// inter-chunk attention (from <see cref="Summaries"/>), one item per head doing that head's inter-chunk attention
+    /// first (the intra part reads only the inter columns of its own head, so the two need no barrier between them).
     /// </summary>
-    public void IntraAttention(in IntraChunkAttention attention, in GateBlend gate, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly)
+    public void IntraAttention(in IntraChunkAttention attention, in GateBlend gate, ReadOnlySpan<float> qkv, int chunks, ReadOnlySpan<float> inter, Span<float> output, bool lastRowOnly,
+        in DeferredInter deferred)
     {
         int c = _chunkSize, h = _hidden;
         if (qkv.Length < (long)chunks * c * 3 * h || inter.Length < (long)chunks * h || output.Length < (long)chunks * c * h)
             throw new ArgumentException("Attention operand shorter than its shape.");
-        if (_pending.Summaries != null)
+        if (!deferred.IsEmpty)
         {
-            var p = _pending;
-            _pending = default;
-            _heads.Set(p.Attention, attention, gate, p.Summaries, p.Inter, p.Batch, p.SeqLen, p.LastChunkOnly, P(qkv), P(inter), P(output), chunks, lastRowOnly);
+            _heads.Set(deferred.Attention, attention, gate, deferred.Summaries, deferred.Inter, deferred.Batch, deferred.SeqLen, deferred.LastChunkOnly,
+                P(qkv), P(inter), P(output), chunks, lastRowOnly);
             Dispatch(_heads, attention.Heads);
             return;
         }
@@ -254,10 +264,12 @@ internal sealed unsafe class Scheduler
 
     /// <summary>
     /// A block after its summaries (<see cref="DualChunkBlock{TNorm, TFeedForward}.RowGroup"/>) over <paramref name="rows"/> rows in row
-    /// groups of whole chunks: one group per item when there are enough groups, else group by group with each
-    /// operation split.
+    /// groups of whole chunks, with <paramref name="deferred"/> what <see cref="Summaries"/> returned: one group per
+    /// item when there are enough groups (the deferred inter-chunk attention first, as a phase of its own), else group
+    /// by group with each operation split (the first group's intra-chunk phase doing it by head).
     /// </summary>
-    public void RowGroups<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int rows)
+    public void RowGroups<TNorm, TFeedForward>(in DualChunkBlock<TNorm, TFeedForward> block, Span<float> x, Span<float> normed, ReadOnlySpan<float> inter, int rows,
+        in DeferredInter deferred)
         where TNorm : struct, INormLayer where TFeedForward : struct, IFeedForward
     {
         int h = _hidden, c = _chunkSize, g = Buffers.GroupRows, groups = (rows + g - 1) / g;
@@ -265,16 +277,16 @@ internal sealed unsafe class Scheduler
             throw new ArgumentException("Block operand shorter than its shape.");
         if (Workers == 1 || groups >= Workers)
         {
-            FlushInter();
+            RunDeferred(deferred);
             var rowGroups = Items<TNorm, TFeedForward>().RowGroups;
             rowGroups.Set(block, P(x), P(normed), P(inter), rows);
             Dispatch(rowGroups, groups);
             return;
         }
-        var split = new Split(this);
         for (int r0 = 0; r0 < rows; r0 += g)
         {
             int n = Math.Min(g, rows - r0);
+            var split = r0 == 0 ? new Split(this, deferred) : new Split(this);  // one intra-chunk phase takes the deferred work
             block.RowGroup(split, x.Slice(r0 * h, n * h), normed.Slice(r0 * h, n * h), inter.Slice(r0 / c * h, n / c * h), n,
                 Buffers.GroupQkv(0), Buffers.GroupAttn(0));
         }
@@ -299,14 +311,6 @@ internal sealed unsafe class Scheduler
 
     /// <summary>Items 0..<paramref name="items"/>−1 of work the caller owns (a stream's inter-chunk attention).</summary>
     public void Run(IParallelWork work, int items) => Dispatch(work, items);
-    /// <summary>The arguments of an inter-chunk attention left for the next intra-chunk phase (Summaries null: none).</summary>
-    private readonly struct PendingInter(InterChunkAttention attention, float* summaries, float* inter, int batch, int seqLen, bool lastChunkOnly)
-    {
-        public readonly InterChunkAttention Attention = attention;
-        public readonly float* Summaries = summaries, Inter = inter;
-        public readonly int Batch = batch, SeqLen = seqLen;
-        public readonly bool LastChunkOnly = lastChunkOnly;
-    }
 
     /// <summary>The items of this workspace's block type (its model's architecture).</summary>
     private BlockItems<TNorm, TFeedForward> Items<TNorm, TFeedForward>()
@@ -332,4 +336,20 @@ internal sealed unsafe class Scheduler
 
     /// <summary>Address of a span's first element; only for pinned memory (the workspace, or the pinned caller buffers).</summary>
     private static float* P(ReadOnlySpan<float> s) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(s));
+}
+
+/// <summary>
+/// An inter-chunk attention <see cref="Scheduler.Summaries"/> left undone so that the next intra-chunk phase can do it
+/// by head without a barrier of its own; the caller passes it on (<see cref="Scheduler.RowGroups"/>,
+/// <see cref="Scheduler.LastTimestep"/>). Empty (default): the inter rows are complete.
+/// </summary>
+internal readonly unsafe struct DeferredInter(InterChunkAttention attention, float* summaries, float* inter, int batch, int seqLen, bool lastChunkOnly)
+{
+    public readonly InterChunkAttention Attention = attention;
+    public readonly float* Summaries = summaries;  // [B·NC, 3H] q̄ | k̄ | v̄
+    public readonly float* Inter = inter;          // [B·NC, H]  written by the deferred work
+    public readonly int Batch = batch, SeqLen = seqLen;
+    public readonly bool LastChunkOnly = lastChunkOnly;
+
+    public bool IsEmpty => Summaries == null;
 }

@@ -101,8 +101,8 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
         {
             ct.ThrowIfCancellationRequested();
             ref readonly var block = ref _blocks[l];
-            ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: false);
-            ws.Scheduler.RowGroups(block, x, normed, inter, rows);         // attention, out-proj, FFN per row group
+            var deferred = ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: false);
+            ws.Scheduler.RowGroups(block, x, normed, inter, rows, deferred); // attention, out-proj, FFN per row group
             if (locate && !AllFinite(x)) return l + 1;
         }
         ct.ThrowIfCancellationRequested();
@@ -119,9 +119,9 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
             default:                                                         // output [B, H]: position N-1
             {
                 ref readonly var block = ref _blocks[^1];
-                ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: true);
+                var deferred = ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: true);
                 Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at position N-1
-                ws.Scheduler.LastTimestep(block, _finalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, seqLen);
+                ws.Scheduler.LastTimestep(block, _finalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, seqLen, deferred);
                 if (locate && !AllFinite(last)) return _blocks.Length;
                 break;
             }

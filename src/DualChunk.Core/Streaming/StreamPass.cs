@@ -50,10 +50,10 @@ internal static class StreamPass
             if (l == layers - 1 && mode == OutputMode.LastTimestep)
             {
                 Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at the chunk's last position
-                ws.Scheduler.LastTimestep(block, forward.FinalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, c);
+                ws.Scheduler.LastTimestep(block, forward.FinalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, c, deferred: default);
                 return locate && NonFinite.IndexOf(last) >= 0 ? layers : Finite(output, locate, layers);
             }
-            ws.Scheduler.RowGroups(block, x, normed, inter, rows);           // attention, out-proj, FFN
+            ws.Scheduler.RowGroups(block, x, normed, inter, rows, deferred: default); // attention, out-proj, FFN
             if (locate && NonFinite.IndexOf(x) >= 0) return l + 1;
         }
         ct.ThrowIfCancellationRequested();
