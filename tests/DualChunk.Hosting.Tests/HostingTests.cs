@@ -295,4 +295,54 @@ public sealed class HostingTests
         Assert.That(Interlocked.Read(ref calls), Is.EqualTo(2), "calls recorded on the host factory's meter");
         await host.StopAsync();
     }
+
+    /// <summary>
+    /// Edifice's DecoderOnly served by the package from its .nx checkpoint (golden x2, with the spec: no ChunkSize
+    /// configured), every output mode within the golden bound of Edifice's float64 output:
+    /// max(1e-6, 5 × Edifice's own float32 error) × max|ref|.
+    /// </summary>
+    [Test]
+    public async Task ADecoderOnlyCheckpointIsServedAndMatchesEdifice()
+    {
+        string dir = Path.Combine(AppContext.BaseDirectory, "golden", "edifice-l", "x2");
+        using var host = Build(new() { ["DualChunk:Models:x2:Path"] = Path.Combine(dir, "model.nx"), ["DualChunk:Models:x2:WarmUp"] = "true" },
+            s => s.AddDualChunkModel("x2"));
+        await host.StartAsync();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
+        await pool.Loaded.WaitAsync(Bound);
+        using var config = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
+        var (inputData, inputShape) = GoldenTensor(Path.Combine(dir, "io.safetensors"), "input");
+        var input = inputData.Select(v => (float)v).ToArray();
+        using var lease = pool.Acquire("x2");
+        Assert.That(lease.Model.Config.Architecture, Is.EqualTo(ModelArchitecture.DecoderOnly));
+        Assert.That(lease.Model.Config.ChunkSize, Is.EqualTo(config.RootElement.GetProperty("build_opts").GetProperty("chunk_size").GetInt32()), "from the spec");
+        foreach (var (mode, key) in new[] { (OutputMode.LastTimestep, "last"), (OutputMode.All, "all"), (OutputMode.MeanPool, "mean") })
+        {
+            var entry = config.RootElement.GetProperty("outputs").GetProperty(key);
+            var (reference, _) = GoldenTensor(Path.Combine(dir, "io.safetensors"), entry.GetProperty("f64_key").GetString()!);
+            var ours = Run(lease.Model, input, inputShape[0], inputShape[1], mode);
+            Assert.That(ours, Has.Length.EqualTo(reference.Length), key);
+            double maxRef = reference.Max(Math.Abs), maxErr = reference.Select((r, i) => Math.Abs(ours[i] - r)).Max();
+            double bound = Math.Max(1e-6, 5 * entry.GetProperty("rel_err").GetDouble());
+            Assert.That(maxRef, Is.GreaterThan(0.1), "the reference is not trivial");
+            Assert.That(maxErr / maxRef, Is.LessThanOrEqualTo(bound), $"{key}: max|ours - f64| / max|f64|");
+        }
+        await host.StopAsync();
+    }
+
+    /// <summary>One F32 or F64 tensor of a golden io.safetensors, as float64, with its shape.</summary>
+    private static (double[] Data, int[] Shape) GoldenTensor(string path, string key)
+    {
+        var bytes = File.ReadAllBytes(path);
+        long headerLength = BitConverter.ToInt64(bytes, 0);
+        using var header = System.Text.Json.JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength));
+        var entry = header.RootElement.GetProperty(key);
+        int size = entry.GetProperty("dtype").GetString() switch { "F64" => 8, "F32" => 4, var d => throw new AssertionException($"{key}: dtype {d}") };
+        var offsets = entry.GetProperty("data_offsets");
+        int start = (int)(8 + headerLength + offsets[0].GetInt64()), end = (int)(8 + headerLength + offsets[1].GetInt64());
+        var data = new double[(end - start) / size];
+        for (int i = 0; i < data.Length; i++)
+            data[i] = size == 8 ? BitConverter.ToDouble(bytes, start + 8 * i) : BitConverter.ToSingle(bytes, start + 4 * i);
+        return (data, [.. entry.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32())]);
+    }
 }

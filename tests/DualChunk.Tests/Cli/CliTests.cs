@@ -348,7 +348,7 @@ public sealed class CliTests
     }
 
     /// <summary>Runs a process with a bound: reads both streams concurrently; kills it (and fails) after 3 minutes.</summary>
-    private static (int Code, string Out, string Err) RunProcess(ProcessStartInfo psi)
+    internal static (int Code, string Out, string Err) RunProcess(ProcessStartInfo psi)
     {
         using var p = Process.Start(psi) ?? throw new InvalidOperationException("dotnet did not start");
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -386,7 +386,7 @@ public sealed class CliTests
         Assert.That(BenchCommand.NominalGflop(config, 1, 4096), Is.EqualTo(27.46).Within(0.01));
     }
 
-    private static void WriteF64Npy(string path, float[] data, int[] shape)
+    internal static void WriteF64Npy(string path, float[] data, int[] shape)
     {
         string dict = $"{{'descr': '<f8', 'fortran_order': False, 'shape': ({string.Join(", ", shape)}), }}";
         int pad = (64 - (10 + dict.Length + 1) % 64) % 64;

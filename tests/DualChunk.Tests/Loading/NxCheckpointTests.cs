@@ -128,25 +128,10 @@ public sealed class NxCheckpointTests
     [Test]
     public void AMillionNestedListsIsAnErrorNotAStackOverflow()
     {
-        const int depth = 1_000_000;
-        var term = new byte[1 + 5 * depth + 1 + depth];
-        term[0] = 131;
-        for (int i = 0; i < depth; i++)
-        {
-            term[1 + 5 * i] = 108;
-            BinaryPrimitives.WriteUInt32BigEndian(term.AsSpan(2 + 5 * i), 1);
-        }
-        term.AsSpan(1 + 5 * depth).Fill(106);
+        var term = NestedLists(1_000_000);
         Assert.That(() => Etf.Parse(term, "deep"), Throws.TypeOf<ModelFormatException>().With.Message.Contains("nest deeper than 100"));
-        var file = new byte[5 + term.Length + 12];
-        BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(1), (uint)term.Length);
-        term.CopyTo(file, 5);
-        Rejected(file, "the metadata term", "nest deeper");
-        var serialize = new byte[12 + term.Length];
-        "nx"u8.CopyTo(serialize);
-        serialize[2] = 1;
-        BinaryPrimitives.WriteUInt64BigEndian(serialize.AsSpan(4), (ulong)term.Length);
-        term.CopyTo(serialize, 12);
+        Rejected(CheckpointWithMetadata(term), "the metadata term", "nest deeper");
+        var serialize = SerializePayload(term);
         Rejected(serialize, "the Nx term", "nest deeper");
     }
 

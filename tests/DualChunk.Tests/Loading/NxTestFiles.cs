@@ -158,6 +158,40 @@ internal static class NxTestFiles
     public static EtfTerm WithOption(EtfTerm metadata, string key, EtfTerm value)
         => Rewrite(metadata, t => t.Kind == EtfKind.Tuple && t.Items.Count == 2 && t.Items[0].IsAtom(key) ? EtfTerm.MakeCompound(EtfKind.Tuple, [t.Items[0], value]) : null);
 
+    /// <summary>An Erlang term (version byte included) of <paramref name="depth"/> lists nested one in another.</summary>
+    public static byte[] NestedLists(int depth)
+    {
+        var term = new byte[1 + 5 * depth + 1 + depth];
+        term[0] = 131;
+        for (int i = 0; i < depth; i++)
+        {
+            term[1 + 5 * i] = 108;
+            BinaryPrimitives.WriteUInt32BigEndian(term.AsSpan(2 + 5 * i), 1);
+        }
+        term.AsSpan(1 + 5 * depth).Fill(106);
+        return term;
+    }
+
+    /// <summary>An Nx.serialize payload (format 1, little-endian) of <paramref name="term"/> with no buffers.</summary>
+    public static byte[] SerializePayload(byte[] term)
+    {
+        var file = new byte[12 + term.Length];
+        "nx"u8.CopyTo(file);
+        file[2] = 1;
+        BinaryPrimitives.WriteUInt64BigEndian(file.AsSpan(4), (ulong)term.Length);
+        term.CopyTo(file, 12);
+        return file;
+    }
+
+    /// <summary>An uncompressed checkpoint whose metadata is <paramref name="term"/> (an Erlang term with its version byte), and no payload.</summary>
+    public static byte[] CheckpointWithMetadata(byte[] term)
+    {
+        var file = new byte[5 + term.Length + 12];
+        BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(1), (uint)term.Length);
+        term.CopyTo(file, 5);
+        return file;
+    }
+
     public static EtfTerm Atom(string name) => EtfTerm.MakeAtom(name);
 
     public static EtfTerm Int(long v) => EtfTerm.MakeInteger(v);

@@ -126,20 +126,8 @@ public class ResourceBudgetTests
                 File.WriteAllBytes(path, NxCheckpointTests.HugeTensorCompressed());
                 break;
             case "nx-deep-nesting":
-            {
-                const int depth = 1_000_000;
-                var file = new byte[5 + 1 + 5 * depth + depth];
-                BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(1), (uint)(file.Length - 5));
-                file[5] = 131;
-                for (int i = 0; i < depth; i++)
-                {
-                    file[6 + 5 * i] = 108;
-                    BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(7 + 5 * i), 1);
-                }
-                file.AsSpan(6 + 5 * depth).Fill(106);
-                File.WriteAllBytes(path, file);
+                File.WriteAllBytes(path, NxTestFiles.CheckpointWithMetadata(NxTestFiles.NestedLists(1_000_000)));
                 break;
-            }
             case "nx-term-size-2^40":
             {
                 var file = File.ReadAllBytes(Path.Combine(TestContext.CurrentContext.TestDirectory, "golden", "edifice-l", "d1", "model_nospec.nx"));
@@ -148,17 +136,9 @@ public class ResourceBudgetTests
                 break;
             }
             case "nx-list-count-2^31":
-            {
                 // An Nx.serialize payload whose term is a list claiming 2^31 elements.
-                byte[] term = [131, 108, 0x80, 0, 0, 0, 106];
-                var file = new byte[12 + term.Length];
-                "nx"u8.CopyTo(file);
-                file[2] = 1;
-                BinaryPrimitives.WriteUInt64BigEndian(file.AsSpan(4), (ulong)term.Length);
-                term.CopyTo(file, 12);
-                File.WriteAllBytes(path, file);
+                File.WriteAllBytes(path, NxTestFiles.SerializePayload([131, 108, 0x80, 0, 0, 0, 106]));
                 break;
-            }
             case "nx-sparse-2GB-tensor-wrong-names":
             {
                 var tensor = EtfTerm.MakeCompound(EtfKind.Tuple, [EtfTerm.MakeAtom("t"), EtfTerm.MakeCompound(EtfKind.Tuple, [EtfTerm.MakeInteger(500_000_000)]),
