@@ -90,7 +90,7 @@ public sealed unsafe partial class DualChunkModel
 
     /// <summary>
     /// One append of <paramref name="stream"/> (shapes checked by the stream): the input checked finite, the model's
-    /// worker group taken as by Run, the caller's buffers pinned, <see cref="StreamPass"/> run; on a non-finite output
+    /// worker group taken as by Run, the caller's buffers pinned, the stream pass (<see cref="StreamChunk{TNorm, TFeedForward}"/>) run; on a non-finite output
     /// it runs again locating the stage and throws. True when the stream's work sums were updated (All, MeanPool).
     /// </summary>
     internal bool AppendCore(DualChunkStream stream, ReadOnlySpan<float> chunk, Span<float> output, OutputMode mode, CancellationToken ct)

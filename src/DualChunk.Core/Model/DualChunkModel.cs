@@ -351,20 +351,19 @@ public sealed unsafe partial class DualChunkModel : IDisposable
         group?.Release();
     }
 
-    private NumericalOverflowException Overflow(ReadOnlySpan<float> output, int index, int batch, int seqLen, OutputMode mode, int stage)
+    private NumericalOverflowException Overflow(ReadOnlySpan<float> output, int index, int batch, int seqLen, OutputMode mode, PassStage stage)
     {
         int h = Config.HiddenSize;
         string where = mode == OutputMode.All
             ? string.Create(CultureInfo.InvariantCulture, $"[batch {index / h / seqLen}, position {index / h % seqLen}, feature {index % h}]")
             : string.Create(CultureInfo.InvariantCulture, $"[batch {index / h}, feature {index % h}]");
-        string name = stage switch
+        string name = stage.CheckpointName;
+        string first = stage.Kind switch
         {
-            0 => "input_projection",
-            _ when stage == Config.NumLayers + 1 => "final_norm",
-            > 0 => string.Create(CultureInfo.InvariantCulture, $"dual_chunk_block_{stage}"),
-            _ => "",
+            PassStageKind.Block => string.Create(CultureInfo.InvariantCulture, $"; values first went non-finite in {name} (block {stage.Layer} of {Config.NumLayers})"),
+            PassStageKind.None => "",
+            _ => $"; values first went non-finite in {name}",
         };
-        string first = name.Length > 0 ? $"; values first went non-finite in {name}" : "";
         return new NumericalOverflowException(name, string.Create(CultureInfo.InvariantCulture,
             $"The forward pass produced {output[index]} at output {where} from finite input (batch {batch}, seq_len {seqLen}){first}. The weights are finite but likely extreme: kernels or biases this large overflow float32 (max 3.4e38); check or retrain the checkpoint."));
     }

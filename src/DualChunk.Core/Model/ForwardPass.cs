@@ -20,13 +20,13 @@ internal abstract class ForwardPass
     /// <summary>
     /// input [B, N, E] → output ([B, H], or [B, N, H] for <see cref="OutputMode.All"/>) on the workspace's scheduler.
     /// The token is checked between layers. With <paramref name="locate"/> the residual stream is checked after each
-    /// stage, and the first stage whose output is not finite is returned (0 the input projection, l the block l,
-    /// L + 1 the final norm); otherwise nothing is checked and the result is −1.
+    /// stage, and the first stage whose output is not finite is returned; otherwise nothing is checked and the result
+    /// is <see cref="PassStage.None"/>.
     /// </summary>
-    public abstract int Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct);
+    public abstract PassStage Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct);
 
-    /// <summary>One appended chunk of <paramref name="stream"/> (<see cref="StreamPass"/>); the result as for <see cref="Run"/>.</summary>
-    public abstract int RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct);
+    /// <summary>One appended chunk of <paramref name="stream"/> (<see cref="StreamChunk{TNorm, TFeedForward}"/>); the result as for <see cref="Run"/>.</summary>
+    public abstract PassStage RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct);
 
     /// <summary>Appends every bias, norm parameter and gate to <paramref name="hash"/> (the model's fingerprint).</summary>
     public abstract void AppendFingerprint(XxHash64 hash);
@@ -77,7 +77,20 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
     /// <summary>final_norm.</summary>
     internal LayerNormLayer FinalNorm => _finalNorm;
 
-    public override int Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct)
+    public override PassStage Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct)
+        => Pass(new WholeSequences<TNorm, TFeedForward>(ws.Scheduler, batch, seqLen, _config.HiddenSize), input, batch, seqLen, output, mode, ws, locate, ct);
+
+    public override PassStage RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct)
+        => Pass(new StreamChunk<TNorm, TFeedForward>(stream), input, stream.Batch, _config.ChunkSize, output, mode, stream.Workspace, locate, ct);
+
+    /// <summary>
+    /// The forward pass over <paramref name="seqLen"/> new positions of each of the B sequences: the whole sequences
+    /// (<see cref="WholeSequences{TNorm, TFeedForward}"/>, N positions) or a stream's next chunk
+    /// (<see cref="StreamChunk{TNorm, TFeedForward}"/>, N = C). <typeparamref name="TPositions"/> says how a block's
+    /// summaries and inter-chunk attention see the earlier chunks, and how the mean pool is taken; all else is this.
+    /// </summary>
+    private PassStage Pass<TPositions>(TPositions positions, ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode,
+        Workspace ws, bool locate, CancellationToken ct) where TPositions : struct, IPassPositions<TNorm, TFeedForward>
     {
         var ex = new Split(ws.Scheduler);
         int e = _config.EmbedDim, h = _config.HiddenSize, c = _config.ChunkSize, rows = batch * seqLen, chunkRows = rows / c;
@@ -92,7 +105,7 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
             ex.Dense(projection, input, rows, e, x, h, 0, h);
         else
             input.CopyTo(x);
-        if (locate && !AllFinite(x)) return 0;
+        if (locate && !AllFinite(x)) return Stage(PassStageKind.InputProjection);
 
         // For last_timestep only position N-1 of the last block's output is read: that block needs every chunk's
         // summary, but the queries, keys and values of the last chunk only, and the rest for one row per sequence.
@@ -101,9 +114,9 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
         {
             ct.ThrowIfCancellationRequested();
             ref readonly var block = ref _blocks[l];
-            var deferred = ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: false);
+            var deferred = positions.Summaries(block, l, x, normed, chunkMeans, summaries, inter, lastChunkOnly: false);
             ws.Scheduler.RowGroups(block, x, normed, inter, rows, deferred); // attention, out-proj, FFN per row group
-            if (locate && !AllFinite(x)) return l + 1;
+            if (locate && !AllFinite(x)) return Stage(PassStageKind.Block, l + 1);
         }
         ct.ThrowIfCancellationRequested();
 
@@ -111,26 +124,26 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
         {
             case OutputMode.All:                                             // output [B, N, H]
                 ex.Norm(_finalNorm, x, rows, output);
+                positions.MeanPool(output, default);                         // (a stream keeps its mean pool readable)
                 break;
             case OutputMode.MeanPool:                                        // output [B, H]
                 ex.Norm(_finalNorm, x, rows, normed);
-                RowMean.Run(normed, rows, h, h, seqLen, output, h);
+                positions.MeanPool(normed, output);
                 break;
             default:                                                         // output [B, H]: position N-1
             {
                 ref readonly var block = ref _blocks[^1];
-                var deferred = ws.Scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly: true);
+                var deferred = positions.Summaries(block, _blocks.Length - 1, x, normed, chunkMeans, summaries, inter, lastChunkOnly: true);
                 Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at position N-1
                 ws.Scheduler.LastTimestep(block, _finalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, seqLen, deferred);
-                if (locate && !AllFinite(last)) return _blocks.Length;
+                if (locate && !AllFinite(last)) return Stage(PassStageKind.Block, _blocks.Length);
                 break;
             }
         }
-        return locate && !AllFinite(output) ? _blocks.Length + 1 : -1;
+        return locate && !AllFinite(output) ? Stage(PassStageKind.FinalNorm) : PassStage.None;
     }
 
-    public override int RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct)
-        => StreamPass.Run(this, stream, input, output, mode, locate, ct);
+    private PassStage Stage(PassStageKind kind, int layer = 0) => new(kind, layer, _config.Architecture);
 
     public override void AppendFingerprint(XxHash64 hash)
     {
@@ -140,4 +153,42 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
     }
 
     private static bool AllFinite(ReadOnlySpan<float> values) => NonFinite.IndexOf(values) < 0;
+}
+
+/// <summary>
+/// What differs between the passes of <see cref="ForwardPass{TNorm, TFeedForward}"/>: which chunks a block's summaries
+/// and inter-chunk attention see, and over which positions the mean pool runs. Implemented by structs, so the JIT
+/// compiles the pass once per kind with the calls inlined.
+/// </summary>
+internal interface IPassPositions<TNorm, TFeedForward>
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
+{
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s (0-based) normed rows, chunk means, summaries and inter-chunk attention of the
+    /// pass's chunks; what the scheduler left undone is returned for the next phase (<see cref="Scheduler.Summaries"/>).
+    /// </summary>
+    DeferredInter Summaries(in DualChunkBlock<TNorm, TFeedForward> block, int layer, Span<float> x, Span<float> normed, Span<float> chunkMeans,
+        Span<float> summaries, Span<float> inter, bool lastChunkOnly);
+
+    /// <summary>
+    /// Takes the final-norm rows <paramref name="finalRows"/> [B·N, H] into the mean pool and, unless
+    /// <paramref name="mean"/> is empty, writes it there [B, H].
+    /// </summary>
+    void MeanPool(ReadOnlySpan<float> finalRows, Span<float> mean);
+}
+
+/// <summary>Whole sequences of N positions: every chunk is in the call.</summary>
+internal readonly struct WholeSequences<TNorm, TFeedForward>(Scheduler scheduler, int batch, int seqLen, int hidden) : IPassPositions<TNorm, TFeedForward>
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
+{
+    public DeferredInter Summaries(in DualChunkBlock<TNorm, TFeedForward> block, int layer, Span<float> x, Span<float> normed, Span<float> chunkMeans,
+        Span<float> summaries, Span<float> inter, bool lastChunkOnly)
+        => scheduler.Summaries(block, x, normed, chunkMeans, summaries, inter, batch, seqLen, lastChunkOnly);
+
+    public void MeanPool(ReadOnlySpan<float> finalRows, Span<float> mean)
+    {
+        if (!mean.IsEmpty) RowMean.Run(finalRows, batch * seqLen, hidden, hidden, seqLen, mean, hidden);
+    }
 }

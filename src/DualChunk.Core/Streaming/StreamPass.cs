@@ -1,75 +1,35 @@
-using DualChunk.Kernels;
-
 namespace DualChunk.Core;
 
 /// <summary>
-/// The forward pass of one appended chunk (docs/model.md "Streaming"), from the boxes of <see cref="DualChunkBlock{TNorm, TFeedForward}"/>
-/// and the readout of <see cref="ForwardPass"/>: per layer LN → chunk mean → q̄ k̄ v̄ of the new chunk (k̄ v̄ kept in the
-/// state) → inter-chunk attention of its q̄ over k̄ v̄ of chunks 0..k → intra-chunk attention and blend → out-proj →
-/// FFN, on the B·C rows of the new chunk only.
+/// The forward pass of one appended chunk (docs/model.md "Streaming"): the pass of
+/// <see cref="ForwardPass{TNorm, TFeedForward}"/> on the B·C rows of chunk <c>k = stream.Chunks</c> of every
+/// sequence, where a block's summaries are those of the new chunk only, its k̄ v̄ are written into the state, and
+/// the inter-chunk attention of its q̄ runs over the k̄ v̄ of chunks 0..k; the mean pool runs over every position so far.
 /// </summary>
-internal static class StreamPass
+/// <remarks>
+/// Writes the state's row k of every layer (past the stream's length: uncommitted until the append succeeds) and,
+/// for All and MeanPool, the stream's work sums.
+/// </remarks>
+internal readonly struct StreamChunk<TNorm, TFeedForward>(DualChunkStream stream) : IPassPositions<TNorm, TFeedForward>
+    where TNorm : struct, INormLayer
+    where TFeedForward : struct, IFeedForward
 {
-    /// <summary>
-    /// Runs chunk <c>k = stream.Chunks</c> of every sequence from <paramref name="input"/> [B, C, E] into
-    /// <paramref name="output"/>. Writes the state's row k of every layer (past the stream's length: uncommitted) and,
-    /// for MeanPool, the stream's work sums. Returns −1, or with <paramref name="locate"/> the first stage whose output
-    /// is not finite, numbered as by <see cref="ForwardPass.Run"/>.
-    /// </summary>
-    public static int Run<TNorm, TFeedForward>(ForwardPass<TNorm, TFeedForward> forward, DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct)
-        where TNorm : struct, INormLayer
-        where TFeedForward : struct, IFeedForward
+    public DeferredInter Summaries(in DualChunkBlock<TNorm, TFeedForward> block, int layer, Span<float> x, Span<float> normed, Span<float> chunkMeans,
+        Span<float> summaries, Span<float> inter, bool lastChunkOnly)
     {
         var ws = stream.Workspace;
         var state = stream.State;
-        var ex = new Split(ws.Scheduler);
-        var config = ws.Config;
-        int batch = stream.Batch, e = config.EmbedDim, h = config.HiddenSize, c = config.ChunkSize, layers = config.NumLayers;
-        int rows = batch * c, k = stream.Chunks;
-        Span<float> x = ws.X[..(rows * h)];                                  // [B·C, H]  residual stream of the new chunk
-        Span<float> normed = ws.Normed[..(rows * h)];                        // [B·C, H]  layer-norm output
-        Span<float> chunkMeans = ws.ChunkMeans[..(batch * h)];               // [B, H]    its chunk means
-        Span<float> summaries = ws.Summaries[..(batch * 3 * h)];             // [B, 3H]   its q̄ | k̄ | v̄
-        Span<float> inter = ws.Inter[..(batch * h)];                         // [B, H]    its inter-chunk attention
-
-        if (forward.InputProjection is { } projection)
-            ex.Dense(projection, input, rows, e, x, h, 0, h);
-        else
-            input.CopyTo(x);
-        if (locate && NonFinite.IndexOf(x) >= 0) return 0;
-
-        for (int l = 0; l < layers; l++)
-        {
-            ct.ThrowIfCancellationRequested();
-            ref readonly var block = ref forward.Block(l);
-            block.ChunkSummaries(ex, x, normed, chunkMeans, summaries, 0, batch);  // one chunk per sequence
-            for (int b = 0; b < batch; b++)                                  // k̄ | v̄ of chunk k into the state
-                summaries.Slice(b * 3 * h + h, 2 * h).CopyTo(state.Rows(l, b)[(k * state.RowFloats)..]);
-            stream.InterItems.Set(block.Inter, l, k + 1);
-            ws.Scheduler.Run(stream.InterItems, batch * block.Inter.Heads);
-            if (l == layers - 1 && mode == OutputMode.LastTimestep)
-            {
-                Span<float> last = ws.Last[..(batch * h)];                   // [B, H]  residual at the chunk's last position
-                ws.Scheduler.LastTimestep(block, forward.FinalNorm, x, normed, inter, ws.LastAttn[..(batch * h)], last, ws.LastNormed[..(batch * h)], output, batch, c, deferred: default);
-                return locate && NonFinite.IndexOf(last) >= 0 ? layers : Finite(output, locate, layers);
-            }
-            ws.Scheduler.RowGroups(block, x, normed, inter, rows, deferred: default); // attention, out-proj, FFN
-            if (locate && NonFinite.IndexOf(x) >= 0) return l + 1;
-        }
-        ct.ThrowIfCancellationRequested();
-
-        if (mode == OutputMode.All)
-        {
-            ex.Norm(forward.FinalNorm, x, rows, output);               // [B, C, H]
-            Accumulate(state, stream.SumsWork, output, batch, c, h, k, default); // the mean pool stays readable
-            return Finite(output, locate, layers);
-        }
-        ex.Norm(forward.FinalNorm, x, rows, normed);
-        Accumulate(state, stream.SumsWork, normed, batch, c, h, k, output); // [B, H]
-        return Finite(output, locate, layers);
+        int batch = stream.Batch, h = block.Inter.Hidden, k = stream.Chunks;
+        block.ChunkSummaries(new Split(ws.Scheduler), x, normed, chunkMeans, summaries, 0, batch); // one chunk per sequence
+        for (int b = 0; b < batch; b++)                                      // k̄ | v̄ of chunk k into the state
+            summaries.Slice(b * 3 * h + h, 2 * h).CopyTo(state.Rows(layer, b)[(k * state.RowFloats)..]);
+        stream.InterItems.Set(block.Inter, layer, k + 1);                    // q̄ of chunk k over chunks 0..k
+        ws.Scheduler.Run(stream.InterItems, batch * block.Inter.Heads);
+        return default;
     }
 
-    private static int Finite(ReadOnlySpan<float> output, bool locate, int layers) => locate && NonFinite.IndexOf(output) >= 0 ? layers + 1 : -1;
+    public void MeanPool(ReadOnlySpan<float> finalRows, Span<float> mean)
+        => Accumulate(stream.State, stream.SumsWork, finalRows, stream.Batch, stream.ChunkSize, stream.Model.Config.HiddenSize, stream.Chunks, mean);
 
     /// <summary>
     /// work = state sums + the new chunk's final-norm rows, in RowMean's order (even and odd positions apart, each in

@@ -15,14 +15,17 @@ public sealed class NumericalOverflowTests
     private static readonly ModelConfig Config = new(20, 64, 4, 3, 8, 128);
 
     /// <summary>Kernels × <paramref name="kernelScale"/>; the biases of <paramref name="biasLayer"/> (1-based; 0 none) set to 3e38.</summary>
-    private static Dictionary<string, CheckpointTensor> Extreme(float kernelScale, int biasLayer)
+    private static Dictionary<string, CheckpointTensor> Extreme(float kernelScale, int biasLayer) => Extreme(Config, kernelScale, biasLayer);
+
+    private static Dictionary<string, CheckpointTensor> Extreme(ModelConfig config, float kernelScale, int biasLayer)
     {
         var result = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
-        foreach (var (name, t) in RandomWeights.Create(Config, 11))
+        string block = config.Architecture == ModelArchitecture.DecoderOnly ? "decoder_block_" : "dual_chunk_block_";
+        foreach (var (name, t) in RandomWeights.Create(config, 11))
         {
             var data = t.Data.ToArray();
             bool kernel = name.EndsWith(".kernel", StringComparison.Ordinal);
-            bool bias = name.StartsWith($"dual_chunk_block_{biasLayer}_", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal);
+            bool bias = name.StartsWith($"{block}{biasLayer}_", StringComparison.Ordinal) && name.EndsWith(".bias", StringComparison.Ordinal);
             for (int i = 0; i < data.Length; i++)
                 data[i] = kernel ? data[i] * kernelScale : bias ? 3e38f : data[i];
             result[name] = new CheckpointTensor(name, [.. t.Shape], data);
@@ -48,6 +51,30 @@ public sealed class NumericalOverflowTests
         using var scaled = DualChunkModel.FromTensors(Extreme(1e30f, biasLayer: 0), Config, new DualChunkModelOptions { MaxDegreeOfParallelism = threads });
         var first = Assert.Throws<NumericalOverflowException>(() => Run(scaled, input, 2, 32, OutputMode.All));
         Assert.That(first!.Stage, Is.EqualTo("input_projection").Or.StartsWith("dual_chunk_block_1"), first.Message);
+    }
+
+    [Test]
+    public void StreamAppendsAndTheDecoderNameTheirStageAsTheCheckpointDoes([Values(1, 2)] int threads)
+    {
+        using var splits = threads > 1 ? ForceSplits() : null;
+        var options = new DualChunkModelOptions { MaxDegreeOfParallelism = threads };
+        var decoderConfig = new ModelConfig(20, 64, 4, 3, 8, ModelConfig.SwiGluInnerSize(64)) { Architecture = ModelArchitecture.DecoderOnly };
+        foreach (var (config, expected) in new[] { (Config, "dual_chunk_block_2"), (decoderConfig, "decoder_block_2") })
+        {
+            using var model = DualChunkModel.FromTensors(Extreme(config, 1, biasLayer: 2), config, options);
+            var input = RandomWeights.Input(2 * 16 * config.EmbedDim, 12);
+            foreach (var mode in Modes)
+            {
+                var ex = Assert.Throws<NumericalOverflowException>(() => Run(model, input, 2, 16, mode), $"{expected} {mode}");
+                Assert.That(ex!.Stage, Is.EqualTo(expected), ex.Message);
+                Assert.That(ex.Message, Does.Contain($"in {expected} (block 2 of 3)"));
+                using var stream = model.CreateStream(2);
+                var output = new float[stream.OutputLength(mode)];
+                var streamed = Assert.Throws<NumericalOverflowException>(() => stream.Append(input.AsSpan(0, 2 * 8 * config.EmbedDim), output, mode), $"stream {expected} {mode}");
+                Assert.That(streamed!.Stage, Is.EqualTo(expected), streamed.Message);
+                Assert.That(stream.Length, Is.Zero, "a failed append leaves the stream as it was");
+            }
+        }
     }
 
     [Test]
