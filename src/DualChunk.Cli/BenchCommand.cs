@@ -151,6 +151,80 @@ internal static class BenchCommand
     }
 
     /// <summary>
+    /// <c>--callers K</c>: K threads call <see cref="DualChunkModel.Run(ReadOnlySpan{float}, int, int, Span{float}, OutputMode, CancellationToken)"/>
+    /// on the one model at once, each with its own input and output, as a server's K concurrent calls do: after a
+    /// warm-up (<paramref name="warmupCalls"/> each, or by time as in <see cref="Run"/>) they run for
+    /// <paramref name="seconds"/>; one JSON line with the calls per second of all of them together (the engine-alone
+    /// throughput a server's is compared with) and the per-call latency.
+    /// </summary>
+    public static void RunConcurrent(DualChunkModel model, int batch, int seqLen, OutputMode mode, int callers, int? warmupCalls, double seconds, TextWriter o)
+    {
+        long inputFloats = (long)batch * seqLen * model.Config.EmbedDim;
+        if (inputFloats > Array.MaxLength)
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"--batch {batch} × --seq {seqLen} × embed_dim {model.Config.EmbedDim} is {inputFloats} input floats, more than one array can hold ({Array.MaxLength}); use a smaller --batch or --seq."));
+        var input = RandomWeights.Input((int)inputFloats, seed: 12345);
+        var samples = new List<double>[callers];
+        using var warm = new Barrier(callers + 1);
+        long start = 0, deadline = 0;
+        var ends = new long[callers];
+        var threads = new Thread[callers];
+        for (int c = 0; c < callers; c++)
+        {
+            int caller = c;
+            threads[c] = new Thread(() =>
+            {
+                var output = new float[model.OutputLength(batch, seqLen, mode)];
+                long w0 = Stopwatch.GetTimestamp();
+                for (int w = 0; warmupCalls is { } n ? w < n : w < MaxTimedCalls && (w < 50 || Stopwatch.GetElapsedTime(w0).TotalSeconds < 1.5); w++)
+                    model.Run(input, batch, seqLen, output, mode);
+                var mine = samples[caller] = new List<double>(4096);
+                warm.SignalAndWait(); // every caller warm
+                warm.SignalAndWait(); // start and deadline set
+                long t = Stopwatch.GetTimestamp();
+                while (t < deadline)
+                {
+                    model.Run(input, batch, seqLen, output, mode);
+                    long t1 = Stopwatch.GetTimestamp();
+                    mine.Add(Stopwatch.GetElapsedTime(t, t1).TotalMilliseconds);
+                    t = t1;
+                }
+                ends[caller] = t;
+            }) { IsBackground = true, Name = $"bench caller {c}" };
+            threads[c].Start();
+        }
+        warm.SignalAndWait();
+        start = Stopwatch.GetTimestamp();
+        deadline = start + (long)(seconds * Stopwatch.Frequency);
+        warm.SignalAndWait();
+        foreach (var t in threads) t.Join();
+        double wall = Stopwatch.GetElapsedTime(start, ends.Max()).TotalSeconds;
+        var all = samples.SelectMany(x => x).ToArray();
+        Array.Sort(all);
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("callers", callers);
+            json.WriteNumber("calls_per_second", Math.Round(all.Length / wall, 2));
+            json.WriteNumber("calls", all.Length);
+            json.WriteNumber("seconds", Math.Round(wall, 3));
+            json.WriteNumber("median_ms", Math.Round(Percentile(all, 0.5), 4));
+            json.WriteNumber("p99_ms", Math.Round(Percentile(all, 0.99), 4));
+            json.WriteNumber("threads", model.MaxDegreeOfParallelism);
+            json.WriteString("kernel_isa", KernelSelection.Isa.ToString());
+            BuildInfo.WriteJson(json);
+            json.WriteNumber("batch", batch);
+            json.WriteNumber("seq_len", seqLen);
+            json.WriteNumber("chunk_size", model.Config.ChunkSize);
+            json.WriteString("output_mode", ModeName(mode));
+            json.WriteString("config", model.Config.ToString());
+            json.WriteEndObject();
+        }
+        o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
+    }
+
+    /// <summary>
     /// Nominal FLOPs of one Append at stream length N: the dense layers and intra-chunk attention of B·C rows, and the
     /// inter-chunk attention of one query summary over N / C chunks per sequence and layer.
     /// </summary>

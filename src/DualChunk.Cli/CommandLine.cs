@@ -110,6 +110,8 @@ internal static class CommandLine
             Value("--models", "K", "load K copies of the model (memory of several loaded models)"),
             Flag("--json", "accepted for scripts; the output is always one JSON line"),
             Flag("--stream", "time one stream Append at length --seq N (the stream already holds N - C positions)"),
+            Value("--callers", "K", "K threads call the one model at once, as a server's concurrent calls do; prints calls per second (the engine-alone baseline of bench/service-load.sh)"),
+            Value("--seconds", "S", "with --callers: how long the callers run after their warm-up (default 10)"),
         };
         Bind(run, o => RunCommand(o, stdout, notices));
         Bind(stream, o => RunCommand(o, stdout, notices, stream: true));
@@ -265,6 +267,14 @@ internal static class CommandLine
         int copies = o.PositiveInt("--models") ?? 1;
         bool warmUpApi = o.Get("--warm-up-api") is not null;
         bool stream = o.Get("--stream") is not null;
+        int? callers = o.PositiveInt("--callers");
+        string? secondsText = o.Get("--seconds");
+        double seconds = 10;
+        if (secondsText is not null && (!double.TryParse(secondsText, NumberStyles.Float, CultureInfo.InvariantCulture, out seconds) || !(seconds > 0) || seconds > 3600))
+            throw new UsageException($"--seconds '{secondsText}' must be a number of seconds above 0 and at most 3600.");
+        if (secondsText is not null && callers is null) throw new UsageException("--seconds applies to --callers K.");
+        if (callers is not null && (stream || copies != 1 || warmUpApi || iterations is not null))
+            throw new UsageException("--callers K times concurrent Run calls for --seconds; it does not combine with --stream, --models, --warm-up-api or --iterations.");
         _ = o.Get("--json"); // the output is always one JSON line; the flag is accepted for the contract
         o.RejectUnknown();
         if (BuildInfo.Shortfall is { } shortfall) notices.Add($"note: {shortfall}");
@@ -282,6 +292,11 @@ internal static class CommandLine
         {
             var model = models[0];
             model.Config.ValidateSequenceLength(seqLen);
+            if (callers is { } k)
+            {
+                BenchCommand.RunConcurrent(model, batch, seqLen, mode, k, warmup, seconds, stdout);
+                return;
+            }
             BenchCommand.Run(model, batch, seqLen, mode, warmup, iterations, warmUpApi, firstLoadMs, copies, stdout, stream);
         }
         finally

@@ -128,6 +128,30 @@ public sealed class CliTests
     }
 
     [Test]
+    public void BenchCallersCountsTheCallsOfConcurrentCallers()
+    {
+        var r = Cli("bench", "--random-model", "20,32,4,2", "--chunk-size", "8", "--batch", "1", "--seq", "16", "--callers", "3", "--seconds", "0.3", "--warmup", "2");
+        Assert.That(r.Code, Is.EqualTo(0), r.Err);
+        var root = System.Text.Json.JsonDocument.Parse(r.Out).RootElement;
+        int calls = root.GetProperty("calls").GetInt32();
+        double seconds = root.GetProperty("seconds").GetDouble();
+        Assert.Multiple(() =>
+        {
+            Assert.That(root.GetProperty("callers").GetInt32(), Is.EqualTo(3));
+            Assert.That(calls, Is.GreaterThanOrEqualTo(3), "every caller makes at least one timed call");
+            Assert.That(seconds, Is.GreaterThanOrEqualTo(0.3), "the callers run until the deadline");
+            Assert.That(root.GetProperty("calls_per_second").GetDouble(), Is.EqualTo(calls / seconds).Within(0.01 * calls / seconds + 0.01));
+            Assert.That(root.GetProperty("median_ms").GetDouble(), Is.GreaterThan(0));
+        });
+        var bad = Cli("bench", "--random-model", "20,32,4,2", "--chunk-size", "8", "--batch", "1", "--seq", "16", "--callers", "2", "--stream");
+        Assert.That(bad.Code, Is.EqualTo(2), bad.Err);
+        Assert.That(bad.Err, Does.Contain("does not combine with --stream"));
+        var noCallers = Cli("bench", "--random-model", "20,32,4,2", "--chunk-size", "8", "--batch", "1", "--seq", "16", "--seconds", "1");
+        Assert.That(noCallers.Code, Is.EqualTo(2), noCallers.Err);
+        Assert.That(noCallers.Err, Does.Contain("--seconds applies to --callers"));
+    }
+
+    [Test]
     public void BenchArchDecoderTimesARandomDecoderOnlyModel()
     {
         var r = Cli("bench", "--random-model", "20,32,4,2", "--arch", "decoder", "--chunk-size", "8", "--batch", "2", "--seq", "64", "--warmup", "2", "--iterations", "3");
