@@ -26,11 +26,16 @@ internal static class ServerTelemetry
             .WithMetrics(m => m
                 .AddMeter(DualChunkMetrics.MeterName, ServerMetrics.MeterName, Sequences.Store.SequenceStoreMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
                 .AddPrometheusExporter());
-        string? endpoint = builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"] ?? builder.Configuration["OpenTelemetry:Otlp:Endpoint"];
-        if (string.IsNullOrWhiteSpace(endpoint)) return;
+        string? standard = builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"], own = builder.Configuration["OpenTelemetry:Otlp:Endpoint"];
+        if (string.IsNullOrWhiteSpace(standard) && string.IsNullOrWhiteSpace(own)) return;
         otel.WithTracing(t => t
             .AddSource(LibrarySource)
             .AddAspNetCoreInstrumentation(o => o.Filter = c => !c.Request.Path.StartsWithSegments("/metrics") && !c.Request.Path.StartsWithSegments("/health"))
-            .AddOtlpExporter(o => o.Endpoint = new Uri(endpoint)));
+            // The OTEL_EXPORTER_OTLP_* settings (endpoint, protocol, headers) are the exporter's own: it reads them and,
+            // for http/protobuf, appends /v1/traces to the endpoint. Setting Endpoint in code would turn that off.
+            .AddOtlpExporter(o =>
+            {
+                if (string.IsNullOrWhiteSpace(standard)) o.Endpoint = new Uri(own!);
+            }));
     }
 }

@@ -22,6 +22,13 @@ internal sealed class RequestGate : IDisposable
         var meter = meterFactory.Create(ServerMetrics.MeterName);
         meter.CreateObservableUpDownCounter("dualchunk.server.requests.running", () => Current.Running, "{request}", "Inference calls running now (every protocol).");
         meter.CreateObservableUpDownCounter("dualchunk.server.requests.queued", () => Current.Queued, "{request}", "Inference calls waiting for a slot.");
+        // A running call holds a thread-pool thread for the model's whole (synchronous, CPU-bound) pass. With
+        // MaxConcurrentCalls of them held and the pool at its default minimum (one per core), Kestrel's next read or
+        // write would wait for the pool to inject a thread (its starvation check, ~0.5 s apart): a latency spike
+        // under load. Keep a thread per core free beside the calls.
+        ThreadPool.GetMinThreads(out int workers, out int io);
+        if (workers < _options.MaxConcurrentCalls + Environment.ProcessorCount)
+            ThreadPool.SetMinThreads(_options.MaxConcurrentCalls + Environment.ProcessorCount, io);
         _limiter = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
         {
             PermitLimit = _options.MaxConcurrentCalls,

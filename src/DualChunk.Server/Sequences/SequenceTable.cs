@@ -342,12 +342,22 @@ internal sealed partial class SequenceTable : IDisposable
                 Remember(s.Key, reason);
             }
         }
+        long freed = 0;
         foreach (var s in expired)
         {
+            freed += s.Stream is { } stream ? stream.StateBytes + stream.WorkspaceBytes : 0;
             Free(s); // Busy was 0 under the lock and the entry is gone: no request can reach it any more
             _expiries.Add(1);
         }
+        // Many idle sequences freed at once (a client fleet gone): without allocations to prompt a collection the GC
+        // keeps their arrays, mostly in the large-object heap, and the process's RSS stays where it was. One aggressive
+        // collection (compacting, decommitting) hands the memory back; the pause is rare and on the sweeper's thread.
+        if (freed >= ReturnMemoryAfterFreeingBytes)
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
+
+    /// <summary>Stream bytes one idle sweep must free before it asks the GC to return memory to the OS.</summary>
+    internal const long ReturnMemoryAfterFreeingBytes = 16L << 20;
 
     public void Dispose()
     {
