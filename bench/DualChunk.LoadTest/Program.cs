@@ -1,26 +1,37 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
-using System.Text;
+using System.Text.Json;
 using DualChunk.Core;
+using DualChunk.LoadTest;
+using Google.Protobuf;
+using Grpc.Core;
 
-// Load generator for src/DualChunk.Server. Loopback only, bounded in time and in requests; stops by itself.
-//   write-model <out.dcw> E,H,NH,L C            a random model file (config a: 287,256,8,4 64)
-//   run --url http://127.0.0.1:P --embed E --seq N [--batch B] [--clients 8] [--seconds 20] [--bad-fraction 0.1]
-//       [--npy-fraction 0.5] [--max-requests 1000000] [--server-pid PID]
-//   bad --url ... --embed E --seq N --count 1000 [--server-pid PID]   every bad kind, count times each; RSS before/after
+// Load generator for src/DualChunk.Server (bench/service-load.sh drives it). Loopback only, bounded in time and in
+// requests; stops by itself. Every command prints what it measured, then one JSON line (for the script).
+//   write-model <out.dcw> E,H,NH,L C       a random model file (config a: 287,256,8,4 64)
+//   run --mode v1|json|binary|grpc|seq-rest|seq-grpc [--clients 8] [--seconds 20] [--warmup-seconds 3]
+//       [--appends-per-sequence 4]          N clients in closed loop; throughput, p50/p90/p99/max, statuses, RSS
+//   bad [--count 1000] [--parallel 4]      every bad kind (REST JSON, binary, gRPC, /v1) count times; RSS growth
+//   interfere [--seconds 5] [--rounds 2] [--flood-clients 4] [--good grpc|binary]
+//                                           one good client's latency alone and during a flood of bad requests (A B A B)
+//   seq-growth [--appends 256] [--repeats 3] one sequence appended to chunk after chunk: the k-th append's cost
+//   idle [--sequences 1000] --idle-seconds S  open sequences, leave them idle: RSS before, open, after the timeout
+// Common: --url http://127.0.0.1:P (REST) [--grpc-url http://127.0.0.1:P2] [--model-name dualchunk] --embed E
+//   --seq N (one request's positions; a whole number of chunks) [--batch 1] [--server-pid PID] (RSS from /proc)
+//   [--max-body-bytes 1048576] [--max-seq-len 16384] (the server's limits, for the over-limit kinds)
 var inv = CultureInfo.InvariantCulture;
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: write-model <out.dcw> E,H,NH,L C | run --url U --embed E --seq N [...] | bad --url U --embed E --seq N --count K [...]");
+    Console.WriteLine("usage: write-model <out.dcw> E,H,NH,L C | run --mode M ... | bad ... | interfere ... | seq-growth ... | idle ... (see Program.cs)");
     return 2;
 }
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
 for (int i = 1; i + 1 < args.Length; i += 2)
     if (args[i].StartsWith("--", StringComparison.Ordinal)) opts[args[i]] = args[i + 1];
 string Opt(string k, string d) => opts.TryGetValue(k, out var v) ? v : d;
+int IntOpt(string k, int d) => int.Parse(Opt(k, d.ToString(inv)), inv);
+double DoubleOpt(string k, double d) => double.Parse(Opt(k, d.ToString(inv)), inv);
 
 if (args[0] == "write-model")
 {
@@ -31,181 +42,252 @@ if (args[0] == "write-model")
     return 0;
 }
 
-var url = new Uri(Opt("--url", "http://127.0.0.1:5080"));
-if (!IPAddress.TryParse(url.Host, out var ip) || !IPAddress.IsLoopback(ip))
+Uri? Loopback(string? text)
 {
-    Console.Error.WriteLine($"--url must be a loopback address (127.0.0.1 or [::1]), not {url.Host}.");
-    return 2;
+    if (text is null) return null;
+    var uri = new Uri(text);
+    if (!IPAddress.TryParse(uri.Host, out var ip) || !IPAddress.IsLoopback(ip))
+        throw new ArgumentException($"{text}: the load test sends only to a loopback address (127.0.0.1 or [::1]), not {uri.Host}.");
+    return uri;
 }
-int embed = int.Parse(Opt("--embed", "287"), inv), seq = int.Parse(Opt("--seq", "64"), inv), batch = int.Parse(Opt("--batch", "1"), inv);
+using var target = new Target(Loopback(Opt("--url", "http://127.0.0.1:5080"))!, Loopback(opts.GetValueOrDefault("--grpc-url")),
+    Opt("--model-name", "dualchunk"), IntOpt("--embed", 287), IntOpt("--seq", 64), IntOpt("--batch", 1));
 int? serverPid = opts.TryGetValue("--server-pid", out var pidText) ? int.Parse(pidText, inv) : null;
-using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256 }) { BaseAddress = url, Timeout = TimeSpan.FromSeconds(30) };
-var predict = new Uri("/v1/predict", UriKind.Relative);
+(double Rss, double Hwm) Memory() => ServerMemory.Read(serverPid);
+var report = new Dictionary<string, object?> { ["command"] = args[0] };
+int exit = 0;
 
-var input = RandomWeights.Input(batch * seq * embed, 3);
-byte[] npyBody = Npy(input, batch, seq, embed);
-byte[] jsonBody = Encoding.UTF8.GetBytes(Json(input, batch, seq, embed));
-var badKinds = BadRequests(embed, seq);
-
-long rssBefore = Rss(serverPid);
-if (args[0] == "bad")
+switch (args[0])
 {
-    int count = int.Parse(Opt("--count", "1000"), inv);
-    var statuses = new Dictionary<string, int>();
-    foreach (var (kind, type, body) in badKinds)
+    case "run":
     {
-        for (int i = 0; i < count; i++)
-        {
-            using var r = await http.PostAsync(predict, Content(type, body));
-            string key = $"{kind}:{(int)r.StatusCode}";
-            statuses[key] = statuses.GetValueOrDefault(key) + 1;
-        }
+        string mode = Opt("--mode", "grpc");
+        int clients = IntOpt("--clients", 8);
+        double seconds = DoubleOpt("--seconds", 20), warmup = DoubleOpt("--warmup-seconds", 3);
+        var send = target.Good(mode, IntOpt("--appends-per-sequence", 4));
+        if (warmup > 0) await Load.Run(send, clients, warmup, 0); // the JIT's tier 1, pools filled, connections open
+        var before = Memory();
+        var (samples, wall) = await Load.Run(send, clients, seconds, 0);
+        var after = Memory();
+        var ok = samples.Where(s => s.Status is "200" or "OK").Select(s => s.Ms).Order().ToArray();
+        var statuses = samples.GroupBy(s => s.Status).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count());
+        int errors = samples.Count - ok.Length;
+        double throughput = ok.Length / wall;
+        Console.WriteLine(string.Create(inv, $"{mode}: {clients} clients, {wall:0.0} s, input {target.Shape}: {samples.Count} requests, {throughput:0.0}/s ok, errors {errors}"));
+        Console.WriteLine("  statuses: " + string.Join(", ", statuses.Select(kv => $"{kv.Key} x{kv.Value}")));
+        Console.WriteLine(string.Create(inv, $"  latency ms: p50 {Stats.P(ok, .5):0.00} p90 {Stats.P(ok, .9):0.00} p99 {Stats.P(ok, .99):0.00} max {Stats.Max(ok):0.00}"));
+        Console.WriteLine(string.Create(inv, $"  server RSS {before.Rss:0.0} -> {after.Rss:0.0} MB (peak {after.Hwm:0.0} MB)"));
+        report["mode"] = mode;
+        report["clients"] = clients;
+        report["seconds"] = Math.Round(wall, 3);
+        report["requests"] = samples.Count;
+        report["throughput"] = Math.Round(throughput, 3);
+        report["errors"] = errors;
+        report["statuses"] = statuses;
+        Stats.AddPercentiles(report, "", ok);
+        report["rss_before_mb"] = before.Rss;
+        report["rss_after_mb"] = after.Rss;
+        report["rss_peak_mb"] = after.Hwm;
+        exit = errors == 0 ? 0 : 1;
+        break;
     }
-    long rssAfter = Rss(serverPid);
-    Console.WriteLine($"bad requests: {count} of each of {badKinds.Length} kinds");
-    foreach (var (k, v) in statuses.OrderBy(x => x.Key, StringComparer.Ordinal)) Console.WriteLine($"  {k} x{v}");
-    Console.WriteLine($"server RSS before {rssBefore / 1048576.0:0.0} MB, after {rssAfter / 1048576.0:0.0} MB, growth {(rssAfter - rssBefore) / 1048576.0:0.0} MB");
-    return statuses.Keys.All(k => k.EndsWith(":400", StringComparison.Ordinal)) ? 0 : 1;
-}
-
-int clients = int.Parse(Opt("--clients", "8"), inv);
-double seconds = double.Parse(Opt("--seconds", "20"), inv);
-double badFraction = double.Parse(Opt("--bad-fraction", "0.1"), inv), npyFraction = double.Parse(Opt("--npy-fraction", "0.5"), inv);
-long maxRequests = long.Parse(Opt("--max-requests", "1000000"), inv);
-long sent = 0;
-var deadline = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
-var results = new List<(bool Bad, int Status, double Ms, double ModelMs)>[clients];
-var workers = Enumerable.Range(0, clients).Select(c => Task.Run(async () =>
-{
-    var rng = new Random(c);
-    var mine = results[c] = [];
-    while (Stopwatch.GetTimestamp() < deadline && Interlocked.Increment(ref sent) <= maxRequests)
+    case "bad":
     {
-        bool bad = rng.NextDouble() < badFraction;
-        HttpContent content;
-        if (bad)
+        int count = IntOpt("--count", 1000), parallel = IntOpt("--parallel", 4);
+        var kinds = BadRequests.All(target, long.Parse(Opt("--max-body-bytes", "1048576"), inv), IntOpt("--max-seq-len", 16384), target.Grpc is not null);
+        // Every kind once first (the JIT, the first allocation of each path), then RSS, then count of each.
+        foreach (var (_, send) in kinds) await Load.Count(send, 1, 1);
+        var before = Memory();
+        var statuses = new Dictionary<string, int>(StringComparer.Ordinal);
+        var sw = Stopwatch.StartNew();
+        foreach (var (kind, send) in kinds)
         {
-            var (_, type, body) = badKinds[rng.Next(badKinds.Length)];
-            content = Content(type, body);
-        }
-        else
-        {
-            content = rng.NextDouble() < npyFraction ? Content("application/x-npy", npyBody) : Content("application/json", jsonBody);
-        }
-        long t0 = Stopwatch.GetTimestamp();
-        int status;
-        double modelMs = double.NaN;
-        try
-        {
-            using var r = await http.PostAsync(predict, content);
-            await r.Content.ReadAsByteArrayAsync();
-            status = (int)r.StatusCode;
-            if (r.Headers.TryGetValues("Server-Timing", out var st))
+            var results = await Load.Count(send, parallel, count);
+            foreach (var (status, n) in results)
             {
-                string v = st.First();
-                int d = v.IndexOf("dur=", StringComparison.Ordinal);
-                if (d >= 0) modelMs = double.Parse(v[(d + 4)..], inv);
+                string key = $"{kind} -> {status}";
+                statuses[key] = statuses.GetValueOrDefault(key) + n;
             }
         }
-        catch (HttpRequestException)
-        {
-            status = -1;
-        }
-        catch (TaskCanceledException)
-        {
-            status = -2; // client timeout
-        }
-        mine.Add((bad, status, Stopwatch.GetElapsedTime(t0).TotalMilliseconds, modelMs));
+        var after = Memory();
+        var wrong = statuses.Where(kv => !BadRequests.IsClientError(kv.Key[(kv.Key.LastIndexOf("-> ", StringComparison.Ordinal) + 3)..])).ToList();
+        Console.WriteLine($"bad requests: {count} of each of {kinds.Length} kinds ({count * kinds.Length} in {sw.Elapsed.TotalSeconds:0.0} s)");
+        foreach (var (k, v) in statuses) Console.WriteLine($"  {k} x{v}");
+        Console.WriteLine(string.Create(inv, $"server RSS before {before.Rss:0.0} MB, after {after.Rss:0.0} MB, growth {after.Rss - before.Rss:0.0} MB (peak {after.Hwm:0.0} MB)"));
+        if (wrong.Count > 0) Console.WriteLine("NOT a client error: " + string.Join("; ", wrong.Select(kv => $"{kv.Key} x{kv.Value}")));
+        report["kinds"] = kinds.Length;
+        report["count_each"] = count;
+        report["not_client_errors"] = wrong.Sum(kv => kv.Value);
+        report["rss_before_mb"] = before.Rss;
+        report["rss_after_mb"] = after.Rss;
+        report["rss_growth_mb"] = Math.Round(after.Rss - before.Rss, 1);
+        exit = wrong.Count == 0 ? 0 : 1;
+        break;
     }
-})).ToArray();
-var wall = Stopwatch.StartNew();
-await Task.WhenAll(workers);
-wall.Stop();
-long rssEnd = Rss(serverPid);
-
-var all = results.SelectMany(r => r).ToList();
-var good = all.Where(r => !r.Bad).ToList();
-double[] lat = good.Where(r => r.Status == 200).Select(r => r.Ms).Order().ToArray();
-double[] model = good.Where(r => r.Status == 200 && !double.IsNaN(r.ModelMs)).Select(r => r.ModelMs).Order().ToArray();
-double P(double[] a, double q) => a.Length == 0 ? double.NaN : a[Math.Min(a.Length - 1, (int)Math.Ceiling(q * a.Length) - 1)];
-Console.WriteLine(string.Create(inv, $"clients {clients}, {wall.Elapsed.TotalSeconds:0.0} s, input [{batch}, {seq}, {embed}], bad fraction {badFraction}, npy fraction {npyFraction}"));
-Console.WriteLine(string.Create(inv, $"requests {all.Count} ({all.Count / wall.Elapsed.TotalSeconds:0.0}/s), good {good.Count} ({good.Count(r => r.Status == 200) / wall.Elapsed.TotalSeconds:0.0}/s ok), bad {all.Count - good.Count}"));
-Console.WriteLine("good requests by status: " + string.Join(", ", good.GroupBy(r => r.Status).OrderBy(g => g.Key).Select(g => $"{g.Key} x{g.Count()}")));
-Console.WriteLine("bad requests by status:  " + string.Join(", ", all.Where(r => r.Bad).GroupBy(r => r.Status).OrderBy(g => g.Key).Select(g => $"{g.Key} x{g.Count()}")));
-Console.WriteLine(string.Create(inv, $"good latency ms: p50 {P(lat, .5):0.000} p90 {P(lat, .9):0.000} p99 {P(lat, .99):0.000} max {(lat.Length > 0 ? lat[^1] : double.NaN):0.000}"));
-Console.WriteLine(string.Create(inv, $"model call ms (Server-Timing): p50 {P(model, .5):0.000} p90 {P(model, .9):0.000} p99 {P(model, .99):0.000}; service overhead p50 {P(lat, .5) - P(model, .5):0.000} ms"));
-Console.WriteLine(string.Create(inv, $"server RSS before {rssBefore / 1048576.0:0.0} MB, after {rssEnd / 1048576.0:0.0} MB"));
-return good.All(r => r.Status == 200) ? 0 : 1;
-
-static ByteArrayContent Content(string type, byte[] body)
-{
-    var c = new ByteArrayContent(body);
-    c.Headers.ContentType = new MediaTypeHeaderValue(type);
-    return c;
-}
-
-static long Rss(int? pid)
-{
-    if (pid is null) return 0;
-    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-    return 0;
-}
-
-static byte[] Npy(float[] data, params int[] shape)
-{
-    string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + string.Join(", ", shape) + "), }";
-    int pad = (64 - (10 + dict.Length + 1) % 64) % 64;
-    var header = Encoding.ASCII.GetBytes(dict + new string(' ', pad) + "\n");
-    var bytes = new byte[10 + header.Length + data.Length * 4];
-    new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0 }.CopyTo(bytes, 0);
-    BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(8), (ushort)header.Length);
-    header.CopyTo(bytes, 10);
-    for (int i = 0; i < data.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(10 + header.Length + i * 4), data[i]);
-    return bytes;
-}
-
-static string Json(float[] data, int b, int n, int e)
-{
-    var sb = new StringBuilder("{\"input\": [");
-    for (int i = 0; i < b; i++)
+    case "interfere":
     {
-        sb.Append(i > 0 ? ",[" : "[");
-        for (int j = 0; j < n; j++)
+        double seconds = DoubleOpt("--seconds", 5);
+        int rounds = IntOpt("--rounds", 2), flood = IntOpt("--flood-clients", 4);
+        var good = target.Good(Opt("--good", target.Grpc is not null ? "grpc" : "binary"), 4);
+        var bad = BadRequests.All(target, long.Parse(Opt("--max-body-bytes", "1048576"), inv), IntOpt("--max-seq-len", 16384), target.Grpc is not null)
+            .Where(k => !k.Kind.Contains("over-MaxRequestBodyBytes", StringComparison.Ordinal) && !k.Kind.Contains("over-size", StringComparison.Ordinal)) // the flood is of cheap requests: many per second
+            .Select(k => k.Send).ToArray();
+        await Load.Run(good, 1, 2, 0);
+        var alone = new List<double[]>();
+        var flooded = new List<double[]>();
+        long badSent = 0;
+        int goodErrors = 0;
+        for (int r = 0; r < rounds; r++)
         {
-            sb.Append(j > 0 ? ",[" : "[");
-            for (int k = 0; k < e; k++)
+            var (a, _) = await Load.Run(good, 1, seconds, 0);
+            using var stop = new CancellationTokenSource();
+            var floodTasks = Enumerable.Range(0, flood).Select(c => Task.Run(async () =>
             {
-                if (k > 0) sb.Append(',');
-                sb.Append(data[(i * n + j) * e + k].ToString("R", CultureInfo.InvariantCulture));
-            }
-            sb.Append(']');
+                var rng = new Random(c);
+                while (!stop.IsCancellationRequested)
+                {
+                    try
+                    {
+                        await bad[rng.Next(bad.Length)](c, stop.Token);
+                        Interlocked.Increment(ref badSent);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+                }
+            })).ToArray();
+            var (f, _) = await Load.Run(good, 1, seconds, 0);
+            stop.Cancel();
+            await Task.WhenAll(floodTasks);
+            goodErrors += a.Concat(f).Count(s => s.Status is not ("200" or "OK"));
+            alone.Add(a.Where(s => s.Status is "200" or "OK").Select(s => s.Ms).Order().ToArray());
+            flooded.Add(f.Where(s => s.Status is "200" or "OK").Select(s => s.Ms).Order().ToArray());
         }
-        sb.Append(']');
+        double aP50 = Stats.Median(alone.Select(x => Stats.P(x, .5))), fP50 = Stats.Median(flooded.Select(x => Stats.P(x, .5)));
+        double aP99 = Stats.Median(alone.Select(x => Stats.P(x, .99))), fP99 = Stats.Median(flooded.Select(x => Stats.P(x, .99)));
+        Console.WriteLine(string.Create(inv, $"one good client, {rounds} rounds of {seconds} s alone then {seconds} s with {flood} clients sending bad requests ({badSent} sent)"));
+        Console.WriteLine(string.Create(inv, $"  alone:   p50 {aP50:0.00} ms, p99 {aP99:0.00} ms (medians of the rounds)"));
+        Console.WriteLine(string.Create(inv, $"  flooded: p50 {fP50:0.00} ms, p99 {fP99:0.00} ms; p50 ratio {fP50 / aP50:0.00}, good errors {goodErrors}"));
+        report["alone_p50_ms"] = Math.Round(aP50, 3);
+        report["alone_p99_ms"] = Math.Round(aP99, 3);
+        report["flooded_p50_ms"] = Math.Round(fP50, 3);
+        report["flooded_p99_ms"] = Math.Round(fP99, 3);
+        report["p50_ratio"] = Math.Round(fP50 / aP50, 3);
+        report["bad_sent"] = badSent;
+        report["good_errors"] = goodErrors;
+        exit = goodErrors == 0 ? 0 : 1;
+        break;
     }
-    return sb.Append("], \"output_mode\": \"last\"}").ToString();
+    case "seq-growth":
+    {
+        int appends = IntOpt("--appends", 256), repeats = IntOpt("--repeats", 3);
+        bool grpc = target.Grpc is not null;
+        var raw = ByteString.CopyFrom(target.InputBytes);
+        var perAppend = new double[repeats][];
+        string run = Guid.NewGuid().ToString("N")[..8];
+        for (int r = -1; r < repeats; r++) // r = -1: an untimed sequence (the JIT)
+        {
+            var ms = new double[appends];
+            for (int k = 0; k < appends; k++)
+            {
+                string id = $"growth-{run}-{r + 1}";
+                long t0 = Stopwatch.GetTimestamp();
+                string status;
+                if (grpc)
+                {
+                    var request = target.GrpcRequest(raw);
+                    request.Parameters["sequence_id"] = new DualChunk.Server.Grpc.InferParameter { StringParam = id };
+                    request.Parameters["sequence_start"] = new DualChunk.Server.Grpc.InferParameter { BoolParam = k == 0 };
+                    request.Parameters["sequence_end"] = new DualChunk.Server.Grpc.InferParameter { BoolParam = k == appends - 1 };
+                    status = await target.GrpcInfer(request, CancellationToken.None);
+                }
+                else
+                {
+                    string p = $"\"sequence_id\": \"{id}\", \"sequence_start\": {(k == 0 ? "true" : "false")}, \"sequence_end\": {(k == appends - 1 ? "true" : "false")}";
+                    status = await target.Post(target.Infer, Target.Binary(target.BinaryHeader(p), target.InputBytes), CancellationToken.None);
+                }
+                ms[k] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                if (status is not ("200" or "OK"))
+                {
+                    Console.Error.WriteLine($"append {k + 1} of sequence {id}: {status} (the server needs --max-seq-len and Server:Sequences:MaxSequenceLength >= {appends * target.Seq})");
+                    return 1;
+                }
+            }
+            if (r >= 0) perAppend[r] = ms;
+        }
+        // The k-th append of each repeat; the first and last eight as well (one call is noisy on a busy machine).
+        double first = Stats.Median(perAppend.Select(x => x[0])), last = Stats.Median(perAppend.Select(x => x[^1]));
+        double first8 = Stats.Median(perAppend.SelectMany(x => x[..8])), last8 = Stats.Median(perAppend.SelectMany(x => x[^8..]));
+        Console.WriteLine(string.Create(inv, $"{repeats} sequences of {appends} appends of {target.Shape} ({(grpc ? "gRPC" : "REST binary")}), medians over the sequences:"));
+        Console.WriteLine(string.Create(inv, $"  append 1: {first:0.00} ms, append {appends}: {last:0.00} ms, ratio {last / first:0.00}"));
+        Console.WriteLine(string.Create(inv, $"  appends 1-8: {first8:0.00} ms, appends {appends - 7}-{appends}: {last8:0.00} ms, ratio {last8 / first8:0.00}"));
+        report["appends"] = appends;
+        report["first_ms"] = Math.Round(first, 3);
+        report["last_ms"] = Math.Round(last, 3);
+        report["ratio"] = Math.Round(last / first, 3);
+        report["first8_ms"] = Math.Round(first8, 3);
+        report["last8_ms"] = Math.Round(last8, 3);
+        report["ratio8"] = Math.Round(last8 / first8, 3);
+        break;
+    }
+    case "idle":
+    {
+        int count = IntOpt("--sequences", 1000), parallel = IntOpt("--parallel", 4);
+        double idle = double.Parse(opts.GetValueOrDefault("--idle-seconds") ?? throw new ArgumentException("idle needs --idle-seconds S: the server's Server:Sequences:IdleTimeoutSeconds."), inv);
+        var raw = ByteString.CopyFrom(target.InputBytes);
+        string run = Guid.NewGuid().ToString("N")[..8];
+        Task<string> Open(int i)
+        {
+            if (target.Grpc is not null)
+            {
+                var request = target.GrpcRequest(raw);
+                request.Parameters["sequence_id"] = new DualChunk.Server.Grpc.InferParameter { StringParam = $"idle-{run}-{i}" };
+                request.Parameters["sequence_start"] = new DualChunk.Server.Grpc.InferParameter { BoolParam = true };
+                return target.GrpcInfer(request, CancellationToken.None);
+            }
+            return target.Post(target.Infer, Target.Binary(target.BinaryHeader($"\"sequence_id\": \"idle-{run}-{i}\", \"sequence_start\": true"), target.InputBytes), CancellationToken.None);
+        }
+        var before = Memory();
+        int next = -1, failed = 0;
+        var sw = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, parallel).Select(_ => Task.Run(async () =>
+        {
+            for (int i = Interlocked.Increment(ref next); i < count; i = Interlocked.Increment(ref next))
+                if (await Open(i) is not ("200" or "OK")) Interlocked.Increment(ref failed);
+        })));
+        double openSeconds = sw.Elapsed.TotalSeconds;
+        var open = Memory();
+        // The sweeper runs every idle/4 (at most 5 s): wait the timeout, two sweeps and a margin, from the last open.
+        await Task.Delay(TimeSpan.FromSeconds(idle + 2 * Math.Min(idle / 4, 5) + 2));
+        var after = Memory();
+        string probe = await Append(target, $"idle-{run}-0", raw);
+        Console.WriteLine(string.Create(inv, $"{count} sequences opened in {openSeconds:0.0} s ({failed} failed), idle timeout {idle} s"));
+        Console.WriteLine(string.Create(inv, $"  server RSS before {before.Rss:0.0} MB, all open {open.Rss:0.0} MB, after the timeout {after.Rss:0.0} MB: {after.Rss - before.Rss:+0.0;-0.0} MB"));
+        Console.WriteLine($"  an append to the first one after the timeout: {probe} (expected a client error: it idled out)");
+        report["sequences"] = count;
+        report["failed"] = failed;
+        report["rss_before_mb"] = before.Rss;
+        report["rss_open_mb"] = open.Rss;
+        report["rss_after_mb"] = after.Rss;
+        report["rss_back_within_mb"] = Math.Round(after.Rss - before.Rss, 1);
+        report["probe_after_timeout"] = probe;
+        exit = failed == 0 && BadRequests.IsClientError(probe) ? 0 : 1;
+        break;
+    }
+    default:
+        Console.Error.WriteLine($"unknown command '{args[0]}'");
+        return 2;
 }
+Console.WriteLine(JsonSerializer.Serialize(report));
+return exit;
 
-// One of every bad kind the service must answer 400 to (small bodies, some claiming huge shapes).
-static (string Kind, string Type, byte[] Body)[] BadRequests(int e, int n)
+static async Task<string> Append(Target target, string id, ByteString raw)
 {
-    string row = "[" + string.Join(",", Enumerable.Repeat("0.5", e)) + "]";
-    string seqOf(int rows) => "[" + string.Join(",", Enumerable.Repeat(row, rows)) + "]";
-    byte[] J(string s) => Encoding.UTF8.GetBytes(s);
-    var nan = Npy([float.NaN, .. new float[n * e - 1]], 1, n, e);
-    var hugeShape = Npy([], 1000000, 1000000, e);
-    return
-    [
-        ("malformed-json", "application/json", J("{\"input\": [[[1,2")),
-        ("ragged", "application/json", J($"{{\"input\": [{seqOf(n)}, {seqOf(n / 2)}]}}")),
-        ("wrong-E", "application/json", J("{\"input\": [[[1,2,3]]]}")),
-        ("N-not-multiple-of-C", "application/json", J($"{{\"input\": [[{row}]]}}")),
-        ("nan-json", "application/json", J($"{{\"input\": [[[\"NaN\"{string.Concat(Enumerable.Repeat(",0", e - 1))}]]]}}")),
-        ("batch-above-limit", "application/json", J($"{{\"input\": [{string.Join(",", Enumerable.Repeat("[" + row + "]", 1000))}]}}")),
-        ("unknown-mode", "application/json", J($"{{\"input\": [{seqOf(n)}], \"output_mode\": \"LastTimestep\"}}")),
-        ("bad-npy", "application/x-npy", J("not an npy file")),
-        ("nan-npy", "application/x-npy", nan),
-        ("npy-huge-claimed-shape", "application/x-npy", hugeShape),
-    ];
+    if (target.Grpc is not null)
+    {
+        var request = target.GrpcRequest(raw);
+        request.Parameters["sequence_id"] = new DualChunk.Server.Grpc.InferParameter { StringParam = id };
+        return await target.GrpcInfer(request, CancellationToken.None);
+    }
+    return await target.Post(target.Infer, Target.Binary(target.BinaryHeader($"\"sequence_id\": \"{id}\""), target.InputBytes), CancellationToken.None);
 }

@@ -1,0 +1,232 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using DualChunk.Core;
+using DualChunk.Server.Grpc;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace DualChunk.LoadTest;
+
+/// <summary>
+/// One request of a kind, sent: its outcome is the HTTP status ("200", "400") or the gRPC status ("OK",
+/// "InvalidArgument"); the caller times it. Senders are shared by the clients of a run and are thread-safe.
+/// </summary>
+internal delegate Task<string> Send(int client, CancellationToken cancellationToken);
+
+/// <summary>The server under test: its REST and gRPC endpoints, the model's name and shape, and the input rows.</summary>
+internal sealed class Target : IDisposable
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    public Target(Uri rest, Uri? grpc, string model, int embed, int seq, int batch)
+    {
+        Http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256 }) { BaseAddress = rest, Timeout = TimeSpan.FromSeconds(60) };
+        if (grpc is not null)
+        {
+            Channel = GrpcChannel.ForAddress(grpc, new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
+                MaxReceiveMessageSize = null,
+                MaxSendMessageSize = null,
+            });
+            Grpc = new GRPCInferenceService.GRPCInferenceServiceClient(Channel);
+        }
+        Model = model;
+        Embed = embed;
+        Seq = seq;
+        Batch = batch;
+        Input = RandomWeights.Input(batch * seq * embed, 3);
+        InputBytes = new byte[Input.Length * 4];
+        for (int i = 0; i < Input.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(InputBytes.AsSpan(i * 4), Input[i]);
+        Infer = new Uri($"/v2/models/{model}/infer", UriKind.Relative);
+    }
+
+    public HttpClient Http { get; }
+
+    public GrpcChannel? Channel { get; }
+
+    public GRPCInferenceService.GRPCInferenceServiceClient? Grpc { get; }
+
+    public string Model { get; }
+
+    public int Embed { get; }
+
+    public int Seq { get; }
+
+    public int Batch { get; }
+
+    public float[] Input { get; }
+
+    public byte[] InputBytes { get; }
+
+    public Uri Infer { get; }
+
+    public GRPCInferenceService.GRPCInferenceServiceClient GrpcClient
+        => Grpc ?? throw new InvalidOperationException("this mode needs --grpc-url http://127.0.0.1:P");
+
+    public string Shape => $"[{Batch},{Seq},{Embed}]";
+
+    public void Dispose()
+    {
+        Http.Dispose();
+        Channel?.Dispose();
+    }
+
+    /// <summary>The OIP JSON body of the input, with <paramref name="parameters"/> (JSON members) at request level.</summary>
+    public byte[] JsonBody(string parameters = "")
+    {
+        var sb = new StringBuilder("{\"parameters\": {").Append(parameters).Append("}, \"inputs\": [{\"name\": \"input\", \"datatype\": \"FP32\", \"shape\": ")
+            .Append(Shape).Append(", \"data\": [");
+        for (int i = 0; i < Input.Length; i++)
+        {
+            if (i > 0) sb.Append(',');
+            sb.Append(Input[i].ToString("R", Inv));
+        }
+        return Encoding.UTF8.GetBytes(sb.Append("]}]}").ToString());
+    }
+
+    /// <summary>The JSON header of a binary request for the input (binary output asked for).</summary>
+    public string BinaryHeader(string parameters = "", string? shape = null, long? size = null)
+        => $"{{\"parameters\": {{\"binary_data_output\": true{(parameters.Length > 0 ? ", " + parameters : "")}}}, \"inputs\": [{{\"name\": \"input\", \"datatype\": \"FP32\", \"shape\": {shape ?? Shape}, \"parameters\": {{\"binary_data_size\": {size ?? InputBytes.Length}}}}}]}}";
+
+    public static HttpContent Json(byte[] body)
+    {
+        var c = new ByteArrayContent(body);
+        c.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        return c;
+    }
+
+    /// <summary>Triton's binary tensor data: the JSON header, then the raw bytes; the header's length in its header.</summary>
+    public static HttpContent Binary(string header, ReadOnlySpan<byte> binary, string? headerLength = null)
+    {
+        byte[] h = Encoding.UTF8.GetBytes(header);
+        var body = new byte[h.Length + binary.Length];
+        h.CopyTo(body, 0);
+        binary.CopyTo(body.AsSpan(h.Length));
+        var c = new ByteArrayContent(body);
+        c.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        c.Headers.TryAddWithoutValidation("Inference-Header-Content-Length", headerLength ?? h.Length.ToString(Inv));
+        return c;
+    }
+
+    /// <param name="expectContinue">Send the body only after the server's 100 Continue (a large body the server may
+    /// refuse from its Content-Length: without it the server's early 413 can race the client's writing).</param>
+    public async Task<string> Post(Uri path, HttpContent content, CancellationToken cancellationToken, bool expectContinue = false)
+    {
+        using var message = new HttpRequestMessage(HttpMethod.Post, path) { Content = content };
+        if (expectContinue) message.Headers.ExpectContinue = true;
+        using (content)
+        using (var r = await Http.SendAsync(message, cancellationToken).ConfigureAwait(false))
+        {
+            await r.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false); // the whole answer, as a client reads it
+            return ((int)r.StatusCode).ToString(Inv);
+        }
+    }
+
+    public ModelInferRequest GrpcRequest(ByteString raw, string? shapeOverride = null, string datatype = "FP32", string model = "")
+    {
+        var request = new ModelInferRequest { ModelName = model.Length > 0 ? model : Model };
+        var input = new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = datatype };
+        input.Shape.AddRange((shapeOverride ?? Shape).Trim('[', ']').Split(',').Select(x => long.Parse(x, Inv)));
+        request.Inputs.Add(input);
+        request.RawInputContents.Add(raw);
+        return request;
+    }
+
+    public async Task<string> GrpcInfer(ModelInferRequest request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var response = await GrpcClient.ModelInferAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return response.RawOutputContents.Count == 1 && response.RawOutputContents[0].Length > 0 ? "OK" : "OK-but-no-output";
+        }
+        catch (RpcException ex)
+        {
+            return ex.StatusCode.ToString();
+        }
+    }
+
+    /// <summary>The good request of a load mode.</summary>
+    public Send Good(string mode, int appendsPerSequence)
+    {
+        switch (mode)
+        {
+            case "json":
+            {
+                byte[] body = JsonBody();
+                return (_, ct) => Post(Infer, Json(body), ct);
+            }
+            case "binary":
+            {
+                string header = BinaryHeader();
+                return (_, ct) => Post(Infer, Binary(header, InputBytes), ct);
+            }
+            case "grpc":
+            {
+                var request = GrpcRequest(ByteString.CopyFrom(InputBytes));
+                return (_, ct) => GrpcInfer(request, ct);
+            }
+            case "v1":
+            {
+                // /v1/predict (the sample service's API, kept): .npy and JSON bodies alternately.
+                var v1 = new Uri("/v1/predict", UriKind.Relative);
+                byte[] npy = BadRequests.Npy(Input, Batch, Seq, Embed);
+                var json = new StringBuilder("{\"input\": [");
+                for (int b = 0; b < Batch; b++)
+                {
+                    json.Append(b > 0 ? ",[" : "[");
+                    for (int r = 0; r < Seq; r++)
+                    {
+                        json.Append(r > 0 ? ",[" : "[");
+                        for (int k = 0; k < Embed; k++) json.Append(k > 0 ? "," : "").Append(Input[(b * Seq + r) * Embed + k].ToString("R", Inv));
+                        json.Append(']');
+                    }
+                    json.Append(']');
+                }
+                byte[] jsonBody = Encoding.UTF8.GetBytes(json.Append("], \"output_mode\": \"last\"}").ToString());
+                var counts = new int[1024];
+                return (client, ct) =>
+                {
+                    var c = new ByteArrayContent(counts[client]++ % 2 == 0 ? npy : jsonBody);
+                    c.Headers.ContentType = new MediaTypeHeaderValue(counts[client] % 2 == 1 ? "application/x-npy" : "application/json");
+                    return Post(v1, c, ct);
+                };
+            }
+            case "seq-rest":
+            case "seq-grpc":
+                return SequenceAppends(mode == "seq-grpc", appendsPerSequence);
+            default:
+                throw new ArgumentException($"--mode '{mode}' must be v1, json, binary, grpc, seq-rest or seq-grpc.");
+        }
+    }
+
+    /// <summary>
+    /// Each client appends one input (whole chunks) after another to its own sequence: sequence_start on the first,
+    /// sequence_end on the <paramref name="appends"/>-th, then a new sequence (binary tensor data over REST).
+    /// </summary>
+    private Send SequenceAppends(bool grpc, int appends)
+    {
+        string run = Guid.NewGuid().ToString("N")[..8];
+        var counts = new int[1024];
+        var raw = ByteString.CopyFrom(InputBytes);
+        return (client, ct) =>
+        {
+            int k = counts[client]++;
+            string id = $"lt-{run}-{client}-{k / appends}";
+            bool start = k % appends == 0, end = k % appends == appends - 1;
+            if (grpc)
+            {
+                var request = GrpcRequest(raw);
+                request.Parameters["sequence_id"] = new InferParameter { StringParam = id };
+                request.Parameters["sequence_start"] = new InferParameter { BoolParam = start };
+                request.Parameters["sequence_end"] = new InferParameter { BoolParam = end };
+                return GrpcInfer(request, ct);
+            }
+            string p = $"\"sequence_id\": \"{id}\", \"sequence_start\": {(start ? "true" : "false")}, \"sequence_end\": {(end ? "true" : "false")}";
+            return Post(Infer, Binary(BinaryHeader(p), InputBytes), ct);
+        };
+    }
+}

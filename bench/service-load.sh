@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The server's load test (issue 21, item 8) on one machine, about 8-10 minutes with the defaults:
+#   builds Release; writes config a (random model E287 H256 NH8 L4 C64 F1024); starts the real server (the contract
+#   command line, on the built apphost so that its PID is the server's); then per round: the engine alone
+#   (`dualchunk bench --callers K`, K = the server's MaxConcurrentCalls, each call on 1 thread as the server's are)
+#   and each mode (OIP REST JSON, REST binary, gRPC, sequences over gRPC and REST), CLIENTS clients x SECONDS each,
+#   alternated E m1 m2 ... E m1 m2 ...; then the checks: 1,000 bad requests of every kind (RSS growth), good-request
+#   latency with and without a flood of bad ones, one sequence appended to 256 times (the 256th append's cost vs
+#   the 1st), 1,000 sequences left idle (RSS before / after the idle timeout).
+#
+#   bench/service-load.sh [-s SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES] [-w]
+#
+# -w writes the results into docs/service-benchmarks.md (between its service-load markers): only on an idle machine.
+# Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -n 50 -i 100) check that it works.
+# Efficiency = a mode's good requests per second / the engine's calls per second in the same round (same cores).
+set -euo pipefail
+seconds=20 clients=8 rounds=2 bad_count=1000 idle_sequences=1000 write_docs=0
+while getopts "s:c:r:n:i:w" opt; do
+  case $opt in
+    s) seconds=$OPTARG ;;
+    c) clients=$OPTARG ;;
+    r) rounds=$OPTARG ;;
+    n) bad_count=$OPTARG ;;
+    i) idle_sequences=$OPTARG ;;
+    w) write_docs=1 ;;
+    *) sed -n 2,16p "$0" >&2; exit 2 ;;
+  esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+for tool in dotnet python3 curl lscpu git; do command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 2; }; done
+out=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+echo "building (Release) ..." >&2
+for p in src/DualChunk.Server src/DualChunk.Cli bench/DualChunk.LoadTest; do
+  dotnet build "$p" -c Release -v q -nologo >/dev/null
+done
+server=src/DualChunk.Server/bin/Release/net10.0/DualChunk.Server
+cli=src/DualChunk.Cli/bin/Release/net10.0/dualchunk
+lt="dotnet bench/DualChunk.LoadTest/bin/Release/net10.0/DualChunk.LoadTest.dll"
+$lt write-model "$out/a.dcw" 287,256,8,4 64 >/dev/null
+
+calls=$(nproc)          # the server's default MaxConcurrentCalls (cores), passed explicitly so the baseline matches
+idle_timeout=10         # Server:Sequences:IdleTimeoutSeconds for the idle check (short, so the run stays short)
+max_body=1048576        # Service:MaxRequestBodyBytes: the over-size kinds send 1 MiB, not the default 32 MiB, 1,000 times
+port=$((20000 + RANDOM % 20000)); gport=$((port + 1))
+rest=http://127.0.0.1:$port grpc=http://127.0.0.1:$gport
+# The contract command line (dotnet run -c Release --project src/DualChunk.Server -- ...) on the built apphost.
+$server --urls $rest --grpc-urls $grpc --model "$out/a.dcw" --threads 1 --max-batch 1 --max-seq-len 16384 \
+  --max-concurrent-calls $calls --Server:Sequences:MaxSequenceLength=16384 --Server:Sequences:IdleTimeoutSeconds=$idle_timeout \
+  --Service:MaxRequestBodyBytes=$max_body >"$out/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 240); do curl -sf $rest/v2/health/ready >/dev/null && break; sleep 0.5; done
+curl -sf $rest/v2/health/ready >/dev/null || { echo "server not ready; its log:" >&2; cat "$out/server.log" >&2; exit 1; }
+common="--url $rest --grpc-url $grpc --embed 287 --seq 64 --server-pid $server_pid --max-body-bytes $max_body --max-seq-len 16384"
+results=$out/results.jsonl
+load0=$(cut -d' ' -f1 /proc/loadavg)
+
+modes="grpc binary json seq-grpc seq-rest"
+for r in $(seq 1 "$rounds"); do
+  echo "round $r: engine" >&2
+  $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $calls --seconds "$seconds" \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); d['command']='engine'; d['round']=$r; print(json.dumps(d))" >>"$results"
+  for m in $modes; do
+    echo "round $r: $m" >&2
+    $lt run --mode $m $common --clients "$clients" --seconds "$seconds" --warmup-seconds 3 \
+      | tail -n 1 | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; print(json.dumps(d))" >>"$results" || true
+  done
+done
+echo "bad requests" >&2
+$lt bad $common --count "$bad_count" | tee "$out/bad.txt" | tail -n 1 >>"$results" || true
+echo "bad requests vs a good one" >&2
+$lt interfere $common --seconds 5 --rounds 2 --flood-clients 4 | tail -n 1 >>"$results" || true
+echo "sequence growth" >&2
+$lt seq-growth $common --appends 256 --repeats 3 | tail -n 1 >>"$results" || true
+echo "idle sequences" >&2
+$lt idle $common --sequences "$idle_sequences" --idle-seconds $idle_timeout | tail -n 1 >>"$results" || true
+load1=$(cut -d' ' -f1 /proc/loadavg)
+
+cpu=$(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo "+changes")
+python3 - "$results" "$out/report.md" "$cpu" "$(nproc)" "$commit" "$load0" "$load1" "$seconds" "$clients" "$rounds" "$calls" <<'EOF'
+import json, statistics, sys, datetime
+path, report, cpu, cores, commit, load0, load1, seconds, clients, rounds, calls = sys.argv[1:]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+engine = {r['round']: r for r in rows if r['command'] == 'engine'}
+runs = [r for r in rows if r['command'] == 'run']
+one = lambda c: next((r for r in rows if r['command'] == c), None)
+med = statistics.median
+isa = next(iter(engine.values()))['kernel_isa'] if engine else '?'
+names = {'grpc': 'gRPC', 'binary': 'REST binary', 'json': 'REST JSON', 'seq-grpc': 'sequences, gRPC', 'seq-rest': 'sequences, REST binary'}
+L = []
+L.append(f"Machine: {cpu}, {cores} cores (kernels: {isa}); commit {commit}; {datetime.date.today()}; load average {load0} at the start, {load1} at the end.")
+L.append(f"Config a (E 287, H 256, NH 8, L 4, C 64, F 1024, random weights), input [1, 64, 287], output `last`; server `--threads 1 --max-concurrent-calls {calls}`; "
+         f"{clients} clients x {seconds} s per run, {rounds} round(s), engine and modes alternated per round. Medians over the rounds.")
+L.append("")
+L.append(f"Engine alone (`dualchunk bench --callers {calls} --threads 1`): " + ", ".join(f"{e['calls_per_second']:.1f} calls/s" for e in engine.values())
+         + f" (median {med(e['calls_per_second'] for e in engine.values()):.1f}; call p50 {med(e['median_ms'] for e in engine.values()):.2f} ms).")
+L.append("")
+L.append("| mode | requests/s | efficiency | p50 ms | p90 ms | p99 ms | max ms | p99/p50 | errors (statuses) | server RSS MB (peak) |")
+L.append("|---|---|---|---|---|---|---|---|---|---|")
+checks = []
+for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest']:
+    rs = [r for r in runs if r['mode'] == m]
+    if not rs: continue
+    eff = med(r['throughput'] / engine[r['round']]['calls_per_second'] for r in rs if r['round'] in engine)
+    p50, p90, p99, mx = (med(r[k] for r in rs) for k in ('p50_ms', 'p90_ms', 'p99_ms', 'max_ms'))
+    errors = sum(r['errors'] for r in rs)
+    statuses = {}
+    for r in rs:
+        for k, v in r['statuses'].items(): statuses[k] = statuses.get(k, 0) + v
+    L.append(f"| {names[m]} | {med(r['throughput'] for r in rs):.1f} | {eff:.1%} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {mx:.2f} | {p99 / p50:.2f} | {errors} ({', '.join(f'{k} x{v}' for k, v in statuses.items())}) | {max(r['rss_after_mb'] for r in rs):.0f} ({max(r['rss_peak_mb'] for r in rs):.0f}) |")
+    checks.append((f"{names[m]}: 0 errors", errors == 0))
+    if m == 'grpc':
+        checks.append(("gRPC p99 <= 3 x p50", p99 <= 3 * p50))
+        checks.append(("gRPC efficiency >= 90%", eff >= 0.90))
+    if m == 'binary':
+        checks.append(("REST binary efficiency >= 85%", eff >= 0.85))
+L.append("")
+L.append("Sequence modes: each client appends one chunk per request to its own sequence (4 appends, then `sequence_end` and a new one); their efficiency is against the engine's `Run` on one chunk, not its stream `Append`.")
+L.append("")
+L.append("| check | result |")
+L.append("|---|---|")
+b = one('bad')
+if b:
+    L.append(f"| {b['count_each']} bad requests of each of {b['kinds']} kinds (REST JSON, binary, gRPC, /v1) | server RSS {b['rss_before_mb']} -> {b['rss_after_mb']} MB: **{b['rss_growth_mb']:+.1f} MB**; {b['not_client_errors']} answered other than 4xx / a gRPC client error |")
+    checks.append(("bad requests: RSS growth <= 50 MB, all answered 4xx", b['rss_growth_mb'] <= 50 and b['not_client_errors'] == 0))
+i = one('interfere')
+if i:
+    L.append(f"| one good gRPC client alone vs during a flood of bad requests (4 clients, {i['bad_sent']} sent; 2 rounds of 5 s each, alternated) | p50 {i['alone_p50_ms']} -> {i['flooded_p50_ms']} ms (**x{i['p50_ratio']:.2f}**), p99 {i['alone_p99_ms']} -> {i['flooded_p99_ms']} ms; {i['good_errors']} good errors |")
+g = one('seq-growth')
+if g:
+    L.append(f"| one sequence appended to {g['appends']} times (C = 64, gRPC; median of 3) | append 1: {g['first_ms']} ms, append {g['appends']}: {g['last_ms']} ms: **x{g['ratio']:.2f}** (first 8 vs last 8: {g['first8_ms']} vs {g['last8_ms']} ms, x{g['ratio8']:.2f}) |")
+    checks.append(("256th append <= 1.5 x the 1st", g['ratio'] <= 1.5))
+d = one('idle')
+if d:
+    L.append(f"| {d['sequences']} sequences opened and left idle (timeout 10 s) | server RSS {d['rss_before_mb']} MB before, {d['rss_open_mb']} MB open, {d['rss_after_mb']} MB after the timeout: **{d['rss_back_within_mb']:+.1f} MB**; {d['failed']} failed to open; an append after it: {d['probe_after_timeout']} |")
+    checks.append(("idle sequences: RSS back within 20 MB", d['rss_back_within_mb'] <= 20 and d['failed'] == 0))
+L.append("")
+L.append("Must hold: " + "; ".join(f"{name}: {'**yes**' if ok else '**NO**'}" for name, ok in checks) + ".")
+open(report, 'w').write("\n".join(L) + "\n")
+EOF
+cat "$out/report.md"
+if [[ $write_docs == 1 ]]; then
+  python3 - docs/service-benchmarks.md "$out/report.md" <<'EOF'
+import sys
+doc, rep = sys.argv[1:]
+text = open(doc).read()
+begin, end = "<!-- service-load:begin -->", "<!-- service-load:end -->"
+a, b = text.index(begin) + len(begin), text.index(end)
+open(doc, 'w').write(text[:a] + "\n" + open(rep).read() + text[b:])
+EOF
+  echo "wrote docs/service-benchmarks.md" >&2
+fi
