@@ -278,7 +278,7 @@ switch (args[0])
         Console.Error.WriteLine($"unknown command '{args[0]}'");
         return 2;
 }
-Console.WriteLine(JsonSerializer.Serialize(report));
+Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })); // NaN: no --server-pid
 return exit;
 
 static async Task<string> Append(Target target, string id, ByteString raw)
