@@ -2,7 +2,8 @@
 # Regenerates docs/benchmarks.md, every number from the commit checked out here:
 #   1. BenchmarkDotNet EndToEndBenchmarks a–d (MemoryDiagnoser, 1 thread, in-process);
 #   2. `dualchunk bench` a–d on 1 and 2 threads, alternating 1 2 1 2 over rounds;
-#   3. the peers harness: DualChunk.NET vs ONNX Runtime vs libtorch on 1 and 2 threads, each engine in its own process;
+#   3. the peers harness: DualChunk.NET vs ONNX Runtime vs libtorch on 1 and 2 threads, each engine in its own process,
+#      then DecoderOnly on DualChunk.NET vs ONNX Runtime (libtorch's graph is DualChunk.build's only);
 #   4. the attention GFLOP/s table and the memory sweep against dense attention (and docs/bench-*.png);
 #   5. streaming: one Append vs Run on the prefix, N = 64 … 65,536 (bench/stream-sweep.sh).
 # Usage: bench/results.sh [--quick] [--note TEXT]
@@ -100,10 +101,10 @@ stream_rounds=3
 printf '%s\n' "bench/stream-sweep.sh $stream_rounds   # for N = 64 … 65,536: dualchunk bench --random-model 287,256,8,4 --chunk-size 64 --batch 1 --seq N [--stream] --threads 1" >>"$commands"
 
 # --- 3 and 4. The peers harness appends its generated sections to the page written below.
-peer_args=(--peers-only --full --configs a,b,c,d --rounds 2 --budget 5)
+peer_args=(--peers-only --full --configs a,b,c,d --arch dualchunk,decoder --rounds 2 --budget 5)
 memory_args=(--memory-only --full --sweep-cap 60)
 if [ $quick = 1 ]; then
-  peer_args=(--peers-only --configs a --rounds 2 --budget 1)
+  peer_args=(--peers-only --configs a --arch dualchunk,decoder --rounds 2 --budget 1)
   memory_args=(--memory-only --max-n 2048 --sweep-cap 5)
 fi
 

@@ -5,6 +5,8 @@ public static class Explain
 {
     public const string Peers =
         "Model: E = 287, H = 256, NH = 8, L = 4, F = 1024, random weights (seed 1) and input (seed 2) shared by every engine; " +
+        "rows marked DecoderOnly run Edifice's decoder (RMSNorm, SwiGLU F = 688, the same attention) on DualChunk.NET and ONNX Runtime " +
+        "(the ORT graph is built op for op from the same weights; the libtorch peer builds DualChunk.build only); " +
         "last-timestep output. **Each engine is timed in a process of its own**: the harness starts itself again " +
         "(`--engine dualchunk|onnx|torch --threads T --config X`) for one engine at a time, waits for that child to exit, then " +
         "starts the next, in the order DualChunk.NET, ONNX Runtime, libtorch on 1 thread, then on 2, and the whole sequence again " +

@@ -10,6 +10,9 @@ namespace DualChunk.Bench.Peers;
 /// variance clip, Axon's does: <c>var &gt;= eps ? rsqrt(var + eps) : rsqrt(eps)</c>), masked
 /// softmax from Where(-1e9)/ReduceMax/Sub/Exp/ReduceSum/Add(1e-8)/Div, exact GELU from Erf,
 /// Sigmoid gate, chunk means with ReduceMean over all C positions. Shapes are static per config.
+/// For DecoderOnly (<see cref="PeerConfig.IsDecoder"/>) the same attention sits in Edifice's decoder block:
+/// RMSNorm (<c>x / sqrt(mean(x²) + 1e-6) · γ</c>, no β) before attention and FFN, and a SwiGLU FFN
+/// (<c>(silu(h·Wg + bg) ⊙ (h·Wu + bu))·Wd + bd</c>, SiLU as <c>z · Sigmoid(z)</c>); the final LayerNorm is the same.
 /// Input "x" [B, N, E] float; output "y" [B, H] (the last timestep after the final LayerNorm).
 /// </summary>
 public static class OnnxGraph
@@ -25,15 +28,18 @@ public static class OnnxGraph
         var cfg = pc.Model;
         int b = pc.Batch, n = pc.SeqLen, e = cfg.EmbedDim, h = cfg.HiddenSize, nh = cfg.NumHeads, d = cfg.HeadDim, c = cfg.ChunkSize, nc = n / c;
         var g = new Builder();
-        g.Graph.Name = "dual_chunk";
+        bool decoder = pc.IsDecoder;
+        g.Graph.Name = decoder ? "decoder_only_dual_chunk" : "dual_chunk";
         g.Graph.Input.Add(ValueInfo("x", [b, n, e]));
         g.Graph.Output.Add(ValueInfo("y", [b, h]));
 
         // Shared constants.
         string eps = g.Scalar("eps", 1e-5f), rsqrtEps = g.Scalar("rsqrt_eps", 1f / MathF.Sqrt(1e-5f));
         string scale = g.Scalar("scale", 1f / MathF.Sqrt(d)), maskValue = g.Scalar("mask_value", -1e9f);
-        string denomEps = g.Scalar("denom_eps", 1e-8f), one = g.Scalar("one", 1f), half = g.Scalar("half", 0.5f);
-        string invSqrt2 = g.Scalar("inv_sqrt2", 1f / MathF.Sqrt(2f));
+        string denomEps = g.Scalar("denom_eps", 1e-8f), one = g.Scalar("one", 1f);
+        // Only what the architecture uses (ORT warns about unused initializers): RMSNorm's ε, or GELU's constants.
+        string rmsEps = decoder ? g.Scalar("rms_eps", 1e-6f) : "";
+        string half = decoder ? "" : g.Scalar("half", 0.5f), invSqrt2 = decoder ? "" : g.Scalar("inv_sqrt2", 1f / MathF.Sqrt(2f));
         string lastAxis = g.Int64s("axis_last", [-1]);
         string maskIntra = g.CausalMask("mask_intra", c), maskInter = g.CausalMask("mask_inter", nc);
         string shapeHeads = g.Int64s("shape_heads", [b, n, nh, d]);
@@ -56,6 +62,17 @@ public static class OnnxGraph
             return g.Node("Add", [g.Node("Mul", [s, centered], p + "_scaled"), g.Weight(beta, w)], p);
         }
 
+        // Edifice's RMSNorm: no mean subtraction, no clip, no β.
+        string RmsNorm(string x, string gamma, string p)
+        {
+            string meanSquare = g.Node("ReduceMean", [g.Node("Mul", [x, x], p + "_sq")], p + "_ms", ("axes", new long[] { -1 }), ("keepdims", 1L));
+            string inv = g.Node("Div", [one, g.Node("Sqrt", [g.Node("Add", [meanSquare, rmsEps], p + "_ms_eps")], p + "_rms")], p + "_inv");
+            return g.Node("Mul", [g.Node("Mul", [x, inv], p + "_normed"), g.Weight(gamma, w)], p);
+        }
+
+        // The block's tensor names: DualChunk.build's, or the decoder's for the same role.
+        string T(int l, BlockTensor build, DecoderBlockTensor dec) => decoder ? CheckpointNames.DecoderBlock(l, dec) : CheckpointNames.Block(l, build);
+
         string Dense(string x, string kernel, string bias, string p)
             => g.Node("Add", [g.Node("MatMul", [x, g.Weight(kernel, w)], p + "_mm"), g.Weight(bias, w)], p);
 
@@ -72,8 +89,9 @@ public static class OnnxGraph
         for (int l = 1; l <= cfg.NumLayers; l++)
         {
             string p = $"l{l}";
-            string hN = LayerNorm(x, CheckpointNames.Block(l, BlockTensor.AttnNormGamma), CheckpointNames.Block(l, BlockTensor.AttnNormBeta), p + "_attn_norm");
-            string qkv = Dense(hN, CheckpointNames.Block(l, BlockTensor.QkvKernel), CheckpointNames.Block(l, BlockTensor.QkvBias), p + "_qkv");
+            string hN = decoder ? RmsNorm(x, T(l, BlockTensor.AttnNormGamma, DecoderBlockTensor.AttnNormGamma), p + "_attn_norm")
+                : LayerNorm(x, CheckpointNames.Block(l, BlockTensor.AttnNormGamma), CheckpointNames.Block(l, BlockTensor.AttnNormBeta), p + "_attn_norm");
+            string qkv = Dense(hN, T(l, BlockTensor.QkvKernel, DecoderBlockTensor.QkvKernel), T(l, BlockTensor.QkvBias, DecoderBlockTensor.QkvBias), p + "_qkv");
             string[] parts = g.Nodes("Split", [qkv, splitSizes], [p + "_q", p + "_k", p + "_v"], ("axis", -1L));
             var chunked = new string[3];
             for (int i = 0; i < 3; i++)
@@ -95,13 +113,24 @@ public static class OnnxGraph
             string oInter = g.Node("MatMul", [MaskedSoftmax(sInter, maskInter, p + "_p_inter"), means[2]], p + "_o_inter");
             string oInterB = g.Node("Unsqueeze", [oInter, g.Int64s(p + "_unsq_axes", [3])], p + "_o_inter_b"); // [B, NH, NC, 1, D]
             // Blend: o = g ⊙ inter + (1 - g) ⊙ intra, gate [NH, D] viewed as [1, NH, 1, 1, D].
-            string gate = g.Node("Sigmoid", [g.Weight(CheckpointNames.Block(l, BlockTensor.Gate), w, [1, nh, 1, 1, d])], p + "_gate");
+            string gate = g.Node("Sigmoid", [g.Weight(T(l, BlockTensor.Gate, DecoderBlockTensor.Gate), w, [1, nh, 1, 1, d])], p + "_gate");
             string blended = g.Node("Add", [
                 g.Node("Mul", [gate, oInterB], p + "_g_inter"),
                 g.Node("Mul", [g.Node("Sub", [one, gate], p + "_one_minus_g"), oIntra], p + "_g_intra")], p + "_blend");
             string back = g.Node("Reshape", [blended, shapeBackHeads], p + "_o_bhnd");
             string rows = g.Node("Reshape", [g.Node("Transpose", [back], p + "_o_bnhd", ("perm", new long[] { 0, 2, 1, 3 })), shapeRows], p + "_o");
-            x = g.Node("Add", [x, Dense(rows, CheckpointNames.Block(l, BlockTensor.OutKernel), CheckpointNames.Block(l, BlockTensor.OutBias), p + "_attn_out")], p + "_res1");
+            x = g.Node("Add", [x, Dense(rows, T(l, BlockTensor.OutKernel, DecoderBlockTensor.OutKernel), T(l, BlockTensor.OutBias, DecoderBlockTensor.OutBias), p + "_attn_out")], p + "_res1");
+            if (decoder)
+            {
+                // SwiGLU FFN.
+                string hD = RmsNorm(x, CheckpointNames.DecoderBlock(l, DecoderBlockTensor.FfnNormGamma), p + "_ffn_norm");
+                string gateLin = Dense(hD, CheckpointNames.DecoderBlock(l, DecoderBlockTensor.GateKernel), CheckpointNames.DecoderBlock(l, DecoderBlockTensor.GateBias), p + "_ffn_gate");
+                string upLin = Dense(hD, CheckpointNames.DecoderBlock(l, DecoderBlockTensor.UpKernel), CheckpointNames.DecoderBlock(l, DecoderBlockTensor.UpBias), p + "_ffn_up");
+                string silu = g.Node("Mul", [gateLin, g.Node("Sigmoid", [gateLin], p + "_gate_sigmoid")], p + "_silu");
+                string glu = g.Node("Mul", [silu, upLin], p + "_glu");
+                x = g.Node("Add", [x, Dense(glu, CheckpointNames.DecoderBlock(l, DecoderBlockTensor.DownKernel), CheckpointNames.DecoderBlock(l, DecoderBlockTensor.DownBias), p + "_ffn_down")], p + "_res2");
+                continue;
+            }
             // FFN with exact GELU.
             string h2 = LayerNorm(x, CheckpointNames.Block(l, BlockTensor.FfnNormGamma), CheckpointNames.Block(l, BlockTensor.FfnNormBeta), p + "_ffn_norm");
             string up = Dense(h2, CheckpointNames.Block(l, BlockTensor.UpKernel), CheckpointNames.Block(l, BlockTensor.UpBias), p + "_ffn_up");

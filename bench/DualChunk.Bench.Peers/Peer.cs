@@ -2,16 +2,24 @@ using DualChunk.Core;
 
 namespace DualChunk.Bench.Peers;
 
-/// <summary>One speed-comparison config: batch, positions, chunk size (model dims are Edifice's defaults).</summary>
-public sealed record PeerConfig(string Name, int Batch, int SeqLen, int ChunkSize)
+/// <summary>
+/// One speed-comparison config: batch, positions, chunk size, and the architecture (model dims are Edifice's defaults;
+/// DecoderOnly's FFN is SwiGLU with F = round(2.667·H) up to a multiple of 8).
+/// </summary>
+public sealed record PeerConfig(string Name, int Batch, int SeqLen, int ChunkSize, ModelArchitecture Architecture = ModelArchitecture.DualChunk)
 {
     public const int EmbedDim = 287, Hidden = 256, Heads = 8, Layers = 4, Ffn = 1024;
 
-    public ModelConfig Model => new(EmbedDim, Hidden, Heads, Layers, ChunkSize, Ffn);
+    public ModelConfig Model => new(EmbedDim, Hidden, Heads, Layers, ChunkSize, IsDecoder ? ModelConfig.SwiGluInnerSize(Hidden) : Ffn) { Architecture = Architecture };
 
-    public override string ToString() => $"{Name}: B{Batch} N{SeqLen} C{ChunkSize}";
+    public bool IsDecoder => Architecture == ModelArchitecture.DecoderOnly;
 
-    /// <summary>Configs a–d of the speed issue, plus e.</summary>
+    /// <summary>The name of a child run's <c>--config</c>: the config's letter, with "-decoder" for DecoderOnly.</summary>
+    public string Key => IsDecoder ? Name + "-decoder" : Name;
+
+    public override string ToString() => $"{Name}: B{Batch} N{SeqLen} C{ChunkSize}{(IsDecoder ? " DecoderOnly" : "")}";
+
+    /// <summary>Configs a–d of the speed issue, plus e (DualChunk.build).</summary>
     public static IReadOnlyList<PeerConfig> All { get; } =
     [
         new("a", 1, 64, 64),
@@ -20,6 +28,15 @@ public sealed record PeerConfig(string Name, int Batch, int SeqLen, int ChunkSiz
         new("d", 1, 4096, 64),
         new("e", 1, 16384, 128),
     ];
+
+    /// <summary>The config of <see cref="Key"/> <paramref name="key"/> ("a", "a-decoder", ...).</summary>
+    public static PeerConfig Find(string key)
+    {
+        string name = key.EndsWith("-decoder", StringComparison.Ordinal) ? key[..^"-decoder".Length] : key;
+        var config = All.FirstOrDefault(c => c.Name == name)
+            ?? throw new ArgumentException($"Unknown --config '{key}': one of {string.Join(", ", All.Select(c => c.Name))}, optionally with -decoder.");
+        return name == key ? config : config with { Architecture = ModelArchitecture.DecoderOnly };
+    }
 }
 
 /// <summary>

@@ -42,7 +42,7 @@ public static class PeersBench
         {
             foreach (var config in configs)
             {
-                string reference = Path.Combine(dir, config.Name + ".f32");
+                string reference = Path.Combine(dir, config.Key + ".f32");
                 var runs = peers.ToDictionary(p => p, _ => new List<EngineRun>());
                 for (int round = 1; round <= mode.Rounds; round++)
                 {
@@ -86,7 +86,7 @@ public static class PeersBench
 
     private static EngineRun RunChild(PeerConfig config, IPeer peer, BenchMode mode, string reference)
     {
-        var args = new List<string> { "--engine", peer.Key, "--threads", peer.Threads.ToString(CultureInfo.InvariantCulture), "--config", config.Name, "--mode", mode.Name };
+        var args = new List<string> { "--engine", peer.Key, "--threads", peer.Threads.ToString(CultureInfo.InvariantCulture), "--config", config.Key, "--mode", mode.Name };
         // The first child (DualChunk.NET, 1 thread) writes the reference output; every later one is checked against it.
         args.AddRange(File.Exists(reference) ? ["--reference", reference] : ["--write-reference", reference]);
         var child = ChildProcess.Run(args, null, TimeSpan.FromSeconds(120 + 20 * (mode.WarmupSeconds + mode.BudgetSeconds)));
@@ -102,8 +102,7 @@ public static class PeersBench
     public static int RunEngine(string key, int threads, string configName, BenchMode mode, string? referencePath, string? writeReference)
     {
         ArgumentNullException.ThrowIfNull(mode);
-        var config = PeerConfig.All.FirstOrDefault(c => c.Name == configName)
-            ?? throw new ArgumentException($"Unknown --config '{configName}': one of {string.Join(", ", PeerConfig.All.Select(c => c.Name))}.");
+        var config = PeerConfig.Find(configName);
         IPeer peer = key switch
         {
             "dualchunk" => new EnginePeer(threads),

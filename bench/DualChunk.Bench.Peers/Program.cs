@@ -1,7 +1,8 @@
 using System.Globalization;
 using DualChunk.Bench.Peers;
 
-// dotnet run -c Release --project bench/DualChunk.Bench.Peers -- [--short | --full] [--peers-only | --memory-only] [--configs a,b,...]
+// dotnet run -c Release --project bench/DualChunk.Bench.Peers -- [--short | --full] [--peers-only | --memory-only] [--configs a,b,...] [--arch dualchunk,decoder]
+//   --arch LIST                the peers table's architectures (default dualchunk): DualChunk.build, DecoderOnly (ORT and us; libtorch builds only DualChunk.build)
 //   --bdn [BenchmarkDotNet args] the peers comparison under BenchmarkDotNet (PeersBenchmarks), docs untouched
 //   --gflops                   only the attention GFLOP/s table's measurements, printed (no docs)
 //   --selftest                 checks the harness (baselines agree, peers match the engine on tiny models), no timing
@@ -48,7 +49,19 @@ if (!args.Contains("--memory-only"))
     // Every engine on 1 thread and on 2 (ORT IntraOpNumThreads, torch.set_num_threads, our MaxDegreeOfParallelism),
     // each timed in a child process of its own, in this order every round.
     var peers = new IPeer[] { new EnginePeer(1), new OnnxPeer(1), new TorchPeer(1), new EnginePeer(2), new OnnxPeer(2), new TorchPeer(2) };
-    var rows = PeersBench.Run(configs, peers, mode, Console.Out);
+    int archAt = Array.IndexOf(args, "--arch");
+    var arches = archAt >= 0 && archAt + 1 < args.Length ? args[archAt + 1].Split(',') : ["dualchunk"];
+    var rows = new List<PeerRow>();
+    foreach (string arch in arches)
+    {
+        if (arch == "dualchunk")
+            rows.AddRange(PeersBench.Run(configs, peers, mode, Console.Out));
+        else if (arch == "decoder")
+            rows.AddRange(PeersBench.Run([.. configs.Select(c => c with { Architecture = DualChunk.Core.ModelArchitecture.DecoderOnly })],
+                [.. peers.Where(p => p is not TorchPeer)], mode, Console.Out));
+        else
+            throw new ArgumentException($"--arch '{arch}': dualchunk or decoder.");
+    }
     Docs.WriteSection(md, "peers", Report.PeersMarkdown(rows, Report.Provenance(command, mode) + Explain.Peers), "## Peers, side by side");
     Console.WriteLine("wrote the peers section");
 }

@@ -70,7 +70,8 @@ public sealed class TorchPeer(int threads) : IPeer
 #pragma warning restore CA1031
 
     public IPeerRunner Create(PeerConfig config, IReadOnlyDictionary<string, CheckpointTensor> weights, float[] input)
-        => new Runner(config, weights, input, threads);
+        => config.IsDecoder ? throw new NotSupportedException("the libtorch peer builds DualChunk.build's graph only, not DecoderOnly's")
+            : new Runner(config, weights, input, threads);
 
     private sealed class Runner : IPeerRunner
     {
