@@ -92,6 +92,21 @@ public sealed class AotBinaryTests
     public void StreamOutputIsBitwiseEqualToTheJitBuild(string name, string mode)
         => AssertSameBytesAsJit("stream", name, mode);
 
+    /// <summary>The decoder: golden x2's model.nx (with its spec, so no --chunk-size), run and stream, every mode.</summary>
+    [Test]
+    public void DecoderOutputIsBitwiseEqualToTheJitBuild([Values("run", "stream")] string command, [Values("last", "all", "mean")] string mode)
+    {
+        var x2 = EdificeCliCase.Load("x2", _dir);
+        string jit = Path.Combine(_dir, "jit.npy"), aot = Path.Combine(_dir, "aot.npy");
+        string[] args = [command, "--model", x2.Model, "--input", x2.Input, "--output-mode", mode, "--output"];
+        var j = DecoderCliTests.Jit([.. args, jit]);
+        Assert.That(j.Code, Is.EqualTo(0), j.Err);
+        var a = Aot([.. args, aot]);
+        Assert.That(a.Code, Is.EqualTo(0), a.Err);
+        Assert.That(a.Out, Does.Contain("DecoderOnly"), "the spec's architecture was used");
+        Assert.That(File.ReadAllBytes(aot), Is.EqualTo(File.ReadAllBytes(jit)));
+    }
+
     [Test]
     public void TheSampleModelMatchesEdifice()
     {

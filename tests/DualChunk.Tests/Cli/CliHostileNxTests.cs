@@ -151,7 +151,7 @@ public sealed class CliHostileNxTests
         return new CliResult(code, err, peak);
     }
 
-    private string Input(string c) => EdificeCliCase.Load(c, _dir).Input;
+    private string Input(string c) => EdificeCliCase.Load(c, _dir.Path).Input;
 
     private static int MetadataSize(byte[] file) => (int)BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan(1));
 

@@ -338,7 +338,7 @@ public sealed class CliTests
         Assert.That(code, Is.EqualTo(0), err);
 
         var (y, shape) = Npy.Read(output);
-        var (expected, expectedShape) = ReadF64Npy(Path.Combine(root, "samples", "tiny", "expected_last_f64.npy"));
+        var (expected, expectedShape) = ReadNpy(Path.Combine(root, "samples", "tiny", "expected_last_f64.npy"), "<f8");
         var tiny = GoldenCase.Load("tiny");
         Assert.That(expected, Is.EqualTo(tiny.ReferenceF64("last")), "samples/tiny is the golden tiny case");
         Assert.That(shape, Is.EqualTo(expectedShape), "out.npy shape");
@@ -354,20 +354,25 @@ public sealed class CliTests
         return "";
     }
 
-    /// <summary>A little-endian float64 C-order .npy (what numpy wrote for samples/tiny), kept at full precision.</summary>
-    private static (double[] Data, int[] Shape) ReadF64Npy(string path)
+    /// <summary>
+    /// A little-endian C-order .npy of format 1.0 and dtype <paramref name="descr"/> (<c>&lt;f8</c>, as numpy wrote
+    /// samples/tiny, or <c>&lt;f4</c>, as the CLI writes), as float64 (exact for both).
+    /// </summary>
+    internal static (double[] Data, int[] Shape) ReadNpy(string path, string descr)
     {
         byte[] bytes = File.ReadAllBytes(path);
         Assert.That(bytes.AsSpan(0, 6).ToArray(), Is.EqualTo(new byte[] { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y' }));
         Assert.That(bytes[6], Is.EqualTo(1), "version 1.0");
         int headerLength = bytes[8] | bytes[9] << 8;
         string header = System.Text.Encoding.ASCII.GetString(bytes, 10, headerLength);
-        Assert.That(header, Does.Contain("'descr': '<f8'").And.Contain("'fortran_order': False"));
+        Assert.That(header, Does.Contain($"'descr': '{descr}'").And.Contain("'fortran_order': False"));
         string dims = header[(header.IndexOf("'shape': (", StringComparison.Ordinal) + 10)..];
         int[] shape = [.. dims[..dims.IndexOf(')')].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse)];
         var data = new double[shape.Aggregate(1, (a, b) => a * b)];
-        Assert.That(bytes.Length - 10 - headerLength, Is.EqualTo(8 * data.Length), "data length");
-        Buffer.BlockCopy(bytes, 10 + headerLength, data, 0, 8 * data.Length);
+        int size = descr == "<f8" ? 8 : 4;
+        Assert.That(bytes.Length - 10 - headerLength, Is.EqualTo(size * data.Length), "data length");
+        for (int i = 0; i < data.Length; i++)
+            data[i] = size == 8 ? BitConverter.ToDouble(bytes, 10 + headerLength + 8 * i) : BitConverter.ToSingle(bytes, 10 + headerLength + 4 * i);
         return (data, shape);
     }
 
