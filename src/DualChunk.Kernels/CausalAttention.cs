@@ -30,7 +30,8 @@ namespace DualChunk.Kernels;
 /// bitwise: a stream appending chunk summaries one at a time gets the rows of a whole-sequence call.
 /// A row's arithmetic depends only on its block and group, which depend only on its index and T: a
 /// <c>firstRow</c> call computes the whole block containing firstRow (rows before firstRow are neither read from q nor
-/// stored: their lanes are zero), so its rows equal a full call's bitwise. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
+/// stored: their lanes are zero), so its rows equal a full call's bitwise. firstRow = t − 1 (the last-timestep
+/// readout) has its own one-row path with the keys in the lanes, in the arithmetic of that row's lane. Lanes past T−1 in the last block (zero Qᵀ lanes) are computed and dropped.</para>
 /// <para>Assumes real scores (rowmax &gt; −1e9 + 104): then every masked exp is exactly 0 in float32, as in Edifice.</para>
 /// <para>Accuracy: exp is <see cref="VectorMath"/>'s algorithm (≈1.4 ulp); the tests hold each output element to
 /// 2e-6·max|reference| + 2e-6·|reference| against the float64 twin when the scores are exact in float32, plus, in
@@ -125,6 +126,17 @@ public static class CausalAttention
         ref float b0 = ref MemoryMarshal.GetReference(blendRow);
         ref float g0 = ref MemoryMarshal.GetReference(gate);
         bool blend = !gate.IsEmpty;
+        if (firstRow == t - 1)
+        {
+            // One row (the last-timestep readout): its own path, the same arithmetic as the row's lane in a block.
+            switch (isa)
+            {
+                case KernelIsa.Vector512: AttendLastRow<V512, Vector512<float>>(ref q0, qStride, ref k0, kStride, ref v0, vStride, t, d, scale, ref o0, outStride, ref s0, ref b0, ref g0, blend); break;
+                case KernelIsa.Vector256: AttendLastRow<V256, Vector256<float>>(ref q0, qStride, ref k0, kStride, ref v0, vStride, t, d, scale, ref o0, outStride, ref s0, ref b0, ref g0, blend); break;
+                default: AttendLastRow<V128, Vector128<float>>(ref q0, qStride, ref k0, kStride, ref v0, vStride, t, d, scale, ref o0, outStride, ref s0, ref b0, ref g0, blend); break;
+            }
+            return;
+        }
         switch (isa)
         {
             case KernelIsa.Vector512: Attend<V512, Vector512<float>>(ref q0, qStride, ref k0, kStride, ref v0, vStride, t, d, scale, ref o0, outStride, ref s0, ref b0, ref g0, blend, firstRow); break;
@@ -319,6 +331,128 @@ public static class CausalAttention
             }
         }
     }
+
+    /// <summary>
+    /// Row t−1 alone, in the arithmetic its lane gets in <see cref="Attend{TOps, TV}"/> (so the same bits), with the
+    /// keys in the lanes: each score is that lane's FMA chain over e (on Vector512 even and odd e in two chains,
+    /// summed before an odd d's last e; else one chain) over Kᵀ; the max is the same running maxps over keys, exp the
+    /// same vector exp, the sum the same running add over keys, the factor the same division; P·V is the row's
+    /// accumulator chains of the R-row kernels (a column pair: one chain over keys per vector; a last single vector:
+    /// even and odd keys in two chains), with the same fused store. Work: a t × d transpose and t·d/W vector FMAs for
+    /// the scores, 2·t·d/W for P·V, where the block path computes W rows' scores and R rows' P·V.
+    /// </summary>
+    private static void AttendLastRow<TOps, TV>(ref float q, int qStride, ref float k, int kStride, ref float v, int vStride,
+        int t, int d, float scale, ref float output, int outStride, ref float scratch, ref float blendRow, ref float gate, bool blend)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        int w = TOps.Count, tp = RoundUp(t, Pad), last = t - 1;
+        bool evenOdd = w == 16; // Scores' chains over e on Vector512
+        unsafe { scratch = ref Unsafe.Add(ref scratch, (int)(-(nint)Unsafe.AsPointer(ref scratch) & 63) / sizeof(float)); }
+        // The regions of Attend's layout: Kᵀ in Qᵀ's; the scores (then p) in Pᵀ's, with q·scale after them (running
+        // into V's region at most, d ≤ t·d↑16, which is not written before the scores are done); V's partial last column
+        // vector in V's, the spill vector after it.
+        ref float kt = ref scratch;
+        ref float sc = ref Unsafe.Add(ref kt, d * tp);
+        ref float qs = ref Unsafe.Add(ref sc, tp);
+        ref float vt = ref Unsafe.Add(ref sc, tp * Pad + Pad);
+        var sink = new Sink(outStride, d, blend, ref blendRow, ref gate, ref Unsafe.Add(ref vt, t * RoundUp(d, Pad)));
+
+        ref float qr = ref Unsafe.Add(ref q, (nint)last * qStride);
+        for (int e = 0; e < d; e++) Unsafe.Add(ref qs, e) = Unsafe.Add(ref qr, e) * scale;
+
+        // Kᵀ [d, Tp] (TransposeScaled with scale 1: exact), so the scores go W keys per vector: per e one Kᵀ load and one
+        // q broadcast, the lane's chain over e as in Scores (on Vector512 even and odd e in two chains). Lanes past t
+        // hold whatever the scratch held and are never read back.
+        TransposeScaled(ref k, kStride, ref kt, tp, t, d, 1f);
+        int j = 0;
+        for (; j < t; j += w)
+        {
+            ref float kc = ref Unsafe.Add(ref kt, j);
+            TV a = TOps.Zero, b = a;
+            int e = 0;
+            if (evenOdd)
+            {
+                for (; e + 2 <= d; e += 2)
+                {
+                    a = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qs, e)), TOps.Load(ref kc, (nuint)((nint)e * tp)), a);
+                    b = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qs, e + 1)), TOps.Load(ref kc, (nuint)((nint)(e + 1) * tp)), b);
+                }
+                a = TOps.Add(a, b);
+            }
+            for (; e < d; e++)
+                a = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qs, e)), TOps.Load(ref kc, (nuint)((nint)e * tp)), a);
+            TOps.Store(a, ref sc, (nuint)j);
+        }
+        float max = float.NegativeInfinity;
+        for (j = 0; j < t; j++) max = MaxNative(max, Unsafe.Add(ref sc, j));
+
+        // exp with the keys in the lanes (lane-wise, so each p is the bits a block computes); keys past t are not used.
+        TV m = TOps.Create(max);
+        for (j = 0; j + w <= t; j += w)
+            TOps.Store(VectorMath.ExpNonPositive<TOps, TV>(TOps.Subtract(TOps.Load(ref sc, (nuint)j), m)), ref sc, (nuint)j);
+        if (j < t)
+        {
+            MemoryMarshal.CreateSpan(ref Unsafe.Add(ref sc, t), tp - t).Fill(float.NegativeInfinity);
+            TOps.Store(VectorMath.ExpNonPositive<TOps, TV>(TOps.Subtract(TOps.Load(ref sc, (nuint)j), m)), ref sc, (nuint)j);
+        }
+        float sum = 0;
+        for (j = 0; j < t; j++) sum += Unsafe.Add(ref sc, j);
+        float inv = 1f / (sum + DenominatorEpsilon);
+
+        // V's partial last column vector (d not a multiple of W) into [t, W] with zero lanes past d, as a firstRow call.
+        int dFull = d / w * w, dTail = d - dFull;
+        if (dTail > 0)
+        {
+            for (j = 0; j < t; j++)
+            {
+                ref float src = ref Unsafe.Add(ref v, (nint)j * vStride + dFull);
+                ref float dst = ref Unsafe.Add(ref vt, (nint)j * w);
+                int e = 0;
+                for (; e < dTail; e++) Unsafe.Add(ref dst, e) = Unsafe.Add(ref src, e);
+                for (; e < w; e++) Unsafe.Add(ref dst, e) = 0;
+            }
+        }
+        ref float orow = ref Unsafe.Add(ref output, (nint)last * outStride);
+        TV f = TOps.Create(inv);
+        for (int c = 0; c < d; c += 2 * w)
+        {
+            ref float va = ref c < dFull ? ref Unsafe.Add(ref v, c) : ref vt;
+            int sa = c < dFull ? vStride : w;
+            if (c + w < d)
+            {
+                ref float vb = ref c + w < dFull ? ref Unsafe.Add(ref v, c + w) : ref vt;
+                int sb = c + w < dFull ? vStride : w;
+                TV x0 = TOps.Zero, x1 = x0;
+                for (j = 0; j < t; j++)
+                {
+                    TV p = TOps.Create(Unsafe.Add(ref sc, j));
+                    x0 = TOps.MultiplyAddEstimate(p, TOps.Load(ref va, 0), x0);
+                    x1 = TOps.MultiplyAddEstimate(p, TOps.Load(ref vb, 0), x1);
+                    va = ref Unsafe.Add(ref va, sa);
+                    vb = ref Unsafe.Add(ref vb, sb);
+                }
+                Emit<TOps, TV>(TOps.Multiply(x0, f), ref orow, c, in sink);
+                Emit<TOps, TV>(TOps.Multiply(x1, f), ref orow, c + w, in sink);
+            }
+            else
+            {
+                TV x0 = TOps.Zero, x1 = x0;
+                for (j = 0; j + 2 <= t; j += 2)
+                {
+                    x0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sc, j)), TOps.Load(ref va, 0), x0);
+                    x1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sc, j + 1)), TOps.Load(ref va, (nuint)sa), x1);
+                    va = ref Unsafe.Add(ref va, 2 * sa);
+                }
+                if (j < t) x0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref sc, j)), TOps.Load(ref va, 0), x0);
+                Emit<TOps, TV>(TOps.Multiply(TOps.Add(x0, x1), f), ref orow, c, in sink);
+            }
+        }
+    }
+
+    // Scalar maxps(a, b): a > b ? a : b (b when either is NaN), the lane operation of TOps.MaxNative(max, s).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxNative(float a, float b) => a > b ? a : b;
 
     /// <summary>
     /// Sᵀ of the block's query lanes (qc = Qᵀ at lane i0) against keys 0..n-1 into pt (key j at j·W), lanes of key

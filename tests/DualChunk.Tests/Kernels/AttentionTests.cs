@@ -69,7 +69,8 @@ public class AttentionTests
     /// FMA). p and o are the float64 twin's. With <paramref name="exactScores"/> q and k lie on a coarse dyadic grid and
     /// scale is a power of two, so every score and partial sum is exact in float32, δ = 0, and the first term alone is tested.
     /// </summary>
-    private static double Check(Random rng, KernelIsa isa, int t, int d, int stride, bool blend, float magnitude, bool exactScores = false)
+    private static double Check(Random rng, KernelIsa isa, int t, int d, int stride, bool blend, float magnitude, bool exactScores = false,
+        int firstRow = 0)
     {
         // q, k, v interleaved in one [t, 3·stride] buffer like the QKV projection; output strided too.
         int ld = 3 * stride;
@@ -97,7 +98,7 @@ public class AttentionTests
         float[] gate = blend ? [.. KernelTestSupport.RandomNonZero(rng, d).Select(g => 1f / (1f + MathF.Exp(-3 * g)))] : [];
         var scratch = new float[CausalAttention.ScratchFloats(t, d)];
         Array.Fill(scratch, float.NaN); // scratch content must not matter
-        CausalAttention.Run(q, ld, k, ld, v, ld, t, d, scale, got.AsSpan(0, got.Length - 1), outStride, scratch, blendRow, gate, isa);
+        CausalAttention.Run(q, ld, k, ld, v, ld, t, d, scale, got.AsSpan(0, got.Length - 1), outStride, scratch, blendRow, gate, firstRow, isa);
         ScalarTwins.CausalAttention(q, ld, k, ld, v, ld, t, d, scale, want, outStride, blendRow, gate);
         Assert.That(got[^1], Is.EqualTo(42f), "wrote past the output");
 
@@ -108,7 +109,7 @@ public class AttentionTests
         var s = new double[t];
         var delta = new double[t];
         var o = new double[d];
-        for (int i = 0; i < t; i++)
+        for (int i = firstRow; i < t; i++)
         {
             // Row i's probabilities (float64), the unblended output o_i and the score rounding bounds δ_ij.
             double max = double.NegativeInfinity, sum = 0;
@@ -156,6 +157,21 @@ public class AttentionTests
                 worst = Math.Max(worst, Check(rng, isa, t, d, d + (t + d) % 3 * 5, blend: (t + d) % 2 == 0, magnitude: 4f, exactScores));
             worst = Math.Max(worst, Check(rng, isa, t, 64, 64 + t % 2 * 8, blend: t % 2 == 1, magnitude: 4f, exactScores));
         }
+        TestContext.Out.WriteLine($"{isa} exact scores {exactScores}: worst error / bound = {worst:F3}");
+    }
+
+    [Test]
+    public void CausalAttention_last_row_alone([ValueSource(nameof(Isas))] KernelIsa isa, [Values] bool exactScores)
+    {
+        // firstRow = t − 1 (the last-timestep readout) runs the one-row path: the same bound against the float64 twin
+        // (and CausalAttention_first_row_computes_exactly_the_tail_rows holds it bitwise to the block's row).
+        var rng = new Random(101);
+        double worst = 0;
+        for (int t = 1; t <= 70; t++)
+            for (int d = 1; d <= 40; d += t % 3 + 1)
+                worst = Math.Max(worst, Check(rng, isa, t, d, d + (t + d) % 3 * 5, blend: (t + d) % 2 == 0, magnitude: 4f, exactScores, firstRow: t - 1));
+        foreach (int d in new[] { 3, 17, 32, 64 })
+            worst = Math.Max(worst, Check(rng, isa, 1000, d, d + 2, blend: d == 32, magnitude: 4f, exactScores, firstRow: 999));
         TestContext.Out.WriteLine($"{isa} exact scores {exactScores}: worst error / bound = {worst:F3}");
     }
 
