@@ -75,7 +75,8 @@ internal static class BenchCommand
 
         // Sized before the timed loop so that nothing in it allocates but the model itself.
         var timed = new double[iterationCalls ?? MaxTimedCalls];
-        _ = model.PhaseTraceReport; // the trace (DUALCHUNK_PHASE_TRACE=1) counts the timed calls only
+        _ = model.PhaseTraceReport; // the traces (DUALCHUNK_PHASE_TRACE=1, DUALCHUNK_BOX_TRACE=1) count the timed calls only
+        BoxTrace.Reset();
         var schedBefore = ThreadSchedStat.Read();
         int iterations = 0;
         // The model's own allocations: this thread's and its helper threads' (the runtime's background threads, e.g. the
@@ -89,6 +90,7 @@ internal static class BenchCommand
             long t0 = Stopwatch.GetTimestamp();
             call();
             timed[iterations++] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            BoxTrace.EndCall();
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - threadBefore + (model.HelperAllocatedBytes - helpersBefore);
         long processAllocated = GC.GetTotalAllocatedBytes(precise: true) - processBefore;
@@ -148,6 +150,7 @@ internal static class BenchCommand
         }
         o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
         if (model.PhaseTraceReport is { } trace) Console.Error.WriteLine(trace);
+        if (BoxTrace.Report() is { } boxes) Console.Error.WriteLine(boxes);
     }
 
     /// <summary>

@@ -34,7 +34,19 @@ internal readonly struct DenseLayer
     /// column the kernel can start a range at (<see cref="PackedMatrix.CanStartColumnRange"/>), 0 always is.
     /// </summary>
     public void Apply(ReadOnlySpan<float> input, int rows, int inputStride, Span<float> output, int outputStride, int start, int count)
-        => Gemm.Run(input, rows, inputStride, Weight, Bias.Span, output, outputStride, Epilogue, start, count);
+    {
+        long t0 = BoxTrace.Start();
+        Gemm.Run(input, rows, inputStride, Weight, Bias.Span, output, outputStride, Epilogue, start, count);
+        if (BoxTrace.On) BoxTrace.End(t0, TraceName(Epilogue), rows, In, count, 2L * rows * In * count);
+    }
+
+    private static string TraceName(GemmEpilogue epilogue) => epilogue switch
+    {
+        GemmEpilogue.BiasGelu => "dense + GELU",
+        GemmEpilogue.BiasAccumulate => "dense + residual",
+        GemmEpilogue.BiasSiluGate => "dense + SiLU gate",
+        _ => "dense",
+    };
 }
 
 /// <summary>
@@ -62,7 +74,11 @@ internal readonly struct LayerNormLayer(CheckpointTensor gamma, CheckpointTensor
     public int Width => Gamma.Length;
 
     public void Apply(ReadOnlySpan<float> x, int rows, Span<float> y)
-        => LayerNorm.Run(x, rows, Gamma.Length, Gamma.Span, Beta.Span, y);
+    {
+        long t0 = BoxTrace.Start();
+        LayerNorm.Run(x, rows, Gamma.Length, Gamma.Span, Beta.Span, y);
+        if (BoxTrace.On) BoxTrace.End(t0, "layer norm", rows, Gamma.Length, Gamma.Length, 0);
+    }
 
     public void AppendTo(XxHash64 hash)
     {
@@ -79,7 +95,11 @@ internal readonly struct RmsNormLayer(CheckpointTensor gamma, bool copy) : INorm
     public int Width => Gamma.Length;
 
     public void Apply(ReadOnlySpan<float> x, int rows, Span<float> y)
-        => RmsNorm.Run(x, rows, Gamma.Length, Gamma.Span, y);
+    {
+        long t0 = BoxTrace.Start();
+        RmsNorm.Run(x, rows, Gamma.Length, Gamma.Span, y);
+        if (BoxTrace.On) BoxTrace.End(t0, "RMS norm", rows, Gamma.Length, Gamma.Length, 0);
+    }
 
     public void AppendTo(XxHash64 hash) => hash.Append(MemoryMarshal.AsBytes(Gamma.Span));
 }
@@ -196,7 +216,11 @@ internal readonly struct InterChunkAttention(ModelConfig config)
 
     /// <summary>chunkMeans rows [first, first + count) (of B·NC) = means of the C rows of each chunk of h [B·N, H].</summary>
     public void ChunkMeans(ReadOnlySpan<float> h, int first, int count, Span<float> chunkMeans)
-        => RowMean.Run(h[(first * _c * _h)..], count * _c, _h, _h, _c, chunkMeans[(first * _h)..], _h);
+    {
+        long t0 = BoxTrace.Start();
+        RowMean.Run(h[(first * _c * _h)..], count * _c, _h, _h, _c, chunkMeans[(first * _h)..], _h);
+        if (BoxTrace.On) BoxTrace.End(t0, "chunk means", count * _c, _h, count, 0);
+    }
 
     /// <summary>
     /// One (batch element, head) item: causal attention over that element's chunk summaries [NC, 3H]. A sequence of
@@ -214,8 +238,12 @@ internal readonly struct InterChunkAttention(ModelConfig config)
             s.Slice(2 * _h + col, _d).CopyTo(o[col..]);
             return;
         }
+        long t0 = BoxTrace.Start();
         CausalAttention.Run(s[col..], h3, s[(_h + col)..], h3, s[(2 * _h + col)..], h3,
             chunks, _d, _scale, o[col..], _h, scratch, default, default, lastChunkOnly ? chunks - 1 : 0);
+        if (BoxTrace.On)
+            BoxTrace.End(t0, lastChunkOnly ? "inter attention, last row (head)" : "inter attention (head)", chunks, _d, chunks,
+                lastChunkOnly ? 4L * chunks * _d : 2L * chunks * chunks * _d);
     }
 
     /// <summary>Floats of scratch <see cref="ApplyLastChunk"/> needs over up to <paramref name="chunks"/> chunks.</summary>
@@ -234,8 +262,10 @@ internal readonly struct InterChunkAttention(ModelConfig config)
         var qRows = scratch.Slice(attention, chunks * _d);                    // [chunks, D]: only row chunks−1 is read
         var outRows = scratch.Slice(attention + chunks * _d, chunks * _d);    // [chunks, D]: only row chunks−1 is written
         q.Slice(col, _d).CopyTo(qRows[(last * _d)..]);
+        long t0 = BoxTrace.Start();
         CausalAttention.Run(qRows, _d, kv[col..], kvStride, kv[(_h + col)..], kvStride,
             chunks, _d, _scale, outRows, _d, scratch[..attention], default, default, last);
+        if (BoxTrace.On) BoxTrace.End(t0, "inter attention, last row (head)", chunks, _d, chunks, 4L * chunks * _d);
         outRows.Slice(last * _d, _d).CopyTo(inter.Slice(col, _d));
     }
 }
@@ -262,7 +292,11 @@ internal readonly struct IntraChunkAttention(ModelConfig config)
         var rows = qkv.Slice(chunk * _c * h3, _c * h3);             // [C, 3H]
         var o = output.Slice(chunk * _c * _h, _c * _h);             // [C, H]
         var interRow = inter.Slice(chunk * _h, _h);                 // [H]
+        long t0 = BoxTrace.Start();
         CausalAttention.Run(rows[col..], h3, rows[(_h + col)..], h3, rows[(2 * _h + col)..], h3,
             _c, _d, _scale, o[col..], _h, scratch, interRow.Slice(col, _d), gate.ForHead(head, _d), lastRowOnly ? _c - 1 : 0);
+        if (BoxTrace.On)
+            BoxTrace.End(t0, lastRowOnly ? "intra attention, last row (head)" : "intra attention (chunk, head)", _c, _d, _c,
+                lastRowOnly ? 4L * _c * _d : 2L * _c * _c * _d);
     }
 }
