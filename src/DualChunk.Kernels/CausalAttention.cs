@@ -347,7 +347,6 @@ public static class CausalAttention
         where TV : struct
     {
         int w = TOps.Count, tp = RoundUp(t, Pad), last = t - 1;
-        bool evenOdd = w == 16; // Scores' chains over e on Vector512
         unsafe { scratch = ref Unsafe.Add(ref scratch, (int)(-(nint)Unsafe.AsPointer(ref scratch) & 63) / sizeof(float)); }
         // The regions of Attend's layout: Kᵀ in Qᵀ's; the scores (then p) in Pᵀ's, with q·scale after them (running
         // into V's region at most, d ≤ t·d↑16, which is not written before the scores are done); V's partial last column
@@ -368,21 +367,7 @@ public static class CausalAttention
         int j = 0;
         for (; j < t; j += w)
         {
-            ref float kc = ref Unsafe.Add(ref kt, j);
-            TV a = TOps.Zero, b = a;
-            int e = 0;
-            if (evenOdd)
-            {
-                for (; e + 2 <= d; e += 2)
-                {
-                    a = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qs, e)), TOps.Load(ref kc, (nuint)((nint)e * tp)), a);
-                    b = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qs, e + 1)), TOps.Load(ref kc, (nuint)((nint)(e + 1) * tp)), b);
-                }
-                a = TOps.Add(a, b);
-            }
-            for (; e < d; e++)
-                a = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref qs, e)), TOps.Load(ref kc, (nuint)((nint)e * tp)), a);
-            TOps.Store(a, ref sc, (nuint)j);
+            TOps.Store(ScoreChain<TOps, TV>(ref qs, ref Unsafe.Add(ref kt, j), tp, d), ref sc, (nuint)j);
         }
         float max = float.NegativeInfinity;
         for (j = 0; j < t; j++) max = MaxNative(max, Unsafe.Add(ref sc, j));
@@ -541,23 +526,36 @@ public static class CausalAttention
         // which loop computed it, i.e. on T: a row's result is the same in a call of any T > row (streaming needs it).
         for (; j < n; j++)
         {
-            TV a0 = TOps.Zero, a1 = a0;
-            ref float kr = ref Unsafe.Add(ref k, (nint)j * kStride);
-            int e = 0;
-            if (TOps.Count == 16)
-            {
-                for (; e + 2 <= d; e += 2)
-                {
-                    a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
-                    a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e + 1)), TOps.Load(ref qc, (nuint)((nint)(e + 1) * tp)), a1);
-                }
-                a0 = TOps.Add(a0, a1);
-            }
-            for (; e < d; e++)
-                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref kr, e)), TOps.Load(ref qc, (nuint)((nint)e * tp)), a0);
+            TV a0 = ScoreChain<TOps, TV>(ref Unsafe.Add(ref k, (nint)j * kStride), ref qc, tp, d);
             max = Put<TOps, TV>(a0, j, i0, ninf, max, ref pt);
         }
         return max;
+    }
+
+    /// <summary>
+    /// One vector of scores Σ_e row[e]·cols[e·tp], row[e] broadcast, in the eight-key loop's chains: on AVX-512 even
+    /// and odd e in two chains summed before an odd d's last e, else one chain. Scores' remaining keys (a k row
+    /// against Qᵀ) and the one-row path (the q row against Kᵀ) both use it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV ScoreChain<TOps, TV>(ref float row, ref float cols, int tp, int d)
+        where TOps : struct, ISimd<TV>
+        where TV : struct
+    {
+        TV a0 = TOps.Zero, a1 = a0;
+        int e = 0;
+        if (TOps.Count == 16)
+        {
+            for (; e + 2 <= d; e += 2)
+            {
+                a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref row, e)), TOps.Load(ref cols, (nuint)((nint)e * tp)), a0);
+                a1 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref row, e + 1)), TOps.Load(ref cols, (nuint)((nint)(e + 1) * tp)), a1);
+            }
+            a0 = TOps.Add(a0, a1);
+        }
+        for (; e < d; e++)
+            a0 = TOps.MultiplyAddEstimate(TOps.Create(Unsafe.Add(ref row, e)), TOps.Load(ref cols, (nuint)((nint)e * tp)), a0);
+        return a0;
     }
 
     // Key j's scores for the lanes r (rows i0 + r): lanes with j > i0 + r, i.e. r < j − i0, are masked to −∞. Stores
