@@ -235,6 +235,7 @@ internal sealed partial class SequenceTable
         }
         if (idle is null) return;
         bool storeDown = false;
+        long freed = 0;
         foreach (var s in idle)
         {
             try
@@ -242,8 +243,10 @@ internal sealed partial class SequenceTable
                 if (storeDown || !s.Gate.Wait(0)) continue; // a request got in first: it is not idle any more
                 try
                 {
-                    if (s.Stream is null || s.Closed is not null) continue;
+                    if (s.Stream is not { } stream || s.Closed is not null) continue;
+                    long bytes = stream.StateBytes + stream.WorkspaceBytes;
                     var (result, _) = await SpillAsync(s, "idle", CancellationToken.None).ConfigureAwait(false);
+                    if (s.Stream is null) freed += bytes; // spilled and freed
                     if (result.Status is StoreStatus.Unavailable or StoreStatus.TooLarge)
                     {
                         LogIdleStays(_logger, s.Display, result.Message);
@@ -260,6 +263,7 @@ internal sealed partial class SequenceTable
                 Unhold(s);
             }
         }
+        ReturnMemoryAfterSweep(freed);
     }
 
     /// <summary>Renews the leases of the sequences in memory (a third of the lease duration after the last).</summary>

@@ -349,10 +349,17 @@ internal sealed partial class SequenceTable : IDisposable
             Free(s); // Busy was 0 under the lock and the entry is gone: no request can reach it any more
             _expiries.Add(1);
         }
-        // Many idle sequences freed at once (a client fleet gone): without allocations to prompt a collection the GC
-        // keeps their arrays, mostly in the large-object heap, and the process's RSS stays where it was. One aggressive
-        // collection (compacting, decommitting) hands the memory back; the pause is rare and on the sweeper's thread.
-        if (freed >= ReturnMemoryAfterFreeingBytes)
+        ReturnMemoryAfterSweep(freed);
+    }
+
+    /// <summary>
+    /// Many idle sequences freed at once (a client fleet gone): without allocations to prompt a collection the GC keeps
+    /// their arrays, mostly in the large-object heap, and the process's RSS stays where it was. One aggressive
+    /// collection (compacting, decommitting) hands the memory back; the pause is rare and on the sweeper's thread.
+    /// </summary>
+    private static void ReturnMemoryAfterSweep(long freedBytes)
+    {
+        if (freedBytes >= ReturnMemoryAfterFreeingBytes)
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
