@@ -256,7 +256,9 @@ internal sealed class NxCheckpoint
         }
         catch (InvalidDataException ex)
         {
-            throw new ModelFormatException($"{source}: the compressed payload is not a valid zlib stream ({ex.Message}). The file is corrupted.", ex);
+            // The inflater's own text names a cause that is often not the one (a wrong Adler-32 trailer reads as "an
+            // unsupported compression method"); it stays in InnerException.
+            throw new ModelFormatException($"{source}: the compressed payload is not a valid zlib stream (a damaged deflate block or a wrong Adler-32 checksum). The file is truncated or corrupted; write it again.", ex);
         }
     }
 
@@ -270,6 +272,15 @@ internal sealed class NxCheckpoint
     /// <summary>The tensors, sorted by offset, must tile [0, end) with no gap or overlap; returns end.</summary>
     private static long CheckTiling(List<NxTensorEntry> entries, string source)
     {
+        // A tensor whose claimed bytes pass everything the tensors hold together cannot tile: name it, rather than the
+        // tensor after whose start the tiling walk would then find a gap.
+        Int128 total = 0;                    // sizes are ≤ 2^63 each, so no count of them overflows this
+        foreach (var e in entries) total += e.ByteLength;
+        if (total > long.MaxValue)
+            throw Err(source, $"the tensors claim {total} bytes together, more than any file holds. The file is corrupted.");
+        foreach (var e in entries)
+            if (e.Offset > total - e.ByteLength)
+                throw Err(source, $"tensor '{e.Name}' claims bytes {e.Offset}..{(Int128)e.Offset + e.ByteLength} of the buffer area, but the tensors hold {total} bytes together, so it ends past them. The file is corrupted.");
         long pos = 0;
         foreach (var e in entries.OrderBy(e => e.Offset).ThenBy(e => e.ByteLength))
         {

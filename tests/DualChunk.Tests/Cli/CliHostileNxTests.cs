@@ -58,7 +58,7 @@ public sealed class CliHostileNxTests
         // Sizes that lie.
         ["metadata-size-4GB"] = new(() => Changed("d1", "model.nx", f => BinaryPrimitives.WriteUInt32BigEndian(f.AsSpan(1), uint.MaxValue)), "metadata size"),
         ["term-size-2^40"] = new(() => Changed("d1", "model_nospec.nx", f => BinaryPrimitives.WriteUInt64BigEndian(f.AsSpan(5 + 4), 1UL << 40)), "term"),
-        ["tensor-offset-2^40"] = new(() => WithFirstTensorItem("d1", "model.nx", 5, 1L << 40), "leaving a gap"),
+        ["tensor-offset-2^40"] = new(() => WithFirstTensorItem("d1", "model.nx", 5, 1L << 40), "ends past them"),
         ["tensor-size-doubled"] = new(() => WithFirstTensorItem("d1", "model.nx", 6, -2), "does not match its type"),
         ["list-count-2^31"] = new(() => SerializePayload([131, 108, 0x80, 0, 0, 0, 106]), "term"),
         // zlib bombs: a 200-byte file whose tensor claims 4 GB; a payload followed by 256 MB of zeros (~0.3 MB packed).
