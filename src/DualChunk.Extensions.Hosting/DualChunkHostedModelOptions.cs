@@ -1,45 +1,37 @@
 using DualChunk.Core;
+using Microsoft.Extensions.Options;
 
 namespace DualChunk.Extensions.Hosting;
 
 /// <summary>
-/// One named model of the host, bound from the configuration section <c>DualChunk:Models:&lt;name&gt;</c>
-/// (keys <c>Path</c>, <c>ChunkSize</c>, <c>MaxDegreeOfParallelism</c>, <c>AllowSpinning</c>, <c>MaxBatch</c>, <c>MaxSeqLen</c>,
-/// <c>WarmUp</c>, <c>ReloadOnChange</c>) and then by the delegate given to
-/// <see cref="DualChunkServiceCollectionExtensions.AddDualChunkModel"/>.
+/// One named model of the host: the hosting settings (<see cref="Path"/>, <see cref="WarmUp"/>,
+/// <see cref="ReloadOnChange"/>, <see cref="ReloadDelay"/>) and the library's <see cref="Model"/> options, all bound from
+/// the configuration section <c>DualChunk:Models:&lt;name&gt;</c> and then by the delegate given to
+/// <see cref="DualChunkServiceCollectionExtensions.AddDualChunkModel"/>. Checked when the host starts.
 /// </summary>
+/// <remarks>
+/// The keys are flat: <c>DualChunk:Models:&lt;name&gt;:Path</c> and <c>…:WarmUp</c> bind here,
+/// <c>…:ChunkSize</c>, <c>…:MaxDegreeOfParallelism</c>, <c>…:MaxBatch</c>, <c>…:MaxWorkspaceBytes</c> and every other
+/// property of <see cref="DualChunkModelOptions"/> bind to <see cref="Model"/> (in code: <c>o.Model.MaxBatch = 8</c>).
+/// <see cref="DualChunkModelOptions.MeterFactory"/> is a service, not a setting: when it is not set in code the model
+/// records on the host's <c>IMeterFactory</c>. <see cref="DualChunkModelOptions.Name"/> defaults to the registration
+/// name.
+/// </remarks>
 public sealed class DualChunkHostedModelOptions
 {
     /// <summary>The weights file: an Edifice safetensors checkpoint or a .dcw file. Required.</summary>
     public string? Path { get; set; }
 
-    /// <summary>The chunk size the model was built with (<see cref="DualChunkModelOptions.ChunkSize"/>); null: the file's, or Edifice's 64.</summary>
-    public int? ChunkSize { get; set; }
-
-    /// <summary>Threads one call may use (<see cref="DualChunkModelOptions.MaxDegreeOfParallelism"/>, default 1).</summary>
-    public int MaxDegreeOfParallelism { get; set; } = 1;
-
     /// <summary>
-    /// Whether a call's threads spin briefly while they wait for each other inside the call
-    /// (<see cref="DualChunkModelOptions.AllowSpinning"/>, default true; only matters when
-    /// <see cref="MaxDegreeOfParallelism"/> &gt; 1). Turn it off when cores are scarcer than latency.
+    /// The options the model is loaded with (chunk size, threads, limits, memory mapping, …), bound from the same
+    /// section as the hosting keys. <see cref="DualChunkModelOptions.MaxBatch"/> and
+    /// <see cref="DualChunkModelOptions.MaxSeqLen"/> also size the warm-up and let a service layer reject larger
+    /// requests before allocating anything from them.
     /// </summary>
-    public bool AllowSpinning { get; set; } = true;
+    public DualChunkModelOptions Model { get; private set; } = new();
 
     /// <summary>
-    /// Largest batch a caller may send (null: unlimited). The service layer rejects larger requests before allocating
-    /// anything from them; warm-up plans the pool for this batch.
-    /// </summary>
-    public int? MaxBatch { get; set; }
-
-    /// <summary>
-    /// Largest sequence length N a caller may send (null: unlimited). The service layer rejects longer requests before
-    /// allocating anything from them; warm-up plans the pool for the largest multiple of C up to this.
-    /// </summary>
-    public int? MaxSeqLen { get; set; }
-
-    /// <summary>
-    /// Run <see cref="DualChunkModel.WarmUp"/> (at [<see cref="MaxBatch"/> or 1, <see cref="MaxSeqLen"/> or C]) after
+    /// Run <see cref="DualChunkModel.WarmUp"/> (at [<c>Model.MaxBatch</c> or 1, <c>Model.MaxSeqLen</c> or C]) after
     /// loading, before the model counts as ready (default true), so the first request neither JITs nor allocates.
     /// </summary>
     public bool WarmUp { get; set; } = true;
@@ -49,7 +41,8 @@ public sealed class DualChunkHostedModelOptions
     /// swapped in atomically; calls in flight finish on the old model, which is disposed after the last of them. A
     /// file that fails to load leaves the old model serving and the health check unhealthy with the reason. Replace
     /// the file atomically (write a temporary file, then rename it over the old one). A reloadable .dcw file is read
-    /// into memory rather than memory-mapped, so rewriting it in place cannot change the model that serves.
+    /// into memory (<see cref="DualChunkModelOptions.MemoryMap"/> must stay false; start fails otherwise), so rewriting it
+    /// in place cannot change the model that serves.
     /// </summary>
     public bool ReloadOnChange { get; set; }
 
@@ -59,41 +52,48 @@ public sealed class DualChunkHostedModelOptions
     /// </summary>
     public TimeSpan ReloadDelay { get; set; } = TimeSpan.FromMilliseconds(250);
 
-    /// <summary>Checks the values, naming the configuration key and the fix.</summary>
-    /// <exception cref="InvalidOperationException">A value is missing or out of range.</exception>
-    internal void Validate(string name)
+    /// <summary>The library options a load uses: <see cref="Model"/> with the registration name and the host's meter factory as defaults.</summary>
+    internal DualChunkModelOptions ToModelOptions(System.Diagnostics.Metrics.IMeterFactory? meterFactory, string name)
     {
-        string key = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{name}";
-        if (string.IsNullOrWhiteSpace(Path))
-            throw new InvalidOperationException($"Model '{name}' has no weights file: set {key}:Path (a .safetensors or .dcw file).");
-        if (ChunkSize is <= 0)
-            throw new InvalidOperationException($"{key}:ChunkSize is {ChunkSize}; it must be positive (the chunk size the model was built with).");
-        if (MaxDegreeOfParallelism is < 1 or > DualChunkModelOptions.MaxThreads)
-            throw new InvalidOperationException($"{key}:MaxDegreeOfParallelism is {MaxDegreeOfParallelism}; it must be 1..{DualChunkModelOptions.MaxThreads}.");
-        if (MaxBatch is <= 0)
-            throw new InvalidOperationException($"{key}:MaxBatch is {MaxBatch}; it must be positive, or unset for no limit.");
-        if (MaxSeqLen is <= 0)
-            throw new InvalidOperationException($"{key}:MaxSeqLen is {MaxSeqLen}; it must be positive, or unset for no limit.");
-        if (ReloadDelay < TimeSpan.Zero || ReloadDelay > TimeSpan.FromMinutes(10))
-            throw new InvalidOperationException($"{key}:ReloadDelay is {ReloadDelay}; it must be between 0 and 10 minutes.");
+        var options = Model.Clone();
+        options.Name ??= name;
+        options.MeterFactory ??= meterFactory;
+        return options;
     }
 
-    /// <summary>The library options the model is loaded with.</summary>
-    internal DualChunkModelOptions ToModelOptions(System.Diagnostics.Metrics.IMeterFactory? meterFactory, string? name = null) => new()
+    /// <summary>A deep copy (<see cref="Model"/> copied too), so the provider's settings cannot be changed from outside.</summary>
+    internal DualChunkHostedModelOptions Clone()
     {
-        Name = name,
-        ChunkSize = ChunkSize,
-        MaxDegreeOfParallelism = MaxDegreeOfParallelism,
-        AllowSpinning = AllowSpinning,
-        MeterFactory = meterFactory,
-        // Read into memory, never mapped: a file rewritten or truncated in place must not change or kill the model
-        // serving from it (a mapped file that shrinks raises SIGBUS in the process).
-        MemoryMap = false,
-        // The model checks the limits too, before it allocates (callers such as src/DualChunk.Server check them
-        // earlier still, before sizing anything from a request).
-        MaxBatch = MaxBatch,
-        MaxSeqLen = MaxSeqLen,
-    };
+        var copy = (DualChunkHostedModelOptions)MemberwiseClone();
+        copy.Model = Model.Clone();
+        return copy;
+    }
+}
 
-    internal DualChunkHostedModelOptions Clone() => (DualChunkHostedModelOptions)MemberwiseClone();
+/// <summary>
+/// Checks <see cref="DualChunkHostedModelOptions"/> when the host starts (<c>ValidateOnStart</c>), naming the
+/// configuration key and the fix. A missing or unreadable weights file is not checked here: it is a load failure the
+/// model's health check reports, like a file that disappears later.
+/// </summary>
+internal sealed class DualChunkHostedModelOptionsValidator : IValidateOptions<DualChunkHostedModelOptions>
+{
+    public ValidateOptionsResult Validate(string? name, DualChunkHostedModelOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        string key = $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{name}";
+        var failures = new List<string>();
+        try
+        {
+            options.Model.Validate(); // the library's own rules, one implementation
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            failures.Add($"{key}:{e.ParamName} is invalid: {e.Message}");
+        }
+        if (options.ReloadDelay < TimeSpan.Zero || options.ReloadDelay > TimeSpan.FromMinutes(10))
+            failures.Add($"{key}:ReloadDelay is {options.ReloadDelay}; it must be between 0 and 10 minutes.");
+        if (options.ReloadOnChange && options.Model.MemoryMap)
+            failures.Add($"{key}:MemoryMap is true with {key}:ReloadOnChange: a watched file is rewritten, and a mapped model would read the new bytes (or crash on a shorter file). Set one of them to false.");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
 }

@@ -254,7 +254,10 @@ public sealed partial class DualChunkModelProvider : IDisposable
         DualChunkModel? model = null;
         try
         {
-            e.Options.Validate(e.Name);
+            // The values were checked at start (DualChunkHostedModelOptionsValidator); a missing file is a load failure.
+            if (string.IsNullOrWhiteSpace(e.Options.Path))
+                throw new InvalidOperationException(
+                    $"Model '{e.Name}' has no weights file: set {DualChunkServiceCollectionExtensions.ConfigurationSection}:{e.Name}:Path (a .safetensors or .dcw file).");
             e.LastAttempt = FileIdentity(e.Options.Path!);
             model = DualChunkModel.Load(e.Options.Path!, e.Options.ToModelOptions(_meterFactory, e.Name));
             if (e.Options.WarmUp)
@@ -297,10 +300,10 @@ public sealed partial class DualChunkModelProvider : IDisposable
     private static (int Batch, int SeqLen) WarmUpShape(string name, DualChunkHostedModelOptions o, ModelConfig config)
     {
         int c = config.ChunkSize;
-        if (o.MaxSeqLen is { } max && max < c)
+        if (o.Model.MaxSeqLen is { } max && max < c)
             throw new InvalidOperationException(
                 $"{DualChunkServiceCollectionExtensions.ConfigurationSection}:{name}:MaxSeqLen is {max}, below the model's chunk size {c}: no request could be served. Set it to a multiple of {c}.");
-        return (o.MaxBatch ?? 1, o.MaxSeqLen is { } m ? m / c * c : c);
+        return (o.Model.MaxBatch ?? 1, o.Model.MaxSeqLen is { } m ? m / c * c : c);
     }
 
     private static string Describe(Exception ex) => ex switch

@@ -21,7 +21,9 @@ public static class DualChunkServiceCollectionExtensions
 
     /// <summary>
     /// Adds the model <paramref name="name"/>: its options are bound from <c>DualChunk:Models:&lt;name&gt;</c> of the
-    /// host's <see cref="IConfiguration"/>, then <paramref name="configure"/> runs. Also adds (once) the
+    /// host's <see cref="IConfiguration"/> (see <see cref="DualChunkHostedModelOptions"/> for the keys), then
+    /// <paramref name="configure"/> runs; the result is checked when the host starts, and an invalid value fails the
+    /// start with an <see cref="OptionsValidationException"/> naming the key. Also adds (once) the
     /// <see cref="DualChunkModelProvider"/> singleton callers rent models from, the hosted service that loads and warms
     /// every model at start (in the background, so the server can answer "not ready" meanwhile), and a health check
     /// <c>dualchunk:&lt;name&gt;</c> tagged <see cref="ReadyTag"/> that is healthy once the model serves.
@@ -50,9 +52,16 @@ public static class DualChunkServiceCollectionExtensions
         }
 
         services.AddSingleton(new DualChunkModelRegistration(name));
-        var options = services.AddOptions<DualChunkHostedModelOptions>(name).BindConfiguration($"{ConfigurationSection}:{name}");
+        // One flat section: the hosting keys bind to the options, the library's keys (ChunkSize, MaxBatch,
+        // MaxWorkspaceBytes, …) to its Model, so every DualChunkModelOptions setting is configuration without a mirror.
+        string section = $"{ConfigurationSection}:{name}";
+        var options = services.AddOptions<DualChunkHostedModelOptions>(name)
+            .BindConfiguration(section)
+            .Configure<IConfiguration>((o, configuration) => configuration.GetSection(section).Bind(o.Model));
         if (configure is not null)
             options.Configure(configure);
+        options.ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DualChunkHostedModelOptions>, DualChunkHostedModelOptionsValidator>());
 
         services.TryAddSingleton(sp => new DualChunkModelProvider(
             sp.GetServices<DualChunkModelRegistration>(),

@@ -40,9 +40,11 @@ internal static class ServerSetup
         var model = configuration.GetSection("Server:Model");
         string name = model["Name"] is { Length: > 0 } n ? n : DefaultModelName;
         var values = new Dictionary<string, string?>();
-        foreach (var key in new[] { "Path", "ChunkSize", "MaxDegreeOfParallelism", "MaxBatch", "MaxSeqLen" })
+        // Every Server:Model:* setting but the name is the model's own key (Path, ChunkSize, MaxDegreeOfParallelism,
+        // MaxBatch, MaxSeqLen, and any DualChunkHostedModelOptions / DualChunkModelOptions key set that way).
+        foreach (var setting in model.GetChildren())
         {
-            if (model[key] is { } v) values[$"{Models}:{name}:{key}"] = v;
+            if (setting.Key != "Name" && setting.Value is { } v) values[$"{Models}:{name}:{setting.Key}"] = v;
         }
         if (values.Count > 0) configuration.AddInMemoryCollection(values);
     }
@@ -65,8 +67,8 @@ internal static class ServerSetup
         {
             services.AddDualChunkModel(name, o =>
             {
-                o.MaxBatch ??= ServiceOptions.DefaultMaxBatch;
-                o.MaxSeqLen ??= ServiceOptions.DefaultMaxSeqLen;
+                o.Model.MaxBatch ??= ServiceOptions.DefaultMaxBatch;
+                o.Model.MaxSeqLen ??= ServiceOptions.DefaultMaxSeqLen;
             });
         }
         string wanted = configuration["Server:Model:Name"] is { Length: > 0 } n ? n : DefaultModelName;

@@ -71,15 +71,91 @@ public sealed class HostingTests
         var expectedPlan = lease.Model.CreateWorkspace(3, 16).Bytes;
         Assert.Multiple(async () =>
         {
-            Assert.That((o.Path, o.ChunkSize, o.MaxDegreeOfParallelism, o.MaxBatch, o.MaxSeqLen, o.WarmUp), Is.EqualTo((path, (int?)4, 2, (int?)3, (int?)18, true)));
+            Assert.That((o.Path, o.Model.ChunkSize, o.Model.MaxDegreeOfParallelism, o.Model.MaxBatch, o.Model.MaxSeqLen, o.WarmUp), Is.EqualTo((path, (int?)4, 2, (int?)3, (int?)18, true)));
             Assert.That(lease.Model.MaxDegreeOfParallelism, Is.EqualTo(2));
-            Assert.That((o.AllowSpinning, o.ToModelOptions(null).AllowSpinning), Is.EqualTo((false, false)), "AllowSpinning binds and reaches the model's options");
+            Assert.That((o.Model.AllowSpinning, o.ToModelOptions(null, "a").AllowSpinning), Is.EqualTo((false, false)), "AllowSpinning binds and reaches the model's options");
             Assert.That(lease.Model.Config, Is.EqualTo(Small));
             Assert.That(pooledAtReady, Is.GreaterThanOrEqualTo(expectedPlan), "warm-up planned the pool for MaxBatch x (MaxSeqLen rounded down to C) before ready");
             Assert.That((await Health(host)).Status, Is.EqualTo(HealthStatus.Healthy));
             Assert.That(pool.IsReady, Is.True);
         });
         await host.StopAsync();
+    }
+
+    /// <summary>
+    /// A configuration value (not the default) for every settable property of <see cref="DualChunkModelOptions"/>
+    /// except <see cref="DualChunkModelOptions.MeterFactory"/> (a service: the host's IMeterFactory is used).
+    /// </summary>
+    private static readonly Dictionary<string, string> ModelOptionValues = new()
+    {
+        [nameof(DualChunkModelOptions.ChunkSize)] = "4",
+        [nameof(DualChunkModelOptions.MaxDegreeOfParallelism)] = "3",
+        [nameof(DualChunkModelOptions.AllowSpinning)] = "False",
+        [nameof(DualChunkModelOptions.MemoryMap)] = "True",
+        [nameof(DualChunkModelOptions.MaxBatch)] = "5",
+        [nameof(DualChunkModelOptions.MaxSeqLen)] = "24",
+        [nameof(DualChunkModelOptions.MaxWorkspaceBytes)] = "123456789",
+        [nameof(DualChunkModelOptions.Name)] = "traced-name",
+    };
+
+    [Test]
+    public async Task EveryModelOptionBindsFromConfiguration()
+    {
+        // Enumerated by reflection: an option added to DualChunkModelOptions fails here until it has a value above
+        // (and then fails again if configuration does not reach it).
+        var settable = typeof(DualChunkModelOptions).GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)
+            .Where(p => p.SetMethod is { IsPublic: true } && p.Name != nameof(DualChunkModelOptions.MeterFactory)).ToList();
+        Assert.That(settable.Select(p => p.Name), Is.EquivalentTo(ModelOptionValues.Keys), "a value for every model option");
+        var defaults = new DualChunkModelOptions();
+        string Text(object? v) => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "";
+        foreach (var p in settable)
+            Assert.That(Text(p.GetValue(defaults)), Is.Not.EqualTo(ModelOptionValues[p.Name]), $"{p.Name}: the test value must differ from the default");
+
+        string path = _files.Write("b.dcw", 2);
+        var config = new Dictionary<string, string?> { ["DualChunk:Models:b:Path"] = path };
+        foreach (var (key, value) in ModelOptionValues) config[$"DualChunk:Models:b:{key}"] = value;
+        using var host = Build(config, s => s.AddDualChunkModel("b"));
+        await host.StartAsync();
+        var pool = host.Services.GetRequiredService<DualChunkModelProvider>();
+        await pool.Loaded.WaitAsync(Bound);
+        var o = pool.GetOptions("b");
+        using var lease = pool.Acquire("b");
+        Assert.Multiple(() =>
+        {
+            foreach (var p in settable)
+                Assert.That(Text(p.GetValue(o.Model)), Is.EqualTo(ModelOptionValues[p.Name]), $"DualChunk:Models:b:{p.Name}");
+            // And the loaded model got them (what it exposes).
+            Assert.That((lease.Model.Name, lease.Model.MaxDegreeOfParallelism, lease.Model.AllowSpinning, lease.Model.IsMemoryMapped),
+                Is.EqualTo(("traced-name", 3, false, true)));
+        });
+        await host.StopAsync();
+    }
+
+    [TestCase("MaxWorkspaceBytes", "0")]
+    [TestCase("MaxDegreeOfParallelism", "0")]
+    [TestCase("MaxBatch", "-1")]
+    [TestCase("ChunkSize", "0")]
+    [TestCase("ReloadDelay", "-00:00:01")]
+    public async Task AnInvalidValueFailsTheStartNamingTheKey(string key, string value)
+    {
+        string path = _files.Write("v.dcw", 3);
+        using var host = Build(new() { ["DualChunk:Models:v:Path"] = path, [$"DualChunk:Models:v:{key}"] = value }, s => s.AddDualChunkModel("v"));
+        var e = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => host.StartAsync());
+        Assert.That(e!.Message, Does.Contain($"DualChunk:Models:v:{key}"));
+    }
+
+    [Test]
+    public async Task MemoryMappingAReloadableFileFailsTheStart()
+    {
+        string path = _files.Write("w.dcw", 3);
+        using var host = Build(new()
+        {
+            ["DualChunk:Models:w:Path"] = path,
+            ["DualChunk:Models:w:MemoryMap"] = "true",
+            ["DualChunk:Models:w:ReloadOnChange"] = "true",
+        }, s => s.AddDualChunkModel("w"));
+        var e = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => host.StartAsync());
+        Assert.That(e!.Message, Does.Contain("DualChunk:Models:w:MemoryMap").And.Contain("ReloadOnChange"));
     }
 
     [Test]

@@ -88,7 +88,7 @@ internal sealed class InferencePipeline(DualChunkModelProvider pool, ServerModel
         }
         var model = lease.Model;
         var hosted = Pool.GetOptions(name);
-        var limits = new InputLimits(model.Config.EmbedDim, model.Config.ChunkSize, hosted.MaxBatch ?? int.MaxValue, hosted.MaxSeqLen ?? int.MaxValue);
+        var limits = new InputLimits(model.Config.EmbedDim, model.Config.ChunkSize, hosted.Model.MaxBatch ?? int.MaxValue, hosted.Model.MaxSeqLen ?? int.MaxValue);
         return new ModelTarget(name, lease, limits);
     }
 

@@ -80,8 +80,8 @@ internal static class OipRest
             ["output_modes"] = "last,all,mean",
             ["config"] = c.ToString(),
         };
-        if (o.MaxBatch is int mb) d["max_batch"] = mb.ToString(inv);
-        if (o.MaxSeqLen is int ms) d["max_seq_len"] = ms.ToString(inv);
+        if (o.Model.MaxBatch is int mb) d["max_batch"] = mb.ToString(inv);
+        if (o.Model.MaxSeqLen is int ms) d["max_seq_len"] = ms.ToString(inv);
         return d;
     }
 

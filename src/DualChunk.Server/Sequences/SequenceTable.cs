@@ -207,7 +207,7 @@ internal sealed partial class SequenceTable : IDisposable
 
     private int MaxLength(DualChunkModel model, DualChunkHostedModelOptions? hosted)
     {
-        long max = Math.Min(_options.MaxSequenceLength ?? int.MaxValue, hosted?.MaxSeqLen ?? int.MaxValue);
+        long max = Math.Min(_options.MaxSequenceLength ?? int.MaxValue, hosted?.Model.MaxSeqLen ?? int.MaxValue);
         int c = model.Config.ChunkSize;
         return (int)(max / c * c);
     }
