@@ -43,14 +43,14 @@ internal static class BenchCommand
         var input = RandomWeights.Input((int)inputFloats, seed: 12345);
         using var streamState = stream ? StreamAt(model, batch, seqLen, mode, input) : null;
         var output = new float[streamState?.OutputLength(mode) ?? model.OutputLength(batch, seqLen, mode)];
-        // One timed call: Run on [B, N], or one Append with N − C positions already in the stream (rewound after).
+        // One timed call: Run on [B, N], or one Append with N − C positions already in the stream. The stream is put
+        // back to N − C positions after each Append by restoring its snapshot, outside the timed window (the CPU time
+        // per call, measured over the whole loop, includes the restore).
+        byte[]? streamStart = streamState?.Snapshot();
         Action call = streamState is { } s
-            ? () =>
-            {
-                s.Append(input, output, mode);
-                s.Rewind(seqLen / model.Config.ChunkSize - 1);
-            }
+            ? () => s.Append(input, output, mode)
             : () => model.Run(input, batch, seqLen, output, mode);
+        Action after = streamState is { } r ? () => r.Restore(streamStart!) : () => { };
         var rssAfterLoad = ResidentMemory.Read();
 
         double warmUpMs = 0;
@@ -63,6 +63,7 @@ internal static class BenchCommand
         long f0 = Stopwatch.GetTimestamp();
         call();
         double firstCallMs = Stopwatch.GetElapsedTime(f0).TotalMilliseconds;
+        after();
 
         int warmup = 0;
         long warm0 = Stopwatch.GetTimestamp();
@@ -70,12 +71,13 @@ internal static class BenchCommand
                : warmup < MaxTimedCalls && (warmup < 50 || Stopwatch.GetElapsedTime(warm0).TotalSeconds < 1.5))
         {
             call();
+            after();
             warmup++;
         }
 
         // Sized before the timed loop so that nothing in it allocates but the model itself.
         var timed = new double[iterationCalls ?? MaxTimedCalls];
-        _ = model.PhaseTraceReport; // the traces (DUALCHUNK_PHASE_TRACE=1, DUALCHUNK_BOX_TRACE=1) count the timed calls only
+        _ = model.TakePhaseTrace(); // the traces (DUALCHUNK_PHASE_TRACE=1, DUALCHUNK_BOX_TRACE=1) count the timed calls only
         BoxTrace.Reset();
         var schedBefore = ThreadSchedStat.Read();
         int iterations = 0;
@@ -91,6 +93,7 @@ internal static class BenchCommand
             call();
             timed[iterations++] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             BoxTrace.EndCall();
+            after();
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - threadBefore + (model.HelperAllocatedBytes - helpersBefore);
         long processAllocated = GC.GetTotalAllocatedBytes(precise: true) - processBefore;
@@ -149,7 +152,7 @@ internal static class BenchCommand
             json.WriteEndObject();
         }
         o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
-        if (model.PhaseTraceReport is { } trace) Console.Error.WriteLine(trace);
+        if (model.TakePhaseTrace() is { } trace) Console.Error.WriteLine(trace);
         if (BoxTrace.Report() is { } boxes) Console.Error.WriteLine(boxes);
     }
 

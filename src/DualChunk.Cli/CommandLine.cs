@@ -238,11 +238,11 @@ internal static class CommandLine
         string input = o.Positional(0, "the checkpoint to convert");
         string output = o.Get("-o") ?? o.Get("--output") ?? throw new UsageException("convert needs -o <out.dcw>.");
         o.RejectUnknown();
-        var loaded = WeightsLoader.Load(input, o.ChunkSize, memoryMap: false).Weights;
-        if (loaded.ChunkSize == ChunkSizeSource.EdificeDefault)
+        var (config, tensors, format) = WeightsLoader.Load(input, o.ChunkSize);
+        if (o.ChunkSize is null && !StoresChunkSize(input))
             notices.Add($"--chunk-size not given and {input} does not store one: using Edifice's default {WeightsLoader.DefaultChunkSize}, stored in {output}");
-        DcwFile.Write(output, loaded.Config, loaded.Tensors);
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"converted {input} ({loaded.Format}) -> {output}: {loaded.Config}"));
+        DcwFile.Write(output, config, tensors);
+        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"converted {input} ({format}) -> {output}: {config}"));
     }
 
     private static void InspectCommand(Options o, TextWriter stdout)
@@ -357,9 +357,16 @@ internal static class CommandLine
             MaxDegreeOfParallelism = threads,
             AllowSpinning = allowSpinning,
         });
-        if (chunkSize is null && !notices.Contains(ChunkNotice) && !WeightsLoader.StoresChunkSize(path))
+        if (chunkSize is null && !notices.Contains(ChunkNotice) && !StoresChunkSize(path))
             notices.Add(ChunkNotice);
         return model;
+    }
+
+    /// <summary>True when the file stores its chunk size (read from its header; the file loaded already).</summary>
+    private static bool StoresChunkSize(string path)
+    {
+        using var file = CheckpointFile.Open(path);
+        return file.StoresChunkSize;
     }
 
     private static readonly string ChunkNotice = $"--chunk-size not given and the file does not store one: using Edifice's default {WeightsLoader.DefaultChunkSize}";

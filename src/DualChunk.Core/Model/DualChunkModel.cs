@@ -95,17 +95,30 @@ public sealed unsafe partial class DualChunkModel : IDisposable
         return new Workspace(Config, _pool.Checked(plan, maxBatch, maxSeqLen));
     }
 
-    /// <summary>Bytes the model's intra-op helper threads have allocated so far (0 without helpers; tests).</summary>
-    internal long HelperAllocatedBytes => _workers?.HelperAllocatedBytes ?? 0;
+    /// <summary>
+    /// Managed bytes the model's intra-op helper threads have allocated since it was built (0 with
+    /// <see cref="MaxDegreeOfParallelism"/> = 1). <see cref="GC.GetAllocatedBytesForCurrentThread"/> on the calling
+    /// thread does not see them; add the growth of this to it to check that calls allocate nothing. Read-only fact.
+    /// </summary>
+    public long HelperAllocatedBytes => _workers?.HelperAllocatedBytes ?? 0;
 
     /// <summary>Phases the intra-op helper threads have joined (tests: proof that a call used them).</summary>
     internal long HelperPhasesJoined => _workers?.HelperPhases ?? 0;
 
-    /// <summary>Phases (one barrier each) the worker group has run (0 without helpers; tests and the bench: phases per call).</summary>
-    internal long PhasesRun => _workers?.PhasesRun ?? 0;
+    /// <summary>
+    /// Parallel phases (one hand-off to the helper threads and one barrier each) the model's calls have run since it
+    /// was built (0 with <see cref="MaxDegreeOfParallelism"/> = 1). Its growth per call is what a call's threads
+    /// synchronise: the fewer, the less a thread count above 1 costs (docs/api.md). Read-only fact.
+    /// </summary>
+    public long PhasesRun => _workers?.PhasesRun ?? 0;
 
-    /// <summary>The worker group's phase trace (DUALCHUNK_PHASE_TRACE=1), or null (the bench prints it).</summary>
-    internal string? PhaseTraceReport => _workers?.PhaseTraceReport;
+    /// <summary>
+    /// With the environment variable <c>DUALCHUNK_PHASE_TRACE=1</c> set when the model was built: the table of where
+    /// each phase's time went (caller, helpers' start delay and share) over the calls since the last take, and a new
+    /// table begins; otherwise null. A diagnostic for tuning <see cref="MaxDegreeOfParallelism"/>
+    /// (<c>dualchunk bench</c> prints it).
+    /// </summary>
+    public string? TakePhaseTrace() => _workers?.PhaseTraceReport;
 
     /// <summary>
     /// Tests only: called on the calling thread inside every Run, after the entry checks and before the call takes the

@@ -172,12 +172,6 @@ public sealed partial class DualChunkStream : IDisposable
     internal int Chunks => _chunks;
     internal double[] SumsWork => _sumsWork;
 
-    /// <summary>
-    /// Benchmarks only: forgets the chunks after the first <paramref name="chunks"/> (their summaries are simply no longer
-    /// read), so one Append can be timed at a fixed length. The mean-pool sums are not rewound.
-    /// </summary>
-    internal void Rewind(int chunks) => _chunks = Math.Min(chunks, _chunks);
-
     private void CommitSums() => _sumsWork.CopyTo(_state.Sums, 0);
 
     private void ValidateAppend(ReadOnlySpan<float> chunk, Span<float> output, OutputMode mode)

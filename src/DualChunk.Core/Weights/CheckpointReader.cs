@@ -3,9 +3,6 @@ using System.Globalization;
 
 namespace DualChunk.Core;
 
-/// <summary>One tensor as a checkpoint stores it (for <c>dualchunk inspect</c>).</summary>
-internal sealed record CheckpointEntry(string Name, string Dtype, string ShapeText, long ByteLength, string Where);
-
 /// <summary>Where a loaded model's chunk size came from.</summary>
 internal enum ChunkSizeSource
 {
@@ -145,7 +142,7 @@ internal sealed class DcwCheckpointReader(Stream stream, string source) : Checkp
     public override IEnumerable<string> Header => [$"stored:   {Info.Config}"];
 
     public override IReadOnlyList<CheckpointEntry> Entries
-        => [.. Info.Tensors.Select(t => new CheckpointEntry(t.Name, t.Dtype, t.ShapeText, t.ByteLength, Inv($"  @ {t.Offset}")))];
+        => [.. Info.Tensors.Select(t => new CheckpointEntry(t.Name, t.Dtype, t.ShapeText, t.ByteLength, t.Offset))];
 
     public override string Integrity => Info.ChecksumValid
         ? Inv($"checksum: ok (XxHash3 {Info.StoredChecksum:x16})")
@@ -183,7 +180,7 @@ internal sealed class SafetensorsCheckpointReader(Stream stream, string source) 
     public override IEnumerable<string> Header => Info.Metadata.Select(m => $"metadata: {m.Key} = {m.Value}");
 
     public override IReadOnlyList<CheckpointEntry> Entries
-        => [.. Info.Entries.Select(t => new CheckpointEntry(t.Name, t.Dtype, t.ShapeText, t.ByteLength, ""))];
+        => [.. Info.Entries.Select(t => new CheckpointEntry(t.Name, t.Dtype, t.ShapeText, t.ByteLength, null))];
 
     public override string Integrity => "checksum: none (safetensors has no checksum)";
 
@@ -239,7 +236,7 @@ internal sealed class NxCheckpointReader : CheckpointReader
     }
 
     public override IReadOnlyList<CheckpointEntry> Entries
-        => [.. _nx.Entries.Select(t => new CheckpointEntry(t.Name, t.Dtype, t.ShapeText, t.ByteLength, Inv($"  @ {t.Offset}")))];
+        => [.. _nx.Entries.Select(t => new CheckpointEntry(t.Name, t.Dtype, t.ShapeText, t.ByteLength, t.Offset))];
 
     public override string Integrity => "checksum: none (.nx has no checksum)";
 

@@ -147,22 +147,6 @@ public static class WeightsLoader
         return (new LoadedWeights(config, tensors, DcwFormat, ChunkSizeSource.File), mapping);
     }
 
-    /// <summary>True when the file at <paramref name="path"/> stores its chunk size (.dcw, or .nx with an Edifice spec).</summary>
-    /// <exception cref="ModelFormatException">The file's header is damaged.</exception>
-    internal static bool StoresChunkSize(string path)
-    {
-        using var fs = RegularFile.OpenRead(path);
-        var reader = CheckpointReader.Open(fs, path);
-        try
-        {
-            return reader.StoresChunkSize;
-        }
-        finally
-        {
-            (reader as NxCheckpointReader)?.Close();
-        }
-    }
-
     private static void CheckChunkSize(int? chunkSize)
     {
         if (chunkSize is <= 0)

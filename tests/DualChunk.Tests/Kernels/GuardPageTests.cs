@@ -21,8 +21,6 @@ public class GuardPageTests
     /// <summary>Kernel name, smallest n it accepts, and one call whose tail dimension is n.</summary>
     private static readonly (string Name, int MinN, KernelCall Call)[] Kernels =
     [
-        ("Gelu", 0, (b, isa, n) => Gelu.Run(b.In(n), b.Out(n), isa)),
-        ("Gelu in place", 0, (b, isa, n) => { var x = b.InOut(n); Gelu.Run(x, x, isa); }),
         ("NonFinite", 0, (b, isa, n) =>
         {
             var x = b.In(n);
