@@ -59,6 +59,8 @@ public sealed partial class DualChunkStream
         }
     }
 
+    private static readonly string[] DimensionNames = ["embed_dim E", "hidden_size H", "num_heads NH", "num_layers L", "chunk size C", "ffn size F"];
+
     /// <summary>
     /// Replaces the stream's state with a <see cref="Snapshot()"/> of a stream of the same model and batch (growing the
     /// capacity if needed). The bytes are untrusted: every field is checked before anything is allocated or changed.
@@ -83,13 +85,13 @@ public sealed partial class DualChunkStream
             uint architecture = version == 1 ? (uint)ModelArchitecture.DualChunk : BinaryPrimitives.ReadUInt32LittleEndian(snapshot[56..]);
             if (architecture != (uint)config.Architecture)
                 throw Bad($"The snapshot is of a {(Enum.IsDefined((ModelArchitecture)architecture) ? ((ModelArchitecture)architecture).ToString() : $"unknown ({architecture})")} model; this stream's model is {config.Architecture} ({config}). Restore it into a stream of the model it was taken from.");
-            string[] names = ["embed_dim E", "hidden_size H", "num_heads NH", "num_layers L", "chunk size C", "ffn size F"];
-            int[] dims = [config.EmbedDim, config.HiddenSize, config.NumHeads, config.NumLayers, config.ChunkSize, config.FfnSize];
+            // On the stack: a Restore that succeeds allocates nothing (dualchunk bench --stream restores after every call).
+            ReadOnlySpan<int> dims = [config.EmbedDim, config.HiddenSize, config.NumHeads, config.NumLayers, config.ChunkSize, config.FfnSize];
             for (int i = 0; i < dims.Length; i++)
             {
                 int got = BinaryPrimitives.ReadInt32LittleEndian(snapshot[(12 + 4 * i)..]);
                 if (got != dims[i])
-                    throw Bad($"The snapshot is of a model with {names[i]} = {got}; this stream's model has {dims[i]} ({config}). Restore it into a stream of the model it was taken from.");
+                    throw Bad($"The snapshot is of a model with {DimensionNames[i]} = {got}; this stream's model has {dims[i]} ({config}). Restore it into a stream of the model it was taken from.");
             }
             ulong fingerprint = BinaryPrimitives.ReadUInt64LittleEndian(snapshot[36..]);
             if (fingerprint != _model.Fingerprint)
