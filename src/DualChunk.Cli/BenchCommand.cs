@@ -147,7 +147,7 @@ internal static class BenchCommand
             {
                 json.WriteNumber("stream_state_bytes", st.StateBytes);
                 json.WriteNumber("stream_state_bytes_formula", DualChunkStream.StateBytesFor(model.Config, batch, seqLen));
-                json.WriteNumber("stream_workspace_bytes", st.WorkspaceBytes);
+                json.WriteNumber("pooled_workspace_bytes", model.PooledWorkspaceBytes); // the appends' workspace (a stream holds none)
             }
             json.WriteEndObject();
         }

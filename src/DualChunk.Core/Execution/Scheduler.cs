@@ -37,6 +37,7 @@ internal sealed unsafe class Scheduler
     private readonly ChunkMeanItems _chunkMeans;
     private readonly InterHeadItems _inter;
     private readonly IntraHeadItems _intra;
+    private readonly StreamInterItems _streamInter;
     private readonly HeadItems _heads;
     private readonly BlockItems _block;  // the items that hold a block, for the model's architecture (BlockItems<TNorm, TFeedForward>)
     private readonly int _hidden, _chunkSize;
@@ -53,6 +54,7 @@ internal sealed unsafe class Scheduler
         _chunkMeans = new ChunkMeanItems(config);
         _inter = new InterHeadItems(buffers);
         _intra = new IntraHeadItems(buffers, config);
+        _streamInter = new StreamInterItems(buffers);
         _heads = new HeadItems(buffers, config);
         _block = config.Architecture switch
         {
@@ -85,6 +87,7 @@ internal sealed unsafe class Scheduler
         _chunkMeans.Clear();
         _inter.Clear();
         _intra.Clear();
+        _streamInter.Clear();
         _heads.Clear();
         _block.Clear();
     }
@@ -309,8 +312,19 @@ internal sealed unsafe class Scheduler
         block.FeedForward(new Split(this), x, normed, rows);
     }
 
-    /// <summary>Items 0..<paramref name="items"/>−1 of work the caller owns (a stream's inter-chunk attention).</summary>
-    public void Run(IParallelWork work, int items) => Dispatch(work, items);
+    /// <summary>
+    /// A stream's inter-chunk attention at <paramref name="layer"/>, one item per (sequence, head): the new chunk's q̄
+    /// (in <paramref name="summaries"/> [B, 3H]) over the k̄ v̄ of its <paramref name="chunks"/> chunks in
+    /// <paramref name="state"/>, into <paramref name="inter"/> [B, H].
+    /// </summary>
+    public void StreamInter(in InterChunkAttention attention, StreamState state, int layer, int chunks, ReadOnlySpan<float> summaries, Span<float> inter, int batch)
+    {
+        int h = _hidden;
+        if (summaries.Length < (long)batch * 3 * h || inter.Length < (long)batch * h || chunks > state.Capacity)
+            throw new ArgumentException("Stream attention operand shorter than its shape.");
+        _streamInter.Set(attention, state, layer, chunks, P(summaries), P(inter));
+        Dispatch(_streamInter, batch * attention.Heads);
+    }
 
     /// <summary>The items of this workspace's block type (its model's architecture).</summary>
     private BlockItems<TNorm, TFeedForward> Items<TNorm, TFeedForward>()

@@ -130,6 +130,36 @@ internal sealed unsafe class InterHeadItems(WorkerBuffers buffers) : IParallelWo
     }
 }
 
+/// <summary>
+/// One (sequence, head) of a stream's inter-chunk attention at one layer: the new chunk's query summary over the key
+/// and value summaries of every chunk so far (<see cref="InterChunkAttention.ApplyLastChunk"/>), with the worker's
+/// attention scratch (planned for the stream's room: <see cref="WorkspacePool.RentForAppend"/>).
+/// </summary>
+internal sealed unsafe class StreamInterItems(WorkerBuffers buffers) : IParallelWork
+{
+    private InterChunkAttention _attention;
+    private StreamState? _state;
+    private float* _summaries, _inter;
+    private int _layer, _chunks;
+
+    public void Set(in InterChunkAttention attention, StreamState state, int layer, int chunks, float* summaries, float* inter)
+    {
+        _attention = attention; _state = state; _layer = layer; _chunks = chunks; _summaries = summaries; _inter = inter;
+    }
+
+    public void Clear()
+    {
+        _state = null; _summaries = null; _inter = null;
+    }
+
+    public void Execute(int item, int worker)
+    {
+        int heads = _attention.Heads, b = item / heads, h = _attention.Hidden;
+        _attention.ApplyLastChunk(new ReadOnlySpan<float>(_summaries + (long)b * 3 * h, 3 * h), _state!.Rows(_layer, b), _state.RowFloats, _chunks,
+            new Span<float>(_inter + (long)b * h, h), buffers.Scratch(worker), item % heads);
+    }
+}
+
 /// <summary>One (chunk, head) of the intra-chunk attention and its blend.</summary>
 internal sealed unsafe class IntraHeadItems(WorkerBuffers buffers, ModelConfig config) : IParallelWork
 {

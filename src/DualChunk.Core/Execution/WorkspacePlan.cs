@@ -8,7 +8,7 @@ namespace DualChunk.Core;
 /// </summary>
 /// <remarks>
 /// A workspace is planned by what a call needs: its rows B·N (the residual stream and everything per row), its
-/// sequence length N (the inter-chunk attention scratch) and its batch B (the readout rows). A pooled workspace
+/// sequence length N (the inter-chunk attention scratch; for a stream's append, the stream's room) and its batch B (the readout rows). A pooled workspace
 /// takes B ≤ B·N / C, since N ≥ C, so any batch whose rows fit.
 /// </remarks>
 internal readonly struct WorkspacePlan
@@ -42,7 +42,8 @@ internal readonly struct WorkspacePlan
         GroupQkv = Next(ref offset, (long)GroupRows * 3 * h);  // [G, 3H] per worker: queries | keys | values of a row group
         GroupAttn = Next(ref offset, (long)GroupRows * h);     // [G, H]  per worker: its blended attention
         FfnHidden = Next(ref offset, Math.Min(rows, FfnRowBlock) * config.FfnSize); // [rowBlock, F] per worker
-        Scratch = Next(ref offset, Math.Max(CausalAttention.ScratchFloats(c, d), CausalAttention.ScratchFloats(seqLen / c, d)));
+        Scratch = Next(ref offset, Math.Max(CausalAttention.ScratchFloats(c, d),  // intra-chunk; inter-chunk over NC chunks, or a
+            InterChunkAttention.LastChunkScratchFloats(seqLen / c, d)));       // stream's last chunk over NC (the larger of the two)
         WorkerFloats = offset - WorkerStart;
         Floats = WorkerStart + workers * WorkerFloats + AlignFloats; // + the alignment shift
     }
@@ -71,7 +72,13 @@ internal readonly struct WorkspacePlan
     public bool FitsOneArray => Floats <= Array.MaxLength;
 
     /// <summary>Whether a call of <paramref name="batch"/> × <paramref name="seqLen"/> fits.</summary>
-    public bool Fits(int batch, int seqLen) => batch <= Batch && seqLen <= SeqLen && (long)batch * seqLen <= Rows;
+    public bool Fits(int batch, int seqLen) => Fits(batch, (long)batch * seqLen, seqLen);
+
+    /// <summary>
+    /// Whether a call of <paramref name="batch"/> sequences, <paramref name="rows"/> rows in all, whose inter-chunk
+    /// attention spans <paramref name="seqLen"/> positions fits (a stream's append: B·C rows over the stream's length).
+    /// </summary>
+    public bool Fits(long batch, long rows, int seqLen) => batch <= Batch && seqLen <= SeqLen && rows <= Rows;
 
     private static (long, long) Next(ref long offset, long floats)
     {

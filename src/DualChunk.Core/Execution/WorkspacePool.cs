@@ -30,17 +30,42 @@ internal sealed class WorkspacePool(ModelConfig config, int workers, long? maxBy
     /// <summary>The plan for exactly one call of <paramref name="batch"/> × <paramref name="seqLen"/>, checked against the limits (throws before anything is allocated).</summary>
     public WorkspacePlan PlanFor(int batch, int seqLen) => Checked(Pooled((long)batch * seqLen, seqLen), batch, seqLen);
 
-    /// <summary>An idle workspace that fits, or a new one.</summary>
-    public Workspace Rent(int batch, int seqLen)
+    /// <summary>
+    /// The plan for one append of a stream of <paramref name="batch"/> sequences with room for
+    /// <paramref name="chunks"/> chunks: B·C rows, the inter-chunk attention scratch over the whole room (checked
+    /// against the limits; throws before anything is allocated).
+    /// </summary>
+    public WorkspacePlan PlanForAppend(int batch, int chunks)
     {
-        var alone = PlanFor(batch, seqLen);
+        int c = config.ChunkSize;
+        int seqLen = (int)Math.Min((long)chunks * c, int.MaxValue / c * c);
+        return Checked(Pooled((long)batch * c, seqLen), batch, seqLen);
+    }
+
+    /// <summary>An idle workspace that fits a call of <paramref name="batch"/> × <paramref name="seqLen"/>, or a new one.</summary>
+    public Workspace Rent(int batch, int seqLen) => Rent(batch, (long)batch * seqLen, seqLen, PlanFor(batch, seqLen));
+
+    /// <summary>
+    /// An idle workspace that fits one append of a stream of <paramref name="batch"/> sequences whose new chunk attends
+    /// over <paramref name="chunks"/> chunks, or a new one planned for the stream's room of <paramref name="roomChunks"/>
+    /// (<see cref="PlanForAppend"/>), so a growing stream replans only when its room doubles. A stream holds none
+    /// between appends.
+    /// </summary>
+    public Workspace RentForAppend(int batch, int chunks, int roomChunks)
+    {
+        var alone = PlanForAppend(batch, Math.Max(chunks, roomChunks));
+        return Rent(batch, alone.Rows, chunks * config.ChunkSize, alone);
+    }
+
+    private Workspace Rent(long batch, long rows, int seqLen, in WorkspacePlan alone)
+    {
         WorkspacePlan? merged = null;
         lock (_lock)
         {
             for (int i = _count - 1; i >= 0; i--)
             {
                 var ws = _idle[i];
-                if (ws.Fits(batch, seqLen))
+                if (ws.Plan.Fits(batch, rows, seqLen))
                     return Take(i);
             }
             if (_count > 0)

@@ -29,8 +29,8 @@ public sealed unsafe partial class DualChunkModel
         Enter();
         try
         {
-            var plan = new WorkspacePlan(Config, (long)batch * c, c, batch, MaxDegreeOfParallelism);
-            return new DualChunkStream(this, new Workspace(Config, _pool.Checked(plan, batch, c)), batch, Math.Max(positions / c, 1));
+            _pool.PlanForAppend(batch, Math.Max(positions / c, 1)); // its appends' workspace within the limits, checked now
+            return new DualChunkStream(this, batch, Math.Max(positions / c, 1));
         }
         finally
         {
@@ -53,7 +53,7 @@ public sealed unsafe partial class DualChunkModel
             throw new StreamSnapshotException(string.Create(CultureInfo.InvariantCulture,
                 $"The snapshot holds batch {batch}, outside this model's 1..{_maxBatch ?? int.MaxValue} (MaxBatch)."));
         // Every sequence of the batch carries 2H float64 sums: a batch the bytes cannot hold is refused before the
-        // one-chunk workspace of that batch is allocated.
+        // state of that batch is allocated.
         if ((long)batch * 2 * Config.HiddenSize * sizeof(double) > snapshot.Length)
             throw new StreamSnapshotException(string.Create(CultureInfo.InvariantCulture,
                 $"The snapshot claims batch {batch} but is only {snapshot.Length:N0} bytes: it is truncated or corrupted."));
@@ -90,8 +90,9 @@ public sealed unsafe partial class DualChunkModel
 
     /// <summary>
     /// One append of <paramref name="stream"/> (shapes checked by the stream): the input checked finite, the model's
-    /// worker group taken as by Run, the caller's buffers pinned, the stream pass (<see cref="StreamChunk{TNorm, TFeedForward}"/>) run; on a non-finite output
-    /// it runs again locating the stage and throws. True when the stream's work sums were updated (All, MeanPool).
+    /// workspace rented from the pool and the worker group taken as by Run (the stream holds no workspace between
+    /// appends), the caller's buffers pinned, the stream pass (<see cref="StreamChunk{TNorm, TFeedForward}"/>) run; on a
+    /// non-finite output it runs again locating the stage and throws. True when the stream's work sums were updated (All, MeanPool).
     /// </summary>
     internal bool AppendCore(DualChunkStream stream, ReadOnlySpan<float> chunk, Span<float> output, OutputMode mode, CancellationToken ct)
     {
@@ -100,23 +101,30 @@ public sealed unsafe partial class DualChunkModel
         {
             ThrowIfNotFinite(chunk, Config.ChunkSize, "Chunk", "appending", nameof(chunk));
             ct.ThrowIfCancellationRequested();
-            var workspace = stream.Workspace;
-            var group = BeginCall(workspace);
+            var workspace = _pool.RentForAppend(stream.Batch, stream.Chunks + 1, stream.State.Capacity);
             try
             {
-                fixed (float* pinnedInput = chunk)
-                fixed (float* pinnedOutput = output)
+                var group = BeginCall(workspace);
+                try
                 {
-                    _forward.RunStream(stream, chunk, output, mode, locate: false, ct);
-                    int nonFinite = NonFinite.IndexOf(output);
-                    if (nonFinite >= 0)
-                        throw Overflow(output, nonFinite, stream.Batch, mode == OutputMode.All ? Config.ChunkSize : 1, mode,
-                            _forward.RunStream(stream, chunk, output, mode, locate: true, ct));
+                    fixed (float* pinnedInput = chunk)
+                    fixed (float* pinnedOutput = output)
+                    {
+                        _forward.RunStream(stream, chunk, output, mode, workspace, locate: false, ct);
+                        int nonFinite = NonFinite.IndexOf(output);
+                        if (nonFinite >= 0)
+                            throw Overflow(output, nonFinite, stream.Batch, mode == OutputMode.All ? Config.ChunkSize : 1, mode,
+                                _forward.RunStream(stream, chunk, output, mode, workspace, locate: true, ct));
+                    }
+                }
+                finally
+                {
+                    EndCall(workspace, group);
                 }
             }
             finally
             {
-                EndCall(workspace, group);
+                _pool.Return(workspace);
             }
             return mode != OutputMode.LastTimestep;
         }

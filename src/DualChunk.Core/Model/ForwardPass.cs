@@ -25,8 +25,8 @@ internal abstract class ForwardPass
     /// </summary>
     public abstract PassStage Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct);
 
-    /// <summary>One appended chunk of <paramref name="stream"/> (<see cref="StreamChunk{TNorm, TFeedForward}"/>); the result as for <see cref="Run"/>.</summary>
-    public abstract PassStage RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct);
+    /// <summary>One appended chunk of <paramref name="stream"/> (<see cref="StreamChunk{TNorm, TFeedForward}"/>) on a rented workspace; the result as for <see cref="Run"/>.</summary>
+    public abstract PassStage RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct);
 
     /// <summary>Appends every bias, norm parameter and gate to <paramref name="hash"/> (the model's fingerprint).</summary>
     public abstract void AppendFingerprint(XxHash64 hash);
@@ -80,8 +80,8 @@ internal sealed class ForwardPass<TNorm, TFeedForward> : ForwardPass
     public override PassStage Run(ReadOnlySpan<float> input, int batch, int seqLen, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct)
         => Pass(new WholeSequences<TNorm, TFeedForward>(ws.Scheduler, batch, seqLen, _config.HiddenSize), input, batch, seqLen, output, mode, ws, locate, ct);
 
-    public override PassStage RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, bool locate, CancellationToken ct)
-        => Pass(new StreamChunk<TNorm, TFeedForward>(stream), input, stream.Batch, _config.ChunkSize, output, mode, stream.Workspace, locate, ct);
+    public override PassStage RunStream(DualChunkStream stream, ReadOnlySpan<float> input, Span<float> output, OutputMode mode, Workspace ws, bool locate, CancellationToken ct)
+        => Pass(new StreamChunk<TNorm, TFeedForward>(stream, ws.Scheduler), input, stream.Batch, _config.ChunkSize, output, mode, ws, locate, ct);
 
     /// <summary>
     /// The forward pass over <paramref name="seqLen"/> new positions of each of the B sequences: the whole sequences

@@ -247,7 +247,7 @@ internal readonly struct InterChunkAttention(ModelConfig config)
     }
 
     /// <summary>Floats of scratch <see cref="ApplyLastChunk"/> needs over up to <paramref name="chunks"/> chunks.</summary>
-    public int LastChunkScratchFloats(int chunks) => CausalAttention.ScratchFloats(chunks, _d) + 2 * chunks * _d;
+    public static int LastChunkScratchFloats(int chunks, int headDim) => checked(CausalAttention.ScratchFloats(chunks, headDim) + 2 * chunks * headDim);
 
     /// <summary>
     /// One (batch element, head) item of a stream: the last row of <see cref="ApplyHead"/> with lastChunkOnly, i.e. the

@@ -12,7 +12,8 @@ namespace DualChunk.Core;
 /// </summary>
 /// <remarks>
 /// <para>The stream owns its state (per layer the key and value summaries of every chunk so far, L × NC × 2H floats
-/// per sequence, plus 2H float64 running sums per sequence for the mean pool) and a workspace for one chunk.
+/// per sequence, plus 2H float64 running sums per sequence for the mean pool), nothing else: each <see cref="Append"/>
+/// rents its working buffers from the model's workspace pool, as Run does, and returns them.
 /// <see cref="Append"/> allocates nothing while the length stays within <see cref="Capacity"/>; the append that
 /// reaches it doubles the capacity (amortised growth, it allocates), or call <see cref="EnsureCapacity"/> up front.</para>
 /// <para>Not thread-safe: one call at a time (a concurrent call throws <see cref="InvalidOperationException"/>).
@@ -23,22 +24,17 @@ namespace DualChunk.Core;
 public sealed partial class DualChunkStream : IDisposable
 {
     private readonly DualChunkModel _model;
-    private readonly Workspace _workspace;
     private readonly StreamState _state;
-    private readonly StreamInterItems _inter;
     private readonly double[] _sumsWork;
     private int _chunks, _busy;
     private bool _meanValid = true, _disposed;
 
-    internal DualChunkStream(DualChunkModel model, Workspace workspace, int batch, int capacityChunks)
+    internal DualChunkStream(DualChunkModel model, int batch, int capacityChunks)
     {
         _model = model;
-        _workspace = workspace;
         Batch = batch;
         _state = new StreamState(model.Config, batch, capacityChunks);
         _sumsWork = new double[_state.Sums.Length];
-        _inter = new StreamInterItems(_state, workspace, workspace.WorkerCount);
-        _inter.Reserve(new InterChunkAttention(model.Config), capacityChunks);
     }
 
     /// <summary>The model the stream runs.</summary>
@@ -56,11 +52,11 @@ public sealed partial class DualChunkStream : IDisposable
     /// <summary>Positions the state has room for before an <see cref="Append"/> grows it.</summary>
     public int Capacity => _state.Capacity * ChunkSize;
 
-    /// <summary>Bytes of the state: L·B·(Capacity / C)·2H floats + B·2H doubles (the workspace is <see cref="WorkspaceBytes"/>).</summary>
+    /// <summary>
+    /// Bytes of the state: L·B·(Capacity / C)·2H floats + B·2H doubles. The stream holds nothing else of size (besides
+    /// B·2H doubles of work sums): an <see cref="Append"/> rents its workspace from the model's pool.
+    /// </summary>
     public long StateBytes => _state.Bytes;
-
-    /// <summary>Bytes of the stream's one-chunk workspace.</summary>
-    public long WorkspaceBytes => _workspace.Bytes;
 
     /// <summary>
     /// Bytes of state a stream of <paramref name="batch"/> sequences needs for <paramref name="positions"/> positions:
@@ -166,9 +162,7 @@ public sealed partial class DualChunkStream : IDisposable
     public void Dispose() => _disposed = true;
 
     // What AppendCore needs (internal to the assembly).
-    internal Workspace Workspace => _workspace;
     internal StreamState State => _state;
-    internal StreamInterItems InterItems => _inter;
     internal int Chunks => _chunks;
     internal double[] SumsWork => _sumsWork;
 
@@ -202,7 +196,6 @@ public sealed partial class DualChunkStream : IDisposable
     private void Reserve(int chunks, int max)
     {
         chunks = Math.Min(chunks, max);
-        _inter.Reserve(new InterChunkAttention(_model.Config), chunks);
         _state.Grow(chunks, _chunks);
     }
 

@@ -10,21 +10,19 @@ namespace DualChunk.Core;
 /// Writes the state's row k of every layer (past the stream's length: uncommitted until the append succeeds) and,
 /// for All and MeanPool, the stream's work sums.
 /// </remarks>
-internal readonly struct StreamChunk<TNorm, TFeedForward>(DualChunkStream stream) : IPassPositions<TNorm, TFeedForward>
+internal readonly struct StreamChunk<TNorm, TFeedForward>(DualChunkStream stream, Scheduler scheduler) : IPassPositions<TNorm, TFeedForward>
     where TNorm : struct, INormLayer
     where TFeedForward : struct, IFeedForward
 {
     public DeferredInter Summaries(in DualChunkBlock<TNorm, TFeedForward> block, int layer, Span<float> x, Span<float> normed, Span<float> chunkMeans,
         Span<float> summaries, Span<float> inter, bool lastChunkOnly)
     {
-        var ws = stream.Workspace;
         var state = stream.State;
         int batch = stream.Batch, h = block.Inter.Hidden, k = stream.Chunks;
-        block.ChunkSummaries(new Split(ws.Scheduler), x, normed, chunkMeans, summaries, 0, batch); // one chunk per sequence
+        block.ChunkSummaries(new Split(scheduler), x, normed, chunkMeans, summaries, 0, batch); // one chunk per sequence
         for (int b = 0; b < batch; b++)                                      // k̄ | v̄ of chunk k into the state
             summaries.Slice(b * 3 * h + h, 2 * h).CopyTo(state.Rows(layer, b)[(k * state.RowFloats)..]);
-        stream.InterItems.Set(block.Inter, layer, k + 1);                    // q̄ of chunk k over chunks 0..k
-        ws.Scheduler.Run(stream.InterItems, batch * block.Inter.Heads);
+        scheduler.StreamInter(block.Inter, state, layer, k + 1, summaries, inter, batch); // q̄ of chunk k over chunks 0..k
         return default;
     }
 

@@ -209,6 +209,30 @@ public sealed class StreamTests
     }
 
     [Test]
+    public void AnIdleStreamHoldsOnlyItsState([Values(1, 2)] int threads)
+    {
+        using var model = Create(Small, threads);
+        int c = Small.ChunkSize, e = Small.EmbedDim;
+        var chunk = RandomWeights.Input(c * e, 10);
+        var output = new float[Small.HiddenSize];
+        using var first = model.CreateStream(capacity: 4 * c);
+        Assert.That(model.PooledWorkspaceBytes, Is.Zero, "creating a stream rents nothing");
+        for (int i = 0; i < 4; i++) first.Append(chunk, output);
+        long pooled = model.PooledWorkspaceBytes;
+        Assert.That(pooled, Is.GreaterThan(0), "an append returns its workspace to the model's pool");
+        var streams = new DualChunkStream[8];
+        for (int s = 0; s < streams.Length; s++)
+        {
+            streams[s] = model.CreateStream(capacity: 4 * c);
+            for (int i = 0; i < 4; i++) streams[s].Append(chunk, output);
+        }
+        Assert.That(model.PooledWorkspaceBytes, Is.EqualTo(pooled), "one pooled workspace served every stream; none stays with a stream");
+        var expected = Expected(model, [.. Enumerable.Repeat(chunk, 4).SelectMany(x => x)], 1, 4 * c, 4, c, OutputMode.LastTimestep);
+        AssertBitwise(expected, output, "the last stream's 4th append");
+        foreach (var stream in streams) stream.Dispose();
+    }
+
+    [Test]
     public void SnapshotRestoresBitwise([Values(1, 2)] int threads)
     {
         var config = Shapes[0].Config;
