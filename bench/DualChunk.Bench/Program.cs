@@ -25,6 +25,7 @@ if (args is ["export-random", var dir])
 //   --run quick|standard|default           iteration budget; standard (the documented one) unless given
 //   peak [runs]                            no BenchmarkDotNet: print this process's FMA peak (quick check)
 //   blocking [runs]                        no BenchmarkDotNet: config a's GEMMs at the old, the cache-derived and whole-K blockings
+//   idle-streams [count] [chunks]          no BenchmarkDotNet: managed bytes retained per idle stream (default 10000, 4)
 var rest = new List<string>();
 string isa = KernelSelection.Isa switch { KernelIsa.Vector512 => IsaJobs.Avx512, KernelIsa.Vector256 => IsaJobs.Avx2, _ => IsaJobs.Portable };
 string run = "standard";
@@ -41,6 +42,13 @@ if (rest.Count > 0 && rest[0] == "peak")
     var me = KernelSelection.Isa;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"kernel_isa={me} chains={FmaPeak.Chains} peak_gflops={FmaPeak.Measure(me, runs):F1} (best of {runs} calls of {PeakBenchmarks.Iterations} trips)"));
+    return;
+}
+
+if (rest.Count > 0 && rest[0] == "idle-streams")
+{
+    IdleStreams.Run(rest.Count > 1 ? int.Parse(rest[1], CultureInfo.InvariantCulture) : 10_000,
+        rest.Count > 2 ? int.Parse(rest[2], CultureInfo.InvariantCulture) : 4);
     return;
 }
 
