@@ -345,7 +345,7 @@ internal sealed partial class SequenceTable : IDisposable
         long freed = 0;
         foreach (var s in expired)
         {
-            freed += s.Stream is { } stream ? stream.StateBytes + stream.WorkspaceBytes : 0;
+            freed += s.Stream is { } stream ? stream.StateBytes : 0; // a stream holds no workspace (its appends rent one)
             Free(s); // Busy was 0 under the lock and the entry is gone: no request can reach it any more
             _expiries.Add(1);
         }
