@@ -244,7 +244,7 @@ internal sealed partial class SequenceTable
                 try
                 {
                     if (s.Stream is not { } stream || s.Closed is not null) continue;
-                    long bytes = stream.StateBytes + stream.WorkspaceBytes;
+                    long bytes = stream.StateBytes; // a stream holds no workspace (its appends rent one)
                     var (result, _) = await SpillAsync(s, "idle", CancellationToken.None).ConfigureAwait(false);
                     if (s.Stream is null) freed += bytes; // spilled and freed
                     if (result.Status is StoreStatus.Unavailable or StoreStatus.TooLarge)
