@@ -78,7 +78,7 @@ internal static class BenchCommand
         // Sized before the timed loop so that nothing in it allocates but the model itself.
         var timed = new double[iterationCalls ?? MaxTimedCalls];
         _ = model.TakePhaseTrace(); // the traces (DUALCHUNK_PHASE_TRACE=1, DUALCHUNK_BOX_TRACE=1) count the timed calls only
-        BoxTrace.Reset();
+        _ = DualChunkModel.TakeBoxTrace();
         var schedBefore = ThreadSchedStat.Read();
         int iterations = 0;
         // The model's own allocations: this thread's and its helper threads' (the runtime's background threads, e.g. the
@@ -92,7 +92,6 @@ internal static class BenchCommand
             long t0 = Stopwatch.GetTimestamp();
             call();
             timed[iterations++] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-            BoxTrace.EndCall();
             after();
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - threadBefore + (model.HelperAllocatedBytes - helpersBefore);
@@ -153,7 +152,7 @@ internal static class BenchCommand
         }
         o.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
         if (model.TakePhaseTrace() is { } trace) Console.Error.WriteLine(trace);
-        if (BoxTrace.Report() is { } boxes) Console.Error.WriteLine(boxes);
+        if (DualChunkModel.TakeBoxTrace() is { } boxes) Console.Error.WriteLine(boxes);
     }
 
     /// <summary>

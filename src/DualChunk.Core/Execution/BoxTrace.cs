@@ -7,8 +7,10 @@ namespace DualChunk.Core;
 /// <summary>
 /// Where a pass goes box by box: every dense layer (keyed by rows × in × out and epilogue), norm, chunk-means and
 /// attention call is timed at the layer when the environment variable <c>DUALCHUNK_BOX_TRACE=1</c> is set at start
-/// (read once; when off each layer pays one test of a static readonly the JIT folds away). <c>dualchunk bench</c>
-/// prints the table on stderr: per box the calls, the median µs and the FLOPs per pass over the timed calls;
+/// (read once; when off each layer pays one test of a static readonly the JIT folds away). Every model call closes a
+/// pass (<see cref="EndCall"/>); <see cref="DualChunkModel.TakeBoxTrace"/> hands out the table over the passes since
+/// the last take and starts a new one. <c>dualchunk bench</c> prints it on stderr: per box the calls, the median µs and
+/// the FLOPs per pass over the timed calls;
 /// <c>DUALCHUNK_PEAK_GFLOPS</c> adds the share of that peak (bench/box-table.sh measures the peak and sets it).
 /// </summary>
 /// <remarks>
@@ -53,7 +55,7 @@ internal static class BoxTrace
         }
     }
 
-    /// <summary>Closes one timed call (the bench calls it after each): its per-box times go into the medians.</summary>
+    /// <summary>Closes one call (the model, at the end of each Run and Append): its per-box times go into the medians.</summary>
     public static void EndCall()
     {
         if (!On) return;
@@ -71,8 +73,20 @@ internal static class BoxTrace
         }
     }
 
-    /// <summary>Forgets everything recorded (the bench calls it after the warm-up).</summary>
-    public static void Reset()
+    /// <summary>The table over the calls closed since the last take (<see cref="Report"/>), then a new table begins.</summary>
+    public static string? Take()
+    {
+        if (!On) return null;
+        lock (Gate)
+        {
+            string report = Report()!;
+            Reset();
+            return report;
+        }
+    }
+
+    /// <summary>Forgets everything recorded; sizes the per-call table, so the calls after it allocate nothing.</summary>
+    private static void Reset()
     {
         if (!On) return;
         lock (Gate)
@@ -87,8 +101,8 @@ internal static class BoxTrace
         }
     }
 
-    /// <summary>The table (markdown) over the calls closed since <see cref="Reset"/>, or null when tracing is off.</summary>
-    public static string? Report()
+    /// <summary>The table (markdown) over the calls closed since the last <see cref="Reset"/>, or null when tracing is off.</summary>
+    private static string? Report()
     {
         if (!On) return null;
         lock (Gate)

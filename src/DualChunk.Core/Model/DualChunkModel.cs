@@ -121,6 +121,14 @@ public sealed unsafe partial class DualChunkModel : IDisposable
     public string? TakePhaseTrace() => _workers?.PhaseTraceReport;
 
     /// <summary>
+    /// With the environment variable <c>DUALCHUNK_BOX_TRACE=1</c> set when the process started: the table of where each
+    /// call's time went box by box (every dense layer, norm, chunk-means and attention call; median µs per call and
+    /// GFLOP/s) over the calls of every model in the process since the last take, and a new table begins; otherwise
+    /// null. Process-wide, hence static. A diagnostic for the kernels, meant for one thread (<c>dualchunk bench</c> prints it; bench/box-table.sh).
+    /// </summary>
+    public static string? TakeBoxTrace() => BoxTrace.Take();
+
+    /// <summary>
     /// Tests only: called on the calling thread inside every Run, after the entry checks and before the call takes the
     /// worker group and starts the forward pass, so a test can block a call in flight or cancel its token from inside.
     /// </summary>
@@ -360,6 +368,7 @@ public sealed unsafe partial class DualChunkModel : IDisposable
 
     private static void EndCall(Workspace workspace, WorkerGroup? group)
     {
+        BoxTrace.EndCall();
         workspace.Scheduler.End();
         group?.Release();
     }
