@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using DualChunk.Core;
+using DualChunk.Server.Grpc;
+using Grpc.Core;
 using StackExchange.Redis;
 
 namespace DualChunk.Server.Store.Tests;
@@ -128,6 +130,12 @@ public sealed class HandoverTests
         }
     }
 
+    private static async Task<bool> Pause()
+    {
+        await Task.Delay(100);
+        return true;
+    }
+
     private static void AssertOk(InferResult r, string what)
         => Assert.That(r.Status, Is.EqualTo(HttpStatusCode.OK), $"{what}: {r.Text}");
 
@@ -156,11 +164,18 @@ public sealed class HandoverTests
             return server.InferAsync("dualchunk", id, Slice(Input, batch, N, e, c, at, count), batch, e, mode, start, end, start ? null : at * c);
         }
 
+        /// <summary>The same request as <see cref="Send"/> over gRPC.</summary>
+        public Task<GrpcResult> SendGrpc(ServerProcess server, int count, bool start = false, int? length = null)
+            => server.GrpcInferAsync("dualchunk", id, Slice(Input, batch, N, e, c, Sent, count), batch, e, mode, start, sequenceLength: start ? null : length ?? Sent * c);
+
         /// <summary>Keeps a 200 answer's output for chunks [from, from + count).</summary>
-        public void Accept(InferResult r, int count, int? from = null)
+        public void Accept(InferResult r, int count, int? from = null) => Accept(r.Output!, count, from);
+
+        /// <summary>Keeps an answer's output for chunks [from, from + count).</summary>
+        public void Accept(float[] output, int count, int? from = null)
         {
             int at = from ?? Sent, rowsPerChunk = mode == "all" ? c : 1;
-            Place(Output, r.Output!, batch, Output.Length / (batch * h), h, at * rowsPerChunk);
+            Place(Output, output, batch, Output.Length / (batch * h), h, at * rowsPerChunk);
             Sent = at + count;
         }
     }
@@ -329,6 +344,117 @@ public sealed class HandoverTests
         Assert.That(refused.Status, Is.EqualTo(HttpStatusCode.Conflict), refused.Text);
         Assert.That(refused.Error, Does.Contain("weights fingerprint"));
         Assert.That(System.Text.RegularExpressions.Regex.Matches(refused.Error, "[0-9a-f]{16}"), Has.Count.EqualTo(2), "both fingerprints named: " + refused.Error);
+    }
+
+    [Test]
+    public async Task GrpcAnswersAbortedWhenLeasedElsewhereAndFailedPreconditionNamingBothLengthsOrBothFingerprints()
+    {
+        string prefix = NewPrefix();
+        var a = await Replica(prefix);
+        var other = await Replica(prefix, WriteModel("other-grpc.dcw", Small, seed: 23));
+        var cl = new Client("grpc-owned", "last", 2, 3, seed: 12);
+        var g = await cl.SendGrpc(a, 2, start: true);
+        Assert.That(g.Code, Is.EqualTo(StatusCode.OK), "start on A over gRPC: " + g.Detail);
+        cl.Accept(g.Output!, 2);
+
+        // Leased by A (alive): the other replica refuses with ABORTED, retryable, instead of forking it.
+        var held = await cl.SendGrpc(other, 1);
+        Assert.That(held.Code, Is.EqualTo(StatusCode.Aborted), held.Detail);
+        Assert.That(held.Detail, Does.Contain("active on another replica").And.Contain("retryable"));
+
+        // A wrong sequence_length on the owner: FAILED_PRECONDITION (gRPC) / 409 (REST) naming both numbers; nothing appended.
+        var wrong = await cl.SendGrpc(a, 1, length: 12);
+        Assert.That(wrong.Code, Is.EqualTo(StatusCode.FailedPrecondition), wrong.Detail);
+        Assert.That(wrong.Detail, Does.Contain("holds 8 positions").And.Contain("sequence_length = 12"));
+        var wrongRest = await a.InferAsync("dualchunk", cl.Id, new float[2 * C * E], 2, E, "last", sequenceLength: 4);
+        Assert.That(wrongRest.Status, Is.EqualTo(HttpStatusCode.Conflict), wrongRest.Text);
+        Assert.That(wrongRest.Error, Does.Contain("holds 8 positions").And.Contain("sequence_length = 4"));
+        g = await cl.SendGrpc(a, 1);
+        Assert.That(g.Code, Is.EqualTo(StatusCode.OK), "the right sequence_length continues: " + g.Detail);
+        cl.Accept(g.Output!, 1);
+        AssertBitwise(CliStream(_model, cl.Input, 2, cl.N, E, "last"), cl.Output, "gRPC outputs (the refused requests appended nothing) vs dualchunk stream");
+
+        // A drains it; the replica with other weights refuses to resume it, naming both fingerprints.
+        a.Terminate();
+        Assert.That(await a.WaitForExitAsync(Bound), Is.EqualTo(0));
+        var clock = Stopwatch.StartNew();
+        GrpcResult refused;
+        do refused = await other.GrpcInferAsync("dualchunk", cl.Id, RandomWeights.Input(2 * C * E, 14), 2, E, "last", sequenceLength: 12);
+        while (refused.Code is StatusCode.Aborted or StatusCode.Unavailable && clock.Elapsed < Bound && await Pause());
+        Assert.That(refused.Code, Is.EqualTo(StatusCode.FailedPrecondition), refused.Detail);
+        Assert.That(refused.Detail, Does.Contain("weights fingerprint"));
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(refused.Detail, "[0-9a-f]{16}"), Has.Count.EqualTo(2), "both fingerprints named: " + refused.Detail);
+        var metrics = (await other.GetAsync("/metrics")).Body.Split('\n');
+        Assert.That(metrics, Has.Some.StartsWith("dualchunk_sequence_store_lease_conflicts_total"), "the documented name");
+        Assert.That(metrics.Any(l => l.StartsWith("dualchunk_sequence_store_restores_total", StringComparison.Ordinal) && l.Contains("result=\"snapshot_refused\"", StringComparison.Ordinal)),
+            "the documented name and result:\n" + string.Join("\n", metrics.Where(l => l.StartsWith("dualchunk_sequence", StringComparison.Ordinal))));
+    }
+
+    [Test]
+    public async Task ReadinessAnswers503OverTheWireAfterSigtermThenTheSequenceContinuesOnTheOtherReplica()
+    {
+        string prefix = NewPrefix();
+        // Server:ShutdownDelaySeconds keeps A's listeners open after SIGTERM: long enough to ask it over the wire.
+        var a = await Replica(prefix, extra: ("Server:ShutdownDelaySeconds", "5"));
+        var b = await Replica(prefix);
+        var cl = new Client("ready-503", "all", 2, 6, seed: 13);
+        var r = await cl.Send(a, 2, start: true);
+        AssertOk(r, "start on A");
+        cl.Accept(r, 2);
+        r = await cl.Send(a, 1);
+        AssertOk(r, "append on A");
+        cl.Accept(r, 1);
+
+        a.Terminate();
+        // The first answers may precede the signal's handling (200); from then on 503 while the listeners stay open.
+        var clock = Stopwatch.StartNew();
+        HttpStatusCode? ready;
+        while ((ready = await a.ReadyStatusAsync()) == HttpStatusCode.OK && clock.Elapsed < Bound) await Task.Delay(20);
+        Assert.That(ready, Is.EqualTo(HttpStatusCode.ServiceUnavailable), "/v2/health/ready after SIGTERM:\n" + a.Output);
+        var body = await a.GetAsync("/v2/health/ready");
+        Assert.That(body.Body, Does.Contain("\"draining\":true"));
+        var health = await a.GetAsync("/health/ready");
+        Assert.That(health.Status, Is.EqualTo(HttpStatusCode.ServiceUnavailable), health.Body);
+        Assert.That(health.Body, Does.Contain("shutting down"));
+        Assert.That((await a.GrpcClient.ServerReadyAsync(new ServerReadyRequest())).Ready, Is.False, "gRPC ServerReady");
+        Assert.That((await a.GetAsync("/v2/health/live")).Status, Is.EqualTo(HttpStatusCode.OK), "still live: not to be restarted");
+        var refused = await cl.Send(a, 2);
+        Assert.That(refused.Status, Is.EqualTo(HttpStatusCode.ServiceUnavailable), refused.Text);
+        Assert.That(refused.Error, Does.Contain("shutting down"));
+        Assert.That(refused.RetryAfter, Is.Not.Null, "retryable: Retry-After is set");
+        Assert.That(await a.WaitForExitAsync(Bound), Is.EqualTo(0));
+        Assert.That(a.Output, Does.Contain("readiness answers 503 for 5 s").And.Contain("Drain: 1 open sequences"));
+
+        r = await Until(() => cl.Send(b, 2));
+        AssertOk(r, "on B after the drain");
+        cl.Accept(r, 2);
+        r = await cl.Send(b, 1, end: true);
+        AssertOk(r, "last request on B");
+        cl.Accept(r, 1);
+        AssertBitwise(CliStream(_model, cl.Input, 2, cl.N, E, "all"), cl.Output, "A, SIGTERM (readiness 503), B vs dualchunk stream");
+    }
+
+    [Test]
+    public async Task DrainWithRedisKilledLogsEveryUnwrittenSequenceByIdAndExitsWithinTheShutdownTimeout()
+    {
+        using var redis = RedisServer.StartNew();
+        var server = await ServerProcess.StartAsync(_model, C, ("Sequences:Store:Redis", redis.Endpoint), ("Sequences:Store:KeyPrefix", NewPrefix()),
+            ("Sequences:Store:OperationTimeout", "00:00:00.500"), ("shutdownTimeoutSeconds", "10"));
+        _servers.Add(server);
+        string[] ids = ["unwritten-0", "unwritten-1", "unwritten-2", "unwritten-3", "unwritten-4"];
+        foreach (string id in ids)
+        {
+            var cl = new Client(id, "last", 1, 2, seed: 15);
+            AssertOk(await cl.Send(server, 1, start: true), id);
+        }
+        redis.Stop(); // SIGKILL: the drain finds no store
+
+        server.Terminate();
+        // A grace period above the shutdown timeout (10 s): the drain does not hang on the missing store.
+        Assert.That(await server.WaitForExitAsync(TimeSpan.FromSeconds(25)), Is.EqualTo(0), "exits within the grace period:\n" + server.Output);
+        Assert.That(server.Output, Does.Match(@"Drain: 0 open sequences \(0 bytes\) written to the store in [0-9.E-]+ s; 5 failed\."), server.Output);
+        foreach (string id in ids)
+            Assert.That(server.Output, Does.Contain($"Drain: sequence \"{id}\": ").And.Contain("(lost: not written to the store)"), $"{id} logged by id");
     }
 
     [Test]

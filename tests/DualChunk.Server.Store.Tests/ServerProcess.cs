@@ -7,6 +7,10 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using DualChunk.Server.Grpc;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
 
 namespace DualChunk.Server.Store.Tests;
 
@@ -20,6 +24,7 @@ internal sealed partial class ServerProcess : IDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly HttpClient _http;
+    private GrpcChannel? _channel;
 
     private ServerProcess(Process process, int port, int grpcPort)
     {
@@ -163,6 +168,43 @@ internal sealed partial class ServerProcess : IDisposable
         return new InferResult(response.StatusCode, output, Encoding.UTF8.GetString(bytes, 0, jsonLength), null);
     }
 
+    /// <summary>A gRPC client of the server's proto on the gRPC port (cleartext HTTP/2).</summary>
+    public GRPCInferenceService.GRPCInferenceServiceClient GrpcClient
+        => new((_channel ??= GrpcChannel.ForAddress($"http://127.0.0.1:{GrpcPort}")).CreateCallInvoker());
+
+    /// <summary>
+    /// The same sequence request as <see cref="InferAsync"/> over gRPC (ModelInfer, raw tensor contents): the status
+    /// code, the output floats (on OK) and the status detail (otherwise).
+    /// </summary>
+    public async Task<GrpcResult> GrpcInferAsync(string model, string sequenceId, float[] input, int batch, int embed, string mode,
+        bool start = false, bool end = false, int? sequenceLength = null)
+    {
+        var request = new ModelInferRequest { ModelName = model };
+        var tensor = new ModelInferRequest.Types.InferInputTensor { Name = "input", Datatype = "FP32" };
+        tensor.Shape.AddRange([batch, input.Length / (batch * embed), embed]);
+        request.Inputs.Add(tensor);
+        var bytes = new byte[input.Length * 4];
+        for (int i = 0; i < input.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * 4), input[i]);
+        request.RawInputContents.Add(ByteString.CopyFrom(bytes));
+        request.Parameters["sequence_id"] = new InferParameter { StringParam = sequenceId };
+        request.Parameters["output_mode"] = new InferParameter { StringParam = mode };
+        if (start) request.Parameters["sequence_start"] = new InferParameter { BoolParam = true };
+        if (end) request.Parameters["sequence_end"] = new InferParameter { BoolParam = true };
+        if (sequenceLength is { } n) request.Parameters["sequence_length"] = new InferParameter { Int64Param = n };
+        try
+        {
+            var response = await GrpcClient.ModelInferAsync(request, deadline: DateTime.UtcNow.AddSeconds(60));
+            var raw = response.RawOutputContents[0].Span;
+            var output = new float[raw.Length / 4];
+            for (int i = 0; i < output.Length; i++) output[i] = BinaryPrimitives.ReadSingleLittleEndian(raw[(i * 4)..]);
+            return new GrpcResult(StatusCode.OK, output, "");
+        }
+        catch (RpcException ex)
+        {
+            return new GrpcResult(ex.StatusCode, null, ex.Status.Detail);
+        }
+    }
+
     /// <summary>Sends SIGTERM (what Kubernetes sends to stop a pod).</summary>
     public void Terminate() => Signal(15);
 
@@ -187,6 +229,7 @@ internal sealed partial class ServerProcess : IDisposable
     public void Dispose()
     {
         _http.Dispose();
+        _channel?.Dispose();
         try
         {
             if (!_process.HasExited)
@@ -226,6 +269,12 @@ internal sealed partial class ServerProcess : IDisposable
         return port;
     }
 }
+
+/// <summary>One sequence request's answer over gRPC.</summary>
+/// <param name="Code">The status code.</param>
+/// <param name="Output">The output floats on OK.</param>
+/// <param name="Detail">The status detail otherwise.</param>
+internal sealed record GrpcResult(StatusCode Code, float[]? Output, string Detail);
 
 /// <summary>One sequence request's answer.</summary>
 /// <param name="Status">The HTTP status.</param>

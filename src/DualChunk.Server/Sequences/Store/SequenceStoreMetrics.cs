@@ -24,7 +24,7 @@ public sealed class SequenceStoreMetrics : IDisposable
             "Sequences written to the store (reason: idle, drain; result: ok or the failure).");
         _spillBytes = _meter.CreateCounter<long>("dualchunk.sequence.store.spill.bytes", "By", "Snapshot bytes written to the store.");
         _restores = _meter.CreateCounter<long>("dualchunk.sequence.store.restores", "{sequence}",
-            "Sequences looked up in the store on a request (result: ok, not_found, lost, ended, length_mismatch, snapshot_refused, held, unavailable).");
+            "Sequences looked up in the store on a request (result: ok, not_found, lost, ended, snapshot_refused, held, unavailable).");
         _restoreBytes = _meter.CreateCounter<long>("dualchunk.sequence.store.restore.bytes", "By", "Snapshot bytes restored from the store.");
         _leaseConflicts = _meter.CreateCounter<long>("dualchunk.sequence.store.lease_conflicts", "{request}",
             "Requests refused because another replica holds the sequence, or copies dropped because another replica took it over.");

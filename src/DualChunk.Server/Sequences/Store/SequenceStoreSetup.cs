@@ -22,6 +22,8 @@ internal static class SequenceStoreSetup
         services.AddSingleton(Options.Create(options));
         services.AddSingleton<SequenceStoreMetrics>();
         services.AddSingleton<ShutdownDrainState>();
+        services.AddSingleton(new ShutdownDelay(ShutdownDelay.Read(configuration)));
+        services.AddHostedService<ShutdownDelayService>();
         if (options.IsConfigured)
         {
             services.AddSingleton<ISequenceStore>(sp => new RedisSequenceStore(options, sp.GetService<TimeProvider>()));
@@ -44,6 +46,61 @@ internal sealed class SequenceDrainService(SequenceTable table) : IHostedService
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StopAsync(CancellationToken cancellationToken) => table.DrainAsync(cancellationToken);
+}
+
+/// <summary>How long the listeners stay open after SIGTERM, answering readiness 503 (<c>Server:ShutdownDelaySeconds</c>).</summary>
+internal sealed record ShutdownDelay(TimeSpan Value)
+{
+    /// <summary>The setting's key.</summary>
+    public const string Key = "Server:ShutdownDelaySeconds";
+
+    /// <summary>Reads the setting (default 0: the listeners close at once), refusing a bad value naming the key.</summary>
+    public static TimeSpan Read(IConfiguration configuration)
+    {
+        string? text = configuration[Key];
+        if (string.IsNullOrEmpty(text)) return TimeSpan.Zero;
+        if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double seconds)
+            || !(seconds >= 0 && seconds <= 300))
+            throw new InvalidOperationException($"{Key} is '{text}'; it must be a number of seconds from 0 to 300 (the time readiness answers 503 before the listeners close).");
+        return TimeSpan.FromSeconds(seconds);
+    }
+}
+
+/// <summary>
+/// The first step of shutdown: with <c>Server:ShutdownDelaySeconds</c> &gt; 0 the listeners stay open that long after
+/// SIGTERM, answering readiness 503 (and new sequence requests 503 + Retry-After), so a balancer that polls readiness
+/// or waits for the endpoint's removal moves traffic away before connections are refused. Then the web server stops
+/// (requests in flight finish) and the drain writes the open sequences. The delay counts against the host's
+/// shutdown timeout. (IHostedLifecycleService.StoppingAsync runs after ApplicationStopping, before any StopAsync.)
+/// </summary>
+internal sealed partial class ShutdownDelayService(ShutdownDelay delay, ILogger<ShutdownDelayService> logger) : IHostedLifecycleService
+{
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        if (delay.Value <= TimeSpan.Zero) return;
+        LogDelay(logger, delay.Value.TotalSeconds);
+        try
+        {
+            await Task.Delay(delay.Value, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // the shutdown timeout passed: stop now
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Shutting down: readiness answers 503 for {Seconds} s (Server:ShutdownDelaySeconds) before the listeners close.")]
+    private static partial void LogDelay(ILogger logger, double seconds);
 }
 
 /// <summary>Set when shutdown begins (SIGTERM): readiness turns 503 at once and new sequence requests are refused.</summary>
