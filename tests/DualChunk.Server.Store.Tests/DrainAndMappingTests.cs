@@ -1,5 +1,6 @@
 using DualChunk.Server.Pipeline;
 using DualChunk.Server.Sequences.Store;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 
@@ -43,6 +44,27 @@ public sealed class DrainAndMappingTests
         var result = await check.CheckHealthAsync(context);
         Assert.That(result.Status, Is.EqualTo(HealthStatus.Unhealthy));
         Assert.That(result.Description, Does.Contain("shutting down"));
+    }
+
+    [TestCase(null, 0.0)]
+    [TestCase("0", 0.0)]
+    [TestCase("2.5", 2.5)]
+    [TestCase("300", 300.0)]
+    public void ShutdownDelayIsReadInSeconds(string? value, double seconds)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [ShutdownDelay.Key] = value }).Build();
+        Assert.That(ShutdownDelay.Read(configuration), Is.EqualTo(TimeSpan.FromSeconds(seconds)));
+    }
+
+    [TestCase("-1")]
+    [TestCase("301")]
+    [TestCase("soon")]
+    [TestCase("NaN")]
+    public void ShutdownDelayOutOfRangeIsRefusedNamingTheSetting(string value)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [ShutdownDelay.Key] = value }).Build();
+        var ex = Assert.Throws<InvalidOperationException>(() => ShutdownDelay.Read(configuration));
+        Assert.That(ex!.Message, Does.Contain("Server:ShutdownDelaySeconds").And.Contain($"'{value}'").And.Contain("0 to 300"));
     }
 
     [Test]

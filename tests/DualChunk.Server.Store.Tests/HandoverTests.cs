@@ -130,12 +130,6 @@ public sealed class HandoverTests
         }
     }
 
-    private static async Task<bool> Pause()
-    {
-        await Task.Delay(100);
-        return true;
-    }
-
     private static void AssertOk(InferResult r, string what)
         => Assert.That(r.Status, Is.EqualTo(HttpStatusCode.OK), $"{what}: {r.Text}");
 
@@ -322,68 +316,52 @@ public sealed class HandoverTests
     }
 
     [Test]
-    public async Task ASequenceActiveOnOneReplicaIsRefusedOnTheOtherAndOtherWeightsNameBothFingerprints()
+    public async Task ASequenceActiveOnOneReplicaIsRefusedOnTheOtherAndOtherWeightsNameBothFingerprintsOverRestAndGrpc()
     {
         string prefix = NewPrefix();
         var a = await Replica(prefix);
         var other = await Replica(prefix, WriteModel("other.dcw", Small, seed: 22));
-        var cl = new Client("owned", "last", 1, 3, seed: 9);
+        var cl = new Client("owned", "last", 2, 2, seed: 9);
         var r = await cl.Send(a, 1, start: true);
         AssertOk(r, "start on A");
         cl.Accept(r, 1);
+
+        // Leased by A (alive): the other replica refuses, retryable (REST 409 + Retry-After, gRPC ABORTED), never forks it.
         var held = await cl.Send(other, 1);
         Assert.That(held.Status, Is.EqualTo(HttpStatusCode.Conflict), held.Text);
         Assert.That(held.Error, Does.Contain("active on another replica"));
         Assert.That(held.RetryAfter, Is.Not.Null, "retryable: Retry-After is set");
+        var heldGrpc = await cl.SendGrpc(other, 1);
+        Assert.That(heldGrpc.Code, Is.EqualTo(StatusCode.Aborted), heldGrpc.Detail);
+        Assert.That(heldGrpc.Detail, Does.Contain("active on another replica").And.Contain("retryable"));
         var restart = await other.InferAsync("dualchunk", "owned", new float[C * E], 1, E, "last", start: true);
         Assert.That(restart.Status, Is.EqualTo(HttpStatusCode.Conflict), "a start elsewhere does not fork it");
 
-        a.Terminate();
-        Assert.That(await a.WaitForExitAsync(Bound), Is.EqualTo(0));
-        var refused = await Until(() => cl.Send(other, 1));
-        Assert.That(refused.Status, Is.EqualTo(HttpStatusCode.Conflict), refused.Text);
-        Assert.That(refused.Error, Does.Contain("weights fingerprint"));
-        Assert.That(System.Text.RegularExpressions.Regex.Matches(refused.Error, "[0-9a-f]{16}"), Has.Count.EqualTo(2), "both fingerprints named: " + refused.Error);
-    }
-
-    [Test]
-    public async Task GrpcAnswersAbortedWhenLeasedElsewhereAndFailedPreconditionNamingBothLengthsOrBothFingerprints()
-    {
-        string prefix = NewPrefix();
-        var a = await Replica(prefix);
-        var other = await Replica(prefix, WriteModel("other-grpc.dcw", Small, seed: 23));
-        var cl = new Client("grpc-owned", "last", 2, 3, seed: 12);
-        var g = await cl.SendGrpc(a, 2, start: true);
-        Assert.That(g.Code, Is.EqualTo(StatusCode.OK), "start on A over gRPC: " + g.Detail);
-        cl.Accept(g.Output!, 2);
-
-        // Leased by A (alive): the other replica refuses with ABORTED, retryable, instead of forking it.
-        var held = await cl.SendGrpc(other, 1);
-        Assert.That(held.Code, Is.EqualTo(StatusCode.Aborted), held.Detail);
-        Assert.That(held.Detail, Does.Contain("active on another replica").And.Contain("retryable"));
-
-        // A wrong sequence_length on the owner: FAILED_PRECONDITION (gRPC) / 409 (REST) naming both numbers; nothing appended.
+        // A wrong sequence_length on the owner: 409 (REST) / FAILED_PRECONDITION (gRPC) naming both numbers; nothing appended.
         var wrong = await cl.SendGrpc(a, 1, length: 12);
         Assert.That(wrong.Code, Is.EqualTo(StatusCode.FailedPrecondition), wrong.Detail);
-        Assert.That(wrong.Detail, Does.Contain("holds 8 positions").And.Contain("sequence_length = 12"));
-        var wrongRest = await a.InferAsync("dualchunk", cl.Id, new float[2 * C * E], 2, E, "last", sequenceLength: 4);
+        Assert.That(wrong.Detail, Does.Contain("holds 4 positions").And.Contain("sequence_length = 12"));
+        var wrongRest = await a.InferAsync("dualchunk", "owned", new float[2 * C * E], 2, E, "last", sequenceLength: 0);
         Assert.That(wrongRest.Status, Is.EqualTo(HttpStatusCode.Conflict), wrongRest.Text);
-        Assert.That(wrongRest.Error, Does.Contain("holds 8 positions").And.Contain("sequence_length = 4"));
-        g = await cl.SendGrpc(a, 1);
-        Assert.That(g.Code, Is.EqualTo(StatusCode.OK), "the right sequence_length continues: " + g.Detail);
+        Assert.That(wrongRest.Error, Does.Contain("holds 4 positions").And.Contain("sequence_length = 0"));
+        var g = await cl.SendGrpc(a, 1);
+        Assert.That(g.Code, Is.EqualTo(StatusCode.OK), "the right sequence_length continues, over gRPC: " + g.Detail);
         cl.Accept(g.Output!, 1);
-        AssertBitwise(CliStream(_model, cl.Input, 2, cl.N, E, "last"), cl.Output, "gRPC outputs (the refused requests appended nothing) vs dualchunk stream");
+        AssertBitwise(CliStream(_model, cl.Input, 2, cl.N, E, "last"), cl.Output, "REST then gRPC outputs (the refused requests appended nothing) vs dualchunk stream");
 
-        // A drains it; the replica with other weights refuses to resume it, naming both fingerprints.
+        // A drains it; the replica with other weights refuses to resume it, naming both fingerprints (REST and gRPC).
         a.Terminate();
         Assert.That(await a.WaitForExitAsync(Bound), Is.EqualTo(0));
-        var clock = Stopwatch.StartNew();
-        GrpcResult refused;
-        do refused = await other.GrpcInferAsync("dualchunk", cl.Id, RandomWeights.Input(2 * C * E, 14), 2, E, "last", sequenceLength: 12);
-        while (refused.Code is StatusCode.Aborted or StatusCode.Unavailable && clock.Elapsed < Bound && await Pause());
-        Assert.That(refused.Code, Is.EqualTo(StatusCode.FailedPrecondition), refused.Detail);
-        Assert.That(refused.Detail, Does.Contain("weights fingerprint"));
-        Assert.That(System.Text.RegularExpressions.Regex.Matches(refused.Detail, "[0-9a-f]{16}"), Has.Count.EqualTo(2), "both fingerprints named: " + refused.Detail);
+        var more = RandomWeights.Input(2 * C * E, 14);
+        var refused = await Until(() => other.InferAsync("dualchunk", "owned", more, 2, E, "last", sequenceLength: 8));
+        Assert.That(refused.Status, Is.EqualTo(HttpStatusCode.Conflict), refused.Text);
+        var refusedGrpc = await other.GrpcInferAsync("dualchunk", "owned", more, 2, E, "last", sequenceLength: 8);
+        Assert.That(refusedGrpc.Code, Is.EqualTo(StatusCode.FailedPrecondition), refusedGrpc.Detail);
+        foreach (string message in new[] { refused.Error, refusedGrpc.Detail })
+        {
+            Assert.That(message, Does.Contain("weights fingerprint"));
+            Assert.That(System.Text.RegularExpressions.Regex.Matches(message, "[0-9a-f]{16}"), Has.Count.EqualTo(2), "both fingerprints named: " + message);
+        }
         var metrics = (await other.GetAsync("/metrics")).Body.Split('\n');
         Assert.That(metrics, Has.Some.StartsWith("dualchunk_sequence_store_lease_conflicts_total"), "the documented name");
         Assert.That(metrics.Any(l => l.StartsWith("dualchunk_sequence_store_restores_total", StringComparison.Ordinal) && l.Contains("result=\"snapshot_refused\"", StringComparison.Ordinal)),

@@ -353,18 +353,29 @@ internal sealed partial class SequenceTable : IDisposable
     }
 
     /// <summary>
-    /// Many idle sequences freed at once (a client fleet gone): without allocations to prompt a collection the GC keeps
-    /// their arrays, mostly in the large-object heap, and the process's RSS stays where it was. One aggressive
-    /// collection (compacting, decommitting) hands the memory back; the pause is rare and on the sweeper's thread.
+    /// Many idle sequences freed (a client fleet gone, or sequences spilled a few per sweep): without allocations to
+    /// prompt a collection the GC keeps their arrays, mostly in the large-object heap, and the process's RSS stays
+    /// where it was. One aggressive collection (compacting, decommitting) hands the memory back once the sweeps have
+    /// freed <see cref="ReturnMemoryAfterFreeingBytes"/> since the last one (counted across sweeps: spills that trickle
+    /// in count too), at most every <see cref="ReturnMemoryInterval"/> (the pause stays rare under churn); a sweep
+    /// within it leaves the collection to the next sweep. Only sweeps touch the two fields (an overlap costs one extra collection at most).
     /// </summary>
-    private static void ReturnMemoryAfterSweep(long freedBytes)
+    private void ReturnMemoryAfterSweep(long freedBytes)
     {
-        if (freedBytes >= ReturnMemoryAfterFreeingBytes)
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        _freedSinceCollection += freedBytes;
+        if (_freedSinceCollection < ReturnMemoryAfterFreeingBytes || Stopwatch.GetElapsedTime(_lastCollection) < ReturnMemoryInterval) return;
+        _freedSinceCollection = 0;
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        _lastCollection = Stopwatch.GetTimestamp();
     }
 
-    /// <summary>Stream bytes one idle sweep must free before it asks the GC to return memory to the OS.</summary>
+    /// <summary>Stream bytes the sweeps must free before they ask the GC to return memory to the OS.</summary>
     internal const long ReturnMemoryAfterFreeingBytes = 16L << 20;
+
+    /// <summary>The shortest time between two of those collections.</summary>
+    internal static readonly TimeSpan ReturnMemoryInterval = TimeSpan.FromSeconds(10);
+
+    private long _freedSinceCollection, _lastCollection;
 
     public void Dispose()
     {
