@@ -257,8 +257,9 @@ switch (args[0])
         })));
         double openSeconds = sw.Elapsed.TotalSeconds;
         var open = Memory();
-        // The sweeper runs every idle/4 (at most 5 s): wait the timeout, two sweeps and a margin, from the last open.
-        await Task.Delay(TimeSpan.FromSeconds(idle + 2 * Math.Min(idle / 4, 5) + 2));
+        // The sweeper runs every idle/4 (at most 5 s), and returns freed memory to the OS at most every 10 s
+        // (SequenceTable.ReturnMemoryInterval): wait the timeout, two sweeps, that interval and a margin, from the last open.
+        await Task.Delay(TimeSpan.FromSeconds(idle + 2 * Math.Min(idle / 4, 5) + 10 + 2));
         var after = Memory();
         string probe = await Append(target, $"idle-{run}-0", raw);
         Console.WriteLine(string.Create(inv, $"{count} sequences opened in {openSeconds:0.0} s ({failed} failed), idle timeout {idle} s"));

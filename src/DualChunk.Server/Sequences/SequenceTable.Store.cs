@@ -233,7 +233,11 @@ internal sealed partial class SequenceTable
                 }
             }
         }
-        if (idle is null) return;
+        if (idle is null)
+        {
+            ReturnMemoryAfterSweep(0); // what earlier sweeps freed within the interval is returned now
+            return;
+        }
         bool storeDown = false;
         long freed = 0;
         foreach (var s in idle)

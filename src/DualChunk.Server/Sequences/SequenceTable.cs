@@ -333,14 +333,21 @@ internal sealed partial class SequenceTable : IDisposable
                 if (s.Busy == 0 && Stopwatch.GetElapsedTime(s.LastUsed, now) > _options.IdleTimeout)
                     (expired ??= []).Add(s);
             }
-            if (expired is null) return;
-            string reason = Inv($"it idled out after {_options.IdleTimeoutSeconds:0.###} s without a request (Server:Sequences:IdleTimeoutSeconds), and its state was freed");
-            foreach (var s in expired)
+            if (expired is not null)
             {
-                s.Closed = reason;
-                _open.Remove(s.Key);
-                Remember(s.Key, reason);
+                string reason = Inv($"it idled out after {_options.IdleTimeoutSeconds:0.###} s without a request (Server:Sequences:IdleTimeoutSeconds), and its state was freed");
+                foreach (var s in expired)
+                {
+                    s.Closed = reason;
+                    _open.Remove(s.Key);
+                    Remember(s.Key, reason);
+                }
             }
+        }
+        if (expired is null)
+        {
+            ReturnMemoryAfterSweep(0); // what earlier sweeps freed within the interval is returned now (outside the lock)
+            return;
         }
         long freed = 0;
         foreach (var s in expired)
