@@ -364,13 +364,17 @@ internal sealed partial class SequenceTable : IDisposable
     /// prompt a collection the GC keeps their arrays, mostly in the large-object heap, and the process's RSS stays
     /// where it was. One aggressive collection (compacting, decommitting) hands the memory back once the sweeps have
     /// freed <see cref="ReturnMemoryAfterFreeingBytes"/> since the last one (counted across sweeps: spills that trickle
-    /// in count too), at most every <see cref="ReturnMemoryInterval"/> (the pause stays rare under churn); a sweep
-    /// within it leaves the collection to the next sweep. Only sweeps touch the two fields (an overlap costs one extra collection at most).
+    /// in count too), or once a wave of expiries has ended (a sweep frees nothing while at least
+    /// <see cref="ReturnMemoryAfterWaveBytes"/> is pending: 1,000 one-chunk sequences hold only 12 MB of state, but the
+    /// garbage of the requests that opened them left far more committed), at most every <see cref="ReturnMemoryInterval"/>
+    /// (the pause stays rare under churn); a sweep within it leaves the collection to a later sweep. Only sweeps touch
+    /// the two fields (an overlap costs one extra collection at most).
     /// </summary>
     private void ReturnMemoryAfterSweep(long freedBytes)
     {
         _freedSinceCollection += freedBytes;
-        if (_freedSinceCollection < ReturnMemoryAfterFreeingBytes || Stopwatch.GetElapsedTime(_lastCollection) < ReturnMemoryInterval) return;
+        bool due = _freedSinceCollection >= ReturnMemoryAfterFreeingBytes || (freedBytes == 0 && _freedSinceCollection >= ReturnMemoryAfterWaveBytes);
+        if (!due || Stopwatch.GetElapsedTime(_lastCollection) < ReturnMemoryInterval) return;
         _freedSinceCollection = 0;
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         _lastCollection = Stopwatch.GetTimestamp();
@@ -378,6 +382,9 @@ internal sealed partial class SequenceTable : IDisposable
 
     /// <summary>Stream bytes the sweeps must free before they ask the GC to return memory to the OS.</summary>
     internal const long ReturnMemoryAfterFreeingBytes = 16L << 20;
+
+    /// <summary>Stream bytes pending when a sweep frees nothing (the wave of expiries is over) that also ask for it.</summary>
+    internal const long ReturnMemoryAfterWaveBytes = 1L << 20;
 
     /// <summary>The shortest time between two of those collections.</summary>
     internal static readonly TimeSpan ReturnMemoryInterval = TimeSpan.FromSeconds(10);
