@@ -60,46 +60,30 @@ public static class WeightsLoader
     public static (ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format) Load(Stream stream, int? chunkSize,
         string sourceName = "stream", long maxLength = DefaultMaxStreamLength)
     {
-        ArgumentNullException.ThrowIfNull(stream);
-        ArgumentNullException.ThrowIfNull(sourceName);
-        CheckChunkSize(chunkSize);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxLength, DefaultMaxStreamLength);
-        if (!stream.CanRead)
-            throw new ArgumentException("The stream must be readable.", nameof(stream));
+        CheckStreamArguments(stream, chunkSize, sourceName, maxLength);
         var bytes = ReadBounded(stream, maxLength, sourceName);
-        using var memory = new MemoryStream(bytes.Buffer, 0, bytes.Length, writable: false);
-        var loaded = CheckpointReader.Open(memory, sourceName).Load(chunkSize);
-        return (loaded.Config, loaded.Tensors, loaded.Format);
+        return Load(new ReadOnlyMemory<byte>(bytes.Buffer, 0, bytes.Length), chunkSize, sourceName);
     }
 
     /// <summary>
     /// As <see cref="Load(Stream, int?, string, long)"/>, reading <paramref name="stream"/> asynchronously (e.g. an
     /// ASP.NET Core request body, which refuses synchronous reads); the bytes are then parsed on the calling thread.
     /// </summary>
-    /// <param name="stream">A readable stream holding one safetensors or .dcw file. Not disposed.</param>
+    /// <param name="stream">A readable stream holding one weights file (.nx, Nx.serialize, safetensors or .dcw). Not disposed.</param>
     /// <param name="chunkSize">As for <see cref="Load(string, int?)"/>.</param>
     /// <param name="sourceName">Names the stream in error messages, e.g. its origin.</param>
     /// <param name="maxLength">The most bytes to read, at most <see cref="DefaultMaxStreamLength"/>.</param>
     /// <param name="cancellationToken">Cancels the reading.</param>
-    /// <exception cref="ArgumentException">The stream is not readable, or <paramref name="chunkSize"/> disagrees with a .dcw file's.</exception>
+    /// <exception cref="ArgumentException">The stream is not readable, or <paramref name="chunkSize"/> disagrees with the chunk size the file stores.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> or <paramref name="maxLength"/> is out of range.</exception>
     /// <exception cref="ModelFormatException">The stream is longer than <paramref name="maxLength"/>, damaged, or not a DualChunk model.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public static async Task<(ModelConfig Config, Dictionary<string, CheckpointTensor> Tensors, string Format)> LoadAsync(Stream stream, int? chunkSize,
         string sourceName = "stream", long maxLength = DefaultMaxStreamLength, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(stream);
-        ArgumentNullException.ThrowIfNull(sourceName);
-        CheckChunkSize(chunkSize);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxLength, DefaultMaxStreamLength);
-        if (!stream.CanRead)
-            throw new ArgumentException("The stream must be readable.", nameof(stream));
+        CheckStreamArguments(stream, chunkSize, sourceName, maxLength);
         var bytes = await ReadBoundedAsync(stream, maxLength, sourceName, cancellationToken).ConfigureAwait(false);
-        using var memory = new MemoryStream(bytes.Buffer, 0, bytes.Length, writable: false);
-        var loaded = CheckpointReader.Open(memory, sourceName).Load(chunkSize);
-        return (loaded.Config, loaded.Tensors, loaded.Format);
+        return Load(new ReadOnlyMemory<byte>(bytes.Buffer, 0, bytes.Length), chunkSize, sourceName);
     }
 
     /// <summary>Loads weights held in memory (a whole weights file of any format <see cref="Load(string, int?)"/> reads), as <see cref="Load(string, int?)"/> does from a file.</summary>
@@ -152,6 +136,18 @@ public static class WeightsLoader
         if (chunkSize is <= 0)
             throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
                 "Chunk size must be positive; pass the chunk size the model was built with (Edifice's default is 64).");
+    }
+
+    /// <summary>The checks both stream overloads make before reading anything.</summary>
+    private static void CheckStreamArguments(Stream stream, int? chunkSize, string sourceName, long maxLength)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(sourceName);
+        CheckChunkSize(chunkSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxLength, DefaultMaxStreamLength);
+        if (!stream.CanRead)
+            throw new ArgumentException("The stream must be readable.", nameof(stream));
     }
 
     /// <summary>Reads at most <paramref name="maxLength"/> bytes, growing the buffer with what arrives.</summary>
