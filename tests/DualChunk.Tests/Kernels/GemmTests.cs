@@ -302,10 +302,16 @@ public sealed class GemmTests
                         // in a loaded CI run); the claim is about the steady state, so the second call is measured.
                         var c = problem.InitialC.ToArray();
                         Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, 0, n, isa, blocking);
-                        problem.InitialC.CopyTo(c, 0);
-                        long before = GC.GetAllocatedBytesForCurrentThread();
-                        Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, 0, n, isa, blocking);
-                        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                        // The fewest bytes of three calls: the runtime itself (tiering, on this thread) may allocate
+                        // during one of them, once; the kernel's steady state must allocate nothing.
+                        long allocated = long.MaxValue;
+                        for (int attempt = 0; attempt < 3 && allocated != 0; attempt++)
+                        {
+                            problem.InitialC.CopyTo(c, 0);
+                            long before = GC.GetAllocatedBytesForCurrentThread();
+                            Gemm.Run(problem.A, m, problem.Lda, packed, problem.Bias, c, problem.Ldc, epilogue, 0, n, isa, blocking);
+                            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
+                        }
                         Assert.That(MemoryMarshal.Cast<float, int>(c).ToArray(), Is.EqualTo(MemoryMarshal.Cast<float, int>(expected).ToArray()).AsCollection,
                             $"{isa} {epilogue} M={m} K={k} N={n} blocking {blocking} vs {Gemm.BlockingOf(isa)}");
                         Assert.That(allocated, Is.Zero, $"{isa} {epilogue} blocking {blocking}");
