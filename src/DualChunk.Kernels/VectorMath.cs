@@ -102,17 +102,16 @@ internal static class VectorMath
         q = TSimd.MultiplyAddEstimate(q, u, TSimd.Create(Q2));
         q = TSimd.MultiplyAddEstimate(q, u, TSimd.Create(Q1));
         q = TSimd.MultiplyAddEstimate(q, u, TSimd.Create(Q0)); // log2 erfc(a/√2), in [−29, 0]
-        // 2^q: n = round(q) sits in the low mantissa bits of kf; r = q − n is exact and in [−½, ½].
-        TVec kf = TSimd.Add(q, TSimd.Create(RoundMagic));
-        TVec r = TSimd.Subtract(q, TSimd.Subtract(kf, TSimd.Create(RoundMagic)));
+        // 2^q = 2^r·2^n: n = round(q), r = q − n exact and in [−½, ½].
+        TVec r = TSimd.SplitExp2(q, out TVec n);
         TVec p = TSimd.MultiplyAddEstimate(TSimd.Create(-0.5f * B6), r, TSimd.Create(-0.5f * B5));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(-0.5f * B4));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(-0.5f * B3));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(-0.5f * B2));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(-0.5f * B1));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(-0.5f)); // −½·2^r in [−0.71, −0.35]
-        // −½·erfc = −½·2^r·2^n: n (two's complement, ≥ −29) shifted into the exponent field and added to p's bits.
-        TVec minusHalfErfc = TSimd.AddShiftedInt32(p, kf, 23);
+        // −½·erfc = −½·2^r·2^n (n ≥ −29: the result stays normal, so the scaling is exact).
+        TVec minusHalfErfc = TSimd.ScaleExp2(p, n);
         return TSimd.MultiplyAddEstimate(a, minusHalfErfc, TSimd.MaxNative(x, TSimd.Zero));
     }
 

@@ -107,6 +107,32 @@ public class ErfGeluTests
         Assert.That(worstScalar, Is.LessThanOrEqualTo(1.0), $"scalar at x = {worstScalarAt:R}");
     }
 
+    /// <summary>
+    /// The Vector512 GELU uses AVX-512's vrndscaleps and vscalefps where the Vector256 one uses the 1.5·2^23
+    /// rounding and the exponent-bit add (ISimd.SplitExp2, ScaleExp2): the same arithmetic, so every output must be the same bits (NaN inputs: NaN out, of either sign). The bitwise pin
+    /// tests rely on it, since the FFN's GELU is in every pinned shape.
+    /// </summary>
+    [Test]
+    public void Gelu_Vector512_gives_the_Vector256_bits()
+    {
+        if (KernelSelection.Isa < KernelIsa.Vector512)
+            Assert.Ignore($"this process runs {KernelSelection.Isa}: no Vector512 path to compare (CI's default run on an AVX-512 machine has it)");
+        float[] x = [.. Inputs.Value, float.NaN, -float.NaN, BitConverter.Int32BitsToSingle(0x7fc12345), BitConverter.Int32BitsToSingle(unchecked((int)0xffa00001))];
+        var y512 = new float[x.Length];
+        var y256 = new float[x.Length];
+        Gelu.Run(x, y512, KernelIsa.Vector512);
+        Gelu.Run(x, y256, KernelIsa.Vector256);
+        int differing = 0; int first = -1;
+        for (int i = 0; i < x.Length; i++)
+        {
+            bool same = float.IsNaN(y256[i]) ? float.IsNaN(y512[i])
+                : BitConverter.SingleToInt32Bits(y512[i]) == BitConverter.SingleToInt32Bits(y256[i]);
+            if (!same && differing++ == 0) first = i;
+        }
+        Assert.That(differing, Is.Zero, differing == 0 ? "" :
+            $"{differing} of {x.Length} outputs differ; first at x = {x[first]:R}: Vector512 {y512[first]:R}, Vector256 {y256[first]:R}");
+    }
+
     [Test]
     public void Gelu_special_values_on_every_path()
     {
