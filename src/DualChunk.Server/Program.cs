@@ -52,6 +52,7 @@ builder.Services.AddOptions<GrpcServiceOptions>().Configure<IOptions<ServiceOpti
 ServerTelemetry.Add(builder);
 
 var app = builder.Build();
+app.UseMiddleware<GrpcMessageLimit>(); // over-size gRPC messages: RESOURCE_EXHAUSTED for every client (see the class)
 
 app.MapPost("/v1/predict", PredictEndpoint.Handle).DisableAntiforgery();
 app.MapHealthChecks("/health/ready", new HealthCheckOptions

@@ -12,6 +12,16 @@ public sealed class ServiceOptions
     /// <summary>Largest request body in bytes (default 32 MiB); a larger one gets 413.</summary>
     public long MaxRequestBodyBytes { get; set; } = 32L << 20;
 
+    /// <summary>
+    /// Most bytes of an over-size gRPC message the server reads and discards before it answers RESOURCE_EXHAUSTED
+    /// (default 64 MiB): answering mid-upload resets the stream, and some clients then report the reset instead of
+    /// the status. A message claiming more is answered at once.
+    /// </summary>
+    public long OversizeDrainBytes { get; set; } = 64L << 20;
+
+    /// <summary>Most seconds the server spends reading an over-size gRPC message it will refuse (default 10).</summary>
+    public int OversizeDrainSeconds { get; set; } = 10;
+
     /// <summary>Seconds a client is told to wait (Retry-After) when the service is overloaded or not ready.</summary>
     public int RetryAfterSeconds { get; set; } = 1;
 
@@ -26,6 +36,8 @@ public sealed class ServiceOptions
         if (MaxConcurrentCalls < 1) throw new InvalidOperationException($"Service:MaxConcurrentCalls is {MaxConcurrentCalls}; it must be at least 1.");
         if (MaxQueuedCalls < 0) throw new InvalidOperationException($"Service:MaxQueuedCalls is {MaxQueuedCalls}; it must be 0 or more.");
         if (MaxRequestBodyBytes < 1024) throw new InvalidOperationException($"Service:MaxRequestBodyBytes is {MaxRequestBodyBytes}; it must be at least 1024.");
+        if (OversizeDrainBytes < 0) throw new InvalidOperationException($"Service:OversizeDrainBytes is {OversizeDrainBytes}; it must be 0 or more.");
+        if (OversizeDrainSeconds < 0) throw new InvalidOperationException($"Service:OversizeDrainSeconds is {OversizeDrainSeconds}; it must be 0 or more.");
         if (RetryAfterSeconds < 1) throw new InvalidOperationException($"Service:RetryAfterSeconds is {RetryAfterSeconds}; it must be at least 1.");
     }
 }

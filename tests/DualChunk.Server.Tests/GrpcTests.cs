@@ -102,7 +102,7 @@ public sealed class GrpcTests
         yield return T(() => Request(ok, [1000000000, 1000000000, E]), StatusCode.InvalidArgument, "MaxBatch", "huge claimed shape");
         yield return T(() => { var r = Request(ok, [1, 4, E]); r.Parameters["sequence_end"] = new InferParameter { BoolParam = true }; return r; }, StatusCode.InvalidArgument, "need a sequence_id", "sequence without an id");
         yield return T(() => { var r = Request(ok, [1, 4, E]); r.Parameters["sequence_id"] = new InferParameter { Uint64Param = 99 }; return r; }, StatusCode.InvalidArgument, "Sequence 99 is not open", "unknown sequence");
-        yield return T(() => Request(new float[1200 * E], [1, 1200, E]), StatusCode.ResourceExhausted, "", "message over the size limit");
+        yield return T(() => Request(new float[1200 * E], [1, 1200, E]), StatusCode.ResourceExhausted, "Service:MaxRequestBodyBytes", "message over the size limit");
     }
 
     [TestCaseSource(nameof(BadRequests))]
