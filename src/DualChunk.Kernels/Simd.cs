@@ -51,14 +51,16 @@ internal interface ISimd<TVec>
     static abstract TVec LanesFrom(int first);
 
     /// <summary>
-    /// Splits <paramref name="q"/> (|q| &lt; 2^22) into n = q rounded to the nearest integer, ties to even, and the
-    /// returned r = q − n (exact, in [−½, ½]). <paramref name="n"/> carries n in the form this width's
-    /// <see cref="ScaleExp2"/> takes; only ScaleExp2 may read it.
+    /// <paramref name="q"/> (|q| &lt; 2^22) rounded to the nearest integer n, ties to even, carried in the form this
+    /// width's <see cref="CarriedInteger"/> and <see cref="ScaleExp2"/> read (only they may read it).
     /// </summary>
-    static abstract TVec SplitExp2(TVec q, out TVec n);
+    static abstract TVec RoundToCarrier(TVec q);
 
-    /// <summary><paramref name="p"/>·2^n for the n of <see cref="SplitExp2"/>; exact when the result is a normal float.</summary>
-    static abstract TVec ScaleExp2(TVec p, TVec n);
+    /// <summary>The integer n of a <see cref="RoundToCarrier"/> result, as a float.</summary>
+    static abstract TVec CarriedInteger(TVec carrier);
+
+    /// <summary><paramref name="p"/>·2^n for the n of a <see cref="RoundToCarrier"/> result; exact when the result is a normal float.</summary>
+    static abstract TVec ScaleExp2(TVec p, TVec carrier);
 
     /// <summary>((v as int32) &lt;&lt; <paramref name="shift"/>) + <paramref name="addend"/>, reinterpreted as float.</summary>
     static abstract TVec ShiftLeftAddInt32(TVec v, int shift, int addend);
@@ -117,12 +119,9 @@ internal readonly struct V128 : ISimdWide<Vector128<float>, Vector128<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftLeftAddInt32(Vector128<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector128.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddShiftedInt32(Vector128<float> a, Vector128<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
     // n = round(q) lands in the low mantissa bits of q + 1.5·2^23 (the carrier); ScaleExp2 shifts it into the exponent field.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> SplitExp2(Vector128<float> q, out Vector128<float> n)
-    {
-        n = q + Vector128.Create(VectorMath.RoundMagic);
-        return q - (n - Vector128.Create(VectorMath.RoundMagic));
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ScaleExp2(Vector128<float> p, Vector128<float> n) => AddShiftedInt32(p, n, 23);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> RoundToCarrier(Vector128<float> q) => q + Vector128.Create(VectorMath.RoundMagic);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> CarriedInteger(Vector128<float> carrier) => carrier - Vector128.Create(VectorMath.RoundMagic);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ScaleExp2(Vector128<float> p, Vector128<float> carrier) => AddShiftedInt32(p, carrier, 23);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> CreateD(double value) => Vector128.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> AddD(Vector128<double> a, Vector128<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> SubtractD(Vector128<double> a, Vector128<double> b) => a - b;
@@ -160,12 +159,9 @@ internal readonly struct V256 : ISimdWide<Vector256<float>, Vector256<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ShiftLeftAddInt32(Vector256<float> v, int shift, int addend) => ((v.AsInt32() << shift) + Vector256.Create(addend)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AddShiftedInt32(Vector256<float> a, Vector256<float> v, int shift) => (a.AsInt32() + (v.AsInt32() << shift)).AsSingle();
     // n = round(q) lands in the low mantissa bits of q + 1.5·2^23 (the carrier); ScaleExp2 shifts it into the exponent field.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> SplitExp2(Vector256<float> q, out Vector256<float> n)
-    {
-        n = q + Vector256.Create(VectorMath.RoundMagic);
-        return q - (n - Vector256.Create(VectorMath.RoundMagic));
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ScaleExp2(Vector256<float> p, Vector256<float> n) => AddShiftedInt32(p, n, 23);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> RoundToCarrier(Vector256<float> q) => q + Vector256.Create(VectorMath.RoundMagic);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> CarriedInteger(Vector256<float> carrier) => carrier - Vector256.Create(VectorMath.RoundMagic);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ScaleExp2(Vector256<float> p, Vector256<float> carrier) => AddShiftedInt32(p, carrier, 23);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> CreateD(double value) => Vector256.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddD(Vector256<double> a, Vector256<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> SubtractD(Vector256<double> a, Vector256<double> b) => a - b;
@@ -205,13 +201,9 @@ internal readonly struct V512 : ISimdWide<Vector512<float>, Vector512<double>>
     // AVX-512 does each of these in one instruction, with the bits of the Vector256 sequences (ErfGeluTests checks it):
     // vrndscaleps (imm 0: nearest, ties to even) is the integer that adding 1.5·2^23 rounds to; vscalefps is p·2^n,
     // exact for a normal result. (vrangeps, which would do abs + min in one, returns the number for a NaN operand.)
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> SplitExp2(Vector512<float> q, out Vector512<float> n)
-    {
-        n = Avx512F.RoundScale(q, 0);
-        return q - n;
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ScaleExp2(Vector512<float> p, Vector512<float> n) => Avx512F.Scale(p, n);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> RoundToCarrier(Vector512<float> q) => Avx512F.RoundScale(q, 0);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> CarriedInteger(Vector512<float> carrier) => carrier;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ScaleExp2(Vector512<float> p, Vector512<float> carrier) => Avx512F.Scale(p, carrier);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> CreateD(double value) => Vector512.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> AddD(Vector512<double> a, Vector512<double> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> SubtractD(Vector512<double> a, Vector512<double> b) => a - b;

@@ -103,7 +103,8 @@ internal static class VectorMath
         q = TSimd.MultiplyAddEstimate(q, u, TSimd.Create(Q1));
         q = TSimd.MultiplyAddEstimate(q, u, TSimd.Create(Q0)); // log2 erfc(a/√2), in [−29, 0]
         // 2^q = 2^r·2^n: n = round(q), r = q − n exact and in [−½, ½].
-        TVec r = TSimd.SplitExp2(q, out TVec n);
+        TVec n = TSimd.RoundToCarrier(q);
+        TVec r = TSimd.Subtract(q, TSimd.CarriedInteger(n));
         TVec p = TSimd.MultiplyAddEstimate(TSimd.Create(-0.5f * B6), r, TSimd.Create(-0.5f * B5));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(-0.5f * B4));
         p = TSimd.MultiplyAddEstimate(p, r, TSimd.Create(-0.5f * B3));

@@ -109,7 +109,7 @@ public class ErfGeluTests
 
     /// <summary>
     /// The Vector512 GELU uses AVX-512's vrndscaleps and vscalefps where the Vector256 one uses the 1.5·2^23
-    /// rounding and the exponent-bit add (ISimd.SplitExp2, ScaleExp2): the same arithmetic, so every output must be the same bits (NaN inputs: NaN out, of either sign). The bitwise pin
+    /// rounding and the exponent-bit add (ISimd.RoundToCarrier, CarriedInteger, ScaleExp2): the same arithmetic, so every output must be the same bits (NaN inputs: NaN out, of either sign). The bitwise pin
     /// tests rely on it, since the FFN's GELU is in every pinned shape.
     /// </summary>
     [Test]
