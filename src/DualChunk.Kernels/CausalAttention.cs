@@ -90,12 +90,14 @@ public static class CausalAttention
         => Run(q, qStride, k, kStride, v, vStride, t, d, scale, output, outStride, scratch, blendRow, gate, firstRow, KernelSelection.Isa);
 
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
         Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate, KernelIsa isa)
         => Run(q, qStride, k, kStride, v, vStride, t, d, scale, output, outStride, scratch, blendRow, gate, 0, isa);
 
     /// <summary>The implementation: query rows firstRow..t-1 on an explicit path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
         Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate, int firstRow, KernelIsa isa)
@@ -150,7 +152,7 @@ public static class CausalAttention
     // swap 128-bit halves: 24 shuffles per 64 floats instead of 64 scalar strided stores); the rest (j past the last
     // whole 8 rows, e past the last whole 8 columns) is scalar. Both multiply each element once by scale, so the result
     // is the same.
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TransposeScaled(ref float k, int kStride, ref float kt, int tp, int t, int d, float scale)
     {
         int j0 = 0;
@@ -233,6 +235,7 @@ public static class CausalAttention
     /// the scores against keys 0..n-1 with the running max, exp and the row sums down the keys, then P·V in groups of
     /// R rows fused with the 1/(sum + 1e-8) scaling, the blend and the store.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Attend<TOps, TV>(ref float q, int qStride, ref float k, int kStride, ref float v, int vStride,
         int t, int d, float scale, ref float output, int outStride, ref float scratch, ref float blendRow, ref float gate,
         bool blend, int firstRow)
@@ -341,6 +344,7 @@ public static class CausalAttention
     /// even and odd keys in two chains), with the same fused store. Work: a t × d transpose and t·d/W vector FMAs for
     /// the scores, 2·t·d/W for P·V, where the block path computes W rows' scores and R rows' P·V.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AttendLastRow<TOps, TV>(ref float q, int qStride, ref float k, int kStride, ref float v, int vStride,
         int t, int d, float scale, ref float output, int outStride, ref float scratch, ref float blendRow, ref float gate, bool blend)
         where TOps : struct, ISimd<TV>
@@ -443,7 +447,7 @@ public static class CausalAttention
     /// Sᵀ of the block's query lanes (qc = Qᵀ at lane i0) against keys 0..n-1 into pt (key j at j·W), lanes of key
     /// j past their row set to −∞; returns the lane-wise max, i.e. the row maxima.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static TV Scores<TOps, TV>(ref float qc, int tp, int i0, ref float k, int kStride, int d, int n, ref float pt)
         where TOps : struct, ISimd<TV>
         where TV : struct
@@ -595,6 +599,7 @@ public static class CausalAttention
     /// Output columns c..c+2W-1 of the eight rows whose Pᵀ lanes start at p (keys 0..nk-1, key j's lanes at p + j·W):
     /// per key two V vectors (va, vb at strides sa, sb) and eight p broadcasts feed sixteen FMAs, sixteen chains.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PairPV8<TOps, TV>(ref float p, int nk, ref float va, int sa, ref float vb, int sb,
         ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
         where TOps : struct, ISimd<TV>
@@ -640,6 +645,7 @@ public static class CausalAttention
     /// One vector of output columns c..c+W-1 of eight rows: per key pair one V vector each and eight p broadcasts
     /// each feed eight FMAs into separate accumulators for even and odd keys, sixteen chains.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SinglePV8<TOps, TV>(ref float p, int nk, ref float va, int sa,
         ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
         where TOps : struct, ISimd<TV>
@@ -690,6 +696,7 @@ public static class CausalAttention
     /// Output columns c..c+2W-1 of four rows: per key two V vectors and four p broadcasts feed eight FMAs, eight chains
     /// (the narrower paths have 16 registers).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PairPV4<TOps, TV>(ref float p, int nk, ref float va, int sa, ref float vb, int sb,
         ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
         where TOps : struct, ISimd<TV>
@@ -719,6 +726,7 @@ public static class CausalAttention
     }
 
     /// <summary>One vector of output columns c..c+W-1 of four rows: two chains over keys (even, odd) per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SinglePV4<TOps, TV>(ref float p, int nk, ref float va, int sa,
         ref float orow, int c, ref float inv, int live, int skip, in Sink sink)
         where TOps : struct, ISimd<TV>

@@ -122,6 +122,7 @@ public static class Gemm
 
     /// <summary>Column-range call on path <paramref name="isa"/> with a forced blocking (tests: results must not depend on it).</summary>
     [SkipLocalsInit]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void Run(ReadOnlySpan<float> a, int m, int lda, PackedMatrix w, ReadOnlySpan<float> bias,
         Span<float> c, int ldc, GemmEpilogue epilogue, int columnStart, int columnCount, KernelIsa isa, GemmBlocking blocking)
     {
@@ -214,6 +215,7 @@ public static class Gemm
     }
 
     /// <summary>The blocked loop nest, specialised per micro-kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Drive<TKernel>(in DriverArgs p)
         where TKernel : struct, IGemmMicroKernel
     {
@@ -316,6 +318,7 @@ public static class Gemm
     /// (nothing is reused, so K blocks would only add partial-sum traffic); a last partial panel goes through the
     /// scratch tile as in <see cref="Drive{TKernel}"/>. Same FMA chain per element, so the same bits.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void DriveRow<TKernel>(in DriverArgs p)
         where TKernel : struct, IGemmMicroKernel
     {
@@ -385,6 +388,7 @@ public static class Gemm
             GeluRows<V128, Vector128<float>>(tile, stride, rows, width);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void GeluRows<TSimd, TVec>(float* tile, nint stride, int rows, int width)
         where TSimd : struct, ISimd<TVec>
         where TVec : struct
@@ -410,6 +414,7 @@ public static class Gemm
             SiluGateRows<V128, Vector128<float>>(gate, gateStride, up, upStride, rows, width);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void SiluGateRows<TSimd, TVec>(float* gate, nint gateStride, float* up, nint upStride, int rows, int width)
         where TSimd : struct, ISimd<TVec>
         where TVec : struct
@@ -425,6 +430,7 @@ public static class Gemm
     }
 
     /// <summary>Copies the live columns of a scratch tile (acc + b, or its GELU) to C, adding to C for the residual epilogue.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void StoreEdgeTile(float* tile, int tileStride, int rows, int liveColumns, float* c, nint ldc,
         bool accumulate)
     {

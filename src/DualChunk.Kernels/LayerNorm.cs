@@ -27,6 +27,7 @@ public static class LayerNorm
         => Run(x, rows, width, gamma, beta, y, KernelSelection.Isa);
 
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Run(ReadOnlySpan<float> x, int rows, int width, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, KernelIsa isa)
     {
         KernelSelection.CheckIsa(isa);
@@ -59,6 +60,7 @@ public static class LayerNorm
         return (float)(var >= Epsilon ? 1.0 / Math.Sqrt(var + Epsilon) : 1.0 / Math.Sqrt(Epsilon)); // NaN → clip branch
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowScalar(ref float x, ref float g, ref float b, ref float y, int n)
     {
         double x0 = x, sd = 0, sd2 = 0;
@@ -69,6 +71,7 @@ public static class LayerNorm
     }
 
     // One text for every width: TSimd is V512, V256 or V128 (see ISimdWide), TVecD its double companion.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowVector<TSimd, TVec, TVecD>(ref float x, ref float g, ref float b, ref float y, int n)
         where TSimd : struct, ISimdWide<TVec, TVecD>
         where TVec : struct

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -9,6 +10,7 @@ public static class NonFinite
     /// <summary>Index of the first NaN or infinity in <paramref name="x"/>, or -1 when all values are finite.</summary>
     public static int IndexOf(ReadOnlySpan<float> x) => IndexOf(x, KernelSelection.Isa);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static int IndexOf(ReadOnlySpan<float> x, KernelIsa isa)
     {
         // v - v is 0 for finite v and NaN for NaN/±∞; NaN != NaN, so Equals(v - v, 0) is all-ones

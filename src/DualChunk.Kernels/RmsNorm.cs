@@ -26,6 +26,7 @@ public static class RmsNorm
         => Run(x, rows, width, gamma, y, KernelSelection.Isa);
 
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Run(ReadOnlySpan<float> x, int rows, int width, ReadOnlySpan<float> gamma, Span<float> y, KernelIsa isa)
     {
         KernelSelection.CheckIsa(isa);
@@ -52,6 +53,7 @@ public static class RmsNorm
     /// <summary>1 / sqrt(mean(x²) + eps) from the double sum of squares.</summary>
     private static float InvRms(double sumSquares, int n) => (float)(1.0 / Math.Sqrt(sumSquares / n + Epsilon));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowScalar(ref float x, ref float g, ref float y, int n)
     {
         double ss = 0;
@@ -62,6 +64,7 @@ public static class RmsNorm
     }
 
     // One text for every width: TSimd is V512, V256 or V128 (see ISimdWide), TVecD its double companion.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowVector<TSimd, TVec, TVecD>(ref float x, ref float g, ref float y, int n)
         where TSimd : struct, ISimdWide<TVec, TVecD>
         where TVec : struct

@@ -23,6 +23,7 @@ public static class RowMean
         => Run(x, rows, ldx, width, group, means, ldm, KernelSelection.Isa);
 
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Run(ReadOnlySpan<float> x, int rows, int ldx, int width, int group, Span<float> means, int ldm, KernelIsa isa)
     {
         KernelSelection.CheckIsa(isa);
@@ -60,6 +61,7 @@ public static class RowMean
     }
 
     // One text for every width: TSimd is V512, V256 or V128 (see ISimdWide), TVecD its double companion.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GroupVector<TSimd, TVec, TVecD>(ref float x, int ldx, int width, int group, ref float m)
         where TSimd : struct, ISimdWide<TVec, TVecD>
         where TVec : struct
