@@ -27,10 +27,8 @@ internal static class TensorData
         }
         if (BitConverter.IsLittleEndian) MemoryMarshal.Cast<byte, float>(bytes[..(into.Length * 4)]).CopyTo(into);
         else for (int i = 0; i < into.Length; i++) into[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes[(i * 4)..]);
-        for (int i = 0; i < into.Length; i++)
-        {
-            if (!float.IsFinite(into[i])) _ = Finite(into[i], i, seqLen, e);
-        }
+        int bad = DualChunk.Kernels.NonFinite.IndexOf(into); // vectorised: this runs over every request's input
+        if (bad >= 0) _ = Finite(into[bad], bad, seqLen, e);
     }
 
     /// <summary>The value as a float32, or an error naming where the non-finite value is.</summary>
