@@ -8,22 +8,25 @@
 #   latency with and without a flood of bad ones, one sequence appended to 256 times (the 256th append's cost vs
 #   the 1st), 1,000 sequences left idle (RSS before / after the idle timeout).
 #
-#   bench/service-load.sh [-s SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES] [-w]
+#   bench/service-load.sh [-s SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES] [-W WARM_SECONDS] [-w]
 #
+# -W: before round 1 every mode runs once, untimed, for WARM_SECONDS (default 8): the server's JIT is still compiling
+# (tier 1, PGO) for thousands of requests after it is ready, and that CPU would otherwise be charged to round 1.
 # -w writes the results into docs/service-benchmarks.md (between its service-load markers): only on an idle machine.
 # Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -n 50 -i 100) check that it works.
 # Efficiency = a mode's good requests per second / the engine's calls per second in the same round (same cores).
 set -euo pipefail
-seconds=20 clients=8 rounds=2 bad_count=1000 idle_sequences=1000 write_docs=0
-while getopts "s:c:r:n:i:w" opt; do
+seconds=20 clients=8 rounds=2 bad_count=1000 idle_sequences=1000 write_docs=0 warm_seconds=8
+while getopts "s:c:r:n:i:W:w" opt; do
   case $opt in
     s) seconds=$OPTARG ;;
     c) clients=$OPTARG ;;
     r) rounds=$OPTARG ;;
     n) bad_count=$OPTARG ;;
     i) idle_sequences=$OPTARG ;;
+    W) warm_seconds=$OPTARG ;;
     w) write_docs=1 ;;
-    *) sed -n 2,16p "$0" >&2; exit 2 ;;
+    *) sed -n 2,19p "$0" >&2; exit 2 ;;
   esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +65,12 @@ results=$out/results.jsonl
 load0=$(cut -d' ' -f1 /proc/loadavg)
 
 modes="grpc binary json seq-grpc seq-rest"
+if [[ $warm_seconds != 0 ]]; then
+  for m in $modes; do
+    echo "warm-up: $m" >&2
+    $lt run --mode $m $common --clients "$clients" --seconds "$warm_seconds" --warmup-seconds 0 >/dev/null || true
+  done
+fi
 for r in $(seq 1 "$rounds"); do
   echo "round $r: engine" >&2
   $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $calls --seconds "$seconds" \
@@ -102,8 +111,8 @@ L.append("")
 L.append(f"Engine alone (`dualchunk bench --callers {calls} --threads 1`): " + ", ".join(f"{e['calls_per_second']:.1f} calls/s" for e in engine.values())
          + f" (median {med(e['calls_per_second'] for e in engine.values()):.1f}; call p50 {med(e['median_ms'] for e in engine.values()):.2f} ms).")
 L.append("")
-L.append("| mode | requests/s | efficiency | p50 ms | p90 ms | p99 ms | max ms | p99/p50 | errors (statuses) | server RSS MB (peak) |")
-L.append("|---|---|---|---|---|---|---|---|---|---|")
+L.append("| mode | requests/s | efficiency | p50 ms | p90 ms | p99 ms | max ms | p99/p50 | errors (statuses) | server RSS MB (peak) | CPU ms/request: server, load generator |")
+L.append("|---|---|---|---|---|---|---|---|---|---|---|")
 checks = []
 for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest']:
     rs = [r for r in runs if r['mode'] == m]
@@ -114,7 +123,7 @@ for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest']:
     statuses = {}
     for r in rs:
         for k, v in r['statuses'].items(): statuses[k] = statuses.get(k, 0) + v
-    L.append(f"| {names[m]} | {med(r['throughput'] for r in rs):.1f} | {eff:.1%} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {mx:.2f} | {p99 / p50:.2f} | {errors} ({', '.join(f'{k} x{v}' for k, v in statuses.items())}) | {max(r['rss_after_mb'] for r in rs):.0f} ({max(r['rss_peak_mb'] for r in rs):.0f}) |")
+    L.append(f"| {names[m]} | {med(r['throughput'] for r in rs):.1f} | {eff:.1%} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {mx:.2f} | {p99 / p50:.2f} | {errors} ({', '.join(f'{k} x{v}' for k, v in statuses.items())}) | {max(r['rss_after_mb'] for r in rs):.0f} ({max(r['rss_peak_mb'] for r in rs):.0f}) | {med(r.get('server_cpu_ms_per_request', float('nan')) for r in rs):.2f}, {med(r.get('client_cpu_ms_per_request', float('nan')) for r in rs):.2f} |")
     checks.append((f"{names[m]}: 0 errors", errors == 0))
     if m == 'grpc':
         checks.append(("gRPC p99 <= 3 x p50", p99 <= 3 * p50))

@@ -102,3 +102,18 @@ internal static class ServerMemory
 
     private static long Kb(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
 }
+
+/// <summary>The server's CPU time so far (utime + stime of /proc/PID/stat), in ms; NaN without a PID.</summary>
+internal static class ServerCpu
+{
+    public static double Read(int? pid)
+    {
+        if (pid is null) return double.NaN;
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        // Fields after the command (which may hold spaces) in parentheses: state is field 3, utime 14, stime 15.
+        var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture)) * 1000.0 / TicksPerSecond;
+    }
+
+    private const double TicksPerSecond = 100; // USER_HZ on Linux
+}

@@ -65,9 +65,11 @@ switch (args[0])
         int clients = IntOpt("--clients", 8);
         double seconds = DoubleOpt("--seconds", 20), warmup = DoubleOpt("--warmup-seconds", 3);
         var send = target.Good(mode, IntOpt("--appends-per-sequence", 4));
-        if (warmup > 0) await Load.Run(send, clients, warmup, 0); // the JIT's tier 1, pools filled, connections open
+        int warmupRequests = warmup > 0 ? (await Load.Run(send, clients, warmup, 0)).Samples.Count : 0; // the JIT's tier 1, pools filled, connections open
         var before = Memory();
+        var cpu0 = (Server: ServerCpu.Read(serverPid), Client: Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds, Allocated: GC.GetTotalAllocatedBytes(true));
         var (samples, wall) = await Load.Run(send, clients, seconds, 0);
+        var cpu1 = (Server: ServerCpu.Read(serverPid), Client: Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds, Allocated: GC.GetTotalAllocatedBytes(true));
         var after = Memory();
         var ok = samples.Where(s => s.Status is "200" or "OK").Select(s => s.Ms).Order().ToArray();
         var statuses = samples.GroupBy(s => s.Status).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count());
@@ -77,10 +79,15 @@ switch (args[0])
         Console.WriteLine("  statuses: " + string.Join(", ", statuses.Select(kv => $"{kv.Key} x{kv.Value}")));
         Console.WriteLine(string.Create(inv, $"  latency ms: p50 {Stats.P(ok, .5):0.00} p90 {Stats.P(ok, .9):0.00} p99 {Stats.P(ok, .99):0.00} max {Stats.Max(ok):0.00}"));
         Console.WriteLine(string.Create(inv, $"  server RSS {before.Rss:0.0} -> {after.Rss:0.0} MB (peak {after.Hwm:0.0} MB)"));
+        // CPU time per request (utime + stime), robust against the cores being shared, unlike wall time.
+        double serverCpu = (cpu1.Server - cpu0.Server) / Math.Max(1, samples.Count), clientCpu = (cpu1.Client - cpu0.Client) / Math.Max(1, samples.Count);
+        long clientBytes = (cpu1.Allocated - cpu0.Allocated) / Math.Max(1, samples.Count);
+        Console.WriteLine(string.Create(inv, $"  CPU per request: server {serverCpu:0.000} ms, load generator {clientCpu:0.000} ms (it allocates {clientBytes} B per request)"));
         report["mode"] = mode;
         report["clients"] = clients;
         report["seconds"] = Math.Round(wall, 3);
         report["requests"] = samples.Count;
+        report["warmup_requests"] = warmupRequests;
         report["throughput"] = Math.Round(throughput, 3);
         report["errors"] = errors;
         report["statuses"] = statuses;
@@ -88,6 +95,9 @@ switch (args[0])
         report["rss_before_mb"] = before.Rss;
         report["rss_after_mb"] = after.Rss;
         report["rss_peak_mb"] = after.Hwm;
+        report["server_cpu_ms_per_request"] = Math.Round(serverCpu, 4);
+        report["client_cpu_ms_per_request"] = Math.Round(clientCpu, 4);
+        report["client_bytes_per_request"] = clientBytes;
         exit = errors == 0 ? 0 : 1;
         break;
     }
