@@ -117,3 +117,11 @@ internal static class ServerCpu
 
     private const double TicksPerSecond = 100; // USER_HZ on Linux
 }
+
+/// <summary>CPU seconds used so far: the server's (<see cref="ServerCpu"/>) and this process's own.</summary>
+internal static class Cpu
+{
+    public static double Server(int? pid) => ServerCpu.Read(pid) / 1000;
+
+    public static double Own() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+}

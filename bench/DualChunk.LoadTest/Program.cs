@@ -13,8 +13,10 @@ using Grpc.Core;
 //   run --mode v1|json|binary|grpc|seq-rest|seq-grpc [--clients 8] [--seconds 20] [--warmup-seconds 3]
 //       [--appends-per-sequence 4]          N clients in closed loop; throughput, p50/p90/p99/max, statuses, RSS
 //   bad [--count 1000] [--parallel 4]      every bad kind (REST JSON, binary, gRPC, /v1) count times; RSS growth
-//   interfere [--seconds 5] [--rounds 2] [--flood-clients 4] [--good grpc|binary]
-//                                           one good client's latency alone and during a flood of bad requests (A B A B)
+//   interfere [--seconds 5] [--rounds 2] [--flood-clients 4] [--flood-rate 0] [--good grpc|binary]
+//                                           one good client's latency alone and during a flood of bad requests (A B A B),
+//                                           as fast as the clients go or --flood-rate R bad requests/s in all; the CPU
+//                                           the server and this process (the flood's clients) used in each phase
 //   seq-growth [--appends 256] [--repeats 3] one sequence appended to chunk after chunk: the k-th append's cost
 //   idle [--sequences 1000] --idle-seconds S  open sequences, leave them idle: RSS before, open, after the timeout
 // Common: --url http://127.0.0.1:P (REST) [--grpc-url http://127.0.0.1:P2] [--model-name dualchunk] --embed E
@@ -109,10 +111,13 @@ switch (args[0])
         foreach (var (_, send) in kinds) await Load.Count(send, 1, 1);
         var before = Memory();
         var statuses = new Dictionary<string, int>(StringComparer.Ordinal);
+        var cpuPer1000 = new Dictionary<string, double>(StringComparer.Ordinal);
         var sw = Stopwatch.StartNew();
         foreach (var (kind, send) in kinds)
         {
+            double cpu0 = Cpu.Server(serverPid);
             var results = await Load.Count(send, parallel, count);
+            cpuPer1000[kind] = Math.Round((Cpu.Server(serverPid) - cpu0) * 1000 / count * 1000, 1); // server CPU ms per 1,000
             foreach (var (status, n) in results)
             {
                 string key = $"{kind} -> {status}";
@@ -125,6 +130,12 @@ switch (args[0])
         foreach (var (k, v) in statuses) Console.WriteLine($"  {k} x{v}");
         Console.WriteLine(string.Create(inv, $"server RSS before {before.Rss:0.0} MB, after {after.Rss:0.0} MB, growth {after.Rss - before.Rss:0.0} MB (peak {after.Hwm:0.0} MB)"));
         if (wrong.Count > 0) Console.WriteLine("NOT a client error: " + string.Join("; ", wrong.Select(kv => $"{kv.Key} x{kv.Value}")));
+        if (serverPid is not null)
+        {
+            Console.WriteLine("server CPU ms per 1,000 refusals of each kind (/proc, 10 ms ticks), costliest first:");
+            foreach (var (k, v) in cpuPer1000.OrderByDescending(kv => kv.Value)) Console.WriteLine(string.Create(inv, $"  {k}: {v:0}"));
+            report["server_cpu_ms_per_1000"] = cpuPer1000;
+        }
         report["kinds"] = kinds.Length;
         report["count_each"] = count;
         report["not_client_errors"] = wrong.Sum(kv => kv.Value);
@@ -136,7 +147,7 @@ switch (args[0])
     }
     case "interfere":
     {
-        double seconds = DoubleOpt("--seconds", 5);
+        double seconds = DoubleOpt("--seconds", 5), rate = DoubleOpt("--flood-rate", 0);
         int rounds = IntOpt("--rounds", 2), flood = IntOpt("--flood-clients", 4);
         var good = target.Good(Opt("--good", target.Grpc is not null ? "grpc" : "binary"), 4);
         var bad = BadRequests.All(target, long.Parse(Opt("--max-body-bytes", "1048576"), inv), IntOpt("--max-seq-len", 16384), target.Grpc is not null)
@@ -147,15 +158,39 @@ switch (args[0])
         var flooded = new List<double[]>();
         long badSent = 0;
         int goodErrors = 0;
+        // CPU seconds per phase: the server's, and this process's (the good client alone; the good client and the
+        // flood's clients): what the flood costs the machine beside the server's refusals.
+        double serverAlone = 0, serverFlooded = 0, ownAlone = 0, ownFlooded = 0, wallAlone = 0, wallFlooded = 0;
+        long goodAlone = 0, goodFlooded = 0;
         for (int r = 0; r < rounds; r++)
         {
-            var (a, _) = await Load.Run(good, 1, seconds, 0);
+            double s0 = Cpu.Server(serverPid), o0 = Cpu.Own();
+            var (a, wa) = await Load.Run(good, 1, seconds, 0);
+            double s1 = Cpu.Server(serverPid), o1 = Cpu.Own();
             using var stop = new CancellationTokenSource();
+            long floodStart = Stopwatch.GetTimestamp(), floodSent = 0;
             var floodTasks = Enumerable.Range(0, flood).Select(c => Task.Run(async () =>
             {
                 var rng = new Random(c);
                 while (!stop.IsCancellationRequested)
                 {
+                    if (rate > 0)
+                    {
+                        // Open loop at `rate` in all: the n-th request is due at n / rate seconds from the start.
+                        long n = Interlocked.Increment(ref floodSent);
+                        double due = n / rate - Stopwatch.GetElapsedTime(floodStart).TotalSeconds;
+                        if (due > 0)
+                        {
+                            try
+                            {
+                                await Task.Delay(TimeSpan.FromSeconds(due), stop.Token);
+                            }
+                            catch (OperationCanceledException)
+                            {
+                                break;
+                            }
+                        }
+                    }
                     try
                     {
                         await bad[rng.Next(bad.Length)](c, stop.Token);
@@ -166,25 +201,46 @@ switch (args[0])
                     }
                 }
             })).ToArray();
-            var (f, _) = await Load.Run(good, 1, seconds, 0);
+            double s2 = Cpu.Server(serverPid), o2 = Cpu.Own();
+            var (f, wf) = await Load.Run(good, 1, seconds, 0);
+            double s3 = Cpu.Server(serverPid), o3 = Cpu.Own();
             stop.Cancel();
             await Task.WhenAll(floodTasks);
+            serverAlone += s1 - s0; ownAlone += o1 - o0; wallAlone += wa; goodAlone += a.Count;
+            serverFlooded += s3 - s2; ownFlooded += o3 - o2; wallFlooded += wf; goodFlooded += f.Count;
             goodErrors += a.Concat(f).Count(s => s.Status is not ("200" or "OK"));
             alone.Add(a.Where(s => s.Status is "200" or "OK").Select(s => s.Ms).Order().ToArray());
             flooded.Add(f.Where(s => s.Status is "200" or "OK").Select(s => s.Ms).Order().ToArray());
         }
         double aP50 = Stats.Median(alone.Select(x => Stats.P(x, .5))), fP50 = Stats.Median(flooded.Select(x => Stats.P(x, .5)));
         double aP99 = Stats.Median(alone.Select(x => Stats.P(x, .99))), fP99 = Stats.Median(flooded.Select(x => Stats.P(x, .99)));
-        Console.WriteLine(string.Create(inv, $"one good client, {rounds} rounds of {seconds} s alone then {seconds} s with {flood} clients sending bad requests ({badSent} sent)"));
+        double badRate = badSent / wallFlooded;
+        // Cores busy (CPU seconds per second) in each phase. The refusals' CPU is the flooded phase's less what its good
+        // requests cost at the alone phase's CPU per good request (the good client slows down, so it sends fewer).
+        double serverCoresAlone = serverAlone / wallAlone, serverCoresFlooded = serverFlooded / wallFlooded;
+        double clientCoresAlone = ownAlone / wallAlone, clientCoresFlooded = ownFlooded / wallFlooded;
+        double serverMsPer1000 = (serverFlooded - serverAlone / goodAlone * goodFlooded) / badSent * 1e6;
+        double floodClientMsPer1000 = (ownFlooded - ownAlone / goodAlone * goodFlooded) / badSent * 1e6;
+        Console.WriteLine(string.Create(inv, $"one good client, {rounds} rounds of {seconds} s alone then {seconds} s with {flood} clients sending bad requests ({(rate > 0 ? $"at most {rate:0}/s" : "as fast as they can")}: {badSent} sent, {badRate:0}/s)"));
         Console.WriteLine(string.Create(inv, $"  alone:   p50 {aP50:0.00} ms, p99 {aP99:0.00} ms (medians of the rounds)"));
         Console.WriteLine(string.Create(inv, $"  flooded: p50 {fP50:0.00} ms, p99 {fP99:0.00} ms; p50 ratio {fP50 / aP50:0.00}, good errors {goodErrors}"));
+        Console.WriteLine(string.Create(inv, $"  cores busy: server {serverCoresAlone:0.00} alone, {serverCoresFlooded:0.00} flooded; load generator {clientCoresAlone:0.00} alone, {clientCoresFlooded:0.00} flooded"));
+        Console.WriteLine(string.Create(inv, $"  CPU per 1,000 bad requests: server {serverMsPer1000:0} ms (its refusals), flood clients {floodClientMsPer1000:0} ms"));
+        report["flood_rate_limit"] = rate;
         report["alone_p50_ms"] = Math.Round(aP50, 3);
         report["alone_p99_ms"] = Math.Round(aP99, 3);
         report["flooded_p50_ms"] = Math.Round(fP50, 3);
         report["flooded_p99_ms"] = Math.Round(fP99, 3);
         report["p50_ratio"] = Math.Round(fP50 / aP50, 3);
         report["bad_sent"] = badSent;
+        report["bad_per_second"] = Math.Round(badRate, 1);
         report["good_errors"] = goodErrors;
+        report["server_cores_alone"] = Math.Round(serverCoresAlone, 3);
+        report["server_cores_flooded"] = Math.Round(serverCoresFlooded, 3);
+        report["client_cores_alone"] = Math.Round(clientCoresAlone, 3);
+        report["client_cores_flooded"] = Math.Round(clientCoresFlooded, 3);
+        report["server_cpu_ms_per_1000_bad"] = Math.Round(serverMsPer1000, 1);
+        report["client_cpu_ms_per_1000_bad"] = Math.Round(floodClientMsPer1000, 1);
         exit = goodErrors == 0 ? 0 : 1;
         break;
     }

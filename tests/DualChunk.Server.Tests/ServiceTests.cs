@@ -286,6 +286,8 @@ public sealed class ServiceTests
     [Test]
     public async Task OverloadGets503WithRetryAfterAtOnceAndQueuedCallsComplete()
     {
+        // MaxConcurrentCalls + MaxQueuedCalls requests are admitted (being read, decoded, waiting or running); the
+        // next one is refused at once.
         using var factory = Service(TinyModel, ("Service:MaxConcurrentCalls", "1"), ("Service:MaxQueuedCalls", "1"));
         using var client = await Ready(factory);
         var limits = factory.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DualChunk.Server.ServiceOptions>>().Value;
@@ -293,21 +295,46 @@ public sealed class ServiceTests
         byte[] input = File.ReadAllBytes(TinyInput);
         var leases = new LeaseWatcher(factory.Services.GetRequiredService<DualChunk.Server.Pipeline.RequestGate>());
         var release = new TaskCompletionSource();
-        var started = new TaskCompletionSource();
-        var running = client.PostAsync("/v1/predict", new HeldContent(input, started, release.Task) { Headers = { ContentType = new("application/x-npy") } });
-        await started.Task.WaitAsync(Bound); // call 1 sent its headers and waits to send the rest of its body
-        await leases.WaitFor(active: 1, queued: 0).WaitAsync(Bound); // and holds the only slot
-        var queued = client.PostAsync("/v1/predict", NpyBody(input));
-        await leases.WaitFor(active: 1, queued: 1).WaitAsync(Bound); // call 2 waits in the queue
-        // Call 3 finds the slot and the queue full: 503 at once, while calls 1 and 2 are still pending.
+        var started1 = new TaskCompletionSource();
+        var started2 = new TaskCompletionSource();
+        var first = client.PostAsync("/v1/predict", new HeldContent(input, started1, release.Task) { Headers = { ContentType = new("application/x-npy") } });
+        await started1.Task.WaitAsync(Bound); // call 1 sent its headers and waits to send the rest of its body
+        await leases.WaitFor(active: 0, queued: 1).WaitAsync(Bound); // admitted, no model slot while its body is read
+        var second = client.PostAsync("/v1/predict", new HeldContent(input, started2, release.Task) { Headers = { ContentType = new("application/x-npy") } });
+        await started2.Task.WaitAsync(Bound);
+        await leases.WaitFor(active: 0, queued: 2).WaitAsync(Bound);
+        // Call 3 finds every admission taken: 503 at once, while calls 1 and 2 are still pending.
         using var rejected = await client.PostAsync("/v1/predict", NpyBody(input)).WaitAsync(Bound);
-        Assert.That(running.IsCompleted || queued.IsCompleted, Is.False, "calls 1 and 2 are still pending");
+        Assert.That(first.IsCompleted || second.IsCompleted, Is.False, "calls 1 and 2 are still pending");
         await AssertProblem(rejected, HttpStatusCode.ServiceUnavailable, "retry after");
         Assert.That(rejected.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(1)));
         release.SetResult();
-        using var r1 = await running.WaitAsync(Bound);
-        using var r2 = await queued.WaitAsync(Bound);
+        using var r1 = await first.WaitAsync(Bound);
+        using var r2 = await second.WaitAsync(Bound);
         Assert.That((r1.StatusCode, r2.StatusCode), Is.EqualTo((HttpStatusCode.OK, HttpStatusCode.OK)));
+        await leases.WaitFor(active: 0, queued: 0).WaitAsync(Bound);
+    }
+
+    [Test]
+    public async Task ARequestBeingReadDoesNotHoldTheModelSlot()
+    {
+        // One model slot; a request whose body is still arriving (or that will be refused once read) must not make
+        // a ready request wait for it.
+        using var factory = Service(TinyModel, ("Service:MaxConcurrentCalls", "1"), ("Service:MaxQueuedCalls", "2"));
+        using var client = await Ready(factory);
+        byte[] input = File.ReadAllBytes(TinyInput);
+        var leases = new LeaseWatcher(factory.Services.GetRequiredService<DualChunk.Server.Pipeline.RequestGate>());
+        var release = new TaskCompletionSource();
+        var started = new TaskCompletionSource();
+        var slow = client.PostAsync("/v1/predict", new HeldContent(input, started, release.Task) { Headers = { ContentType = new("application/x-npy") } });
+        await started.Task.WaitAsync(Bound);
+        await leases.WaitFor(active: 0, queued: 1).WaitAsync(Bound);
+        using (var fast = await client.PostAsync("/v1/predict", NpyBody(input)).WaitAsync(Bound))
+            Assert.That(fast.StatusCode, Is.EqualTo(HttpStatusCode.OK), "served while the slow request's body is still arriving");
+        Assert.That(slow.IsCompleted, Is.False);
+        release.SetResult();
+        using var r = await slow.WaitAsync(Bound);
+        Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
     }
 
     /// <summary>The server's request gate: calls running and queued, polled (bounded) until they match.</summary>

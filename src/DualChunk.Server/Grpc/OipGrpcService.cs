@@ -72,7 +72,7 @@ internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelP
         var ct = context.CancellationToken;
         try
         {
-            using var slot = await pipeline.EnterAsync(ct);
+            using var admitted = pipeline.Admit();
             using var target = pipeline.Resolve(request.ModelName, request.ModelVersion);
             using var decoded = Decode(request, target.Limits);
             using var result = await pipeline.InferAsync(target, decoded, ct);

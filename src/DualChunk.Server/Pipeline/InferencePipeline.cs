@@ -37,9 +37,9 @@ internal sealed class ModelTarget(string name, DualChunkModelLease lease, InputL
 }
 
 /// <summary>
-/// The one request pipeline behind every protocol: a front-end takes a slot (<see cref="EnterAsync"/>), resolves
-/// the model by name (<see cref="Resolve"/>), decodes its body into an <see cref="InferenceRequest"/> against the
-/// model's limits, and calls <see cref="InferAsync"/>; every failure is an <see cref="InferenceException"/> whose
+/// The one request pipeline behind every protocol: a front-end is admitted (<see cref="Admit"/>), resolves the model
+/// by name (<see cref="Resolve"/>), decodes its body into an <see cref="InferenceRequest"/> against the model's
+/// limits, and calls <see cref="InferAsync"/>, which holds a model slot for the call only; every failure is an <see cref="InferenceException"/> whose
 /// kind the front-end maps to its protocol's status.
 /// </summary>
 internal sealed class InferencePipeline(DualChunkModelProvider pool, ServerModels models, IOptions<ServiceOptions> options, RequestGate gate, SequenceTable sequences)
@@ -50,8 +50,11 @@ internal sealed class InferencePipeline(DualChunkModelProvider pool, ServerModel
 
     public DualChunkModelProvider Pool { get; } = pool;
 
-    /// <summary>A slot among the concurrent calls (dispose it at the end), or <see cref="InferenceErrorKind.Overloaded"/>.</summary>
-    public ValueTask<System.Threading.RateLimiting.RateLimitLease> EnterAsync(CancellationToken cancellationToken) => gate.EnterAsync(cancellationToken);
+    /// <summary>
+    /// Admits a request before its body is read (dispose it at the end), or <see cref="InferenceErrorKind.Overloaded"/>
+    /// at once; the model slot is taken by <see cref="InferAsync"/>.
+    /// </summary>
+    public System.Threading.RateLimiting.RateLimitLease Admit() => gate.Admit();
 
     /// <summary>The registered name as configured, or <see cref="InferenceErrorKind.UnknownModel"/>.</summary>
     public string CanonicalName(string name)
@@ -96,6 +99,7 @@ internal sealed class InferencePipeline(DualChunkModelProvider pool, ServerModel
     public async ValueTask<InferenceResult> InferAsync(ModelTarget target, InferenceRequest request, CancellationToken cancellationToken)
     {
         request.Sequence.Validate();
+        using var slot = await gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         if (request.Sequence.Id is not null)
             return await sequences.AppendAsync(target, request, cancellationToken).ConfigureAwait(false);
         return Run(target, request, cancellationToken);

@@ -169,7 +169,7 @@ internal static class OipRest
                     throw new InferenceException($"{HeaderLengthHeader} must be a non-negative integer (the length of the JSON part of the body).");
                 headerLength = hl;
             }
-            using var slot = await pipeline.EnterAsync(ct);
+            using var admitted = pipeline.Admit();
             using var target = pipeline.Resolve(name, version);
             InferenceRequest request;
             OipResponseOptions options;

@@ -16,7 +16,7 @@ internal static class PredictEndpoint
         var ct = context.RequestAborted;
         try
         {
-            using var slot = await pipeline.EnterAsync(ct);
+            using var admitted = pipeline.Admit();
             using var target = pipeline.Resolve(pipeline.Models.DefaultName, null);
             string? contentType = context.Request.ContentType;
             bool npy = contentType is not null && contentType.StartsWith(NpyBody.ContentType, StringComparison.OrdinalIgnoreCase);
