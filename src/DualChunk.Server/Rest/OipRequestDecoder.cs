@@ -29,11 +29,9 @@ internal static class OipRequestDecoder
         var json = headerLength is long l ? body[..(int)l] : body;
         var binary = headerLength is long l2 ? body[(int)l2..] : [];
 
-        var header = ReadHeader(json);
+        var header = ReadHeader(json, limits);
         var p = header.Parameters;
-        var mode = InferenceRequest.ParseMode(p.OutputMode, "the request parameter \"output_mode\"");
-        var sequence = new SequenceParameters(p.SequenceId, p.SequenceIdIsString, p.SequenceStart, p.SequenceEnd, p.SequenceLength);
-        sequence.Validate();
+        var (mode, sequence) = CheckParameters(p);
 
         if (header.InputCount == 0)
             throw new InferenceException("The request has no inputs; send \"inputs\": [{\"name\": \"input\", \"datatype\": \"FP32\", \"shape\": [B, N, E], \"data\": [...]}].");
@@ -85,6 +83,15 @@ internal static class OipRequestDecoder
         }
     }
 
+    /// <summary>The request parameters' output mode and sequence, checked.</summary>
+    private static (OutputMode Mode, SequenceParameters Sequence) CheckParameters(Parameters p)
+    {
+        var mode = InferenceRequest.ParseMode(p.OutputMode, "the request parameter \"output_mode\"");
+        var sequence = new SequenceParameters(p.SequenceId, p.SequenceIdIsString, p.SequenceStart, p.SequenceEnd, p.SequenceLength);
+        sequence.Validate();
+        return (mode, sequence);
+    }
+
     /// <summary>Checks an input tensor's name, datatype and shape ([B, N, E] or [N, E]) against the model and the limits.</summary>
     public static (int Batch, int SeqLen, bool Batched) CheckTensor(string? name, string? datatype, IReadOnlyList<long>? shape, InputLimits limits)
     {
@@ -133,7 +140,7 @@ internal static class OipRequestDecoder
         public bool BinaryOutput;
     }
 
-    private static Header ReadHeader(ReadOnlySpan<byte> json)
+    private static Header ReadHeader(ReadOnlySpan<byte> json, InputLimits limits)
     {
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
         var h = new Header();
@@ -151,7 +158,11 @@ internal static class OipRequestDecoder
                         throw new InferenceException("\"id\" must be a string of at most 256 characters.");
                     h.Id = reader.GetString();
                 }
-                else if (reader.ValueTextEquals("parameters"u8)) ReadParameters(ref reader, h.Parameters, null);
+                else if (reader.ValueTextEquals("parameters"u8))
+                {
+                    ReadParameters(ref reader, h.Parameters, null);
+                    CheckParameters(h.Parameters); // before the inputs' data is skipped over (Decode checks them first anyway)
+                }
                 else if (reader.ValueTextEquals("inputs"u8))
                 {
                     Read(ref reader);
@@ -162,7 +173,7 @@ internal static class OipRequestDecoder
                         if (reader.TokenType == JsonTokenType.EndArray) break;
                         Expect(ref reader, JsonTokenType.StartObject, "Each entry of \"inputs\" must be an object {\"name\", \"datatype\", \"shape\", \"data\"}.");
                         h.InputCount++;
-                        ReadInput(ref reader, h.InputCount == 1 ? h.Input : new InputHeader());
+                        ReadInput(ref reader, h.InputCount == 1 ? h.Input : new InputHeader(), h.InputCount == 1 ? limits : null);
                     }
                 }
                 else if (reader.ValueTextEquals("outputs"u8))
@@ -197,7 +208,9 @@ internal static class OipRequestDecoder
         }
     }
 
-    private static void ReadInput(ref Utf8JsonReader reader, InputHeader input)
+    // limits: for the first input only. When its name, datatype and shape come before its data (as clients write
+    // them) they are checked before the data is skipped over, so a wrong one is refused without tokenizing the data.
+    private static void ReadInput(ref Utf8JsonReader reader, InputHeader input, InputLimits? limits)
     {
         while (Next(ref reader))
         {
@@ -228,6 +241,8 @@ internal static class OipRequestDecoder
                 Read(ref reader);
                 if (reader.TokenType != JsonTokenType.StartArray)
                     throw new InferenceException("An input's \"data\" must be an array of numbers (flat, or nested as the shape).");
+                if (limits is not null && input.Name is not null && input.Datatype is not null && input.Shape is not null)
+                    CheckTensor(input.Name, input.Datatype, input.Shape, limits.Value);
                 input.DataStart = (int)reader.TokenStartIndex;
                 reader.Skip(); // read later, once the shape is known to fit
                 input.DataEnd = (int)reader.BytesConsumed;
