@@ -10,10 +10,11 @@ internal readonly record struct OipResponseOptions(string? Id, bool BinaryOutput
 
 /// <summary>
 /// Decodes an OIP REST inference request (JSON, or JSON + binary tensor data after
-/// <c>Inference-Header-Content-Length</c> bytes). The JSON is read twice without building a document: first
-/// everything but the tensor data (whose place is remembered), then — once the shape has been checked against the
-/// model and the limits — the data straight into a buffer of exactly that size. Every size a client claims is
-/// checked against the body before anything is allocated from it.
+/// <c>Inference-Header-Content-Length</c> bytes) without building a document. When the input's name, datatype and
+/// shape come before its data (as clients write them) they are checked first and the data is read in the same pass
+/// straight into a buffer of exactly the shape's size; otherwise the data's place is remembered and it is read in a
+/// second pass once the shape has been checked. Every size a client claims is checked against the body and the
+/// limits before anything is allocated from it.
 /// </summary>
 internal static class OipRequestDecoder
 {
@@ -30,6 +31,20 @@ internal static class OipRequestDecoder
         var binary = headerLength is long l2 ? body[(int)l2..] : [];
 
         var header = ReadHeader(json, limits);
+        var parsedFirst = header.Input.Parsed; // disposed here on any failure below, else handed to the request
+        try
+        {
+            return Decode(header, json, binary, headerLength, limits);
+        }
+        catch
+        {
+            parsedFirst?.Dispose();
+            throw;
+        }
+    }
+
+    private static (InferenceRequest Request, OipResponseOptions Response) Decode(Header header, ReadOnlySpan<byte> json, ReadOnlySpan<byte> binary, long? headerLength, InputLimits limits)
+    {
         var p = header.Parameters;
         var (mode, sequence) = CheckParameters(p);
 
@@ -70,6 +85,8 @@ internal static class OipRequestDecoder
             throw new InferenceException(Inv($"The body has {binary.Length} bytes after the {headerLength}-byte JSON header, but no input has the parameter \"binary_data_size\"."));
         if (input.DataStart < 0)
             throw new InferenceException("Input \"input\" has no \"data\" (nor the parameter \"binary_data_size\" with the data after the JSON).");
+        if (input.Parsed is { } first)
+            return (new InferenceRequest(first, mode, sequence), new OipResponseOptions(header.Id, header.BinaryOutput || p.BinaryDataOutput));
         var data = ParsedInput.Allocate(batch, seqLen, limits.EmbedDim, batched);
         try
         {
@@ -122,6 +139,7 @@ internal static class OipRequestDecoder
         public List<long>? Shape;
         public long? BinaryDataSize;
         public int DataStart = -1, DataEnd = -1;
+        public ParsedInput? Parsed; // the data, read in the first pass (name, datatype and shape came before it)
     }
 
     private sealed class Parameters
@@ -204,7 +222,13 @@ internal static class OipRequestDecoder
         }
         catch (JsonException ex)
         {
+            h.Input.Parsed?.Dispose();
             throw new InferenceException(Inv($"Malformed JSON at byte {reader.BytesConsumed}: {ex.Message}"));
+        }
+        catch
+        {
+            h.Input.Parsed?.Dispose();
+            throw;
         }
     }
 
@@ -241,10 +265,20 @@ internal static class OipRequestDecoder
                 Read(ref reader);
                 if (reader.TokenType != JsonTokenType.StartArray)
                     throw new InferenceException("An input's \"data\" must be an array of numbers (flat, or nested as the shape).");
-                if (limits is not null && input.Name is not null && input.Datatype is not null && input.Shape is not null)
-                    CheckTensor(input.Name, input.Datatype, input.Shape, limits.Value);
+                input.Parsed?.Dispose(); // a second "data": the last one counts, as before
+                input.Parsed = null;
                 input.DataStart = (int)reader.TokenStartIndex;
-                reader.Skip(); // read later, once the shape is known to fit
+                if (limits is InputLimits l && input.Name is not null && input.Datatype is not null && input.Shape is not null)
+                {
+                    // One pass: the shape fits, so the data goes straight into a buffer of exactly its size.
+                    var (batch, seqLen, batched) = CheckTensor(input.Name, input.Datatype, input.Shape, l);
+                    input.Parsed = ParsedInput.Allocate(batch, seqLen, l.EmbedDim, batched);
+                    ReadArray(ref reader, input.Datatype, input.Parsed.Writable, input.Shape, seqLen, l.EmbedDim);
+                }
+                else
+                {
+                    reader.Skip(); // read later, once the shape is known to fit
+                }
                 input.DataEnd = (int)reader.BytesConsumed;
             }
             else
@@ -345,43 +379,55 @@ internal static class OipRequestDecoder
     private static void ReadData(ReadOnlySpan<byte> json, string datatype, Span<float> into, List<long> shape, int seqLen, int e)
     {
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 16 });
-        int count = 0;
-        bool fp64 = datatype == TensorData.Fp64;
         try
         {
-            while (reader.Read())
-            {
-                switch (reader.TokenType)
-                {
-                    case JsonTokenType.StartArray:
-                    case JsonTokenType.EndArray:
-                        continue;
-                    case JsonTokenType.Number:
-                        if (count == into.Length)
-                            throw new InferenceException(Inv($"Input \"input\" has more than {into.Length} values in \"data\"; its shape [{string.Join(", ", shape)}] holds {into.Length}."));
-                        if (fp64)
-                        {
-                            if (!reader.TryGetDouble(out double d)) throw new InferenceException(Inv($"data[{count}] is not a number."));
-                            into[count] = TensorData.Finite(d, count, seqLen, e);
-                        }
-                        else
-                        {
-                            if (!reader.TryGetSingle(out float f) || !float.IsFinite(f))
-                                throw new InferenceException(Inv($"data[{count}] is not a finite float32 (NaN/∞ or out of range); the input must be finite."));
-                            into[count] = f;
-                        }
-                        count++;
-                        continue;
-                    case JsonTokenType.String:
-                        throw new InferenceException(Inv($"data[{count}] is a string; the input must be JSON numbers (NaN and Infinity are not allowed)."));
-                    default:
-                        throw new InferenceException(Inv($"data[{count}] is {reader.TokenType}; \"data\" holds numbers (flat, or nested arrays of numbers)."));
-                }
-            }
+            Read(ref reader);
+            ReadArray(ref reader, datatype, into, shape, seqLen, e);
         }
         catch (JsonException ex)
         {
             throw new InferenceException(Inv($"Malformed \"data\": {ex.Message}"));
+        }
+    }
+
+    /// <summary>The numbers of the array at the reader (on its StartArray; flat or nested) into <paramref name="into"/>, exactly as many.</summary>
+    private static void ReadArray(ref Utf8JsonReader reader, string datatype, Span<float> into, List<long> shape, int seqLen, int e)
+    {
+        int depth = reader.CurrentDepth;
+        int count = 0;
+        bool fp64 = datatype == TensorData.Fp64;
+        while (true)
+        {
+            Read(ref reader);
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.StartArray:
+                    continue;
+                case JsonTokenType.EndArray:
+                    if (reader.CurrentDepth == depth) break;
+                    continue;
+                case JsonTokenType.Number:
+                    if (count == into.Length)
+                        throw new InferenceException(Inv($"Input \"input\" has more than {into.Length} values in \"data\"; its shape [{string.Join(", ", shape)}] holds {into.Length}."));
+                    if (fp64)
+                    {
+                        if (!reader.TryGetDouble(out double d)) throw new InferenceException(Inv($"data[{count}] is not a number."));
+                        into[count] = TensorData.Finite(d, count, seqLen, e);
+                    }
+                    else
+                    {
+                        if (!reader.TryGetSingle(out float f) || !float.IsFinite(f))
+                            throw new InferenceException(Inv($"data[{count}] is not a finite float32 (NaN/∞ or out of range); the input must be finite."));
+                        into[count] = f;
+                    }
+                    count++;
+                    continue;
+                case JsonTokenType.String:
+                    throw new InferenceException(Inv($"data[{count}] is a string; the input must be JSON numbers (NaN and Infinity are not allowed)."));
+                default:
+                    throw new InferenceException(Inv($"data[{count}] is {reader.TokenType}; \"data\" holds numbers (flat, or nested arrays of numbers)."));
+            }
+            break; // the array's own EndArray
         }
         if (count != into.Length)
             throw new InferenceException(Inv($"Input \"input\" has {count} values in \"data\", but its shape [{string.Join(", ", shape)}] needs {into.Length}."));
