@@ -5,7 +5,8 @@
 #   (`dualchunk bench --callers K`, K = the server's MaxConcurrentCalls, each call on 1 thread as the server's are)
 #   and each mode (OIP REST JSON, REST binary, gRPC, sequences over gRPC and REST), CLIENTS clients x SECONDS each,
 #   alternated E m1 m2 ... E m1 m2 ...; then the checks: 1,000 bad requests of every kind (RSS growth), good-request
-#   latency with and without a flood of bad ones, one sequence appended to 256 times (the 256th append's cost vs
+#   latency with and without a flood of bad ones (as fast as 4 clients go, and 500/s; the CPU the server and the
+#   flood's clients used), one sequence appended to 256 times (the 256th append's cost vs
 #   the 1st), 1,000 sequences left idle (RSS before / after the idle timeout).
 #
 #   bench/service-load.sh [-s SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES] [-W WARM_SECONDS] [-w]
@@ -85,6 +86,8 @@ echo "bad requests" >&2
 $lt bad $common --count "$bad_count" | tee "$out/bad.txt" | tail -n 1 >>"$results" || true
 echo "bad requests vs a good one" >&2
 $lt interfere $common --seconds 5 --rounds 2 --flood-clients 4 | tail -n 1 >>"$results" || true
+echo "bad requests at 500/s vs a good one" >&2
+$lt interfere $common --seconds 5 --rounds 2 --flood-clients 4 --flood-rate 500 | tail -n 1 >>"$results" || true
 echo "sequence growth" >&2
 $lt seq-growth $common --appends 256 --repeats 3 | tail -n 1 >>"$results" || true
 echo "idle sequences" >&2
@@ -137,11 +140,18 @@ L.append("| check | result |")
 L.append("|---|---|")
 b = one('bad')
 if b:
-    L.append(f"| {b['count_each']} bad requests of each of {b['kinds']} kinds (REST JSON, binary, gRPC, /v1) | server RSS {b['rss_before_mb']} -> {b['rss_after_mb']} MB: **{b['rss_growth_mb']:+.1f} MB**; {b['not_client_errors']} answered other than 4xx / a gRPC client error |")
+    costly = sorted(b.get('server_cpu_ms_per_1000', {}).items(), key=lambda kv: -kv[1])[:4]
+    cost = ("; server CPU per 1,000 refusals, costliest kinds: " + ", ".join(f"{k} {v:.0f} ms" for k, v in costly)) if costly else ""
+    L.append(f"| {b['count_each']} bad requests of each of {b['kinds']} kinds (REST JSON, binary, gRPC, /v1) | server RSS {b['rss_before_mb']} -> {b['rss_after_mb']} MB: **{b['rss_growth_mb']:+.1f} MB**; {b['not_client_errors']} answered other than 4xx / a gRPC client error{cost} |")
     checks.append(("bad requests: RSS growth <= 50 MB, all answered 4xx", b['rss_growth_mb'] <= 50 and b['not_client_errors'] == 0))
-i = one('interfere')
-if i:
-    L.append(f"| one good gRPC client alone vs during a flood of bad requests (4 clients, {i['bad_sent']} sent; 2 rounds of 5 s each, alternated) | p50 {i['alone_p50_ms']} -> {i['flooded_p50_ms']} ms (**x{i['p50_ratio']:.2f}**), p99 {i['alone_p99_ms']} -> {i['flooded_p99_ms']} ms; {i['good_errors']} good errors |")
+for i in (r for r in rows if r['command'] == 'interfere'):
+    rate = i.get('flood_rate_limit', 0)
+    how = f"at most {rate:.0f}/s in all" if rate else "as fast as they can"
+    cpu = ""
+    if 'server_cores_alone' in i and i['server_cores_alone'] == i['server_cores_alone']:  # NaN without --server-pid
+        cpu = (f"; cores busy: server {i['server_cores_alone']:.2f} alone, {i['server_cores_flooded']:.2f} flooded, load generator {i['client_cores_alone']:.2f} alone, {i['client_cores_flooded']:.2f} flooded;"
+               f" CPU per 1,000 bad requests: server {i['server_cpu_ms_per_1000_bad']:.0f} ms, the flood's clients {i['client_cpu_ms_per_1000_bad']:.0f} ms")
+    L.append(f"| one good gRPC client alone vs during a flood of bad requests (4 clients {how}: {i['bad_sent']} sent, {i.get('bad_per_second', 0):.0f}/s; 2 rounds of 5 s each, alternated) | p50 {i['alone_p50_ms']} -> {i['flooded_p50_ms']} ms (**x{i['p50_ratio']:.2f}**), p99 {i['alone_p99_ms']} -> {i['flooded_p99_ms']} ms; {i['good_errors']} good errors{cpu} |")
 g = one('seq-growth')
 if g:
     L.append(f"| one sequence appended to {g['appends']} times (C = 64, gRPC; median of 3) | append 1: {g['first_ms']} ms, append {g['appends']}: {g['last_ms']} ms: **x{g['ratio']:.2f}** (first 8 vs last 8: {g['first8_ms']} vs {g['last8_ms']} ms, x{g['ratio8']:.2f}) |")

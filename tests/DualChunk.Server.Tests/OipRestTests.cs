@@ -34,6 +34,24 @@ public sealed class OipRestTests
     internal static string BinaryJson(int[] shape, long size, string datatype = "FP32", string? parameters = null)
         => $"{{\"parameters\": {{\"binary_data_output\": true{(parameters is null ? "" : ", " + parameters)}}}, \"inputs\": [{{\"name\": \"input\", \"datatype\": \"{datatype}\", \"shape\": [{string.Join(",", shape)}], \"parameters\": {{\"binary_data_size\": {size}}}}}]}}";
 
+    [Test]
+    public async Task DataBeforeTheShapeGivesTheSameOutput()
+    {
+        // Clients write name, datatype, shape, then data (read in one pass); any other order is read in two.
+        using var factory = Start();
+        using var client = await RestClient(factory);
+        var input = Input(8 * E, 9);
+        string usual = $"{{\"inputs\": [{{\"name\": \"input\", \"datatype\": \"FP32\", \"shape\": [1, 8, {E}], \"data\": [{Numbers(input)}]}}]}}";
+        string dataFirst = $"{{\"inputs\": [{{\"data\": [{Numbers(input)}], \"shape\": [1, 8, {E}], \"datatype\": \"FP32\", \"name\": \"input\"}}]}}";
+        using var a = await client.PostAsync(Infer, new StringContent(usual));
+        using var b = await client.PostAsync(Infer, new StringContent(dataFirst));
+        var (expected, shape, _) = await Output(a);
+        var (actual, _, _) = await Output(b);
+        Assert.That(shape, Is.EqualTo(new[] { 1, H }));
+        Assert.That(Bytes(actual), Is.EqualTo(Bytes(expected)));
+        Assert.That(Bytes(expected), Is.EqualTo(Bytes(CliOutput("run", input, [1, 8, E], "last"))), "bitwise dualchunk run's (JSON carries float32 exactly)");
+    }
+
     /// <summary>The output of an OIP response, JSON or binary, and its shape.</summary>
     internal static async Task<(float[] Data, int[] Shape, JsonElement Header)> Output(HttpResponseMessage response)
     {
@@ -163,6 +181,10 @@ public sealed class OipRestTests
         yield return J(Json(Input($"[4,{E},1,1]", "[]")), 400, "must be [B, N, 32] or [N, 32]", "rank 4");
         yield return J(Json(Input($"[1,-4,{E}]", "[]")), 400, "cannot be negative", "negative dimension");
         yield return J(Json(Input($"[1,4,{E}]", $"[{Numbers(new float[4 * E - 1])}]")), 400, "has 127 values in \"data\", but its shape [1, 4, 32] needs 128", "data shorter than shape");
+        // The data before the name and shape: read in a second pass, with the same checks.
+        yield return J(Json($"{{\"data\": [{Numbers(new float[4 * E - 1])}], \"name\": \"input\", \"datatype\": \"FP32\", \"shape\": [1,4,{E}]}}"), 400, "has 127 values in \"data\", but its shape [1, 4, 32] needs 128", "data before the shape, shorter than it");
+        yield return J(Json($"{{\"data\": [{Numbers(ok)}], \"name\": \"x\", \"datatype\": \"FP32\", \"shape\": [1,4,{E}]}}"), 400, "Unknown input \"x\"", "data before the name, wrong name");
+        yield return J(Json(Input($"[1,4,{E}]", "[\"NaN\"" + string.Concat(Enumerable.Repeat(",0", 4 * E - 1)) + "]")), 400, "data[0] is a string", "NaN as the first value");
         yield return J(Json(Input($"[1,4,{E}]", $"[{Numbers(new float[4 * E + 1])}]")), 400, "more than 128 values", "data longer than shape");
         yield return J(Json(Input($"[1,6,{E}]", $"[{Numbers(new float[6 * E])}]")), 400, "not a multiple of the model's chunk size C = 4", "N not a multiple of C");
         yield return J(Json(Input($"[1,4,{E}]", "[\"NaN\"" + string.Concat(Enumerable.Repeat(",0", 4 * E - 1)) + "]")), 400, "is a string", "NaN");
