@@ -90,7 +90,6 @@ public static class CausalAttention
         => Run(q, qStride, k, kStride, v, vStride, t, d, scale, output, outStride, scratch, blendRow, gate, firstRow, KernelSelection.Isa);
 
     /// <summary>Same as the public overload on an explicit path (tests).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Run(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<float> k, int kStride,
         ReadOnlySpan<float> v, int vStride, int t, int d, float scale, Span<float> output, int outStride,
         Span<float> scratch, ReadOnlySpan<float> blendRow, ReadOnlySpan<float> gate, KernelIsa isa)
