@@ -4,9 +4,9 @@ using DualChunk.Kernels;
 namespace DualChunk.Tests.Model;
 
 /// <summary>
-/// A batch row's output does not depend on the other rows of its batch, bit for bit: the server joins concurrent
-/// requests into one call (its dynamic batcher) and answers each with its rows, which must be what a call on that
-/// request alone gives. Random models of several shapes (row counts that are and are not multiples of the GEMM's
+/// A batch row's output does not depend on the other rows of its batch, bit for bit: a client that sends several
+/// sequences in one call (B &gt; 1) gets for each what a call on it alone gives, and a server may join requests into
+/// one call without changing an answer. Random models of several shapes (row counts that are and are not multiples of the GEMM's
 /// row tiles, one chunk and many, C = 1), every output mode, 1 and 2 threads.
 /// </summary>
 [TestFixture]
