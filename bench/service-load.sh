@@ -52,16 +52,23 @@ $lt write-model "$out/a.dcw" 287,256,8,4 64 >/dev/null
 calls=$(nproc)          # the server's default MaxConcurrentCalls (cores), passed explicitly so the baseline matches
 idle_timeout=10         # Server:Sequences:IdleTimeoutSeconds for the idle check (short, so the run stays short)
 max_body=1048576        # Service:MaxRequestBodyBytes: the over-size kinds send 1 MiB, not the default 32 MiB, 1,000 times
-port=$((20000 + RANDOM % 20000)); gport=$((port + 1))
-rest=http://127.0.0.1:$port grpc=http://127.0.0.1:$gport
 # The contract command line (dotnet run -c Release --project src/DualChunk.Server -- ...) on the built apphost.
-$server --urls $rest --grpc-urls $grpc --model "$out/a.dcw" --threads 1 --max-batch 1 --max-seq-len 16384 \
-  --max-concurrent-calls $calls --Server:Sequences:MaxSequenceLength=16384 --Server:Sequences:IdleTimeoutSeconds=$idle_timeout \
-  --Service:MaxRequestBodyBytes=$max_body >"$out/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 240); do curl -sf $rest/v2/health/ready >/dev/null && break; sleep 0.5; done
-curl -sf $rest/v2/health/ready >/dev/null || { echo "server not ready; its log:" >&2; cat "$out/server.log" >&2; exit 1; }
-common="--url $rest --grpc-url $grpc --embed 287 --seq 64 --server-pid $server_pid --max-body-bytes $max_body --max-seq-len 16384"
+# start_server CALLS [CPU_LIST]: MaxConcurrentCalls CALLS, on the cores CPU_LIST (taskset) when given; sets server_pid
+# and common (the load generator's arguments for this server).
+start_server() {
+  port=$((20000 + RANDOM % 20000)); gport=$((port + 1))
+  rest=http://127.0.0.1:$port grpc=http://127.0.0.1:$gport
+  local pin=()
+  [[ -n ${2:-} ]] && pin=(taskset -c "$2")
+  "${pin[@]}" $server --urls $rest --grpc-urls $grpc --model "$out/a.dcw" --threads 1 --max-batch 1 --max-seq-len 16384 \
+    --max-concurrent-calls "$1" --Server:Sequences:MaxSequenceLength=16384 --Server:Sequences:IdleTimeoutSeconds=$idle_timeout \
+    --Service:MaxRequestBodyBytes=$max_body >"$out/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 240); do curl -sf $rest/v2/health/ready >/dev/null && break; sleep 0.5; done
+  curl -sf $rest/v2/health/ready >/dev/null || { echo "server not ready; its log:" >&2; cat "$out/server.log" >&2; exit 1; }
+  common="--url $rest --grpc-url $grpc --embed 287 --seq 64 --server-pid $server_pid --max-body-bytes $max_body --max-seq-len 16384"
+}
+start_server $calls
 results=$out/results.jsonl
 load0=$(cut -d' ' -f1 /proc/loadavg)
 
@@ -92,6 +99,32 @@ echo "sequence growth" >&2
 $lt seq-growth $common --appends 256 --repeats 3 | tail -n 1 >>"$results" || true
 echo "idle sequences" >&2
 $lt idle $common --sequences "$idle_sequences" --idle-seconds $idle_timeout | tail -n 1 >>"$results" || true
+
+# The same modes with the load generator on a core of its own: the server (and the engine baseline) on cores
+# 0..n-2, MaxConcurrentCalls = n-1, the load generator on core n-1; what the server costs without the client's CPU
+# in it (a client normally runs elsewhere). Needs 2 cores or more.
+if (( $(nproc) >= 2 )) && command -v taskset >/dev/null; then
+  split_calls=$(( $(nproc) - 1 )) client_core=$(( $(nproc) - 1 ))
+  server_cores=0-$(( split_calls - 1 ))
+  cleanup; start_server $split_calls $server_cores
+  split_modes="grpc binary json"
+  if [[ $warm_seconds != 0 ]]; then
+    for m in $split_modes; do
+      echo "split warm-up: $m" >&2
+      taskset -c $client_core $lt run --mode $m $common --clients "$clients" --seconds "$warm_seconds" --warmup-seconds 0 >/dev/null || true
+    done
+  fi
+  for r in $(seq 1 "$rounds"); do
+    echo "split round $r: engine" >&2
+    taskset -c $server_cores $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $split_calls --seconds "$seconds" \
+      | python3 -c "import json,sys; d=json.load(sys.stdin); d['command']='engine'; d['round']=$r; d['layout']='split'; print(json.dumps(d))" >>"$results"
+    for m in $split_modes; do
+      echo "split round $r: $m" >&2
+      taskset -c $client_core $lt run --mode $m $common --clients "$clients" --seconds "$seconds" --warmup-seconds 3 \
+        | tail -n 1 | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; d['layout']='split'; print(json.dumps(d))" >>"$results" || true
+    done
+  done
+fi
 load1=$(cut -d' ' -f1 /proc/loadavg)
 
 cpu=$(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
@@ -99,7 +132,9 @@ commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo
 python3 - "$results" "$out/report.md" "$cpu" "$(nproc)" "$commit" "$load0" "$load1" "$seconds" "$clients" "$rounds" "$calls" <<'EOF'
 import json, statistics, sys, datetime
 path, report, cpu, cores, commit, load0, load1, seconds, clients, rounds, calls = sys.argv[1:]
-rows = [json.loads(l) for l in open(path) if l.strip()]
+allrows = [json.loads(l) for l in open(path) if l.strip()]
+rows = [r for r in allrows if 'layout' not in r]
+split = [r for r in allrows if r.get('layout') == 'split']
 engine = {r['round']: r for r in rows if r['command'] == 'engine'}
 runs = [r for r in rows if r['command'] == 'run']
 one = lambda c: next((r for r in rows if r['command'] == c), None)
@@ -114,28 +149,41 @@ L.append("")
 L.append(f"Engine alone (`dualchunk bench --callers {calls} --threads 1`): " + ", ".join(f"{e['calls_per_second']:.1f} calls/s" for e in engine.values())
          + f" (median {med(e['calls_per_second'] for e in engine.values()):.1f}; call p50 {med(e['median_ms'] for e in engine.values()):.2f} ms).")
 L.append("")
-L.append("| mode | requests/s | efficiency | p50 ms | p90 ms | p99 ms | max ms | p99/p50 | errors (statuses) | server RSS MB (peak) | CPU ms/request: server, load generator |")
-L.append("|---|---|---|---|---|---|---|---|---|---|---|")
 checks = []
-for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest']:
-    rs = [r for r in runs if r['mode'] == m]
-    if not rs: continue
-    eff = med(r['throughput'] / engine[r['round']]['calls_per_second'] for r in rs if r['round'] in engine)
-    p50, p90, p99, mx = (med(r[k] for r in rs) for k in ('p50_ms', 'p90_ms', 'p99_ms', 'max_ms'))
-    errors = sum(r['errors'] for r in rs)
-    statuses = {}
-    for r in rs:
-        for k, v in r['statuses'].items(): statuses[k] = statuses.get(k, 0) + v
-    L.append(f"| {names[m]} | {med(r['throughput'] for r in rs):.1f} | {eff:.1%} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {mx:.2f} | {p99 / p50:.2f} | {errors} ({', '.join(f'{k} x{v}' for k, v in statuses.items())}) | {max(r['rss_after_mb'] for r in rs):.0f} ({max(r['rss_peak_mb'] for r in rs):.0f}) | {med(r.get('server_cpu_ms_per_request', float('nan')) for r in rs):.2f}, {med(r.get('client_cpu_ms_per_request', float('nan')) for r in rs):.2f} |")
-    checks.append((f"{names[m]}: 0 errors", errors == 0))
-    if m == 'grpc':
-        checks.append(("gRPC p99 <= 3 x p50", p99 <= 3 * p50))
-        checks.append(("gRPC efficiency >= 90%", eff >= 0.90))
-    if m == 'binary':
-        checks.append(("REST binary efficiency >= 85%", eff >= 0.85))
+def mode_table(runs, engine, where):
+    L.append("| mode | requests/s | efficiency | p50 ms | p90 ms | p99 ms | max ms | p99/p50 | errors (statuses) | server RSS MB (peak) | CPU ms/request: server, load generator |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest']:
+        rs = [r for r in runs if r['mode'] == m]
+        if not rs: continue
+        effs = [r['throughput'] / engine[r['round']]['calls_per_second'] for r in rs if r['round'] in engine]
+        eff = med(effs)
+        p50, p90, p99, mx = (med(r[k] for r in rs) for k in ('p50_ms', 'p90_ms', 'p99_ms', 'max_ms'))
+        errors = sum(r['errors'] for r in rs)
+        statuses = {}
+        for r in rs:
+            for k, v in r['statuses'].items(): statuses[k] = statuses.get(k, 0) + v
+        each = f" ({', '.join(f'{e:.1%}' for e in effs)})" if len(effs) > 1 else ""
+        L.append(f"| {names[m]} | {med(r['throughput'] for r in rs):.1f} | {eff:.1%}{each} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {mx:.2f} | {p99 / p50:.2f} | {errors} ({', '.join(f'{k} x{v}' for k, v in statuses.items())}) | {max(r['rss_after_mb'] for r in rs):.0f} ({max(r['rss_peak_mb'] for r in rs):.0f}) | {med(r.get('server_cpu_ms_per_request', float('nan')) for r in rs):.2f}, {med(r.get('client_cpu_ms_per_request', float('nan')) for r in rs):.2f} |")
+        checks.append((f"{names[m]}{where}: 0 errors", errors == 0))
+        if m == 'grpc':
+            checks.append((f"gRPC{where} p99 <= 3 x p50", p99 <= 3 * p50))
+            checks.append((f"gRPC{where} efficiency >= 90%", eff >= 0.90))
+        if m == 'binary':
+            checks.append((f"REST binary{where} efficiency >= 85%", eff >= 0.85))
+mode_table(runs, engine, "")
 L.append("")
 L.append("Sequence modes: each client appends one chunk per request to its own sequence (4 appends, then `sequence_end` and a new one); their efficiency is against the engine's `Run` on one chunk, not its stream `Append`.")
 L.append("")
+split_engine = {r['round']: r for r in split if r['command'] == 'engine'}
+if split_engine:
+    sc = next(iter(split_engine.values()))['callers']
+    L.append(f"The load generator on a core of its own (`taskset`): the server on cores 0-{sc - 1} with `--max-concurrent-calls {sc}`, the load generator on core {sc}; "
+             f"engine alone on the server's cores (`dualchunk bench --callers {sc} --threads 1`): " + ", ".join(f"{e['calls_per_second']:.1f} calls/s" for e in split_engine.values())
+             + f" (median {med(e['calls_per_second'] for e in split_engine.values()):.1f}). Efficiency per round in brackets.")
+    L.append("")
+    mode_table([r for r in split if r['command'] == 'run'], split_engine, " (own core)")
+    L.append("")
 L.append("| check | result |")
 L.append("|---|---|")
 b = one('bad')
