@@ -73,10 +73,28 @@ results=$out/results.jsonl
 load0=$(cut -d' ' -f1 /proc/loadavg)
 
 modes="grpc binary json seq-grpc seq-rest"
+# h2load (nghttp2, in C): the gRPC and REST binary modes again with a client the project did not write, and a lean one.
+h2modes=""
+if command -v h2load >/dev/null; then
+  h2modes="grpc binary"
+  $lt write-bodies --out "$out/bodies" --embed 287 --seq 64 >"$out/bodies.json"
+  header_bytes=$(python3 -c "import json; print(json.load(open('$out/bodies.json'))['binary_header_bytes'])")
+else
+  echo "h2load not found (apt-get install nghttp2-client): its rows are skipped" >&2
+fi
+h2run() { # h2run MODE SECONDS WARMUP_SECONDS
+  local u=$rest; [[ $1 == grpc ]] && u=$grpc
+  python3 bench/h2load-run.py --mode $1 --url $u --bodies "$out/bodies" --server-pid $server_pid --clients "$clients" \
+    --seconds "$2" --warmup-seconds "$3" --binary-header-bytes "${header_bytes:-0}"
+}
 if [[ $warm_seconds != 0 ]]; then
   for m in $modes; do
     echo "warm-up: $m" >&2
     $lt run --mode $m $common --clients "$clients" --seconds "$warm_seconds" --warmup-seconds 0 >/dev/null || true
+  done
+  for m in $h2modes; do
+    echo "warm-up: $m (h2load)" >&2
+    h2run $m "$warm_seconds" 0 >/dev/null || true
   done
 fi
 for r in $(seq 1 "$rounds"); do
@@ -87,6 +105,10 @@ for r in $(seq 1 "$rounds"); do
     echo "round $r: $m" >&2
     $lt run --mode $m $common --clients "$clients" --seconds "$seconds" --warmup-seconds 3 \
       | tail -n 1 | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; print(json.dumps(d))" >>"$results" || true
+  done
+  for m in $h2modes; do
+    echo "round $r: $m (h2load)" >&2
+    h2run $m "$seconds" 3 | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; d['mode']+='-h2load'; print(json.dumps(d))" >>"$results" || true
   done
 done
 echo "bad requests" >&2
@@ -140,7 +162,8 @@ runs = [r for r in rows if r['command'] == 'run']
 one = lambda c: next((r for r in rows if r['command'] == c), None)
 med = statistics.median
 isa = next(iter(engine.values()))['kernel_isa'] if engine else '?'
-names = {'grpc': 'gRPC', 'binary': 'REST binary', 'json': 'REST JSON', 'seq-grpc': 'sequences, gRPC', 'seq-rest': 'sequences, REST binary'}
+names = {'grpc': 'gRPC', 'binary': 'REST binary', 'json': 'REST JSON', 'seq-grpc': 'sequences, gRPC', 'seq-rest': 'sequences, REST binary',
+         'grpc-h2load': 'gRPC, h2load', 'binary-h2load': 'REST binary, h2load'}
 L = []
 L.append(f"Machine: {cpu}, {cores} cores (kernels: {isa}); commit {commit}; {datetime.date.today()}; load average {load0} at the start, {load1} at the end.")
 L.append(f"Config a (E 287, H 256, NH 8, L 4, C 64, F 1024, random weights), input [1, 64, 287], output `last`; server `--threads 1 --max-concurrent-calls {calls}`; "
@@ -153,7 +176,7 @@ checks = []
 def mode_table(runs, engine, where):
     L.append("| mode | requests/s | efficiency | p50 ms | p90 ms | p99 ms | max ms | p99/p50 | errors (statuses) | server RSS MB (peak) | CPU ms/request: server, load generator |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest']:
+    for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest', 'grpc-h2load', 'binary-h2load']:
         rs = [r for r in runs if r['mode'] == m]
         if not rs: continue
         effs = [r['throughput'] / engine[r['round']]['calls_per_second'] for r in rs if r['round'] in engine]
@@ -166,14 +189,18 @@ def mode_table(runs, engine, where):
         each = f" ({', '.join(f'{e:.1%}' for e in effs)})" if len(effs) > 1 else ""
         L.append(f"| {names[m]} | {med(r['throughput'] for r in rs):.1f} | {eff:.1%}{each} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {mx:.2f} | {p99 / p50:.2f} | {errors} ({', '.join(f'{k} x{v}' for k, v in statuses.items())}) | {max(r['rss_after_mb'] for r in rs):.0f} ({max(r['rss_peak_mb'] for r in rs):.0f}) | {med(r.get('server_cpu_ms_per_request', float('nan')) for r in rs):.2f}, {med(r.get('client_cpu_ms_per_request', float('nan')) for r in rs):.2f} |")
         checks.append((f"{names[m]}{where}: 0 errors", errors == 0))
-        if m == 'grpc':
-            checks.append((f"gRPC{where} p99 <= 3 x p50", p99 <= 3 * p50))
-            checks.append((f"gRPC{where} efficiency >= 90%", eff >= 0.90))
-        if m == 'binary':
-            checks.append((f"REST binary{where} efficiency >= 85%", eff >= 0.85))
+        if m in ('grpc', 'grpc-h2load'):
+            checks.append((f"{names[m]}{where} p99 <= 3 x p50", p99 <= 3 * p50))
+            checks.append((f"{names[m]}{where} efficiency >= 90%", eff >= 0.90))
+        if m in ('binary', 'binary-h2load'):
+            checks.append((f"{names[m]}{where} efficiency >= 85%", eff >= 0.85))
 mode_table(runs, engine, "")
 L.append("")
 L.append("Sequence modes: each client appends one chunk per request to its own sequence (4 appends, then `sequence_end` and a new one); their efficiency is against the engine's `Run` on one chunk, not its stream `Append`.")
+if any(r.get('client') == 'h2load' for r in runs):
+    L.append("")
+    L.append("h2load rows: the same gRPC and REST binary requests sent by h2load (nghttp2, written in C; `bench/h2load-run.py`), 8 connections with one request at a time each, "
+             "a separate 3 s warm-up; a gRPC answer is good when it carries the good answer's bytes (an error carries none; the first request must answer grpc-status 0).")
 L.append("")
 split_engine = {r['round']: r for r in split if r['command'] == 'engine'}
 if split_engine:

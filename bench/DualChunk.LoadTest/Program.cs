@@ -19,6 +19,9 @@ using Grpc.Core;
 //                                           the server and this process (the flood's clients) used in each phase
 //   seq-growth [--appends 256] [--repeats 3] one sequence appended to chunk after chunk: the k-th append's cost
 //   idle [--sequences 1000] --idle-seconds S  open sequences, leave them idle: RSS before, open, after the timeout
+//   write-bodies --out DIR                   the good requests' bodies as files, for other load generators (h2load):
+//                                           grpc.bin (a gRPC frame: flag, length, ModelInferRequest), binary.bin (OIP
+//                                           binary: JSON header + raw floats; its header length printed), json.json
 // Common: --url http://127.0.0.1:P (REST) [--grpc-url http://127.0.0.1:P2] [--model-name dualchunk] --embed E
 //   --seq N (one request's positions; a whole number of chunks) [--batch 1] [--server-pid PID] (RSS from /proc)
 //   [--max-body-bytes 1048576] [--max-seq-len 16384] (the server's limits, for the over-limit kinds)
@@ -61,6 +64,23 @@ int exit = 0;
 
 switch (args[0])
 {
+    case "write-bodies":
+    {
+        string dir = Opt("--out", ".");
+        Directory.CreateDirectory(dir);
+        byte[] message = target.GrpcRequest(ByteString.CopyFrom(target.InputBytes)).ToByteArray();
+        var frame = new byte[5 + message.Length]; // uncompressed, big-endian length (gRPC over HTTP/2)
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
+        message.CopyTo(frame, 5);
+        File.WriteAllBytes(Path.Combine(dir, "grpc.bin"), frame);
+        byte[] header = System.Text.Encoding.UTF8.GetBytes(target.BinaryHeader());
+        File.WriteAllBytes(Path.Combine(dir, "binary.bin"), [.. header, .. target.InputBytes]);
+        File.WriteAllBytes(Path.Combine(dir, "json.json"), target.JsonBody());
+        report["grpc_bytes"] = frame.Length;
+        report["binary_bytes"] = header.Length + target.InputBytes.Length;
+        report["binary_header_bytes"] = header.Length;
+        break;
+    }
     case "run":
     {
         string mode = Opt("--mode", "grpc");
