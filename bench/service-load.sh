@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# The server's load test (issue 21, item 8) on one machine, about 8-10 minutes with the defaults:
+# The server's load test (issue 21, item 8) on one machine, about 15-25 minutes (2 rounds by default, 3 in the docs):
 #   builds Release; writes config a (random model E287 H256 NH8 L4 C64 F1024); starts the real server (the contract
 #   command line, on the built apphost so that its PID is the server's); then per round: the engine alone
 #   (`dualchunk bench --callers K`, K = the server's MaxConcurrentCalls, each call on 1 thread as the server's are)
-#   and each mode (OIP REST JSON, REST binary, gRPC, sequences over gRPC and REST), CLIENTS clients x SECONDS each,
-#   alternated E m1 m2 ... E m1 m2 ...; then the checks: 1,000 bad requests of every kind (RSS growth), good-request
-#   latency with and without a flood of bad ones (as fast as 4 clients go, and 500/s; the CPU the server and the
-#   flood's clients used), one sequence appended to 256 times (the 256th append's cost vs
-#   the 1st), 1,000 sequences left idle (RSS before / after the idle timeout).
+#   and each mode (OIP REST JSON, REST binary, gRPC, sequences over gRPC and REST; gRPC and REST binary again from
+#   h2load when it is installed: bench/h2load-run.py), CLIENTS clients x SECONDS each, alternated E m1 m2 ... E m1 m2 ...;
+#   then the checks: 1,000 bad requests of every kind (RSS growth), good-request latency with and without a flood of
+#   bad ones (as fast as 4 clients go, and 500/s; the CPU the server and the flood's clients used), one sequence
+#   appended to 256 times (the 256th append's cost vs the 1st), 1,000 sequences left idle (RSS before / after the idle
+#   timeout); then gRPC, REST binary and JSON again with the load generator on a core of its own (taskset: the server
+#   and its engine baseline on cores 0..n-2, MaxConcurrentCalls n-1).
 #
 #   bench/service-load.sh [-s SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES] [-W WARM_SECONDS] [-w]
 #
-# -W: before round 1 every mode runs once, untimed, for WARM_SECONDS (default 8): the server's JIT is still compiling
-# (tier 1, PGO) for thousands of requests after it is ready, and that CPU would otherwise be charged to round 1.
-# -w writes the results into docs/service-benchmarks.md (between its service-load markers): only on an idle machine.
-# Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -n 50 -i 100) check that it works.
-# Efficiency = a mode's good requests per second / the engine's calls per second in the same round (same cores).
+# -W: before round 1 every mode runs once, untimed, for WARM_SECONDS (default 8; docs/service-benchmarks.md's run used
+# 15): the server's JIT is still compiling (tier 1, PGO) long after it is ready, and that CPU would otherwise be
+# charged to round 1. -w writes the results into docs/service-benchmarks.md (between its service-load markers): only
+# on an idle machine. Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -n 50 -i 100)
+# check that it works. Efficiency = a mode's good requests per second / the engine's calls per second in the same
+# round (same cores).
 set -euo pipefail
 seconds=20 clients=8 rounds=2 bad_count=1000 idle_sequences=1000 write_docs=0 warm_seconds=8
 while getopts "s:c:r:n:i:W:w" opt; do
@@ -27,7 +30,7 @@ while getopts "s:c:r:n:i:W:w" opt; do
     i) idle_sequences=$OPTARG ;;
     W) warm_seconds=$OPTARG ;;
     w) write_docs=1 ;;
-    *) sed -n 2,19p "$0" >&2; exit 2 ;;
+    *) sed -n 2,21p "$0" >&2; exit 2 ;;
   esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)

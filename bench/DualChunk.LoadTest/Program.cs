@@ -28,7 +28,7 @@ using Grpc.Core;
 var inv = CultureInfo.InvariantCulture;
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: write-model <out.dcw> E,H,NH,L C | run --mode M ... | bad ... | interfere ... | seq-growth ... | idle ... (see Program.cs)");
+    Console.WriteLine("usage: write-model <out.dcw> E,H,NH,L C | write-bodies --out DIR | run --mode M ... | bad ... | interfere ... | seq-growth ... | idle ... (see Program.cs)");
     return 2;
 }
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
