@@ -13,7 +13,7 @@ must answer grpc-status 0 (gRPC) or 200, and its response size is the good one; 
 many requests as its response bytes hold good responses (an error answer carries no output). Prints one JSON line in
 the form of DualChunk.LoadTest's `run` (throughput, percentiles, statuses, RSS, CPU per request of server and client).
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, json, os, resource, subprocess, sys, tempfile
 
 p = argparse.ArgumentParser()
 p.add_argument('--mode', choices=['grpc', 'binary'], required=True)
@@ -82,10 +82,8 @@ wall = float(line('finished in').split()[2].rstrip('s,'))
 data = int(line('traffic:').split('(')[-1].split(')')[0])  # the last "(N)" is the data bytes
 statuses = {}
 for r in rows: statuses[r[1]] = statuses.get(r[1], 0) + 1
-# HTTP/2 DATA bytes include gRPC's framing only; compare with curl's body size per request.
-per = data / done if done else 0
-ok_count = min(done, int(round(data / good_bytes))) if good_bytes else 0
-ok_count = sum(1 for r in rows if r[1] == '200') if a.mode == 'binary' else ok_count
+# A gRPC error is an HTTP 200 too, with no output: count gRPC's good answers by their bytes (curl's body size each).
+ok_count = min(done, round(data / good_bytes)) if a.mode == 'grpc' else statuses.get('200', 0)
 lat = sorted(int(r[2]) / 1000 for r in rows if r[1] == '200')
 def pct(q): return round(lat[min(len(lat) - 1, int(q * len(lat)))], 3) if lat else float('nan')
 client_ms = ((child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)) * 1000
@@ -93,7 +91,7 @@ print(json.dumps({
     'command': 'run', 'mode': a.mode, 'client': 'h2load', 'round': a.round, 'clients': a.clients, 'seconds': wall,
     'requests': done, 'throughput': round(ok_count / wall, 3), 'errors': done - ok_count,
     'statuses': {('HTTP ' + k if a.mode == 'grpc' else k): v for k, v in statuses.items()},
-    'response_bytes_per_request': round(per, 1), 'good_response_bytes': good_bytes,
+    'response_bytes_per_request': round(data / max(1, done), 1), 'good_response_bytes': good_bytes,
     'p50_ms': pct(.5), 'p90_ms': pct(.9), 'p99_ms': pct(.99), 'max_ms': lat[-1] if lat else float('nan'),
     'rss_before_mb': round(rss0, 1), 'rss_after_mb': round(rss1, 1), 'rss_peak_mb': round(hwm, 1),
     'server_cpu_ms_per_request': round((cpu1 - cpu0) / max(1, done), 4),

@@ -90,30 +90,42 @@ h2run() { # h2run MODE SECONDS WARMUP_SECONDS
   python3 bench/h2load-run.py --mode $1 --url $u --bodies "$out/bodies" --server-pid $server_pid --clients "$clients" \
     --seconds "$2" --warmup-seconds "$3" --binary-header-bytes "${header_bytes:-0}"
 }
-if [[ $warm_seconds != 0 ]]; then
-  for m in $modes; do
-    echo "warm-up: $m" >&2
-    $lt run --mode $m $common --clients "$clients" --seconds "$warm_seconds" --warmup-seconds 0 >/dev/null || true
+tag() { # tag ROUND PYTHON: the JSON line on stdin with its round set and PYTHON (statements on d) run
+  python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$1; $2 print(json.dumps(d))"
+}
+# measure LAYOUT CALLS MODES H2MODES [SERVER_CORES CLIENT_CORE]: every mode once, untimed (-W); then per round the
+# engine alone (CALLS callers, on SERVER_CORES when given) and each mode (the load generator on CLIENT_CORE),
+# alternated. Rows of a LAYOUT other than "shared" are tagged with it.
+measure() {
+  local layout=$1 k=$2 ms=$3 h2ms=$4 extra="" say="" on_server=() on_client=()
+  if [[ -n ${5:-} ]]; then on_server=(taskset -c "$5"); on_client=(taskset -c "$6"); fi
+  if [[ $layout != shared ]]; then extra="d['layout']='$layout';"; say="$layout "; fi
+  if [[ $warm_seconds != 0 ]]; then
+    for m in $ms; do
+      echo "${say}warm-up: $m" >&2
+      "${on_client[@]}" $lt run --mode $m $common --clients "$clients" --seconds "$warm_seconds" --warmup-seconds 0 >/dev/null || true
+    done
+    for m in $h2ms; do
+      echo "${say}warm-up: $m (h2load)" >&2
+      h2run $m "$warm_seconds" 0 >/dev/null || true
+    done
+  fi
+  for r in $(seq 1 "$rounds"); do
+    echo "${say}round $r: engine" >&2
+    "${on_server[@]}" $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $k --seconds "$seconds" \
+      | tag $r "d['command']='engine'; $extra" >>"$results"
+    for m in $ms; do
+      echo "${say}round $r: $m" >&2
+      "${on_client[@]}" $lt run --mode $m $common --clients "$clients" --seconds "$seconds" --warmup-seconds 3 \
+        | tail -n 1 | tag $r "$extra" >>"$results" || true
+    done
+    for m in $h2ms; do
+      echo "${say}round $r: $m (h2load)" >&2
+      h2run $m "$seconds" 3 | tag $r "d['mode']+='-h2load'; $extra" >>"$results" || true
+    done
   done
-  for m in $h2modes; do
-    echo "warm-up: $m (h2load)" >&2
-    h2run $m "$warm_seconds" 0 >/dev/null || true
-  done
-fi
-for r in $(seq 1 "$rounds"); do
-  echo "round $r: engine" >&2
-  $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $calls --seconds "$seconds" \
-    | python3 -c "import json,sys; d=json.load(sys.stdin); d['command']='engine'; d['round']=$r; print(json.dumps(d))" >>"$results"
-  for m in $modes; do
-    echo "round $r: $m" >&2
-    $lt run --mode $m $common --clients "$clients" --seconds "$seconds" --warmup-seconds 3 \
-      | tail -n 1 | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; print(json.dumps(d))" >>"$results" || true
-  done
-  for m in $h2modes; do
-    echo "round $r: $m (h2load)" >&2
-    h2run $m "$seconds" 3 | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; d['mode']+='-h2load'; print(json.dumps(d))" >>"$results" || true
-  done
-done
+}
+measure shared $calls "$modes" "$h2modes"
 echo "bad requests" >&2
 $lt bad $common --count "$bad_count" | tee "$out/bad.txt" | tail -n 1 >>"$results" || true
 echo "bad requests vs a good one" >&2
@@ -132,23 +144,7 @@ if (( $(nproc) >= 2 )) && command -v taskset >/dev/null; then
   split_calls=$(( $(nproc) - 1 )) client_core=$(( $(nproc) - 1 ))
   server_cores=0-$(( split_calls - 1 ))
   cleanup; start_server $split_calls $server_cores
-  split_modes="grpc binary json"
-  if [[ $warm_seconds != 0 ]]; then
-    for m in $split_modes; do
-      echo "split warm-up: $m" >&2
-      taskset -c $client_core $lt run --mode $m $common --clients "$clients" --seconds "$warm_seconds" --warmup-seconds 0 >/dev/null || true
-    done
-  fi
-  for r in $(seq 1 "$rounds"); do
-    echo "split round $r: engine" >&2
-    taskset -c $server_cores $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $split_calls --seconds "$seconds" \
-      | python3 -c "import json,sys; d=json.load(sys.stdin); d['command']='engine'; d['round']=$r; d['layout']='split'; print(json.dumps(d))" >>"$results"
-    for m in $split_modes; do
-      echo "split round $r: $m" >&2
-      taskset -c $client_core $lt run --mode $m $common --clients "$clients" --seconds "$seconds" --warmup-seconds 3 \
-        | tail -n 1 | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; d['layout']='split'; print(json.dumps(d))" >>"$results" || true
-    done
-  done
+  measure split $split_calls "grpc binary json" "" $server_cores $client_core
 fi
 load1=$(cut -d' ' -f1 /proc/loadavg)
 

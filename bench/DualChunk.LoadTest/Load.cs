@@ -103,25 +103,21 @@ internal static class ServerMemory
     private static long Kb(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
 }
 
-/// <summary>The server's CPU time so far (utime + stime of /proc/PID/stat), in ms; NaN without a PID.</summary>
-internal static class ServerCpu
+/// <summary>
+/// CPU seconds used so far: the server's (utime + stime of /proc/PID/stat; NaN without a PID) and this process's own.
+/// </summary>
+internal static class Cpu
 {
-    public static double Read(int? pid)
+    public static double Server(int? pid)
     {
         if (pid is null) return double.NaN;
         string stat = File.ReadAllText($"/proc/{pid}/stat");
         // Fields after the command (which may hold spaces) in parentheses: state is field 3, utime 14, stime 15.
         var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture)) * 1000.0 / TicksPerSecond;
+        return (long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture)) / TicksPerSecond;
     }
 
-    private const double TicksPerSecond = 100; // USER_HZ on Linux
-}
-
-/// <summary>CPU seconds used so far: the server's (<see cref="ServerCpu"/>) and this process's own.</summary>
-internal static class Cpu
-{
-    public static double Server(int? pid) => ServerCpu.Read(pid) / 1000;
-
     public static double Own() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+
+    private const double TicksPerSecond = 100; // USER_HZ on Linux
 }

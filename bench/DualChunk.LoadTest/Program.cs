@@ -68,7 +68,7 @@ switch (args[0])
     {
         string dir = Opt("--out", ".");
         Directory.CreateDirectory(dir);
-        byte[] message = target.GrpcRequest(ByteString.CopyFrom(target.InputBytes)).ToByteArray();
+        byte[] message = target.GrpcMessage();
         var frame = new byte[5 + message.Length]; // uncompressed, big-endian length (gRPC over HTTP/2)
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
         message.CopyTo(frame, 5);
@@ -89,9 +89,9 @@ switch (args[0])
         var send = target.Good(mode, IntOpt("--appends-per-sequence", 4));
         int warmupRequests = warmup > 0 ? (await Load.Run(send, clients, warmup, 0)).Samples.Count : 0; // the JIT's tier 1, pools filled, connections open
         var before = Memory();
-        var cpu0 = (Server: ServerCpu.Read(serverPid), Client: Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds, Allocated: GC.GetTotalAllocatedBytes(true));
+        var cpu0 = (Server: Cpu.Server(serverPid) * 1000, Client: Cpu.Own() * 1000, Allocated: GC.GetTotalAllocatedBytes(true));
         var (samples, wall) = await Load.Run(send, clients, seconds, 0);
-        var cpu1 = (Server: ServerCpu.Read(serverPid), Client: Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds, Allocated: GC.GetTotalAllocatedBytes(true));
+        var cpu1 = (Server: Cpu.Server(serverPid) * 1000, Client: Cpu.Own() * 1000, Allocated: GC.GetTotalAllocatedBytes(true));
         var after = Memory();
         var ok = samples.Where(s => s.Status is "200" or "OK").Select(s => s.Ms).Order().ToArray();
         var statuses = samples.GroupBy(s => s.Status).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count());

@@ -159,6 +159,9 @@ internal sealed class Target : IDisposable
         return request;
     }
 
+    /// <summary>The good ModelInferRequest (the input as raw_input_contents), serialized.</summary>
+    public byte[] GrpcMessage() => GrpcRequest(ByteString.CopyFrom(InputBytes)).ToByteArray();
+
     public async Task<string> GrpcInfer(ModelInferRequest request, CancellationToken cancellationToken)
     {
         try
@@ -228,7 +231,7 @@ internal sealed class Target : IDisposable
             }
             case "grpc":
             {
-                var request = new SerializedRequest(GrpcRequest(ByteString.CopyFrom(InputBytes)).ToByteArray(), null);
+                var request = new SerializedRequest(GrpcMessage(), null);
                 _ = GrpcClient;
                 return (_, ct) => GrpcInfer(request, ct);
             }
@@ -274,7 +277,7 @@ internal sealed class Target : IDisposable
     {
         string run = Guid.NewGuid().ToString("N")[..8];
         var counts = new int[1024];
-        byte[] body = GrpcRequest(ByteString.CopyFrom(InputBytes)).ToByteArray();
+        byte[] body = GrpcMessage();
         if (grpc) _ = GrpcClient;
         return (client, ct) =>
         {
