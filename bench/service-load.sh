@@ -1,36 +1,39 @@
 #!/usr/bin/env bash
-# The server's load test (issue 21, item 8) on one machine, about 15-25 minutes (2 rounds by default, 3 in the docs):
+# The server's load test (issue 21, item 8) on one machine, about 25-30 minutes (2 rounds by default, 3 in the docs):
 #   builds Release; writes config a (random model E287 H256 NH8 L4 C64 F1024); starts the real server (the contract
-#   command line, on the built apphost so that its PID is the server's); then per round: the engine alone
-#   (`dualchunk bench --callers K`, K = the server's MaxConcurrentCalls, each call on 1 thread as the server's are)
-#   and each mode (OIP REST JSON, REST binary, gRPC, sequences over gRPC and REST; gRPC and REST binary again from
-#   h2load when it is installed: bench/h2load-run.py), CLIENTS clients x SECONDS each, alternated E m1 m2 ... E m1 m2 ...;
+#   command line, on the built apphost so that its PID is the server's); then per round each mode (OIP REST JSON,
+#   REST binary, gRPC, sequences over gRPC and REST; gRPC and REST binary again from h2load when it is installed:
+#   bench/h2load-run.py), CLIENTS clients x SECONDS each, between runs of the engine alone (`dualchunk bench
+#   --callers K`, K = the server's MaxConcurrentCalls, each call on 1 thread as the server's are, ENGINE_SECONDS each):
+#   E m1 E m2 ... E m7 E m1 ... E;
 #   then the checks: 1,000 bad requests of every kind (RSS growth), good-request latency with and without a flood of
 #   bad ones (as fast as 4 clients go, and 500/s; the CPU the server and the flood's clients used), one sequence
 #   appended to 256 times (the 256th append's cost vs the 1st), 1,000 sequences left idle (RSS before / after the idle
 #   timeout); then gRPC, REST binary and JSON again with the load generator on a core of its own (taskset: the server
 #   and its engine baseline on cores 0..n-2, MaxConcurrentCalls n-1).
 #
-#   bench/service-load.sh [-s SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES] [-W WARM_SECONDS] [-w]
+#   bench/service-load.sh [-s SECONDS] [-e ENGINE_SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES]
+#                         [-W WARM_SECONDS] [-w]
 #
 # -W: before round 1 every mode runs once, untimed, for WARM_SECONDS (default 8; docs/service-benchmarks.md's run used
 # 15): the server's JIT is still compiling (tier 1, PGO) long after it is ready, and that CPU would otherwise be
 # charged to round 1. -w writes the results into docs/service-benchmarks.md (between its service-load markers): only
-# on an idle machine. Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -n 50 -i 100)
-# check that it works. Efficiency = a mode's good requests per second / the engine's calls per second in the same
-# round (same cores).
+# on an idle machine. Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -e 2 -n 50
+# -i 100) check that it works. Efficiency = a mode's good requests per second / the mean of the engine's calls per
+# second right before and right after it (same cores): the host's speed drifts over minutes, and this keeps it out.
 set -euo pipefail
-seconds=20 clients=8 rounds=2 bad_count=1000 idle_sequences=1000 write_docs=0 warm_seconds=8
-while getopts "s:c:r:n:i:W:w" opt; do
+seconds=20 engine_seconds=10 clients=8 rounds=2 bad_count=1000 idle_sequences=1000 write_docs=0 warm_seconds=8
+while getopts "s:e:c:r:n:i:W:w" opt; do
   case $opt in
     s) seconds=$OPTARG ;;
+    e) engine_seconds=$OPTARG ;;
     c) clients=$OPTARG ;;
     r) rounds=$OPTARG ;;
     n) bad_count=$OPTARG ;;
     i) idle_sequences=$OPTARG ;;
     W) warm_seconds=$OPTARG ;;
     w) write_docs=1 ;;
-    *) sed -n 2,21p "$0" >&2; exit 2 ;;
+    *) sed -n 2,23p "$0" >&2; exit 2 ;;
   esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,11 +96,17 @@ h2run() { # h2run MODE SECONDS WARMUP_SECONDS
 tag() { # tag ROUND PYTHON: the JSON line on stdin with its round set and PYTHON (statements on d) run
   python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$1; $2 print(json.dumps(d))"
 }
-# measure LAYOUT CALLS MODES H2MODES [SERVER_CORES CLIENT_CORE]: every mode once, untimed (-W); then per round the
-# engine alone (CALLS callers, on SERVER_CORES when given) and each mode (the load generator on CLIENT_CORE),
-# alternated. Rows of a LAYOUT other than "shared" are tagged with it.
+# measure LAYOUT CALLS MODES H2MODES [SERVER_CORES CLIENT_CORE]: every mode once, untimed (-W); then per round each
+# mode (the load generator on CLIENT_CORE) between two runs of the engine alone (CALLS callers, on SERVER_CORES when
+# given): E m1 E m2 ... E, so that a mode's baseline is measured right before and right after it. Rows of a LAYOUT
+# other than "shared" are tagged with it; a mode's row and the engine run before it share a slot number.
 measure() {
   local layout=$1 k=$2 ms=$3 h2ms=$4 extra="" say="" on_server=() on_client=()
+  engine() { # engine ROUND SLOT
+    echo "${say}round $1: engine" >&2
+    "${on_server[@]}" $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $k --seconds "$engine_seconds" \
+      | tag $1 "d['command']='engine'; d['slot']=$2; $extra" >>"$results"
+  }
   if [[ -n ${5:-} ]]; then on_server=(taskset -c "$5"); on_client=(taskset -c "$6"); fi
   if [[ $layout != shared ]]; then extra="d['layout']='$layout';"; say="$layout "; fi
   if [[ $warm_seconds != 0 ]]; then
@@ -110,20 +119,21 @@ measure() {
       h2run $m "$warm_seconds" 0 >/dev/null || true
     done
   fi
+  local slot=0
   for r in $(seq 1 "$rounds"); do
-    echo "${say}round $r: engine" >&2
-    "${on_server[@]}" $cli bench --model "$out/a.dcw" --batch 1 --seq 64 --threads 1 --callers $k --seconds "$seconds" \
-      | tag $r "d['command']='engine'; $extra" >>"$results"
     for m in $ms; do
-      echo "${say}round $r: $m" >&2
+      engine $r $slot; echo "${say}round $r: $m" >&2
       "${on_client[@]}" $lt run --mode $m $common --clients "$clients" --seconds "$seconds" --warmup-seconds 3 \
-        | tail -n 1 | tag $r "$extra" >>"$results" || true
+        | tail -n 1 | tag $r "d['slot']=$slot; $extra" >>"$results" || true
+      slot=$((slot + 1))
     done
     for m in $h2ms; do
-      echo "${say}round $r: $m (h2load)" >&2
-      h2run $m "$seconds" 3 | tag $r "d['mode']+='-h2load'; $extra" >>"$results" || true
+      engine $r $slot; echo "${say}round $r: $m (h2load)" >&2
+      h2run $m "$seconds" 3 | tag $r "d['mode']+='-h2load'; d['slot']=$slot; $extra" >>"$results" || true
+      slot=$((slot + 1))
     done
   done
+  engine $rounds $slot # the last mode's "after"
 }
 measure shared $calls "$modes" "$h2modes"
 echo "bad requests" >&2
@@ -156,7 +166,7 @@ path, report, cpu, cores, commit, load0, load1, seconds, clients, rounds, calls 
 allrows = [json.loads(l) for l in open(path) if l.strip()]
 rows = [r for r in allrows if 'layout' not in r]
 split = [r for r in allrows if r.get('layout') == 'split']
-engine = {r['round']: r for r in rows if r['command'] == 'engine'}
+engine = {r['slot']: r for r in rows if r['command'] == 'engine'}
 runs = [r for r in rows if r['command'] == 'run']
 one = lambda c: next((r for r in rows if r['command'] == c), None)
 med = statistics.median
@@ -166,10 +176,14 @@ names = {'grpc': 'gRPC', 'binary': 'REST binary', 'json': 'REST JSON', 'seq-grpc
 L = []
 L.append(f"Machine: {cpu}, {cores} cores (kernels: {isa}); commit {commit}; {datetime.date.today()}; load average {load0} at the start, {load1} at the end.")
 L.append(f"Config a (E 287, H 256, NH 8, L 4, C 64, F 1024, random weights), input [1, 64, 287], output `last`; server `--threads 1 --max-concurrent-calls {calls}`; "
-         f"{clients} clients x {seconds} s per run, {rounds} round(s), engine and modes alternated per round. Medians over the rounds.")
+         f"{clients} clients x {seconds} s per run, {rounds} round(s), every mode between two runs of the engine. Medians over the rounds, each round's efficiency in brackets.")
 L.append("")
-L.append(f"Engine alone (`dualchunk bench --callers {calls} --threads 1`): " + ", ".join(f"{e['calls_per_second']:.1f} calls/s" for e in engine.values())
-         + f" (median {med(e['calls_per_second'] for e in engine.values()):.1f}; call p50 {med(e['median_ms'] for e in engine.values()):.2f} ms).")
+def engine_line(engine, callers):
+    cps = [e['calls_per_second'] for e in engine.values()]
+    return (f"Engine alone (`dualchunk bench --callers {callers} --threads 1`), run before every mode and once after the last: {len(cps)} runs of "
+            f"{next(iter(engine.values()))['seconds']:.0f} s, {min(cps):.1f}-{max(cps):.1f} calls/s (median {med(cps):.1f}; call p50 {med(e['median_ms'] for e in engine.values()):.2f} ms). "
+            "A mode's efficiency is its requests/s over the mean of the engine runs right before and right after it.")
+L.append(engine_line(engine, calls))
 L.append("")
 checks = []
 def mode_table(runs, engine, where):
@@ -178,7 +192,8 @@ def mode_table(runs, engine, where):
     for m in ['grpc', 'binary', 'json', 'seq-grpc', 'seq-rest', 'grpc-h2load', 'binary-h2load']:
         rs = [r for r in runs if r['mode'] == m]
         if not rs: continue
-        effs = [r['throughput'] / engine[r['round']]['calls_per_second'] for r in rs if r['round'] in engine]
+        effs = [r['throughput'] / ((engine[r['slot']]['calls_per_second'] + engine[r['slot'] + 1]['calls_per_second']) / 2)
+                for r in rs if r['slot'] in engine and r['slot'] + 1 in engine]
         eff = med(effs)
         p50, p90, p99, mx = (med(r[k] for r in rs) for k in ('p50_ms', 'p90_ms', 'p99_ms', 'max_ms'))
         errors = sum(r['errors'] for r in rs)
@@ -201,12 +216,11 @@ if any(r.get('client') == 'h2load' for r in runs):
     L.append("h2load rows: the same gRPC and REST binary requests sent by h2load (nghttp2, written in C; `bench/h2load-run.py`), 8 connections with one request at a time each, "
              "a separate 3 s warm-up; a gRPC answer is good when it carries the good answer's bytes (an error carries none; the first request must answer grpc-status 0).")
 L.append("")
-split_engine = {r['round']: r for r in split if r['command'] == 'engine'}
+split_engine = {r['slot']: r for r in split if r['command'] == 'engine'}
 if split_engine:
     sc = next(iter(split_engine.values()))['callers']
     L.append(f"The load generator on a core of its own (`taskset`): the server on cores 0-{sc - 1} with `--max-concurrent-calls {sc}`, the load generator on core {sc}; "
-             f"engine alone on the server's cores (`dualchunk bench --callers {sc} --threads 1`): " + ", ".join(f"{e['calls_per_second']:.1f} calls/s" for e in split_engine.values())
-             + f" (median {med(e['calls_per_second'] for e in split_engine.values()):.1f}). Efficiency per round in brackets.")
+             f"the engine on the server's cores. " + engine_line(split_engine, sc) + " Efficiency per round in brackets.")
     L.append("")
     mode_table([r for r in split if r['command'] == 'run'], split_engine, " (own core)")
     L.append("")
