@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The server's load test (issue 21, item 8) on one machine, about 25-30 minutes (2 rounds by default, 3 in the docs):
+# The server's load test (issue 21, item 8) on one machine, about 25-30 minutes (2 rounds by default, 4 in the docs):
 #   builds Release; writes config a (random model E287 H256 NH8 L4 C64 F1024); starts the real server (the contract
 #   command line, on the built apphost so that its PID is the server's); then per round each mode (OIP REST JSON,
 #   REST binary, gRPC, sequences over gRPC and REST; gRPC and REST binary again from h2load when it is installed:
@@ -220,7 +220,7 @@ split_engine = {r['slot']: r for r in split if r['command'] == 'engine'}
 if split_engine:
     sc = next(iter(split_engine.values()))['callers']
     L.append(f"The load generator on a core of its own (`taskset`): the server on cores 0-{sc - 1} with `--max-concurrent-calls {sc}`, the load generator on core {sc}; "
-             f"the engine on the server's cores. " + engine_line(split_engine, sc) + " Efficiency per round in brackets.")
+             f"the engine on the server's cores. " + engine_line(split_engine, sc))
     L.append("")
     mode_table([r for r in split if r['command'] == 'run'], split_engine, " (own core)")
     L.append("")
