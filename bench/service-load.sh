@@ -9,15 +9,15 @@
 #   then the checks: 1,000 bad requests of every kind (RSS growth), good-request latency with and without a flood of
 #   bad ones (as fast as 4 clients go, and 500/s; the CPU the server and the flood's clients used), one sequence
 #   appended to 256 times (the 256th append's cost vs the 1st), 1,000 sequences left idle (RSS before / after the idle
-#   timeout); then gRPC, REST binary and JSON again with the load generator on a core of its own (taskset: the server
-#   and its engine baseline on cores 0..n-2, MaxConcurrentCalls n-1).
+#   timeout); then gRPC, REST binary and JSON again, and h2load's two modes, with the load generator on a core of its
+#   own (taskset: the server and its engine baseline on cores 0..n-2, MaxConcurrentCalls n-1).
 #
 #   bench/service-load.sh [-s SECONDS] [-e ENGINE_SECONDS] [-c CLIENTS] [-r ROUNDS] [-n BAD_COUNT] [-i IDLE_SEQUENCES]
 #                         [-W WARM_SECONDS] [-w]
 #
 # -W: before round 1 every mode runs once, untimed, for WARM_SECONDS (default 8; docs/service-benchmarks.md's run used
-# 15): the server's JIT is still compiling (tier 1, PGO) long after it is ready, and that CPU would otherwise be
-# charged to round 1. -w writes the results into docs/service-benchmarks.md (between its service-load markers): only
+# 40): the server's JIT is still compiling (tier 1, PGO) long after it is ready, and that CPU would otherwise be
+# charged to the first rounds. A fresh server on one core takes about a minute of load to settle. -w writes the results into docs/service-benchmarks.md (between its service-load markers): only
 # on an idle machine. Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -e 2 -n 50
 # -i 100) check that it works. Efficiency = a mode's good requests per second / the mean of the engine's calls per
 # second right before and right after it (same cores): the host's speed drifts over minutes, and this keeps it out.
@@ -88,9 +88,9 @@ if command -v h2load >/dev/null; then
 else
   echo "h2load not found (apt-get install nghttp2-client): its rows are skipped" >&2
 fi
-h2run() { # h2run MODE SECONDS WARMUP_SECONDS
+h2run() { # h2run MODE SECONDS WARMUP_SECONDS (on measure's client core when it has one)
   local u=$rest; [[ $1 == grpc ]] && u=$grpc
-  python3 bench/h2load-run.py --mode $1 --url $u --bodies "$out/bodies" --server-pid $server_pid --clients "$clients" \
+  "${on_client[@]}" python3 bench/h2load-run.py --mode $1 --url $u --bodies "$out/bodies" --server-pid $server_pid --clients "$clients" \
     --seconds "$2" --warmup-seconds "$3" --binary-header-bytes "${header_bytes:-0}"
 }
 tag() { # tag ROUND PYTHON: the JSON line on stdin with its round set and PYTHON (statements on d) run
@@ -154,7 +154,7 @@ if (( $(nproc) >= 2 )) && command -v taskset >/dev/null; then
   split_calls=$(( $(nproc) - 1 )) client_core=$(( $(nproc) - 1 ))
   server_cores=0-$(( split_calls - 1 ))
   cleanup; start_server $split_calls $server_cores
-  measure split $split_calls "grpc binary json" "" $server_cores $client_core
+  measure split $split_calls "grpc binary json" "$h2modes" $server_cores $client_core
 fi
 load1=$(cut -d' ' -f1 /proc/loadavg)
 
