@@ -17,10 +17,11 @@
 #
 # -W: before round 1 every mode runs once, untimed, for WARM_SECONDS (default 8; docs/service-benchmarks.md's run used
 # 40): the server's JIT is still compiling (tier 1, PGO) long after it is ready, and that CPU would otherwise be
-# charged to the first rounds. A fresh server on one core takes about a minute of load to settle. -w writes the results into docs/service-benchmarks.md (between its service-load markers): only
-# on an idle machine. Without -w the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -e 2 -n 50
-# -i 100) check that it works. Efficiency = a mode's good requests per second / the mean of the engine's calls per
-# second right before and right after it (same cores): the host's speed drifts over minutes, and this keeps it out.
+# charged to the first rounds (a fresh server on one core takes about a minute of load to settle). -w writes the
+# results into docs/service-benchmarks.md (between its service-load markers): only on an idle machine. Without -w
+# the markdown goes to stdout (and $out/report.md). Shorter runs (-s 3 -e 2 -n 50 -i 100) check that it works.
+# Efficiency = a mode's good requests per second / the mean of the engine's calls per second right before and right
+# after it (same cores): the host's speed drifts over minutes, and this keeps it out.
 set -euo pipefail
 seconds=20 engine_seconds=10 clients=8 rounds=2 bad_count=1000 idle_sequences=1000 write_docs=0 warm_seconds=8
 while getopts "s:e:c:r:n:i:W:w" opt; do
@@ -33,7 +34,7 @@ while getopts "s:e:c:r:n:i:W:w" opt; do
     i) idle_sequences=$OPTARG ;;
     W) warm_seconds=$OPTARG ;;
     w) write_docs=1 ;;
-    *) sed -n 2,23p "$0" >&2; exit 2 ;;
+    *) sed -n 2,24p "$0" >&2; exit 2 ;;
   esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
