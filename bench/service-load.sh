@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The server's load test (issue 21, item 8) on one machine, about 20 minutes (2 rounds, -W 8), 40 for the docs' run (-r 4 -W 40):
+# The server's load test (issue 21, item 8) on one machine: ~20 minutes (2 rounds, -W 8), ~40 with the docs' -r 4 -W 40:
 #   builds Release; writes config a (random model E287 H256 NH8 L4 C64 F1024); starts the real server (the contract
 #   command line, on the built apphost so that its PID is the server's); then per round each mode (OIP REST JSON,
 #   REST binary, gRPC, sequences over gRPC and REST; gRPC and REST binary again from h2load when it is installed:
