@@ -116,4 +116,26 @@ public sealed class GrpcTests
         var good = await client.ModelInferAsync(Request(new float[4 * E], [1, 4, E]));
         Assert.That(good.RawOutputContents[0].Length, Is.EqualTo(H * 4), "the server still serves good requests");
     }
+
+    [TestCase("ModelInfer", "3A050102", "ModelInferRequest message: a field claims 5 bytes")]          // raw_input_contents cut short
+    [TestCase("ModelInfer", "0AFFFFFFFF0F", "ModelInferRequest message: a field claims 4294967295 bytes")]
+    [TestCase("ModelInfer", "0B", "ModelInferRequest message: the message ends inside group 1")]
+    [TestCase("ModelInfer", "2A020000", "ModelInferRequest message: Protocol message contained an invalid tag")] // protobuf's own refusal,
+    [TestCase("ModelInfer", "3A01012A020000", "ModelInferRequest message: Protocol message contained an invalid tag")] // also beside raw contents
+    [TestCase("ModelMetadata", "0A05", "ModelMetadataRequest message:")]
+    [TestCase("ServerLive", "FFFFFFFFFFFFFFFFFFFFFF", "ServerLiveRequest message:")]
+    public async Task BytesThatAreNotTheRequestMessageGetInvalidArgument(string method, string hex, string message)
+    {
+        using var factory = Start();
+        var client = await GrpcClient(factory);
+        // A client that sends bytes as they are: the generated one cannot send a malformed message.
+        var bytes = Marshallers.Create((byte[] b) => b, b => b);
+        var call = new Method<byte[], byte[]>(MethodType.Unary, "inference.GRPCInferenceService", method, bytes, bytes);
+        using var channel = global::Grpc.Net.Client.GrpcChannel.ForAddress(factory.Server.BaseAddress, new global::Grpc.Net.Client.GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
+        var ex = await Throws(async () => await channel.CreateCallInvoker().AsyncUnaryCall(call, null, new CallOptions(), Convert.FromHexString(hex)));
+        Assert.That(ex.StatusCode, Is.EqualTo(StatusCode.InvalidArgument), ex.Status.Detail);
+        Assert.That(ex.Status.Detail, Does.Contain("is not a valid inference." + message.Split(' ')[0]).And.Contain(message));
+        var good = await client.ModelInferAsync(Request(new float[4 * E], [1, 4, E]));
+        Assert.That(good.RawOutputContents[0].Length, Is.EqualTo(H * 4), "the server still serves good requests");
+    }
 }

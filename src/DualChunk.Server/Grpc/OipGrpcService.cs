@@ -13,10 +13,16 @@ namespace DualChunk.Server.Grpc;
 /// <summary>
 /// <c>inference.GRPCInferenceService</c>, the Open Inference Protocol over gRPC, on the same pipeline as REST:
 /// inputs in <c>contents.fp32_contents</c> / <c>fp64_contents</c> or <c>raw_input_contents</c>, the output in
-/// <c>raw_output_contents</c> (as Triton answers); errors are status codes with REST's messages.
+/// <c>raw_output_contents</c> (as Triton answers); errors are status codes with REST's messages. ModelInfer's request
+/// is read by <see cref="ModelInferRequestMarshaller"/> (<see cref="BindService"/>).
 /// </summary>
+[BindServiceMethod(typeof(OipGrpcService), nameof(BindService))]
 internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelProvider pool, ShutdownDrainState drain) : GRPCInferenceService.GRPCInferenceServiceBase
 {
+    /// <summary>What <c>MapGrpcService</c> calls (found by the attribute): the generated binding through <see cref="OipServiceBinder"/>.</summary>
+    public static void BindService(ServiceBinderBase binder, GRPCInferenceService.GRPCInferenceServiceBase? service)
+        => GRPCInferenceService.BindService(new OipServiceBinder(binder), service);
+
     public override Task<ServerLiveResponse> ServerLive(ServerLiveRequest request, ServerCallContext context)
         => Task.FromResult(new ServerLiveResponse { Live = true });
 
@@ -75,6 +81,7 @@ internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelP
             using var admitted = pipeline.Admit();
             using var target = pipeline.Resolve(request.ModelName, request.ModelVersion);
             using var decoded = Decode(request, target.Limits);
+            ModelInferRequestMarshaller.ReturnRawContents(request); // copied into decoded: back to the pool before the wait
             using var result = await pipeline.InferAsync(target, decoded, ct);
             var response = new ModelInferResponse { ModelName = result.ModelName, ModelVersion = result.ModelVersion, Id = request.Id };
             var output = new ModelInferResponse.Types.InferOutputTensor { Name = "output", Datatype = TensorData.Fp32 };
@@ -87,6 +94,10 @@ internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelP
         catch (InferenceException ex)
         {
             throw ToRpc(ex);
+        }
+        finally
+        {
+            ModelInferRequestMarshaller.ReturnRawContents(request); // Decode copied them into the pipeline's input
         }
     }
 
