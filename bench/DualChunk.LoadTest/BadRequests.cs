@@ -94,6 +94,9 @@ internal static class BadRequests
                 return r;
             });
             G("message-over-size-limit", () => t.GrpcRequest(ByteString.CopyFrom(new byte[maxBodyBytes + 16])));
+            // Not a ModelInferRequest: the good message cut inside its raw_input_contents.
+            var cut = new SerializedRequest(t.GrpcMessage()[..^100], null);
+            list.Add(("grpc:not-protobuf", (_, ct) => t.GrpcInfer(cut, ct)));
         }
 
         // /v1/predict (kept from the sample service): JSON and .npy.
