@@ -7,7 +7,8 @@ namespace DualChunk.Server.Tests;
 
 /// <summary>
 /// The CI smoke's gRPC part (.ci/run "service smoke"): a client generated from the server's proto against the real
-/// server process at <c>DUALCHUNK_SMOKE_GRPC</c> (e.g. http://127.0.0.1:8001). Skipped when that is not set.
+/// server process at <c>DUALCHUNK_SMOKE_GRPC</c> (e.g. http://127.0.0.1:8001), the JIT build or the NativeAOT one
+/// (.ci/server-aot-check). Skipped when that is not set.
 /// </summary>
 [TestFixture]
 [Category("Smoke")]
@@ -54,5 +55,13 @@ public sealed class SmokeTests
             await client.ModelInferAsync(r, deadline: deadline);
         });
         Assert.That(ended.Status.Detail, Does.Contain("ended by a request with sequence_end"));
+
+        // Bytes that are not a ModelInferRequest (raw_input_contents cut short), sent as they are.
+        var bytes = Marshallers.Create((byte[] b) => b, b => b);
+        var infer = new Method<byte[], byte[]>(MethodType.Unary, "inference.GRPCInferenceService", "ModelInfer", bytes, bytes);
+        var garbled = await GrpcTests.Throws(async () =>
+            await channel.CreateCallInvoker().AsyncUnaryCall(infer, null, new CallOptions(deadline: deadline), [0x3A, 0x05, 1, 2]));
+        Assert.That(garbled.StatusCode, Is.EqualTo(StatusCode.InvalidArgument), garbled.Status.Detail);
+        Assert.That(garbled.Status.Detail, Does.Contain("not a valid inference.ModelInferRequest message"));
     }
 }
