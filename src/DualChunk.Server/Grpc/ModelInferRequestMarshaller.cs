@@ -18,7 +18,7 @@ internal static class ModelInferRequestMarshaller
     private const uint RawInputContentsTag = 7 << 3 | WireLengthDelimited;
     private const int RecursionLimit = 100; // protobuf's default
 
-    public static readonly Marshaller<ModelInferRequest> Instance = Marshallers.Create(Serialize, Deserialize);
+    public static readonly Marshaller<ModelInferRequest> Instance = OipServiceBinder.Refusing(Marshallers.Create(Serialize, Deserialize));
 
     private static void Serialize(ModelInferRequest message, SerializationContext context)
     {
@@ -34,7 +34,7 @@ internal static class ModelInferRequestMarshaller
         try
         {
             if (!HasRawContents(payload))
-                return OipServiceBinder.Parse(ModelInferRequest.Parser, payload);
+                return ModelInferRequest.Parser.ParseFrom(payload);
             using var rest = new ArrayPoolBufferWriter<byte>();
             var reader = new SequenceReader<byte>(payload);
             while (!reader.End)
@@ -55,17 +55,12 @@ internal static class ModelInferRequestMarshaller
                 field.CopyTo(rest.GetSpan((int)field.Length));
                 rest.Advance((int)field.Length);
             }
-            var message = OipServiceBinder.Parse(ModelInferRequest.Parser, new ReadOnlySequence<byte>(rest.WrittenMemory));
+            var message = ModelInferRequest.Parser.ParseFrom(rest.WrittenSpan);
             foreach (var bytes in raw)
                 message.RawInputContents.Add(UnsafeByteOperations.UnsafeWrap(bytes.Memory));
             return message;
         }
-        catch (MalformedMessage ex)
-        {
-            foreach (var bytes in raw) ((IDisposable)bytes).Dispose();
-            throw OipServiceBinder.NotProtobuf(nameof(ModelInferRequest), ex.Message);
-        }
-        catch
+        catch // a malformed message: InvalidDataException here or protobuf's own, INVALID_ARGUMENT by Refusing
         {
             foreach (var bytes in raw) ((IDisposable)bytes).Dispose();
             throw;
@@ -105,34 +100,34 @@ internal static class ModelInferRequestMarshaller
             case WireLengthDelimited: Skip(ref reader, ReadLength(ref reader)); break;
             case WireStartGroup:
                 // An unknown group: protobuf skips it whole, up to its end tag (nested groups within its recursion limit).
-                if (depth >= RecursionLimit) throw new MalformedMessage($"groups nested deeper than {RecursionLimit} at byte {reader.Consumed}.");
+                if (depth >= RecursionLimit) throw new InvalidDataException($"groups nested deeper than {RecursionLimit} at byte {reader.Consumed}.");
                 while (true)
                 {
-                    if (reader.End) throw new MalformedMessage($"the message ends inside group {tag >> 3}.");
+                    if (reader.End) throw new InvalidDataException($"the message ends inside group {tag >> 3}.");
                     uint inner = ReadTag(ref reader);
                     if ((inner & 7) == WireEndGroup)
                     {
-                        if (inner >> 3 != tag >> 3) throw new MalformedMessage($"group {tag >> 3} is closed by the end tag of {inner >> 3} at byte {reader.Consumed}.");
+                        if (inner >> 3 != tag >> 3) throw new InvalidDataException($"group {tag >> 3} is closed by the end tag of {inner >> 3} at byte {reader.Consumed}.");
                         break;
                     }
                     SkipValue(ref reader, inner, depth + 1);
                 }
                 break;
             case WireFixed32: Skip(ref reader, 4); break;
-            default: throw new MalformedMessage($"tag {tag} has wire type {tag & 7} at byte {reader.Consumed}.");
+            default: throw new InvalidDataException($"tag {tag} has wire type {tag & 7} at byte {reader.Consumed}.");
         }
     }
 
     private static void Skip(ref SequenceReader<byte> reader, int count)
     {
-        if (reader.Remaining < count) throw new MalformedMessage($"a field needs {count} bytes at byte {reader.Consumed}, {reader.Remaining} are left.");
+        if (reader.Remaining < count) throw new InvalidDataException($"a field needs {count} bytes at byte {reader.Consumed}, {reader.Remaining} are left.");
         reader.Advance(count);
     }
 
     private static uint ReadTag(ref SequenceReader<byte> reader)
     {
         uint tag = (uint)ReadVarint(ref reader);
-        if (tag >> 3 == 0) throw new MalformedMessage($"field number 0 at byte {reader.Consumed}.");
+        if (tag >> 3 == 0) throw new InvalidDataException($"field number 0 at byte {reader.Consumed}.");
         return tag;
     }
 
@@ -140,7 +135,7 @@ internal static class ModelInferRequestMarshaller
     {
         int length = (int)(uint)ReadVarint(ref reader);
         if (length < 0 || length > reader.Remaining)
-            throw new MalformedMessage($"a field claims {(uint)length} bytes at byte {reader.Consumed}, {reader.Remaining} are left.");
+            throw new InvalidDataException($"a field claims {(uint)length} bytes at byte {reader.Consumed}, {reader.Remaining} are left.");
         return length;
     }
 
@@ -149,26 +144,23 @@ internal static class ModelInferRequestMarshaller
         ulong value = 0;
         for (int shift = 0; shift < 70; shift += 7)
         {
-            if (!reader.TryRead(out byte b)) throw new MalformedMessage($"the message ends inside a varint at byte {reader.Consumed}.");
+            if (!reader.TryRead(out byte b)) throw new InvalidDataException($"the message ends inside a varint at byte {reader.Consumed}.");
             if (shift < 64) value |= (ulong)(b & 0x7F) << shift;
             if (b < 0x80) return value;
         }
-        throw new MalformedMessage($"a varint longer than 10 bytes ends at byte {reader.Consumed}.");
+        throw new InvalidDataException($"a varint longer than 10 bytes ends at byte {reader.Consumed}.");
     }
-
-    private sealed class MalformedMessage(string message) : Exception(message);
 
     /// <summary>A pooled array exposed as exactly <c>length</c> bytes; returned to the pool once, unreadable after.</summary>
     private sealed class PooledBytes(int length) : MemoryManager<byte>
     {
         private byte[]? _array = ArrayPool<byte>.Shared.Rent(length);
 
-        public override Span<byte> GetSpan()
-            => new(_array ?? throw new ObjectDisposedException(nameof(ModelInferRequest), "raw_input_contents was read after it was returned to the pool."), 0, length);
+        public override Span<byte> GetSpan() => new(Live, 0, length);
 
-        public override MemoryHandle Pin(int elementIndex = 0) => GetSpan().Length >= elementIndex
-            ? _array.AsMemory(elementIndex, length - elementIndex).Pin()
-            : throw new ArgumentOutOfRangeException(nameof(elementIndex));
+        public override MemoryHandle Pin(int elementIndex = 0) => Live.AsMemory(elementIndex, length - elementIndex).Pin();
+
+        private byte[] Live => _array ?? throw new ObjectDisposedException(nameof(ModelInferRequest), "raw_input_contents was read after it was returned to the pool.");
 
         public override void Unpin() { }
 

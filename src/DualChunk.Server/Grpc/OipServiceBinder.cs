@@ -1,4 +1,3 @@
-using System.Buffers;
 using Google.Protobuf;
 using global::Grpc.Core;
 
@@ -15,7 +14,7 @@ internal sealed class OipServiceBinder(ServiceBinderBase inner) : ServiceBinderB
     public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, UnaryServerMethod<TRequest, TResponse>? handler)
     {
         var requests = method is Method<ModelInferRequest, ModelInferResponse>
-            ? (Marshaller<TRequest>)(object)ModelInferRequestMarshaller.Instance
+            ? (Marshaller<TRequest>)(object)ModelInferRequestMarshaller.Instance // refusing already
             : Refusing(method.RequestMarshaller);
         inner.AddMethod(new Method<TRequest, TResponse>(method.Type, method.ServiceName, method.Name, requests, method.ResponseMarshaller), handler);
     }
@@ -30,23 +29,11 @@ internal sealed class OipServiceBinder(ServiceBinderBase inner) : ServiceBinderB
     public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler)
         => inner.AddMethod(method, handler);
 
-    /// <summary><paramref name="parser"/>'s message from <paramref name="payload"/>, or INVALID_ARGUMENT saying why not.</summary>
-    public static T Parse<T>(MessageParser<T> parser, in ReadOnlySequence<byte> payload) where T : IMessage<T>
-    {
-        try
-        {
-            return parser.ParseFrom(payload);
-        }
-        catch (InvalidProtocolBufferException ex)
-        {
-            throw NotProtobuf(typeof(T).Name, ex.Message);
-        }
-    }
-
-    public static RpcException NotProtobuf(string messageName, string why) => new(new Status(StatusCode.InvalidArgument,
-        $"The request is not a valid inference.{messageName} message: {why} Send the message the service's .proto describes."));
-
-    private static Marshaller<T> Refusing<T>(Marshaller<T> generated)
+    /// <summary>
+    /// <paramref name="generated"/> with its deserializer's refusals (protobuf's, or <see cref="InvalidDataException"/>
+    /// from a marshaller of this project's) turned into INVALID_ARGUMENT naming what is wrong.
+    /// </summary>
+    public static Marshaller<T> Refusing<T>(Marshaller<T> generated)
     {
         var deserialize = generated.ContextualDeserializer;
         return Marshallers.Create(generated.ContextualSerializer, context =>
@@ -55,9 +42,10 @@ internal sealed class OipServiceBinder(ServiceBinderBase inner) : ServiceBinderB
             {
                 return deserialize(context);
             }
-            catch (InvalidProtocolBufferException ex)
+            catch (Exception ex) when (ex is InvalidProtocolBufferException or InvalidDataException)
             {
-                throw NotProtobuf(typeof(T).Name, ex.Message);
+                throw new RpcException(new Status(StatusCode.InvalidArgument,
+                    $"The request is not a valid inference.{typeof(T).Name} message: {ex.Message} Send the message the service's .proto describes."));
             }
         });
     }
