@@ -47,6 +47,13 @@ public sealed class GrpcTests
         }
     }
 
+    /// <summary>A unary method of the service that sends bytes as they are: the generated client cannot send a malformed message.</summary>
+    internal static Method<byte[], byte[]> RawMethod(string name)
+    {
+        var bytes = Marshallers.Create((byte[] b) => b, b => b);
+        return new Method<byte[], byte[]>(MethodType.Unary, "inference.GRPCInferenceService", name, bytes, bytes);
+    }
+
     internal static async Task<RpcException> Throws(Func<Task> call)
     {
         try
@@ -128,9 +135,7 @@ public sealed class GrpcTests
     {
         using var factory = Start();
         var client = await GrpcClient(factory);
-        // A client that sends bytes as they are: the generated one cannot send a malformed message.
-        var bytes = Marshallers.Create((byte[] b) => b, b => b);
-        var call = new Method<byte[], byte[]>(MethodType.Unary, "inference.GRPCInferenceService", method, bytes, bytes);
+        var call = RawMethod(method);
         using var channel = global::Grpc.Net.Client.GrpcChannel.ForAddress(factory.Server.BaseAddress, new global::Grpc.Net.Client.GrpcChannelOptions { HttpHandler = factory.Server.CreateHandler() });
         var ex = await Throws(async () => await channel.CreateCallInvoker().AsyncUnaryCall(call, null, new CallOptions(), Convert.FromHexString(hex)));
         Assert.That(ex.StatusCode, Is.EqualTo(StatusCode.InvalidArgument), ex.Status.Detail);

@@ -6,7 +6,7 @@ using static DualChunk.Server.Tests.ServerHarness;
 namespace DualChunk.Server.Tests;
 
 /// <summary>
-/// The CI smoke's gRPC part (.ci/run "service smoke"): a client generated from the server's proto against the real
+/// The CI smoke's gRPC part (.ci/service-smoke): a client generated from the server's proto against the real
 /// server process at <c>DUALCHUNK_SMOKE_GRPC</c> (e.g. http://127.0.0.1:8001), the JIT build or the NativeAOT one
 /// (.ci/server-aot-check). Skipped when that is not set.
 /// </summary>
@@ -57,10 +57,8 @@ public sealed class SmokeTests
         Assert.That(ended.Status.Detail, Does.Contain("ended by a request with sequence_end"));
 
         // Bytes that are not a ModelInferRequest (raw_input_contents cut short), sent as they are.
-        var bytes = Marshallers.Create((byte[] b) => b, b => b);
-        var infer = new Method<byte[], byte[]>(MethodType.Unary, "inference.GRPCInferenceService", "ModelInfer", bytes, bytes);
         var garbled = await GrpcTests.Throws(async () =>
-            await channel.CreateCallInvoker().AsyncUnaryCall(infer, null, new CallOptions(deadline: deadline), [0x3A, 0x05, 1, 2]));
+            await channel.CreateCallInvoker().AsyncUnaryCall(GrpcTests.RawMethod("ModelInfer"), null, new CallOptions(deadline: deadline), [0x3A, 0x05, 1, 2]));
         Assert.That(garbled.StatusCode, Is.EqualTo(StatusCode.InvalidArgument), garbled.Status.Detail);
         Assert.That(garbled.Status.Detail, Does.Contain("not a valid inference.ModelInferRequest message"));
     }

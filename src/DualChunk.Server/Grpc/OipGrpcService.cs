@@ -97,7 +97,7 @@ internal sealed class OipGrpcService(InferencePipeline pipeline, DualChunkModelP
         }
         finally
         {
-            ModelInferRequestMarshaller.ReturnRawContents(request); // Decode copied them into the pipeline's input
+            ModelInferRequestMarshaller.ReturnRawContents(request); // when a refusal came before the return above (a second does nothing)
         }
     }
 
